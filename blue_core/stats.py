@@ -1,0 +1,139 @@
+"""Group-comparison statistics for the app and the API.
+
+One function, :func:`compare_groups`: for every column of a samples x features table
+(cell-type proportions, or the genes of one cell type's GEP), test whether the values
+differ between groups of samples (e.g. type 2 diabetes vs normal, or subtypes).
+
+- two groups: two-sided Mann-Whitney U test (rank-based, no normality assumed);
+- three or more groups: Kruskal-Wallis H test;
+- Benjamini-Hochberg FDR over the tested features.
+
+Rank tests suit proportions and CPM values, which are bounded and skewed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _sps
+
+from .exceptions import BlueInputError
+
+__all__ = ["compare_groups", "benjamini_hochberg"]
+
+logger = logging.getLogger(__name__)
+
+
+def benjamini_hochberg(p: np.ndarray | pd.Series) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (FDR).
+
+    Parameters
+    ----------
+    p
+        Raw p-values, shape (n,). NaN entries stay NaN and are not counted.
+
+    Returns
+    -------
+    ndarray
+        Adjusted p-values, shape (n,), in [0, 1], monotone in the raw p-values.
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = _sps.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def compare_groups(
+    frame: pd.DataFrame,
+    groups: pd.Series,
+    *,
+    min_group_size: int = 2,
+) -> pd.DataFrame:
+    """Test each column of ``frame`` for a difference between sample groups.
+
+    Parameters
+    ----------
+    frame
+        Samples x features (e.g. cell-type proportions, or one cell type's GEP in CPM).
+        The index holds sample IDs.
+    groups
+        Group label per sample, indexed by sample ID. Samples missing from either
+        input, or with a missing label, are left out.
+    min_group_size
+        Smallest number of samples a group must have to be tested.
+
+    Returns
+    -------
+    DataFrame
+        One row per feature (index = feature name), sorted by p-value, with columns
+        ``test`` ("Mann-Whitney U" or "Kruskal-Wallis H"), ``statistic``, ``p``, ``fdr``
+        (Benjamini-Hochberg over all features), ``n`` (samples used) and one
+        ``median <group>`` column per group (groups in sorted order). For two groups
+        ``difference <b> - <a>`` = median of the second group minus median of the first.
+
+    Raises
+    ------
+    BlueInputError
+        Fewer than two groups, a group smaller than ``min_group_size``, or no sample
+        shared between ``frame`` and ``groups``.
+    """
+    if not isinstance(frame, pd.DataFrame) or frame.shape[1] == 0:
+        raise BlueInputError("compare_groups needs a samples x features table with at least one column.")
+    labels = pd.Series(groups).dropna()
+    shared = frame.index.intersection(labels.index)
+    if len(shared) == 0:
+        raise BlueInputError(
+            "No sample ID is shared between the values and the group labels. "
+            "Check that the clinical table's first column holds the same sample IDs as the bulk data."
+        )
+    labels = labels.loc[shared].astype(str)
+    values = frame.loc[shared].apply(pd.to_numeric, errors="coerce")
+    counts = labels.value_counts()
+    names: list[Hashable] = sorted(counts.index)
+    if len(names) < 2:
+        raise BlueInputError(
+            f"Only one group ({names[0] if names else 'none'!s}) among the matched samples; "
+            "a comparison needs at least two groups. Pick another grouping column."
+        )
+    small = [f"{g} (n={counts[g]})" for g in names if counts[g] < min_group_size]
+    if small:
+        raise BlueInputError(
+            f"Groups too small to test: {', '.join(small)}. Each group needs at least "
+            f"{min_group_size} samples; merge small groups or pick another grouping column."
+        )
+    test = "Mann-Whitney U" if len(names) == 2 else "Kruskal-Wallis H"
+    rows = []
+    for feature in values.columns:
+        column = values[feature]
+        samples = [column[labels == g].dropna().to_numpy() for g in names]
+        stat, p = _test(samples, two_groups=len(names) == 2)
+        row: dict[str, object] = {"test": test, "statistic": stat, "p": p, "n": int(sum(len(s) for s in samples))}
+        for g, s in zip(names, samples):
+            row[f"median {g}"] = float(np.median(s)) if len(s) else np.nan
+        if len(names) == 2:
+            row[f"difference {names[1]} - {names[0]}"] = row[f"median {names[1]}"] - row[f"median {names[0]}"]
+        rows.append(row)
+    table = pd.DataFrame(rows, index=pd.Index(values.columns, name=frame.columns.name or "feature"))
+    table.insert(3, "fdr", benjamini_hochberg(table["p"].to_numpy()))
+    table = table.sort_values(["p", "statistic"], ascending=[True, False], kind="mergesort")
+    logger.info("compare_groups: %d features, %d groups, %s", len(table), len(names), test)
+    return table
+
+
+def _test(samples: list[np.ndarray], *, two_groups: bool) -> tuple[float, float]:
+    """Run the rank test on per-group value arrays; constant data gives (nan, 1.0)."""
+    if any(len(s) == 0 for s in samples):
+        return float("nan"), float("nan")
+    pooled = np.concatenate(samples)
+    if np.all(pooled == pooled[0]):
+        return float("nan"), 1.0
+    if two_groups:
+        res = _sps.mannwhitneyu(samples[0], samples[1], alternative="two-sided")
+    else:
+        res = _sps.kruskal(*samples)
+    return float(res.statistic), float(res.pvalue)

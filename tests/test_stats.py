@@ -1,0 +1,82 @@
+"""Tests of blue_core.stats.compare_groups on data with a known effect and a null."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from blue_core.exceptions import BlueInputError
+from blue_core.stats import benjamini_hochberg, compare_groups
+
+
+def _frame(shift: float, n: int = 30, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    idx = [f"s{i}" for i in range(2 * n)]
+    groups = pd.Series(["normal"] * n + ["T2D"] * n, index=idx)
+    effect = rng.normal(0, 1, 2 * n) + np.r_[np.zeros(n), np.full(n, shift)]
+    null = rng.normal(0, 1, 2 * n)
+    return pd.DataFrame({"effect": effect, "null": null}, index=idx), groups
+
+
+def test_two_groups_detects_effect_and_not_null() -> None:
+    frame, groups = _frame(shift=2.0)
+    table = compare_groups(frame, groups)
+    assert list(table.index) == ["effect", "null"]  # sorted by p
+    assert (table["test"] == "Mann-Whitney U").all()
+    assert table.loc["effect", "p"] < 1e-6
+    assert table.loc["null", "p"] > 0.05
+    # groups are taken in sorted order ("T2D" < "normal"): difference = median(normal) - median(T2D)
+    expected = frame.loc[groups == "normal", "effect"].median() - frame.loc[groups == "T2D", "effect"].median()
+    assert table.loc["effect", "difference normal - T2D"] == pytest.approx(expected)
+    assert expected < -1
+
+
+def test_matches_scipy_and_bh() -> None:
+    from scipy import stats
+
+    frame, groups = _frame(shift=0.7, seed=3)
+    table = compare_groups(frame, groups)
+    a = frame.loc[groups == "T2D", "effect"]
+    b = frame.loc[groups == "normal", "effect"]
+    assert table.loc["effect", "p"] == pytest.approx(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    p = np.array([0.01, 0.04, 0.03, 0.5])
+    assert np.allclose(benjamini_hochberg(p), [0.04, 0.16 / 3, 0.16 / 3, 0.5])
+    assert np.all(table["fdr"] >= table["p"])
+
+
+def test_three_groups_uses_kruskal_and_aligns_samples() -> None:
+    rng = np.random.default_rng(1)
+    idx = [f"s{i}" for i in range(45)]
+    groups = pd.Series(np.repeat(["1", "2", "3"], 15), index=idx)
+    frame = pd.DataFrame({"x": rng.normal(0, 1, 45) + np.repeat([0, 0, 3], 15)}, index=idx)
+    # shuffled order, an extra unlabelled sample and a missing label must be handled
+    frame.loc["extra"] = 0.0
+    groups.iloc[0] = np.nan
+    table = compare_groups(frame.sample(frac=1, random_state=0), groups)
+    assert table.loc["x", "test"] == "Kruskal-Wallis H"
+    assert table.loc["x", "n"] == 44
+    assert table.loc["x", "p"] < 1e-4
+    assert {"median 1", "median 2", "median 3"} <= set(table.columns)
+
+
+def test_constant_feature_is_not_significant() -> None:
+    frame, groups = _frame(shift=1.0)
+    frame["flat"] = 5.0
+    table = compare_groups(frame, groups)
+    assert table.loc["flat", "p"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (["a"] * 6, "Only one group"),
+        (["a"] * 5 + ["b"], "too small"),
+        (None, "No sample ID is shared"),
+    ],
+)
+def test_bad_groups_raise_clear_errors(labels: list[str] | None, match: str) -> None:
+    frame = pd.DataFrame({"x": np.arange(6.0)}, index=[f"s{i}" for i in range(6)])
+    groups = pd.Series(labels or ["a", "b"] * 3, index=frame.index if labels else [f"z{i}" for i in range(6)])
+    with pytest.raises(BlueInputError, match=match):
+        compare_groups(frame, groups)
