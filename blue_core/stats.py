@@ -22,7 +22,7 @@ from scipy import stats as _sps
 
 from .exceptions import BlueInputError
 
-__all__ = ["compare_groups", "benjamini_hochberg"]
+__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "zscore", "top_genes"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +137,79 @@ def _test(samples: list[np.ndarray], *, two_groups: bool) -> tuple[float, float]
     else:
         res = _sps.kruskal(*samples)
     return float(res.statistic), float(res.pvalue)
+
+
+def correlate(
+    frame: pd.DataFrame,
+    covariate: pd.Series,
+    *,
+    method: str = "spearman",
+) -> pd.DataFrame:
+    """Correlate each column of ``frame`` with a numeric per-sample covariate (e.g. HbA1c).
+
+    Parameters
+    ----------
+    frame
+        Samples x features (proportions, or one cell type's GEP). Index = sample IDs.
+    covariate
+        Numeric value per sample, indexed by sample ID; non-numeric or missing values are left out.
+    method
+        ``"spearman"`` (rank) or ``"pearson"``.
+
+    Returns
+    -------
+    DataFrame
+        One row per feature, sorted by p-value: ``method``, ``r``, ``p``, ``fdr``
+        (Benjamini-Hochberg), ``n``.
+
+    Raises
+    ------
+    BlueInputError
+        Fewer than 3 samples with both values, or an unknown method.
+    """
+    if method not in ("spearman", "pearson"):
+        raise BlueInputError(f"method must be 'spearman' or 'pearson', not {method!r}.")
+    values = pd.to_numeric(pd.Series(covariate), errors="coerce").dropna()
+    shared = frame.index.intersection(values.index)
+    if len(shared) < 3:
+        raise BlueInputError(
+            f"Only {len(shared)} samples have both a value and a numeric covariate; a correlation needs at "
+            "least 3. Check the sample IDs of the clinical table and that the column is numeric."
+        )
+    x = values.loc[shared].to_numpy(dtype=float)
+    func = _sps.spearmanr if method == "spearman" else _sps.pearsonr
+    rows = []
+    for feature in frame.columns:
+        y = pd.to_numeric(frame.loc[shared, feature], errors="coerce").to_numpy(dtype=float)
+        ok = ~np.isnan(y)
+        if ok.sum() < 3 or np.all(y[ok] == y[ok][0]):
+            r, p = float("nan"), float("nan")
+        else:
+            res = func(x[ok], y[ok])
+            r, p = float(res.statistic), float(res.pvalue)
+        rows.append({"method": method, "r": r, "p": p, "n": int(ok.sum())})
+    table = pd.DataFrame(rows, index=pd.Index(frame.columns, name=frame.columns.name or "feature"))
+    table.insert(3, "fdr", benjamini_hochberg(table["p"].to_numpy()))
+    return table.sort_values("p", kind="mergesort", na_position="last")
+
+
+def zscore(frame: pd.DataFrame, *, axis: int = 0) -> pd.DataFrame:
+    """Standardize ``frame`` to mean 0, SD 1 along ``axis`` (0: each column across rows).
+
+    Constant rows/columns become 0 rather than NaN, so a heatmap stays drawable.
+    """
+    mean = frame.mean(axis=axis)
+    sd = frame.std(axis=axis, ddof=0).replace(0, np.nan)
+    out = frame.sub(mean, axis=1 - axis).div(sd, axis=1 - axis)
+    return out.fillna(0.0)
+
+
+def top_genes(frame: pd.DataFrame, *, n: int = 30, by: str = "variance") -> list[str]:
+    """Names of the ``n`` columns of a samples x genes table with the largest variance or mean.
+
+    Variance is computed on log1p(values) so that a few very high genes do not dominate.
+    """
+    if by not in ("variance", "mean"):
+        raise BlueInputError(f"by must be 'variance' or 'mean', not {by!r}.")
+    score = np.log1p(frame.clip(lower=0)).var(axis=0) if by == "variance" else frame.mean(axis=0)
+    return [str(g) for g in score.sort_values(ascending=False, kind="mergesort").index[:n]]

@@ -80,3 +80,29 @@ def test_bad_groups_raise_clear_errors(labels: list[str] | None, match: str) -> 
     groups = pd.Series(labels or ["a", "b"] * 3, index=frame.index if labels else [f"z{i}" for i in range(6)])
     with pytest.raises(BlueInputError, match=match):
         compare_groups(frame, groups)
+
+
+def test_correlate_finds_monotone_relation() -> None:
+    from blue_core.stats import correlate
+
+    rng = np.random.default_rng(2)
+    idx = [f"s{i}" for i in range(40)]
+    hba1c = pd.Series(rng.uniform(4.5, 8, 40), index=idx)
+    frame = pd.DataFrame({"beta": -hba1c + rng.normal(0, 0.3, 40), "noise": rng.normal(0, 1, 40)}, index=idx)
+    table = correlate(frame, hba1c)
+    assert table.index[0] == "beta"
+    assert table.loc["beta", "r"] < -0.8 and table.loc["beta", "p"] < 1e-6
+    assert table.loc["noise", "p"] > 0.01
+    with pytest.raises(BlueInputError, match="at least 3"):
+        correlate(frame.iloc[:2], hba1c)
+
+
+def test_zscore_and_top_genes() -> None:
+    from blue_core.stats import top_genes, zscore
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "flat": [4.0, 4.0, 4.0], "big": [0.0, 100.0, 1000.0]})
+    z = zscore(frame)
+    assert np.allclose(z["a"], [-1.2247449, 0, 1.2247449])
+    assert (z["flat"] == 0).all()
+    assert top_genes(frame, n=2) == ["big", "a"]
+    assert top_genes(frame, n=1, by="mean") == ["big"]
