@@ -1,0 +1,53 @@
+"""BlueNet shape table and bad-parameter table (MONAI style)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blue_core.module import BlueNet
+
+SHAPES = [
+    # (constructor kwargs, batch, expected proportions shape, expected GEP shape)
+    (dict(n_input_genes=30, n_output_genes=50, n_cell_types=3, signal_length=16, base_channels=4, depth=2), 5,
+     (5, 3), (5, 3, 50)),
+    (dict(n_input_genes=7, n_output_genes=11, n_cell_types=2, signal_length=8, base_channels=2, depth=3), 1,
+     (1, 2), (1, 2, 11)),
+    (dict(n_input_genes=64, n_output_genes=20, n_cell_types=9, hidden=32, n_layers=3, signal_length=32,
+          base_channels=8, depth=1, kernel_size=3), 4, (4, 9), (4, 9, 20)),
+]
+
+
+@pytest.mark.parametrize("kwargs, batch, p_shape, g_shape", SHAPES)
+def test_shapes_and_invariants(kwargs, batch, p_shape, g_shape):
+    torch.manual_seed(0)
+    net = BlueNet(**kwargs).eval()
+    p, g = net(torch.randn(batch, kwargs["n_input_genes"]))
+    assert tuple(p.shape) == p_shape and tuple(g.shape) == g_shape
+    assert (p >= 0).all() and torch.allclose(p.sum(1), torch.ones(batch))
+    assert (g >= 0).all()
+
+
+BAD = [
+    (dict(n_input_genes=0, n_output_genes=5, n_cell_types=3), "n_input_genes must be an integer >= 1"),
+    (dict(n_input_genes=5, n_output_genes=5, n_cell_types=1), "n_cell_types must be an integer >= 2"),
+    (dict(n_input_genes=5, n_output_genes=5, n_cell_types=3, signal_length=20, depth=3), "multiple of 2\\*\\*depth"),
+    (dict(n_input_genes=5, n_output_genes=5, n_cell_types=3, kernel_size=4), "kernel_size must be odd"),
+    (dict(n_input_genes=5, n_output_genes=5, n_cell_types=3, depth=0), "depth must be an integer >= 1"),
+    (dict(n_input_genes=5, n_output_genes=5, n_cell_types=3, dropout=1.0), "dropout"),
+    (dict(n_input_genes=5.0, n_output_genes=5, n_cell_types=3), "n_input_genes must be an integer"),
+]
+
+
+@pytest.mark.parametrize("kwargs, match", BAD)
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BlueNet(**kwargs)
+
+
+def test_gradients_reach_both_branches():
+    net = BlueNet(10, 12, 3, signal_length=16, base_channels=2, depth=2)
+    p, g = net(torch.randn(4, 10))
+    (p[:, 0].sum() + g.sum()).backward()
+    assert net.proportion_mlp[1].weight.grad.abs().sum() > 0
+    assert net.projection[1].weight.grad.abs().sum() > 0
