@@ -1,0 +1,773 @@
+"""View helpers for the Streamlit app: session state, cached loaders and figure builders.
+
+No science lives here: every number shown by the app comes from a ``blue_core`` call
+(``read_bulk``, ``deconvolve``, ``compare_groups``, ``SubtypeClustering``, ...). This module
+only keeps per-user state, caches results by the *content hash* of their inputs, turns
+tables into plotly figures and offers downloads.
+
+Streamlit is imported lazily so that ``import blue_core`` never needs it.
+
+State (one helper, :func:`init_state`): every page calls it first. A user's data lives only
+in that user's ``st.session_state``; the caches are keyed on content hashes, so a session
+only ever gets back a result computed from byte-identical input.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import BlueInputError, BlueModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import anndata as ad
+    import plotly.graph_objects as go
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "init_state",
+    "reset_results",
+    "content_hash",
+    "TRAINED_PREFIX",
+]
+
+#: Session-state keys of models trained in this session start with this prefix.
+TRAINED_PREFIX = "trained:"
+
+#: Default of every session-state key the app uses. Factories, so that no mutable
+#: object is ever shared between sessions.
+_STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
+    "model_name": lambda: None,  # pretrained name, or TRAINED_PREFIX + name
+    "trained_models": dict,  # name -> BlueModel, trained on the Train page in this session
+    "bulk_source": lambda: None,  # "upload" | "demo"
+    "bulk_bytes": lambda: None,  # raw bytes of the uploaded bulk file
+    "bulk_filename": lambda: None,
+    "bulk_label": lambda: None,  # what the user sees: file name or demo title
+    "demo_name": lambda: None,  # name of the loaded demo cohort
+    "clinical": lambda: None,  # DataFrame, index = sample
+    "clinical_label": lambda: None,
+    "truth": lambda: None,  # DataFrame of measured proportions (demo with flow truth)
+    "result": lambda: None,  # Deconvolution of the current bulk with the current model
+    "result_key": lambda: None,  # (bulk key, model key) the result was computed from
+    "subtypes": lambda: None,  # fitted SubtypeClustering
+    "subtypes_key": lambda: None,
+    "validation": lambda: None,  # dict: cross-cohort validation outputs
+}
+
+#: Clinical columns guessed as survival time / event, in order of preference.
+TIME_COLUMNS = ("os_days", "os_months", "os_time", "time", "efs_days", "os_months_cbioportal")
+EVENT_COLUMNS = ("os_event", "os_status", "event", "status", "efs_event", "os_status_cbioportal")
+
+
+def _st() -> Any:
+    import streamlit as st
+
+    return st
+
+
+def _lazy_cache(kind: str, **options: Any) -> Callable[[Callable], Callable]:
+    """Like ``st.cache_data(**options)`` / ``st.cache_resource``, applied at the first call.
+
+    Keeps ``import blue_core.ui`` free of a Streamlit import; the wrapped function is
+    Streamlit's process-wide cache, keyed on the (hashable) arguments, never per-module data.
+    """
+
+    def decorate(func: Callable) -> Callable:
+        wrapped: Callable | None = None
+
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wrapped
+            if wrapped is None:
+                wrapped = getattr(_st(), kind)(**options)(func)
+            return wrapped(*args, **kwargs)
+
+        return call
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------
+# state
+# --------------------------------------------------------------------------------------
+def init_state() -> None:
+    """Create every session-state key the app uses (only where missing)."""
+    st = _st()
+    for key, factory in _STATE_DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = factory()
+
+
+def reset_results() -> None:
+    """Forget results computed from the previous data or model (call when either changes)."""
+    st = _st()
+    for key in ("result", "result_key", "subtypes", "subtypes_key", "validation"):
+        st.session_state[key] = None
+
+
+def content_hash(data: bytes | str) -> str:
+    """SHA-256 hex digest of bytes (or of a UTF-8 string): the cache key of an input."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def frame_hash(frame: pd.DataFrame | None) -> str:
+    """Content hash of a DataFrame (values, index and columns)."""
+    if frame is None:
+        return "none"
+    values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    return content_hash(values + "|".join(map(str, frame.columns)).encode())
+
+
+# --------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------
+def pretrained_models() -> pd.DataFrame:
+    """Table of pretrained models (``blue_core.list_models``); empty when none is installed."""
+    from .store import list_models
+
+    return list_models()
+
+
+@_lazy_cache("cache_resource", show_spinner="Loading model ...", max_entries=8)
+def load_pretrained(name: str) -> Any:
+    """A pretrained model by name, loaded once per server process (read-only, eval mode)."""
+    from .model import load_model
+
+    model = load_model(name)
+    network = getattr(model, "network", None)
+    if network is not None and hasattr(network, "eval"):
+        network.eval()
+    return model
+
+
+def model_options() -> list[str]:
+    """Keys the model picker offers: pretrained names, then this session's trained models."""
+    st = _st()
+    names: list[str] = []
+    try:
+        table = pretrained_models()
+        names = [str(n) for n in table["name"]] if len(table) else []
+    except ImportError:  # model store not installed
+        names = []
+    names += [TRAINED_PREFIX + n for n in st.session_state.get("trained_models", {})]
+    return names
+
+
+def model_label(key: str) -> str:
+    """Human label of a model key."""
+    if key.startswith(TRAINED_PREFIX):
+        return f"{key[len(TRAINED_PREFIX):]} (trained in this session)"
+    return key
+
+
+def get_model(key: str | None) -> Any | None:
+    """The model behind a picker key: a session-trained model or a cached pretrained one."""
+    if not key:
+        return None
+    st = _st()
+    if key.startswith(TRAINED_PREFIX):
+        return st.session_state["trained_models"].get(key[len(TRAINED_PREFIX):])
+    return load_pretrained(key)
+
+
+def model_key(model: Any) -> str:
+    """Identity of a model for caching: its name plus the sha256 of its weights from the card."""
+    card = getattr(model, "card", {}) or {}
+    digest = card.get("weights_sha256") or ""
+    network = getattr(model, "network", None)
+    if not digest and network is not None:  # a model trained in this session, not saved yet
+        hasher = hashlib.sha256()
+        for name, tensor in sorted(network.state_dict().items()):
+            hasher.update(name.encode())
+            hasher.update(tensor.detach().cpu().numpy().tobytes())
+        digest = hasher.hexdigest()
+    return f"{getattr(model, 'name', 'model')}:{digest}"
+
+
+def current_model() -> Any | None:
+    """The model picked on the Data & model page (None when none is picked or it cannot load)."""
+    st = _st()
+    try:
+        return get_model(st.session_state.get("model_name"))
+    except (BlueModelError, FileNotFoundError, ImportError):
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# data loading
+# --------------------------------------------------------------------------------------
+@_lazy_cache("cache_data", show_spinner="Reading the bulk file ...", max_entries=16, ttl=3600)
+def _read_bulk_bytes(data_hash: str, filename: str, genes_key: str, _data: bytes, _genes: Sequence[str] | None):
+    """Parse uploaded bytes with ``read_bulk``; returns (AnnData, warning messages)."""
+    from .io import read_bulk
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bulk = read_bulk(io.BytesIO(_data), genes=list(_genes) if _genes is not None else None, filename=filename)
+    messages = _warning_messages(caught, bulk)
+    return bulk, messages
+
+
+def _warning_messages(caught: list, bulk: Any) -> list[str]:
+    """Unique warning texts: those raised while reading plus those in the input report."""
+    messages: list[str] = []
+    for w in caught:
+        text = str(w.message)
+        if text not in messages:
+            messages.append(text)
+    report = getattr(bulk, "uns", {}).get("blue_input", {}) or {}
+    for text in report.get("warnings", []) or []:
+        if str(text) not in messages:
+            messages.append(str(text))
+    return messages
+
+
+def read_bulk_upload(data: bytes, filename: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
+    """Read an uploaded bulk file (cached on its content and the model's genes).
+
+    Raises
+    ------
+    BlueInputError
+        The file cannot be used; the message names the problem and the fix.
+    """
+    genes_key = content_hash("\n".join(genes)) if genes is not None else "none"
+    return _read_bulk_bytes(content_hash(data), filename, genes_key, data, genes)
+
+
+@_lazy_cache("cache_data", show_spinner="Loading the demo cohort ...", max_entries=8)
+def load_sample(name: str) -> Any:
+    """A bundled demo cohort (``blue_core.datasets.load_sample``), cached (a copy per caller)."""
+    from .datasets import load_sample as _load
+
+    return _load(name)
+
+
+def demo_cohorts() -> pd.DataFrame:
+    """Table of bundled demo cohorts (``blue_core.datasets.list_samples``); empty if none."""
+    try:
+        from .datasets import list_samples
+    except ImportError:
+        return pd.DataFrame(columns=["name", "title"])
+    table = list_samples()
+    return table if isinstance(table, pd.DataFrame) else pd.DataFrame({"name": list(table)})
+
+
+def read_demo_bulk(name: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
+    """The demo cohort's bulk read with the model's genes, so the report counts matched genes."""
+    from .datasets import sample_path
+
+    path = Path(sample_path(name))
+    data = (path / "bulk.csv.gz").read_bytes()
+    return read_bulk_upload(data, "bulk.csv.gz", genes)
+
+
+def read_clinical_table(data: bytes, filename: str) -> pd.DataFrame:
+    """Read an uploaded clinical table (CSV/TSV/TXT, .gz, or XLSX): first column = sample ID.
+
+    Raises
+    ------
+    BlueInputError
+        Unreadable file, fewer than one data column, or duplicated sample IDs.
+    """
+    name = filename.lower()
+    try:
+        if name.endswith((".xlsx", ".xls")):
+            table = pd.read_excel(io.BytesIO(data), index_col=0)
+        else:
+            compression = "gzip" if name.endswith(".gz") else None
+            sep = "\t" if name.removesuffix(".gz").endswith((".tsv", ".txt")) else ","
+            table = pd.read_csv(io.BytesIO(data), sep=sep, index_col=0, compression=compression)
+    except Exception as err:  # noqa: BLE001 - any parser failure becomes a user message
+        raise BlueInputError(
+            f"Could not read the clinical table {filename!r} ({type(err).__name__}: {err}). "
+            "Upload a CSV, TSV or XLSX file with one row per sample and the sample ID in the first column."
+        ) from err
+    if table.shape[1] == 0 or table.shape[0] == 0:
+        raise BlueInputError(
+            f"The clinical table {filename!r} has no data columns. Put the sample ID in the first column and "
+            "clinical variables (e.g. os_days, os_event, HbA1c) in the following columns."
+        )
+    table.index = table.index.astype(str)
+    table.index.name = "sample"
+    dup = table.index[table.index.duplicated()].unique()
+    if len(dup):
+        raise BlueInputError(
+            f"The clinical table has duplicated sample IDs ({', '.join(map(str, dup[:5]))}). "
+            "Keep one row per sample."
+        )
+    return table
+
+
+# --------------------------------------------------------------------------------------
+# deconvolution
+# --------------------------------------------------------------------------------------
+@_lazy_cache("cache_data", show_spinner=False, max_entries=16, ttl=3600)
+def _deconvolve_cached(bulk_key: str, model_key_: str, _bulk: Any, _model: Any) -> Any:
+    """``blue_core.deconvolve`` with a progress bar; the cache key is the two content keys."""
+    from .inference import deconvolve
+
+    st = _st()
+    bar = st.progress(0.0, text="Deconvolving ...")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Deconvolving ...")
+
+    result = deconvolve(_bulk, _model, progress=progress)
+    bar.progress(1.0, text="Deconvolution finished")
+    return result
+
+
+def run_deconvolution(bulk: Any, bulk_key: str, model: Any) -> Any:
+    """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key and the model's key)."""
+    return _deconvolve_cached(bulk_key, model_key(model), bulk, model)
+
+
+def current_result() -> Any | None:
+    """The Deconvolution of the loaded data with the picked model, or None."""
+    return _st().session_state.get("result")
+
+
+def require_result() -> Any:
+    """The current Deconvolution; otherwise shows the guard message and stops the page."""
+    st = _st()
+    result = current_result()
+    if result is None:
+        st.info("Load a cohort first: on **Data & model**, load a demo cohort or upload bulk data, then run the deconvolution.")
+        st.stop()
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# messages and downloads
+# --------------------------------------------------------------------------------------
+def show_error(err: BaseException) -> None:
+    """Show a user error as a clear message (never a traceback)."""
+    st = _st()
+    st.error(str(err), icon=":material/error:")
+
+
+def csv_download(frame: pd.DataFrame, filename: str, *, label: str = "Download data (CSV)", key: str | None = None) -> None:
+    """A download button for ``frame`` as CSV (index included)."""
+    st = _st()
+    st.download_button(
+        label,
+        frame.to_csv().encode("utf-8"),
+        file_name=filename,
+        mime="text/csv",
+        key=key or f"csv_{filename}",
+        icon=":material/download:",
+    )
+
+
+def anndata_bytes(adata: Any) -> bytes:
+    """Bytes of an ``.h5ad`` file holding ``adata`` (for a download button)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "expression.h5ad"
+        adata.write_h5ad(path)
+        return path.read_bytes()
+
+
+def model_zip_bytes(model: Any) -> bytes:
+    """A zip of the model's files (``model.safetensors`` + ``model.json``) written by ``save_model``."""
+    from .model import save_model
+
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / str(getattr(model, "name", "model"))
+        save_model(model, directory)
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(directory.rglob("*")):
+                if file.is_file():
+                    archive.write(file, arcname=f"{directory.name}/{file.relative_to(directory)}")
+    return buffer.getvalue()
+
+
+def plot(fig: "go.Figure", *, data: pd.DataFrame | None = None, name: str, key: str | None = None) -> None:
+    """Show a plotly figure (its toolbar saves a PNG) and a CSV download of the data behind it."""
+    st = _st()
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    st.plotly_chart(fig, use_container_width=True, config=config, key=key or f"fig_{name}")
+    if data is not None:
+        csv_download(data, f"{name}.csv", label="Download chart data (CSV)", key=f"csv_{key or name}")
+
+
+# --------------------------------------------------------------------------------------
+# figures (tables in, plotly figures out; no computation beyond ordering and reshaping)
+# --------------------------------------------------------------------------------------
+def _palette(names: Sequence[str]) -> dict[str, str]:
+    import plotly.express as px
+
+    colors = px.colors.qualitative.Safe + px.colors.qualitative.Pastel + px.colors.qualitative.Dark24
+    return {str(n): colors[i % len(colors)] for i, n in enumerate(names)}
+
+
+def sample_order(proportions: pd.DataFrame, *, sort_by: str | None = None, groups: pd.Series | None = None) -> list[str]:
+    """Order of samples for a bar chart: by group (if any), then by ``sort_by`` descending."""
+    frame = proportions.copy()
+    keys: list[str] = []
+    ascending: list[bool] = []
+    if groups is not None:
+        frame["__group"] = groups.reindex(frame.index).astype(str).to_numpy()
+        keys.append("__group")
+        ascending.append(True)
+    if sort_by and sort_by in proportions.columns:
+        keys.append(sort_by)
+        ascending.append(False)
+    if keys:
+        frame = frame.sort_values(keys, ascending=ascending, kind="mergesort")
+    return [str(s) for s in frame.index]
+
+
+def stacked_bar(proportions: pd.DataFrame, *, order: Sequence[str] | None = None, groups: pd.Series | None = None,
+                title: str = "Cell-type proportions per sample") -> "go.Figure":
+    """Stacked bar chart: one bar per sample, one colour per cell type (fractions sum to 1)."""
+    import plotly.graph_objects as go
+
+    order = list(order) if order is not None else [str(s) for s in proportions.index]
+    frame = proportions.copy()
+    frame.index = frame.index.astype(str)
+    frame = frame.loc[order]
+    colors = _palette(frame.columns)
+    x: Any = order
+    if groups is not None:
+        g = groups.reindex(frame.index).astype(str).fillna("NA")
+        x = [g.to_numpy().tolist(), order]
+    fig = go.Figure()
+    for cell_type in frame.columns:
+        fig.add_bar(name=str(cell_type), x=x, y=frame[cell_type].to_numpy(), marker_color=colors[str(cell_type)],
+                    hovertemplate="%{x}<br>" + str(cell_type) + ": %{y:.3f}<extra></extra>")
+    fig.update_layout(barmode="stack", title=title, yaxis_title="fraction of cells", xaxis_title="sample",
+                      yaxis_range=[0, 1], legend_title_text="cell type", margin=dict(t=50, b=40),
+                      height=460, bargap=0.1)
+    if len(order) > 60:
+        fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+def group_box(frame: pd.DataFrame, groups: pd.Series, *, value_name: str = "fraction",
+              title: str = "") -> "go.Figure":
+    """Box plots with every sample as a point: one box per (feature, group)."""
+    import plotly.express as px
+
+    data = frame.copy()
+    data.index = data.index.astype(str)
+    data["group"] = groups.reindex(data.index).astype(str)
+    data = data[groups.reindex(data.index).notna().to_numpy()]
+    long = data.reset_index(names="sample").melt(id_vars=["sample", "group"], var_name="feature", value_name=value_name)
+    fig = px.box(long, x="feature", y=value_name, color="group", points="all", hover_data=["sample"], title=title)
+    fig.update_layout(xaxis_title="", legend_title_text="group", height=430, margin=dict(t=50, b=40))
+    return fig
+
+
+def scatter_vs(frame: pd.DataFrame, covariate: pd.Series, *, covariate_name: str, value_name: str = "fraction",
+               title: str = "") -> "go.Figure":
+    """One panel per feature: value against a numeric clinical covariate, a point per sample."""
+    import plotly.express as px
+
+    data = frame.copy()
+    data.index = data.index.astype(str)
+    data[covariate_name] = pd.to_numeric(covariate.reindex(data.index), errors="coerce")
+    data = data.dropna(subset=[covariate_name])
+    long = data.reset_index(names="sample").melt(id_vars=["sample", covariate_name], var_name="feature",
+                                                 value_name=value_name)
+    ncol = min(4, max(1, frame.shape[1]))
+    fig = px.scatter(long, x=covariate_name, y=value_name, facet_col="feature", facet_col_wrap=ncol,
+                     hover_data=["sample"], title=title)
+    fig.update_yaxes(matches=None, showticklabels=True)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    rows = int(np.ceil(frame.shape[1] / ncol))
+    fig.update_layout(height=max(300, 240 * rows), margin=dict(t=60, b=40))
+    return fig
+
+
+def fit_bar(fit: pd.DataFrame) -> "go.Figure":
+    """Per-sample fit score (``fit_r``); poorly explained samples drawn in red."""
+    import plotly.graph_objects as go
+
+    frame = fit.copy()
+    frame.index = frame.index.astype(str)
+    poor = frame["poorly_explained"].astype(bool) if "poorly_explained" in frame else pd.Series(False, frame.index)
+    fig = go.Figure()
+    for flag, color, label in ((False, "#4c78a8", "well explained"), (True, "#d62728", "poorly explained")):
+        part = frame[poor == flag]
+        if len(part):
+            fig.add_bar(x=part.index.tolist(), y=part["fit_r"].to_numpy(), name=label, marker_color=color,
+                        hovertemplate="%{x}<br>fit r: %{y:.3f}<extra></extra>")
+    fig.update_layout(title="How well the model explains each sample (fit r: reconstruction vs input)",
+                      yaxis_title="fit r", xaxis_title="sample", height=340, margin=dict(t=50, b=40),
+                      xaxis={"categoryorder": "array", "categoryarray": frame.index.tolist()})
+    if len(frame) > 60:
+        fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+def truth_vs_prediction(predicted: pd.DataFrame, truth: pd.DataFrame, *, title: str) -> "go.Figure":
+    """Measured (x) vs predicted (y) proportions, one colour per cell type, with the identity line."""
+    import plotly.graph_objects as go
+
+    shared = [c for c in predicted.columns if c in truth.columns]
+    samples = predicted.index.astype(str).intersection(truth.index.astype(str))
+    colors = _palette(shared)
+    fig = go.Figure()
+    for cell_type in shared:
+        fig.add_scatter(x=truth.loc[samples, cell_type].to_numpy(), y=predicted.loc[samples, cell_type].to_numpy(),
+                        mode="markers", name=str(cell_type), text=list(samples), marker=dict(size=9, color=colors[cell_type]),
+                        hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra>" + str(cell_type) + "</extra>")
+    top = float(np.nanmax([truth.loc[samples, shared].to_numpy().max(), predicted.loc[samples, shared].to_numpy().max(), 0.05]))
+    fig.add_scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dash", color="grey"), name="y = x",
+                    hoverinfo="skip")
+    fig.update_layout(title=title, xaxis_title="measured (flow cytometry)", yaxis_title="predicted by BLUE",
+                      height=460, margin=dict(t=50, b=40))
+    return fig
+
+
+def heatmap(frame: pd.DataFrame, *, title: str, colorbar: str, diverging: bool = False,
+            x_title: str = "", y_title: str = "") -> "go.Figure":
+    """Heatmap of a table (rows drawn top to bottom in the given order)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Heatmap(
+        z=frame.to_numpy(dtype=float), x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
+        colorscale="RdBu_r" if diverging else "Viridis", zmid=0 if diverging else None,
+        colorbar=dict(title=colorbar),
+        hovertemplate="%{y} / %{x}: %{z:.3g}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
+                      height=max(360, min(1400, 18 * frame.shape[0] + 160)), margin=dict(t=50, b=40))
+    fig.update_yaxes(autorange="reversed")
+    if frame.shape[1] > 80:
+        fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+def bar_table(frame: pd.DataFrame, *, x: str, y: str, color: str | None = None, title: str,
+              orientation: str = "h") -> "go.Figure":
+    """Horizontal bar chart of a results table (e.g. enrichment scores, hazard ratios)."""
+    import plotly.express as px
+
+    data = frame.reset_index()
+    fig = px.bar(data, x=x, y=y, color=color, orientation=orientation, title=title,
+                 color_continuous_scale="Viridis_r" if color else None)
+    fig.update_layout(height=max(320, 22 * len(data) + 140), margin=dict(t=50, b=40))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def guess_column(columns: Sequence[str], candidates: Sequence[str]) -> str | None:
+    """First column whose lower-cased name is in ``candidates`` (for default selections)."""
+    lower = {str(c).lower(): str(c) for c in columns}
+    for name in candidates:
+        if name in lower:
+            return lower[name]
+    return None
+
+
+def categorical_columns(clinical: pd.DataFrame | None, *, max_levels: int = 8) -> list[str]:
+    """Clinical columns usable as groups: 2..max_levels distinct values."""
+    if clinical is None:
+        return []
+    return [str(c) for c in clinical.columns if 2 <= clinical[c].nunique(dropna=True) <= max_levels]
+
+
+def numeric_columns(clinical: pd.DataFrame | None, *, min_levels: int = 9) -> list[str]:
+    """Numeric clinical columns with many distinct values (usable as a covariate)."""
+    if clinical is None:
+        return []
+    out = []
+    for c in clinical.columns:
+        values = pd.to_numeric(clinical[c], errors="coerce")
+        if values.notna().sum() >= 3 and values.nunique() >= min_levels:
+            out.append(str(c))
+    return out
+
+
+def sidebar_status() -> None:
+    """A short summary, in the sidebar, of what is loaded (data, model, result)."""
+    st = _st()
+    state = st.session_state
+    with st.sidebar:
+        st.caption("Current session")
+        st.markdown(
+            f"**Data:** {state.get('bulk_label') or '—'}  \n"
+            f"**Model:** {model_label(state['model_name']) if state.get('model_name') else '—'}  \n"
+            f"**Clinical:** {state.get('clinical_label') or '—'}  \n"
+            f"**Result:** {'ready' if state.get('result') is not None else '—'}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Data & model page: callbacks (state changes happen here) and views
+# --------------------------------------------------------------------------------------
+def on_model_change() -> None:
+    """Model picker callback: remember the choice and drop results of the previous model."""
+    st = _st()
+    st.session_state["model_name"] = st.session_state.get("model_picker")
+    reset_results()
+
+
+def on_bulk_upload() -> None:
+    """Bulk uploader callback: keep the file's bytes in this session and forget old results."""
+    st = _st()
+    upload = st.session_state.get("bulk_upload")
+    state = st.session_state
+    if upload is None:
+        if state.get("bulk_source") == "upload":
+            state["bulk_source"] = state["bulk_bytes"] = state["bulk_filename"] = state["bulk_label"] = None
+        return
+    if state.get("demo_name"):  # the demo's clinical data and truth do not belong to the new file
+        state["clinical"] = state["clinical_label"] = state["truth"] = None
+    state["bulk_source"] = "upload"
+    state["bulk_bytes"] = upload.getvalue()
+    state["bulk_filename"] = upload.name
+    state["bulk_label"] = upload.name
+    state["demo_name"] = None
+    state["auto_run"] = False
+    reset_results()
+
+
+def on_clinical_upload() -> None:
+    """Clinical uploader callback: parse the table (errors are kept and shown by the page)."""
+    st = _st()
+    state = st.session_state
+    upload = state.get("clinical_upload")
+    state["clinical_error"] = None
+    if upload is None:
+        return
+    try:
+        state["clinical"] = read_clinical_table(upload.getvalue(), upload.name)
+        state["clinical_label"] = upload.name
+    except BlueInputError as err:
+        state["clinical_error"] = str(err)
+    state["subtypes"] = state["subtypes_key"] = state["validation"] = None
+
+
+def load_demo(name: str) -> None:
+    """Demo button callback: load a bundled cohort (bulk, clinical, truth), pick its model, run."""
+    st = _st()
+    state = st.session_state
+    cohort = load_sample(name)
+    state["bulk_source"] = "demo"
+    state["demo_name"] = name
+    state["bulk_bytes"] = state["bulk_filename"] = None
+    state["bulk_label"] = f"demo: {getattr(cohort, 'title', None) or name}"
+    state["clinical"] = getattr(cohort, "clinical", None)
+    state["clinical_label"] = f"demo: {name}" if state["clinical"] is not None else None
+    state["truth"] = getattr(cohort, "truth", None)
+    recommended = getattr(cohort, "model", None) or getattr(cohort, "recommended_model", None)
+    if recommended and recommended in model_options():
+        state["model_name"] = recommended
+        state["model_picker"] = recommended
+    state["auto_run"] = True
+    reset_results()
+
+
+def load_current_bulk(model: Any | None) -> tuple[Any | None, list[str], str | None]:
+    """The loaded bulk data read against the model's genes: (AnnData, warnings, content key).
+
+    Returns ``(None, [], None)`` when nothing is loaded.
+
+    Raises
+    ------
+    BlueInputError
+        The data cannot be used (the message says why and how to fix it).
+    """
+    st = _st()
+    state = st.session_state
+    genes = list(model.input_genes) if model is not None else None
+    genes_key = content_hash("\n".join(genes)) if genes is not None else "none"
+    if state.get("bulk_source") == "upload" and state.get("bulk_bytes") is not None:
+        bulk, messages = read_bulk_upload(state["bulk_bytes"], state["bulk_filename"], genes)
+        return bulk, messages, f"{content_hash(state['bulk_bytes'])}:{genes_key}"
+    if state.get("bulk_source") == "demo" and state.get("demo_name"):
+        bulk, messages = read_demo_bulk(state["demo_name"], genes)
+        return bulk, messages, f"demo:{state['demo_name']}:{genes_key}"
+    return None, [], None
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"a.b": scalar} for display."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}." if not isinstance(v, dict) else f"{prefix}{k}."))
+        return {k.rstrip("."): v for k, v in out.items()}
+    if isinstance(value, (list, tuple)) and len(value) > 12:
+        return {prefix: f"{len(value)} items"}
+    return {prefix: value if not isinstance(value, (list, tuple)) else ", ".join(map(str, value))}
+
+
+def card_table(section: Any) -> pd.DataFrame:
+    """A model-card section (nested dict) as a two-column table: item, value."""
+    flat = _flatten(section or {})
+    rows = [(k, (f"{v:.3g}" if isinstance(v, float) else str(v))) for k, v in flat.items() if k]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def show_model_card(model: Any, *, expanded: bool = True) -> None:
+    """The model card: tissue, cell types, genes, training data, validation numbers."""
+    st = _st()
+    card = getattr(model, "card", {}) or {}
+    with st.expander(f"Model card: {getattr(model, 'name', '')}", expanded=expanded):
+        if card.get("description"):
+            st.write(card["description"])
+        cols = st.columns(4)
+        cols[0].metric("Tissue", str(card.get("tissue", "—")))
+        cols[1].metric("Cell types", len(model.cell_types))
+        cols[2].metric("Input genes", f"{len(model.input_genes):,}")
+        cols[3].metric("Output genes (GEPs)", f"{len(model.output_genes):,}")
+        st.markdown("**Cell types:** " + ", ".join(map(str, model.cell_types)))
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Training data**")
+            provenance = card.get("provenance")
+            if provenance:
+                st.dataframe(card_table(provenance), hide_index=True, use_container_width=True)
+            else:
+                st.caption("No provenance recorded in this model's card.")
+        with right:
+            st.markdown("**Validation**")
+            validation = card.get("validation")
+            if validation:
+                st.dataframe(card_table(validation), hide_index=True, use_container_width=True)
+            else:
+                st.caption("No validation numbers recorded in this model's card.")
+
+
+def show_input_report(bulk: Any, messages: Sequence[str]) -> None:
+    """The input report of ``read_bulk``: samples, genes, units, genes matched, every warning."""
+    st = _st()
+    report = bulk.uns.get("blue_input", {}) or {}
+    cols = st.columns(5)
+    cols[0].metric("Samples", f"{report.get('n_samples', bulk.n_obs):,}")
+    cols[1].metric("Genes", f"{report.get('n_genes', bulk.n_vars):,}")
+    cols[2].metric("Units detected", str(report.get("units", "—")))
+    cols[3].metric("Gene IDs", str(report.get("gene_id_type", "—")))
+    if report.get("n_model_genes"):
+        matched, total = report.get("n_model_genes_matched", 0), report["n_model_genes"]
+        cols[4].metric("Model genes found", f"{matched:,} / {total:,}", f"{100 * matched / total:.0f}%",
+                       delta_color="off")
+    else:
+        cols[4].metric("Model genes found", "—")
+    details = {k: report[k] for k in ("source", "orientation", "n_duplicates_summed") if k in report}
+    if details:
+        st.caption(" · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in details.items()))
+    for text in messages:
+        st.warning(text, icon=":material/warning:")
+    missing = report.get("missing_model_genes")
+    if missing:
+        with st.expander(f"{len(missing):,} model genes missing from the data"):
+            st.write(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
