@@ -396,13 +396,18 @@ def model_zip_bytes(model: Any) -> bytes:
     return buffer.getvalue()
 
 
+def sample_profiles(result: Any, sample: str, genes: Sequence[str]) -> pd.DataFrame:
+    """Cell types x genes table of one sample's predicted GEPs (CPM), reshaped from ``result.gep``."""
+    return pd.DataFrame({str(ct): result.gep(ct).loc[sample, list(genes)] for ct in result.cell_types}).T
+
+
 def plot(fig: "go.Figure", *, data: pd.DataFrame | None = None, name: str, key: str | None = None) -> None:
     """Show a plotly figure (its toolbar saves a PNG) and a CSV download of the data behind it."""
     st = _st()
     config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
     st.plotly_chart(fig, use_container_width=True, config=config, key=key or f"fig_{name}")
     if data is not None:
-        csv_download(data, f"{name}.csv", label="Download chart data (CSV)", key=f"csv_{key or name}")
+        csv_download(data, f"{name}.csv", label="Download chart data (CSV)", key=f"chartcsv_{key or name}")
 
 
 # --------------------------------------------------------------------------------------
@@ -771,3 +776,156 @@ def show_input_report(bulk: Any, messages: Sequence[str]) -> None:
     if missing:
         with st.expander(f"{len(missing):,} model genes missing from the data"):
             st.write(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
+
+
+# --------------------------------------------------------------------------------------
+# subtypes, survival, enrichment: cached on the content key of the result they start from
+# --------------------------------------------------------------------------------------
+def result_key() -> str:
+    """Content key of the current result (bulk content + model), for caching what derives from it."""
+    key = _st().session_state.get("result_key")
+    return "|".join(map(str, key)) if key else "none"
+
+
+@_lazy_cache("cache_data", show_spinner="Finding subtypes (consensus clustering) ...", max_entries=16, ttl=3600)
+def _fit_subtypes(key: str, features: str, cell_types: tuple[str, ...], k: int | None, _result: Any) -> Any:
+    from .subtypes import SubtypeClustering
+
+    return SubtypeClustering(k=k, features=features, cell_types=list(cell_types)).fit(_result)
+
+
+def fit_subtypes(result: Any, *, features: str, cell_types: Sequence[str], k: int | None) -> Any:
+    """``SubtypeClustering(k, features, cell_types).fit(result)``, cached per result and settings."""
+    return _fit_subtypes(result_key(), features, tuple(cell_types), k, result)
+
+
+def fit_survival(labels: pd.Series, clinical: pd.DataFrame, *, time_col: str, event_col: str) -> Any:
+    """``SurvivalAnalysis(time_col, event_col).fit(labels, clinical)`` with a unit read from the column name."""
+    from .survival import SurvivalAnalysis
+
+    lower = time_col.lower()
+    unit = "months" if "month" in lower else "years" if "year" in lower else "days"
+    return SurvivalAnalysis(time_col, event_col, time_unit=unit).fit(labels, clinical)
+
+
+def survival_columns(clinical: pd.DataFrame | None) -> tuple[list[str], list[str]]:
+    """Candidate (time columns, event columns) of a clinical table: numeric / two-valued columns."""
+    if clinical is None:
+        return [], []
+    times = [str(c) for c in clinical.columns if pd.to_numeric(clinical[c], errors="coerce").notna().sum() >= 3
+             and clinical[c].nunique() > 2]
+    events = [str(c) for c in clinical.columns if clinical[c].nunique(dropna=True) == 2]
+    return times, events
+
+
+def validate_on_cohort(name: str, model: Any, subtypes: Any, *, time_col: str, event_col: str) -> dict[str, Any]:
+    """Cross-cohort validation: deconvolve demo cohort ``name`` with ``model``, assign its samples to the
+    fitted subtypes (``subtypes.predict``) and fit survival there. Returns labels, survival and notes."""
+    cohort = load_sample(name)
+    bulk, messages = read_demo_bulk(name, list(model.input_genes))
+    other = run_deconvolution(bulk, f"demo:{name}", model)
+    labels = subtypes.predict(other)
+    clinical = getattr(cohort, "clinical", None)
+    if clinical is None:
+        raise BlueInputError(f"The cohort {name!r} has no clinical table, so survival cannot be validated on it.")
+    survival = fit_survival(labels, clinical, time_col=time_col, event_col=event_col)
+    return {"name": name, "title": getattr(cohort, "title", None) or name, "labels": labels, "survival": survival,
+            "messages": messages, "n_features": labels.attrs.get("n_features")}
+
+
+def gene_set_collections() -> pd.DataFrame:
+    """The shipped gene-set collections (``blue_core.enrichment.list_gene_set_collections``)."""
+    from .enrichment import list_gene_set_collections
+
+    return list_gene_set_collections()
+
+
+@_lazy_cache("cache_data", show_spinner="Running gene-set enrichment ...", max_entries=32, ttl=3600)
+def _enrich(key: str, labels_key: str, group: str, cell_type: str, collections: tuple[str, ...], method: str,
+            _result: Any, _labels: pd.Series) -> pd.DataFrame:
+    from .enrichment import enrich
+
+    return enrich(_result, _labels, group=group, cell_type=cell_type, gene_sets=list(collections), method=method)
+
+
+def run_enrichment(result: Any, labels: pd.Series, *, group: str, cell_type: str, collections: Sequence[str],
+                   method: str) -> pd.DataFrame:
+    """``blue_core.enrich`` for one group and cell type, cached per result, labels and settings."""
+    labels_key = content_hash(labels.astype(str).to_csv())
+    return _enrich(result_key(), labels_key, str(group), str(cell_type), tuple(collections), method, result, labels)
+
+
+# --------------------------------------------------------------------------------------
+# Train page
+# --------------------------------------------------------------------------------------
+def on_reference_upload() -> None:
+    """Reference uploader callback: keep the h5ad bytes in this session."""
+    st = _st()
+    state = st.session_state
+    upload = state.get("reference_upload")
+    state["ref_bytes"] = upload.getvalue() if upload is not None else None
+    state["ref_filename"] = upload.name if upload is not None else None
+
+
+@_lazy_cache("cache_data", show_spinner="Reading the reference ...", max_entries=4, ttl=3600)
+def _obs_table(data_hash: str, _data: bytes) -> pd.DataFrame:
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(io.BytesIO(_data))
+    except Exception as err:  # noqa: BLE001 - any reader failure becomes a user message
+        raise BlueInputError(
+            f"Could not read the file as an .h5ad single-cell reference ({type(err).__name__}). "
+            "Upload an AnnData .h5ad file: cells x genes raw counts, with a cell-type column in obs."
+        ) from err
+    return adata.obs.copy()
+
+
+def reference_obs(data: bytes) -> pd.DataFrame:
+    """The ``obs`` table (cell annotations) of an uploaded h5ad, to pick the label columns from."""
+    return _obs_table(content_hash(data), data)
+
+
+@_lazy_cache("cache_data", show_spinner="Checking the reference ...", max_entries=4, ttl=3600)
+def _read_reference(data_hash: str, filename: str, cell_type_key: str, donor_key: str | None, _data: bytes
+                    ) -> tuple[Any, list[str]]:
+    from .io import read_reference
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reference = read_reference(io.BytesIO(_data), cell_type_key=cell_type_key, donor_key=donor_key,
+                                   filename=filename)
+    return reference, _warning_messages(caught, reference)
+
+
+def read_reference_upload(data: bytes, filename: str, *, cell_type_key: str, donor_key: str | None
+                          ) -> tuple[Any, list[str]]:
+    """``read_reference`` on uploaded bytes (cached): (reference AnnData, warning messages)."""
+    return _read_reference(content_hash(data), filename, cell_type_key, donor_key, data)
+
+
+def train_with_progress(reference: Any, **settings: Any) -> Any:
+    """``blue_core.train_model`` with a live progress bar.
+
+    Pressing any button while it runs (the page's Cancel) makes Streamlit stop this script at the
+    next progress update, which ends the training.
+    """
+    from .training import train_model
+
+    st = _st()
+    bar = st.progress(0.0, text="Starting training ...")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Training ...")
+
+    model = train_model(reference, progress=progress, **settings)
+    bar.progress(1.0, text="Training finished")
+    return model
+
+
+def use_trained_model(name: str) -> None:
+    """Callback: make a model trained in this session the current model."""
+    st = _st()
+    st.session_state["model_name"] = TRAINED_PREFIX + name
+    st.session_state["model_picker"] = TRAINED_PREFIX + name
+    reset_results()

@@ -1,0 +1,93 @@
+"""Proportions: cell-type fractions per sample, by clinical group, fit score, flow truth for the demo."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from blue_core import ui
+from blue_core.exceptions import BlueInputError
+from blue_core.stats import compare_groups, correlate
+
+ui.init_state()
+st.title("Cell-type proportions")
+result = ui.require_result()
+props = result.proportions
+clinical = st.session_state.get("clinical")
+truth = st.session_state.get("truth")
+st.caption(f"{props.shape[0]} samples x {props.shape[1]} cell types, model **{result.model_name}**. "
+           "Each bar is one sample; the coloured segments are the fractions of its cells (they sum to 1).")
+
+# stacked bars -----------------------------------------------------------------------------------
+left, right = st.columns(2)
+sort_by = left.selectbox("Sort samples by", ["(input order)", *map(str, props.columns)], key="prop_sort")
+group_cols = ui.categorical_columns(clinical)
+group_by = right.selectbox("Group samples by (clinical column)", ["(none)", *group_cols], key="prop_group",
+                           disabled=not group_cols,
+                           help="Load a demo cohort with clinical data or upload a clinical table to group samples.")
+groups = clinical[group_by] if group_by != "(none)" else None
+order = ui.sample_order(props, sort_by=None if sort_by == "(input order)" else sort_by, groups=groups)
+ui.plot(ui.stacked_bar(props, order=order, groups=groups), data=props.loc[order], name="proportions")
+
+# groups ------------------------------------------------------------------------------------------
+if groups is not None:
+    st.subheader(f"Proportions by {group_by}")
+    ui.plot(ui.group_box(props, groups, title=f"Cell-type fractions by {group_by}"), name=f"proportions_by_{group_by}",
+            data=props.join(groups.rename(group_by), how="left"))
+    try:
+        table = compare_groups(props, groups)
+        st.caption("Per cell type: rank test between groups (Mann-Whitney U for two groups, Kruskal-Wallis H "
+                   "for more) and Benjamini-Hochberg FDR over cell types.")
+        st.dataframe(table, use_container_width=True, key="prop_tests")
+        ui.csv_download(table, f"proportion_tests_{group_by}.csv", key="csv_prop_tests")
+    except BlueInputError as err:
+        ui.show_error(err)
+
+covariates = ui.numeric_columns(clinical)
+if covariates:
+    st.subheader("Proportions against a clinical measurement")
+    covariate = st.selectbox("Clinical measurement", covariates, key="prop_covariate",
+                             index=covariates.index(ui.guess_column(covariates, ("hba1c",)) or covariates[0]))
+    try:
+        table = correlate(props, clinical[covariate], method="spearman")
+        ui.plot(ui.scatter_vs(props, clinical[covariate], covariate_name=covariate,
+                              title=f"Cell-type fraction vs {covariate}"),
+                name=f"proportions_vs_{covariate}", data=props.join(clinical[covariate], how="left"))
+        st.caption("Spearman rank correlation per cell type, Benjamini-Hochberg FDR over cell types.")
+        st.dataframe(table, use_container_width=True, key="prop_corr")
+        ui.csv_download(table, f"proportion_correlation_{covariate}.csv", key="csv_prop_corr")
+    except BlueInputError as err:
+        ui.show_error(err)
+
+# truth (demo with flow cytometry) -------------------------------------------------------------
+if truth is not None:
+    st.subheader("Predicted vs measured (flow cytometry)")
+    shared = [c for c in props.columns if c in truth.columns]
+    if shared:
+        samples = props.index.intersection(truth.index)
+        ui.plot(ui.truth_vs_prediction(props, truth, title="Each point is one donor and cell type"),
+                name="predicted_vs_measured",
+                data=props.loc[samples, shared].add_suffix(" predicted").join(truth.loc[samples, shared].add_suffix(" measured")))
+        side = props.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
+            truth.loc[samples, shared].round(3).add_suffix(" · flow"))
+        side = side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]]
+        st.dataframe(side, use_container_width=True, key="truth_table")
+    else:
+        st.caption("The measured cell types do not share names with this model's cell types.")
+
+# fit -------------------------------------------------------------------------------------------
+st.subheader("How well each sample is explained")
+fit = result.fit
+poor = fit.index[fit["poorly_explained"].astype(bool)]
+ui.plot(ui.fit_bar(fit), data=fit, name="fit_score")
+if len(poor):
+    st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(str, poor[:20]))}. "
+               "Their estimates deserve caution: they may come from another tissue, hold cell types the "
+               "model does not know, or be of low quality.", icon=":material/warning:")
+else:
+    st.caption("Every sample is well explained by the model.")
+
+# table ------------------------------------------------------------------------------------------
+st.subheader("Table")
+table = props.join(fit, how="left")
+st.dataframe(table, use_container_width=True, key="prop_table")
+ui.csv_download(table, "proportions.csv", label="Download proportions (CSV)", key="csv_proportions")

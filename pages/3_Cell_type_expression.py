@@ -1,0 +1,83 @@
+"""Cell-type expression: the predicted expression profile (GEP) of each cell type in each sample."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from blue_core import ui
+from blue_core.exceptions import BlueInputError
+from blue_core.stats import compare_groups, top_genes, zscore
+
+ui.init_state()
+st.title("Cell-type expression")
+result = ui.require_result()
+clinical = st.session_state.get("clinical")
+cell_types = [str(c) for c in result.cell_types]
+genes = [str(g) for g in result.genes]
+st.caption(f"BLUE predicts, for every sample, each cell type's own expression profile (GEP) over "
+           f"{len(genes):,} genes, in counts per million (CPM). Model **{result.model_name}**.")
+
+# genes x samples for one cell type --------------------------------------------------------------
+st.subheader("One cell type across samples")
+c1, c2, c3 = st.columns([1, 1, 1])
+cell_type = c1.selectbox("Cell type", cell_types, key="gep_cell_type")
+preset = c2.selectbox("Genes", ["Most variable (top 30)", "Highest expressed (top 30)", "Pick genes ..."],
+                      key="gep_preset", help="Presets pick genes from this cell type's predicted profiles.")
+scale = c3.radio("Scale", ["z-score per gene", "CPM"], key="gep_scale", horizontal=True,
+                 help="z-score: each gene centred and scaled across samples (compares samples). CPM: predicted level.")
+gep = result.gep(cell_type)
+if preset.startswith("Most variable"):
+    chosen = top_genes(gep, n=30, by="variance")
+elif preset.startswith("Highest"):
+    chosen = top_genes(gep, n=30, by="mean")
+else:
+    chosen = st.multiselect("Search genes", genes, default=top_genes(gep, n=10, by="variance"), key="gep_genes",
+                            placeholder="Type a gene symbol, e.g. INS, CD14, MPO")
+if not chosen:
+    st.info("Pick at least one gene.")
+    st.stop()
+shown = zscore(gep[chosen]) if scale.startswith("z") else gep[chosen]
+ui.plot(ui.heatmap(shown.T, title=f"Predicted {cell_type} expression ({scale})", diverging=scale.startswith("z"),
+                   colorbar="z" if scale.startswith("z") else "CPM", x_title="sample", y_title="gene"),
+        data=gep[chosen], name=f"gep_{cell_type}")
+
+# cell types x genes for one sample --------------------------------------------------------------
+st.subheader("One sample across cell types")
+samples = [str(s) for s in result.proportions.index]
+sample = st.selectbox("Sample", samples, key="gep_sample")
+one = ui.sample_profiles(result, sample, chosen)
+ui.plot(ui.heatmap(one, title=f"Predicted expression in {sample} (CPM)", colorbar="CPM",
+                   x_title="gene", y_title="cell type"), data=one, name=f"sample_{sample}")
+
+# group comparison ------------------------------------------------------------------------------
+group_cols = ui.categorical_columns(clinical)
+st.subheader("Compare groups of samples")
+if not group_cols:
+    st.info("Load a cohort with clinical data (e.g. the pancreas demo) or upload a clinical table to compare groups.")
+else:
+    default = ui.guess_column(group_cols, ("hba1c_class2", "t2d", "status", "condition")) or group_cols[0]
+    g1, g2 = st.columns(2)
+    group_by = g1.selectbox("Group by", group_cols, index=group_cols.index(default), key="gep_group")
+    test_type = g2.selectbox("Cell type", cell_types, index=cell_types.index(cell_type), key="gep_test_cell_type")
+    try:
+        table = compare_groups(result.gep(test_type), clinical[group_by])
+        st.caption(f"Per gene, {test_type} GEP: {table['test'].iloc[0]} test between the {group_by} groups, "
+                   f"Benjamini-Hochberg FDR over {len(table):,} genes. Sorted by p-value.")
+        st.dataframe(table.head(500), use_container_width=True, key="gep_tests")
+        ui.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
+        top = list(table.index[:6])
+        ui.plot(ui.group_box(result.gep(test_type)[top], clinical[group_by], value_name="CPM",
+                             title=f"Top genes of {test_type} by {group_by}"),
+                name=f"gep_top_{test_type}_{group_by}", data=result.gep(test_type)[top])
+    except BlueInputError as err:
+        ui.show_error(err)
+
+# downloads --------------------------------------------------------------------------------------
+st.subheader("Downloads")
+d1, d2 = st.columns(2)
+with d1:
+    ui.csv_download(gep, f"gep_{cell_type}.csv", label=f"{cell_type} GEPs, all genes (CSV)", key="csv_gep_all")
+with d2:
+    st.download_button("All cell types' GEPs + proportions (h5ad)", lambda: ui.anndata_bytes(result.to_anndata()),
+                       file_name="expression.h5ad", mime="application/octet-stream", key="dl_h5ad",
+                       icon=":material/download:")
