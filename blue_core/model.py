@@ -1,0 +1,332 @@
+"""BlueModel: the user-facing model (genes, cell types, preprocessing, network) and its files.
+
+Files of a saved model (a directory):
+
+* ``model.safetensors``: the network weights (safetensors; never pickle);
+* ``model.json``: the model card: ``format_version``, ``name``, ``tissue``, ``description``,
+  ``cell_types``, ``input_genes``, ``output_genes``, ``preprocessing``, ``network`` (BlueNet
+  hyper-parameters), ``training`` (settings), ``provenance`` (training data, given by the caller),
+  ``validation`` (metrics on validation pseudo-bulk), ``training_time_s``, ``blue_version``,
+  ``weights_file`` and ``weights_sha256``.
+
+Preprocessing (identical in training and inference, recorded in ``card['preprocessing']``): the bulk
+over the model's input genes is scaled to counts per million over those genes (library-size
+normalisation; genes missing from the bulk count as absent), ``log1p``, then standardised per sample
+(mean 0, SD 1 across the present input genes; missing genes are set to 0, the sample mean). The
+scale-free last step makes raw counts, CPM and TPM give the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .exceptions import BlueModelError
+from .module import BlueNet
+
+__all__ = ["BlueModel", "save_model", "load_model", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the model file layout; bumped when a saved model can no longer be read as is.
+FORMAT_VERSION = 1
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+
+#: The preprocessing recorded in every model card.
+PREPROCESSING: dict[str, Any] = {
+    "input_units": "linear-scale counts, CPM or TPM (log-scale input is converted back by read_bulk)",
+    "library_size": "CPM over the model's input genes present in the sample",
+    "log1p": True,
+    "standardize": "per sample: (x - mean) / sd over present input genes; missing genes set to 0",
+    "gep_scale": "network GEP output is log1p(CPM over output genes); reported as CPM (expm1)",
+    "gep_loss": "MSE on log1p(CPM) per gene, averaged over samples in which the cell type is present, "
+    "summed over cell types",
+    "proportion_loss": "MSE on cell fractions, times proportion_weight",
+}
+
+
+def preprocess(values: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Turn bulk values over the model's input genes into the network input.
+
+    Parameters
+    ----------
+    values
+        ``(n_samples, G_in)`` non-negative linear-scale expression (counts, CPM or TPM), columns in the
+        model's input-gene order; values of genes missing from the bulk are ignored.
+    present
+        ``(G_in,)`` bool, genes measured in the bulk (default: all).
+
+    Returns
+    -------
+    ndarray
+        ``(n_samples, G_in)`` float32: per-sample standardised log1p(CPM over present input genes).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if present is None:
+        present = np.ones(x.shape[1], dtype=bool)
+    x = np.where(present[None, :], x, 0.0)
+    library = x.sum(axis=1, keepdims=True)
+    x = np.log1p(np.divide(x * 1e6, library, out=np.zeros_like(x), where=library > 0))
+    sub = x[:, present]
+    mean = sub.mean(axis=1, keepdims=True)
+    sd = sub.std(axis=1, keepdims=True)
+    z = np.divide(x - mean, sd, out=np.zeros_like(x), where=sd > 0)
+    z[:, ~present] = 0.0
+    return z.astype(np.float32)
+
+
+class BlueModel:
+    """A trained BLUE model: network plus everything needed to use it on bulk data.
+
+    Parameters
+    ----------
+    name
+        Model name (e.g. ``"pbmc"``).
+    cell_types
+        ``K`` cell-type names, the order of the network's outputs.
+    input_genes
+        ``G_in`` gene symbols the network reads.
+    output_genes
+        ``G_out`` gene symbols of the predicted GEPs.
+    preprocessing
+        Description of the preprocessing (see :data:`PREPROCESSING`).
+    network
+        The trained :class:`~blue_core.module.BlueNet` (put in eval mode).
+    card
+        The model card (see module docstring); ``card['validation']['fit_r_threshold']`` is the fit
+        score under which a sample is flagged as poorly explained.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cell_types: list[str],
+        input_genes: list[str],
+        output_genes: list[str],
+        preprocessing: dict[str, Any],
+        network: BlueNet,
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.cell_types = list(cell_types)
+        self.input_genes = list(input_genes)
+        self.output_genes = list(output_genes)
+        self.preprocessing = dict(preprocessing)
+        self.network = network.eval()
+        self.card = dict(card or {})
+        _check_consistent(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"BlueModel(name={self.name!r}, {len(self.cell_types)} cell types, "
+            f"{len(self.input_genes):,} input genes, {len(self.output_genes):,} output genes)"
+        )
+
+    @property
+    def fit_r_threshold(self) -> float:
+        """Fit score (Pearson r) below which a sample is flagged ``poorly_explained``."""
+        value = self.card.get("validation", {}).get("fit_r_threshold")
+        return float(value) if value is not None and math.isfinite(value) else 0.5
+
+    def predict(self, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Run the network on preprocessed input.
+
+        Parameters
+        ----------
+        x
+            ``(n, G_in)`` float32 output of :func:`preprocess`.
+        batch_size
+            Samples per forward pass.
+
+        Returns
+        -------
+        tuple
+            proportions ``(n, K)`` float32 and GEPs ``(n, K, G_out)`` float32 in CPM.
+        """
+        n = x.shape[0]
+        props = np.empty((n, len(self.cell_types)), dtype=np.float32)
+        geps = np.empty((n, len(self.cell_types), len(self.output_genes)), dtype=np.float32)
+        self.network.eval()
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                p, g = self.network(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])))
+                props[start : start + batch_size] = p.numpy()
+                geps[start : start + batch_size] = torch.expm1(g).numpy()
+        return props, geps
+
+    def deconvolve(self, bulk, **kwargs):  # noqa: ANN001, ANN201 - see inference.deconvolve
+        """Shortcut for :func:`blue_core.inference.deconvolve` ``(bulk, self, **kwargs)``."""
+        from .inference import deconvolve
+
+        return deconvolve(bulk, self, **kwargs)
+
+
+def _check_consistent(model: BlueModel) -> None:
+    config = model.network.config
+    checks = (
+        ("input genes", len(model.input_genes), config["n_input_genes"]),
+        ("output genes", len(model.output_genes), config["n_output_genes"]),
+        ("cell types", len(model.cell_types), config["n_cell_types"]),
+    )
+    for what, listed, expected in checks:
+        if listed != expected:
+            raise BlueModelError(
+                f"model {model.name!r} lists {listed} {what} but its network has {expected}; "
+                "the model files do not belong together — re-save or re-train the model."
+            )
+    for what, names in (("input genes", model.input_genes), ("output genes", model.output_genes),
+                        ("cell types", model.cell_types)):
+        if len(set(names)) != len(names):
+            raise BlueModelError(f"model {model.name!r} has duplicated {what}; the model card is corrupted.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = False) -> Path:
+    """Save a model as ``directory/model.safetensors`` + ``directory/model.json``.
+
+    Parameters
+    ----------
+    model
+        The model to save.
+    directory
+        Target directory (created if needed).
+    overwrite
+        Replace an existing model in ``directory``; refused by default.
+
+    Returns
+    -------
+    Path
+        The directory.
+    """
+    directory = Path(directory)
+    weights, card_path = directory / WEIGHTS_FILE, directory / CARD_FILE
+    if not overwrite and (weights.exists() or card_path.exists()):
+        raise BlueModelError(
+            f"{directory} already holds a model; choose another directory or pass overwrite=True "
+            "(--overwrite on the command line)."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()}
+    save_file(state, str(weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
+    card = dict(model.card)
+    card.update(
+        format_version=FORMAT_VERSION,
+        name=model.name,
+        cell_types=model.cell_types,
+        input_genes=model.input_genes,
+        output_genes=model.output_genes,
+        preprocessing=model.preprocessing,
+        network=model.network.config,
+        blue_version=card.get("blue_version", __version__),
+        weights_file=WEIGHTS_FILE,
+        weights_sha256=_sha256(weights),
+    )
+    card_path.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    model.card = card
+    logger.info("saved model %r to %s (%.1f MB)", model.name, directory, weights.stat().st_size / 1e6)
+    return directory
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def load_model(name_or_directory: str | Path) -> BlueModel:
+    """Load a model by name (``$BLUE_MODELS_DIR``, then the repo's ``pretrained/``) or from a directory.
+
+    The weights are read with ``safetensors`` only (no pickle). Checks: the card is valid JSON of a
+    supported ``format_version``, the weights' sha256 matches the card, and the weight shapes match the
+    card's gene and cell-type lists.
+
+    Raises
+    ------
+    BlueModelError
+        Unknown name, missing or corrupted files, wrong format version or mismatched shapes.
+    """
+    from .store import find_model
+
+    path = Path(name_or_directory)
+    directory = path if path.is_dir() else find_model(str(name_or_directory))
+    card_path, weights = directory / CARD_FILE, directory / WEIGHTS_FILE
+    if not card_path.is_file():
+        raise BlueModelError(f"{directory} has no {CARD_FILE}; a BLUE model directory holds {CARD_FILE} and "
+                             f"{WEIGHTS_FILE} (written by save_model / blue train).")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlueModelError(f"{card_path} is not valid JSON ({err}); restore the file or re-train the model.") from err
+    if not isinstance(card, dict):
+        raise BlueModelError(f"{card_path} is not a model card (expected a JSON object).")
+    version = card.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BlueModelError(
+            f"{card_path} has format_version {version!r}; this BLUE studio ({__version__}) reads format "
+            f"{FORMAT_VERSION}. Re-train the model with this version or use the matching BLUE studio."
+        )
+    missing = [k for k in ("name", "cell_types", "input_genes", "output_genes", "network", "weights_sha256")
+               if k not in card]
+    if missing:
+        raise BlueModelError(f"{card_path} lacks {missing}; the model card is incomplete — re-save the model.")
+    if not weights.is_file():
+        raise BlueModelError(f"{directory} has no {WEIGHTS_FILE}; copy the weights next to {CARD_FILE}.")
+    digest = _sha256(weights)
+    if digest != card["weights_sha256"]:
+        raise BlueModelError(
+            f"{weights} does not match its model card (sha256 {digest[:12]}... != {str(card['weights_sha256'])[:12]}...): "
+            "the file is corrupted or was replaced. Restore it or re-train the model."
+        )
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
+    try:
+        network = BlueNet(**card["network"])
+        network.load_state_dict(state, strict=True)
+    except (TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise BlueModelError(
+            f"the weights in {weights} do not fit the network described in {CARD_FILE} ({first}); "
+            "the files do not belong together — re-train the model."
+        ) from err
+    model = BlueModel(
+        name=card["name"],
+        cell_types=card["cell_types"],
+        input_genes=card["input_genes"],
+        output_genes=card["output_genes"],
+        preprocessing=card.get("preprocessing", PREPROCESSING),
+        network=network,
+        card=card,
+    )
+    logger.info("loaded %r from %s", model, directory)
+    return model

@@ -1,0 +1,349 @@
+"""train_model: simulate pseudo-bulk from a reference and train a BlueNet on it.
+
+Steps: split the reference into training / validation cells (by donor when ``obs['donor']`` has >= 3
+donors), select input and output genes on the training cells, simulate pseudo-bulk from each part
+(validation pseudo-bulks never share cells or donors with training ones), train with Adam on
+``loss = sum_k MSE(GEP_k) + proportion_weight * MSE(proportions)`` with early stopping on the
+validation loss, and keep the best epoch. See :data:`blue_core.model.PREPROCESSING` for the input
+transform and the GEP target scale (log1p CPM over output genes).
+
+A cell type's GEP loss is averaged only over samples in which that type is present: an absent type
+has no profile, and asking the network to output zeros for it would fight the GEP of present types.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import torch
+
+from . import __version__
+from .exceptions import BlueInputError
+from .features import select_input_genes, select_output_genes
+from .model import PREPROCESSING, BlueModel, preprocess
+from .module import BlueNet
+from .simulation import PseudoBulk, _check_reference, cell_types_of, simulate, split_reference
+
+__all__ = ["Loss", "blue_loss", "train_model", "DEFAULT_NETWORK"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+#: Default BlueNet hyper-parameters (chosen with bench/architecture.py).
+DEFAULT_NETWORK: dict[str, Any] = dict(
+    hidden=256, n_layers=2, signal_length=256, base_channels=16, depth=3, kernel_size=5, dropout=0.1
+)
+
+#: Quantile of validation fit scores used as the poorly-explained threshold.
+FIT_QUANTILE = 0.01
+
+
+@dataclass
+class Loss:
+    """BLUE loss and its parts (tensors): ``total = gep + proportion_weight * proportion``."""
+
+    total: torch.Tensor
+    gep: torch.Tensor
+    proportion: torch.Tensor
+
+
+def blue_loss(
+    pred_proportions: torch.Tensor,
+    pred_gep: torch.Tensor,
+    proportions: torch.Tensor,
+    gep: torch.Tensor,
+    *,
+    proportion_weight: float = 100.0,
+) -> Loss:
+    """BLUE loss on a batch.
+
+    Parameters
+    ----------
+    pred_proportions, proportions
+        ``(B, K)`` predicted and true cell fractions.
+    pred_gep, gep
+        ``(B, K, G_out)`` predicted and true GEPs, log1p(CPM).
+    proportion_weight
+        Weight of the proportion MSE (100 in the paper).
+
+    Returns
+    -------
+    Loss
+        ``gep`` = sum over cell types of the per-gene MSE averaged over samples where the type is
+        present; ``proportion`` = MSE over all (sample, type) pairs.
+    """
+    present = (proportions > 0).to(pred_gep.dtype)
+    per_type = ((pred_gep - gep) ** 2).mean(dim=-1)
+    gep_loss = ((per_type * present).sum(0) / present.sum(0).clamp(min=1.0)).sum()
+    proportion_loss = ((pred_proportions - proportions) ** 2).mean()
+    return Loss(gep_loss + proportion_weight * proportion_loss, gep_loss, proportion_loss)
+
+
+def _tensors(pb: PseudoBulk, input_idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(preprocess(pb.bulk[:, input_idx]))
+    p = torch.from_numpy(pb.proportions.to_numpy(dtype=np.float32))
+    g = torch.from_numpy(np.log1p(pb.profiles))
+    return x, p, g
+
+
+def _evaluate(
+    network: BlueNet, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float, batch_size: int
+) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+    network.eval()
+    totals = np.zeros(3)
+    preds_p, preds_g = [], []
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            pp, gg = network(x[sl])
+            loss = blue_loss(pp, gg, p[sl], g[sl], proportion_weight=proportion_weight)
+            w = pp.shape[0]
+            totals += w * np.array([loss.total.item(), loss.gep.item(), loss.proportion.item()])
+            preds_p.append(pp.numpy())
+            preds_g.append(gg.numpy())
+    totals /= x.shape[0]
+    return totals[0], totals[1], totals[2], np.concatenate(preds_p), np.concatenate(preds_g)
+
+
+def _validation_metrics(pb: PseudoBulk, pred_p: np.ndarray, pred_g_log: np.ndarray) -> dict[str, float]:
+    from .inference import fit_scores
+    from .metrics import ccc, pearson
+
+    true_p = pb.proportions.to_numpy()
+    true_g = np.log1p(pb.profiles)
+    present = true_p > 0
+    rs = []
+    for k in range(true_p.shape[1]):
+        per_sample = [pearson(true_g[i, k], pred_g_log[i, k]) for i in np.flatnonzero(present[:, k])[:200]]
+        per_sample = [r for r in per_sample if math.isfinite(r)]
+        if per_sample:
+            rs.append(float(np.median(per_sample)))
+    out_idx = np.array([pb.genes.index(gene) for gene in pb.output_genes])
+    fit = fit_scores(pred_p, np.expm1(pred_g_log), pb.bulk[:, out_idx])
+    fit = fit[np.isfinite(fit)]
+    return dict(
+        proportion_ccc=ccc(true_p, pred_p),
+        proportion_rmse=float(np.sqrt(np.mean((true_p - pred_p) ** 2))),
+        gep_pearson_log1p_median=float(np.median(rs)) if rs else float("nan"),
+        fit_r_median=float(np.median(fit)) if fit.size else float("nan"),
+        fit_r_threshold=float(np.quantile(fit, FIT_QUANTILE)) if fit.size else float("nan"),
+        fit_r_threshold_rule=f"{FIT_QUANTILE:.0%} quantile of the fit score on validation pseudo-bulk",
+        n_validation_samples=int(pb.n_samples),
+    )
+
+
+def train_model(
+    reference: ad.AnnData,
+    *,
+    input_genes: Sequence[str] | None = None,
+    output_genes: Sequence[str] | None = None,
+    input_panel: Sequence[str] | None = None,
+    n_markers: int = 100,
+    n_output_genes: int = 2000,
+    n_samples: int = 8000,
+    n_validation_samples: int | None = None,
+    cells_per_sample: int = 500,
+    simulation: dict[str, Any] | None = None,
+    network: dict[str, Any] | None = None,
+    epochs: int = 40,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    proportion_weight: float = 100.0,
+    patience: int = 5,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    threads: int | None = None,
+    name: str = "blue-model",
+    tissue: str | None = None,
+    description: str = "",
+    provenance: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> BlueModel:
+    """Train a BLUE model on pseudo-bulk simulated from a labelled single-cell reference.
+
+    Parameters
+    ----------
+    reference
+        Cells x genes AnnData, raw counts, ``obs['cell_type']`` (optional ``obs['donor']``).
+    input_genes
+        Genes the network reads; default: :func:`~blue_core.features.select_input_genes` on the
+        training cells (``n_markers`` per cell type, restricted to ``input_panel``).
+    output_genes
+        Genes of the predicted GEPs; default: :func:`~blue_core.features.select_output_genes`
+        (markers + variable genes + the input genes, at most ``n_output_genes``).
+    input_panel
+        Restrict the default input genes to these (the genes a bulk cohort measures).
+    n_markers
+        Markers per cell type for the default input genes.
+    n_output_genes
+        Cap on the default output genes.
+    n_samples
+        Training pseudo-bulks.
+    n_validation_samples
+        Validation pseudo-bulks (default ``max(200, n_samples // 8)``).
+    cells_per_sample
+        Cells per pseudo-bulk.
+    simulation
+        Extra keyword arguments of :func:`~blue_core.simulation.simulate` (``dirichlet_alpha``,
+        ``dominant_fraction``, ``sparse_fraction``, ``gene_noise_sd``, ``sample_noise_sd``,
+        ``noise_batch_size``), used for training and validation pseudo-bulk alike.
+    network
+        BlueNet hyper-parameters overriding :data:`DEFAULT_NETWORK`.
+    epochs, batch_size, lr, weight_decay
+        Adam optimisation settings; the learning rate is halved when the validation loss stalls.
+    proportion_weight
+        Weight of the proportion MSE in the loss (100 in the paper).
+    patience
+        Stop after this many epochs without validation improvement; the best epoch is kept.
+    validation_fraction
+        Fraction of cells (or donors) held out for validation pseudo-bulk.
+    seed
+        Seed for the split, simulation, initialisation and batching (numpy and torch).
+    threads
+        ``torch.set_num_threads`` during training (default: leave torch's setting).
+    name, tissue, description
+        Written to the model card.
+    provenance
+        Training-data provenance (datasets, accessions, citations, recipe), stored in the card.
+    progress
+        Optional callback ``progress(fraction, message)``.
+
+    Returns
+    -------
+    BlueModel
+        The trained model; ``model.card`` holds settings, provenance and validation metrics.
+    """
+    _check_reference(reference)
+    cell_types = cell_types_of(reference)
+    if len(cell_types) < 2:
+        raise BlueInputError(
+            f"the reference has {len(cell_types)} cell type(s); BLUE needs at least 2 labelled cell types."
+        )
+    if not 0 < validation_fraction < 1:
+        raise BlueInputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
+        raise BlueInputError("epochs, batch_size and patience must be >= 1 and lr > 0.")
+    sim_kwargs = dict(simulation or {})
+    bad = set(sim_kwargs) & {"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"}
+    if bad:
+        raise BlueInputError(f"simulation= may not set {sorted(bad)}; these are set by train_model.")
+    net_kwargs = {**DEFAULT_NETWORK, **(network or {})}
+    report = progress or (lambda fraction, message: None)
+    t_start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        train_ref, val_ref, _ = split_reference(
+            reference, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=seed
+        )
+        if val_ref.n_obs == 0 or train_ref.n_obs == 0:
+            raise BlueInputError("the reference is too small to hold out validation cells; add cells.")
+        report(0.01, "selecting genes")
+        if input_genes is None:
+            input_genes = select_input_genes(train_ref, n_per_cell_type=n_markers, panel=input_panel)
+        if output_genes is None:
+            output_genes = select_output_genes(train_ref, max_genes=max(n_output_genes, 1), include=list(input_genes))
+        input_genes, output_genes = list(map(str, input_genes)), list(map(str, output_genes))
+        gene_pos = {g: i for i, g in enumerate(map(str, reference.var_names))}
+        absent = [g for g in input_genes + output_genes if g not in gene_pos]
+        if absent:
+            raise BlueInputError(
+                f"{len(absent)} requested genes are not in the reference (e.g. {absent[:3]}); pick genes among "
+                "reference.var_names."
+            )
+        input_idx = np.array([gene_pos[g] for g in input_genes])
+
+        def sim_progress(lo: float, hi: float) -> Progress:
+            return lambda f, m: report(lo + (hi - lo) * f, m)
+
+        n_val = n_validation_samples or max(200, n_samples // 8)
+        train_pb = simulate(train_ref, n_samples, cells_per_sample=cells_per_sample, output_genes=output_genes,
+                            cell_types=cell_types, seed=seed, progress=sim_progress(0.02, 0.15), **sim_kwargs)
+        val_pb = simulate(val_ref, n_val, cells_per_sample=cells_per_sample, output_genes=output_genes,
+                          cell_types=cell_types, seed=seed + 1, progress=sim_progress(0.15, 0.2), **sim_kwargs)
+        x, p, g = _tensors(train_pb, input_idx)
+        del train_pb
+        vx, vp, vg = _tensors(val_pb, input_idx)
+
+        net = BlueNet(len(input_genes), len(output_genes), len(cell_types), **net_kwargs)
+        optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, patience // 2))
+        generator = torch.Generator().manual_seed(seed)
+        best = (math.inf, 0, copy.deepcopy(net.state_dict()))
+        history: list[dict[str, float]] = []
+        t_train = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            net.train()
+            order = torch.randperm(x.shape[0], generator=generator)
+            running = np.zeros(3)
+            for start in range(0, x.shape[0], batch_size):
+                idx = order[start : start + batch_size]
+                pp, gg = net(x[idx])
+                loss = blue_loss(pp, gg, p[idx], g[idx], proportion_weight=proportion_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.total.backward()
+                optimizer.step()
+                running += idx.numel() * np.array([loss.total.item(), loss.gep.item(), loss.proportion.item()])
+            running /= x.shape[0]
+            v_total, v_gep, v_prop, _, _ = _evaluate(net, vx, vp, vg, proportion_weight, 512)
+            scheduler.step(v_total)
+            history.append(dict(epoch=epoch, train_loss=running[0], val_loss=v_total, val_gep=v_gep,
+                                val_proportion=v_prop, lr=optimizer.param_groups[0]["lr"]))
+            logger.info("epoch %d: train %.4f, validation %.4f (gep %.4f, proportion %.5f)",
+                        epoch, running[0], v_total, v_gep, v_prop)
+            if v_total < best[0] - 1e-6:
+                best = (v_total, epoch, copy.deepcopy(net.state_dict()))
+            report(0.2 + 0.75 * epoch / epochs, f"epoch {epoch}/{epochs}: validation loss {v_total:.4f}")
+            if epoch - best[1] >= patience:
+                logger.info("early stop at epoch %d (best %d)", epoch, best[1])
+                break
+        net.load_state_dict(best[2])
+        train_seconds = time.perf_counter() - t_train
+        _, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512)
+        validation = _validation_metrics(val_pb, pred_p, pred_g)
+        validation.update(best_epoch=best[1], val_loss=float(best[0]))
+        report(0.99, "validated")
+    finally:
+        torch.set_num_threads(previous_threads)
+    total_seconds = time.perf_counter() - t_start
+    card = dict(
+        tissue=tissue,
+        description=description,
+        provenance=provenance or {},
+        reference_summary=dict(
+            n_cells=int(reference.n_obs),
+            n_genes=int(reference.n_vars),
+            cells_per_type={t: int(c) for t, c in reference.obs["cell_type"].astype(str).value_counts().items()},
+            n_donors=int(reference.obs["donor"].nunique()) if "donor" in reference.obs else None,
+            n_training_cells=int(train_ref.n_obs),
+            n_validation_cells=int(val_ref.n_obs),
+        ),
+        training=dict(
+            n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
+            simulation=sim_kwargs, epochs=epochs, epochs_run=len(history), batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, proportion_weight=proportion_weight, patience=patience,
+            validation_fraction=validation_fraction, seed=seed, threads=torch.get_num_threads() if not threads
+            else int(threads), n_markers=n_markers, input_panel_size=len(input_panel) if input_panel else None,
+            history=history,
+        ),
+        validation=validation,
+        training_time_s=round(total_seconds, 1),
+        network_training_time_s=round(train_seconds, 1),
+        blue_version=__version__,
+    )
+    logger.info("trained %r in %.0f s; validation %s", name, total_seconds, validation)
+    report(1.0, "done")
+    return BlueModel(name, cell_types, input_genes, output_genes, dict(PREPROCESSING), net, card)
