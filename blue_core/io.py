@@ -127,6 +127,8 @@ def _decode_text(data: bytes, name: str) -> str:
 # --------------------------------------------------------------------------------------- parsing
 def _sniff_delimiter(text: str, name: str) -> str:
     lines = [ln for ln in text.splitlines()[:50] if ln.strip() and not ln.startswith("#")]
+    if text.startswith("#1.") and len(lines) > 2:  # GCT
+        lines = lines[1:]
     best, best_score = None, 0
     for delim in ("\t", ",", ";", "|"):
         counts = [len(fields) - 1 for fields in csv.reader(lines, delimiter=delim)]
@@ -151,6 +153,8 @@ def _parse_text(text: str, name: str) -> tuple[list[str], pd.DataFrame]:
     """Return (header, body) where body has one column per header field (first = row identifiers)."""
     delim = _sniff_delimiter(text, name)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if text.startswith("#1.") and len(lines) > 1:  # GCT: second line holds the dimensions
+        lines = lines[1:]
     if delim == r"\s+":
         header = lines[0].split()
     else:
@@ -331,7 +335,8 @@ def read_bulk(
             raise BlueInputError(
                 f"{name} has only one column. Check the delimiter (comma or tab) and that samples are columns."
             )
-        row_ids = [str(v).strip() for v in body[0]]
+        header, body = _pick_id_column(header, body, dropped)
+        body, row_ids = _drop_unnamed_rows(body, report_warnings)
         orientation = _orient(header[1:], row_ids, body.shape[0], len(header) - 1)
         if orientation == "genes_x_samples":
             sample_cols, value_cols = [], []
@@ -377,6 +382,14 @@ def read_bulk(
         report_warnings.append(
             f"renamed {mapping.n_alias_mapped} old gene symbols to current ones (e.g. {', '.join(mapping.alias_examples[:3])})"
         )
+    recognised = _genes.gene_like_fraction(symbols[:5000])
+    if recognised < 0.2:
+        msg = (
+            f"{name}: only {recognised:.0%} of the gene identifiers are known human genes (e.g. "
+            f"{', '.join(map(str, gene_ids[:3]))}). Use human gene symbols or Ensembl gene IDs (not probe or Entrez IDs)."
+        )
+        warnings.warn(msg, BlueWarning, stacklevel=2)
+        report_warnings.append(msg)
     if mapping.n_par_y_dropped:
         report_warnings.append(f"dropped {mapping.n_par_y_dropped} PAR-Y duplicate rows (ENSGR / _PAR_Y)")
 
@@ -408,6 +421,32 @@ def read_bulk(
         "read %s: %d samples x %d genes (%s, %s, ids %s)", name, adata.n_obs, adata.n_vars, orientation, units, mapping.id_type
     )
     return adata
+
+
+def _pick_id_column(header: list[str], body: pd.DataFrame, dropped: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """Use a later text column as the gene column when the first one is a bare row index (0, 1, 2, ...)."""
+    first = [str(v).strip() for v in body[0].head(2000)]
+    if _genes.gene_like_fraction(first) >= 0.2 or _genes.gene_like_fraction(header[1:2000]) >= 0.2:
+        return header, body
+    for k in range(1, len(header)):
+        if body[k].dtype == object and _genes.gene_like_fraction([str(v).strip() for v in body[k].head(2000)]) >= 0.5:
+            dropped.append(header[0] or "(row index)")
+            order = [k] + [j for j in range(1, len(header)) if j != k]
+            new_body = body[order]
+            new_body.columns = range(len(order))
+            return [header[j] for j in order], new_body
+    return header, body
+
+
+def _drop_unnamed_rows(body: pd.DataFrame, report_warnings: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Remove rows whose identifier (first column) is empty; return (body, identifiers)."""
+    ids = body[0].astype(str).str.strip()
+    empty = body[0].isna().to_numpy() | (ids == "").to_numpy()
+    if empty.any():
+        report_warnings.append(f"ignored {int(empty.sum())} rows without an identifier in the first column")
+        body = body.loc[~empty].reset_index(drop=True)
+        ids = ids[~empty]
+    return body, list(ids)
 
 
 def _check_unique_samples(samples: Sequence[str], name: str) -> None:
@@ -445,6 +484,8 @@ def _check_model_genes(adata, model_genes, min_fraction, id_type, raw_ids, name,
             "mixed": "a mix of Ensembl IDs and symbols",
         }[id_type]
         examples = ", ".join(list(raw_ids)[:3])
+        if np.mean([str(i).isdigit() for i in raw_ids]) > 0.5:
+            kind = "numeric IDs (Entrez gene IDs?)"
         raise BlueInputError(
             f"{name}: genes look like {kind} (e.g. {examples}); {m:,} of {n:,} model genes matched "
             f"(need at least {min_fraction:.0%}). Use human gene symbols or Ensembl gene IDs, check that this is the "

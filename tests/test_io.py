@@ -290,3 +290,36 @@ def test_reference_errors(tmp_path):
         read_reference(single, cell_type_key="label")
     with pytest.raises(BlueInputError, match="must be an AnnData .h5ad"):
         read_reference(_csv(_counts()), filename="x.csv")
+
+
+# ------------------------------------------------------------------------------- layouts seen in the wild
+def test_r_write_table_header_without_row_name_field():
+    frame = _counts()
+    lines = ["\t".join(frame.columns)] + ["\t".join([g, *map(str, row)]) for g, row in zip(frame.index, frame.to_numpy())]
+    bulk = read_bulk("\n".join(lines).encode(), filename="r.txt")
+    np.testing.assert_array_equal(bulk.X, frame.to_numpy().T)
+
+
+def test_gct_file():
+    frame = _counts()
+    body = frame.copy()
+    body.insert(0, "Description", "na")
+    text = f"#1.2\n{frame.shape[0]}\t{frame.shape[1]}\n" + body.rename_axis("Name").to_csv(sep="\t")
+    bulk = read_bulk(text.encode(), filename="x.gct")
+    assert bulk.uns["blue_input"]["dropped_columns"] == ["Description"]
+    np.testing.assert_array_equal(bulk.X, frame.to_numpy().T)
+
+
+def test_pandas_row_index_column_and_unnamed_rows():
+    frame = _counts().reset_index()  # columns: gene, S1.. ; written with a 0..n-1 index first
+    text = frame.to_csv().encode() + b"31,,1,2,3\n"
+    bulk = read_bulk(text, filename="x.csv")
+    assert list(bulk.var_names) == GENES
+    assert any("without an identifier" in w for w in bulk.uns["blue_input"]["warnings"])
+
+
+def test_numeric_gene_ids_named_in_message():
+    frame = _counts()
+    frame.index = [str(7157 + i) for i in range(len(GENES))]
+    with pytest.warns(BlueWarning, match="known human genes"), pytest.raises(BlueInputError, match=r"Entrez.*0 of 5"):
+        read_bulk(_csv(frame), filename="x.csv", genes=GENES[:5])
