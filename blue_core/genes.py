@@ -45,6 +45,7 @@ __all__ = [
     "looks_like_mouse",
     "check_not_mouse",
     "map_gene_ids",
+    "harmonize_gene_ids",
     "sum_duplicate_genes",
     "harmonize_var_names",
 ]
@@ -256,6 +257,30 @@ def map_gene_ids(ids: Sequence[str], *, fallback: Sequence[str] | None = None) -
         result.id_type, result.n_ensembl_mapped, result.n_alias_mapped, result.n_unmapped, result.n_par_y_dropped,
     )
     return result
+
+
+def harmonize_gene_ids(
+    ids: Sequence[str], *, fallback: Sequence[str] | None = None
+) -> tuple[list[str | None], GeneMapping]:
+    """Harmonize a list of gene identifiers (e.g. a model's gene panel) to current human symbols.
+
+    Same rules as :func:`map_gene_ids`, after checking that the genes are not mouse symbols.
+
+    Returns
+    -------
+    symbols
+        Shape (n_ids,); ``None`` for dropped PAR-Y rows. May contain duplicates (sum or de-duplicate them).
+    mapping
+        The full :class:`GeneMapping` with counts for a report.
+
+    Raises
+    ------
+    BlueInputError
+        If the identifiers are mouse gene symbols.
+    """
+    check_not_mouse(ids, what="input")
+    mapping = map_gene_ids(ids, fallback=fallback)
+    return mapping.symbols, mapping
 
 
 def sum_duplicate_genes(

@@ -77,3 +77,11 @@ def test_harmonize_var_names_for_reference():
     np.testing.assert_array_equal(out.X.toarray(), [[1.0, 2.0], [9.0, 6.0]])
     assert out.uns["gene_harmonization"]["n_duplicates_summed"] == 1
     assert list(out.obs["cell_type"]) == ["a", "b"]
+
+
+def test_harmonize_gene_ids_list():
+    symbols, mapping = genes.harmonize_gene_ids(["ENSG00000141510.16", "ENSGR0000182378.9", "SDPR"])
+    assert symbols == ["TP53", None, "CAVIN2"]
+    assert mapping.id_type == "mixed"
+    with pytest.raises(BlueInputError, match="mouse"):
+        genes.harmonize_gene_ids(["Cd4", "Ins1", "Gapdh", "Actb"])
