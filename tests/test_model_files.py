@@ -1,0 +1,117 @@
+"""save_model / load_model round trip and the checks on corrupted model files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _engine_data import synthetic_reference
+
+from blue_core.exceptions import BlueModelError
+from blue_core.model import load_model, save_model
+from blue_core.simulation import simulate
+from blue_core.store import list_models
+from blue_core.training import train_model
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ref = synthetic_reference(n_cells=150, n_genes=60, seed=2)
+    model = train_model(ref, n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1, batch_size=32,
+                        network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10,
+                        threads=1, name="tiny", tissue="synthetic", description="unit-test model")
+    bulk = simulate(ref, 12, cells_per_sample=30, seed=7).bulk_frame()
+    return model, bulk
+
+
+@pytest.fixture()
+def saved(trained, tmp_path):
+    model, _ = trained
+    return save_model(model, tmp_path / "tiny")
+
+
+def test_round_trip_predicts_identically(trained, saved):
+    model, bulk = trained
+    loaded = load_model(saved)
+    assert loaded.input_genes == model.input_genes and loaded.cell_types == model.cell_types
+    a, b = model.deconvolve(bulk), loaded.deconvolve(bulk)
+    assert np.array_equal(a.proportions.to_numpy(), b.proportions.to_numpy())
+    assert np.array_equal(a.expression, b.expression)
+    card = json.loads((saved / "model.json").read_text())
+    assert card["format_version"] == 1 and len(card["weights_sha256"]) == 64
+    assert card["network"]["signal_length"] == 16 and card["description"] == "unit-test model"
+
+
+def test_refuses_to_overwrite(trained, saved):
+    with pytest.raises(BlueModelError, match="overwrite=True"):
+        save_model(trained[0], saved)
+    save_model(trained[0], saved, overwrite=True)
+
+
+def test_corrupted_weights(saved):
+    weights = saved / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BlueModelError, match="corrupted or was replaced"):
+        load_model(saved)
+
+
+def test_truncated_weights_with_matching_sha(saved):
+    weights = saved / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    card = json.loads((saved / "model.json").read_text())
+    import hashlib
+
+    card["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (saved / "model.json").write_text(json.dumps(card))
+    with pytest.raises(BlueModelError, match="cannot be read as safetensors"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c.update(format_version=99), "format_version 99"),
+        (lambda c: c.update(weights_sha256="0" * 64), "does not match its model card"),
+        (lambda c: c.update(input_genes=c["input_genes"][:-1]), "do not fit the network|input genes"),
+        (lambda c: c.pop("cell_types"), "lacks"),
+    ],
+)
+def test_bad_card(saved, edit, match):
+    card = json.loads((saved / "model.json").read_text())
+    edit(card)
+    (saved / "model.json").write_text(json.dumps(card))
+    with pytest.raises(BlueModelError, match=match):
+        load_model(saved)
+
+
+def test_card_not_json(saved):
+    (saved / "model.json").write_text("{not json")
+    with pytest.raises(BlueModelError, match="not valid JSON"):
+        load_model(saved)
+
+
+def test_missing_weights(saved):
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(BlueModelError, match="no model.safetensors"):
+        load_model(saved)
+
+
+def test_store_lists_and_finds_by_name(saved, monkeypatch):
+    monkeypatch.setenv("BLUE_MODELS_DIR", str(saved.parent))
+    table = list_models()
+    row = table[table["name"] == "tiny"].iloc[0]
+    assert row["tissue"] == "synthetic" and row["cell_types"] == "type0, type1, type2"
+    assert load_model("tiny").name == "tiny"
+    with pytest.raises(BlueModelError, match="no model named 'nope'"):
+        load_model("nope")
+
+
+def test_list_models_empty(tmp_path, monkeypatch):
+    import blue_core.store as store
+
+    monkeypatch.setattr(store, "search_path", lambda: [tmp_path])
+    table = list_models()
+    assert table.empty and list(table.columns) == store.COLUMNS

@@ -1,0 +1,85 @@
+"""train_model on a tiny synthetic reference (one or two epochs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _engine_data import synthetic_reference
+
+from blue_core.exceptions import BlueInputError
+from blue_core.model import BlueModel
+from blue_core.training import blue_loss, train_model
+
+TINY_NET = dict(hidden=16, signal_length=16, base_channels=2, depth=2)
+
+
+def tiny_train(**kwargs):
+    ref = synthetic_reference(n_cells=150, n_genes=60, seed=1)
+    settings = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, batch_size=32,
+                    network=TINY_NET, n_markers=10, n_output_genes=40, threads=1)
+    settings.update(kwargs)
+    return train_model(ref, **settings)
+
+
+def test_loss_parts_and_masking():
+    p = torch.tensor([[0.5, 0.5, 0.0]])
+    g = torch.zeros(1, 3, 4)
+    pred_g = torch.ones(1, 3, 4)
+    loss = blue_loss(p, pred_g, p, g, proportion_weight=100.0)
+    assert loss.proportion.item() == 0.0
+    assert loss.gep.item() == pytest.approx(2.0)  # the absent third type does not count
+    assert loss.total.item() == pytest.approx(2.0)
+    loss2 = blue_loss(torch.tensor([[1.0, 0.0, 0.0]]), pred_g, p, g, proportion_weight=10.0)
+    assert loss2.total.item() == pytest.approx(loss2.gep.item() + 10.0 * loss2.proportion.item())
+
+
+def test_train_model_returns_a_usable_model():
+    model = tiny_train(provenance={"dataset": "synthetic"}, name="tiny", tissue="test")
+    assert isinstance(model, BlueModel)
+    assert model.cell_types == ["type0", "type1", "type2"]
+    assert len(model.output_genes) <= 60 and set(model.input_genes) <= set(model.output_genes)
+    card = model.card
+    assert card["provenance"] == {"dataset": "synthetic"} and card["tissue"] == "test"
+    assert {"proportion_ccc", "fit_r_threshold", "gep_pearson_log1p_median"} <= set(card["validation"])
+    assert card["training"]["epochs_run"] == 1 and card["preprocessing"] if "preprocessing" in card else True
+    assert model.preprocessing["log1p"] is True
+
+
+def test_training_is_deterministic():
+    a, b = tiny_train(seed=3), tiny_train(seed=3)
+    for (name, wa), wb in zip(a.network.state_dict().items(), b.network.state_dict().values()):
+        assert torch.equal(wa, wb), name
+
+
+def test_simulation_options_pass_through():
+    model = tiny_train(simulation={"gene_noise_sd": 0.3, "sparse_fraction": 0.5})
+    assert model.card["training"]["simulation"] == {"gene_noise_sd": 0.3, "sparse_fraction": 0.5}
+
+
+def test_input_panel_restricts_input_genes():
+    ref = synthetic_reference(n_cells=150, n_genes=60, seed=1)
+    panel = list(ref.var_names[::2])
+    model = tiny_train(input_panel=panel)
+    assert set(model.input_genes) <= set(panel)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"validation_fraction": 0.0}, "validation_fraction"),
+        ({"epochs": 0}, "epochs"),
+        ({"simulation": {"seed": 3}}, "may not set"),
+        ({"input_genes": ["NOT_A_GENE"] * 3}, "not in the reference"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(BlueInputError, match=match):
+        tiny_train(**kwargs)
+
+
+def test_single_cell_type_is_refused():
+    ref = synthetic_reference(n_types=2)
+    ref = ref[ref.obs["cell_type"] == "type0"].copy()
+    with pytest.raises(BlueInputError, match="at least 2"):
+        train_model(ref, epochs=1)
