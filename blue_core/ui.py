@@ -263,16 +263,15 @@ def demo_cohorts() -> pd.DataFrame:
     except ImportError:
         return pd.DataFrame(columns=["name", "title"])
     table = list_samples()
-    return table if isinstance(table, pd.DataFrame) else pd.DataFrame({"name": list(table)})
+    return table.reset_index() if "name" not in table.columns else table
 
 
 def read_demo_bulk(name: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
     """The demo cohort's bulk read with the model's genes, so the report counts matched genes."""
-    from .datasets import sample_path
+    from .datasets import sample_root
 
-    path = Path(sample_path(name))
-    data = (path / "bulk.csv.gz").read_bytes()
-    return read_bulk_upload(data, "bulk.csv.gz", genes)
+    data = (sample_root() / name / "bulk.csv.gz").read_bytes()
+    return read_bulk_upload(data, f"{name}/bulk.csv.gz", genes)
 
 
 def read_clinical_table(data: bytes, filename: str) -> pd.DataFrame:
@@ -405,7 +404,7 @@ def plot(fig: "go.Figure", *, data: pd.DataFrame | None = None, name: str, key: 
     """Show a plotly figure (its toolbar saves a PNG) and a CSV download of the data behind it."""
     st = _st()
     config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
-    st.plotly_chart(fig, use_container_width=True, config=config, key=key or f"fig_{name}")
+    st.plotly_chart(fig, width="stretch", config=config, key=key or f"fig_{name}")
     if data is not None:
         csv_download(data, f"{name}.csv", label="Download chart data (CSV)", key=f"chartcsv_{key or name}")
 
@@ -740,14 +739,14 @@ def show_model_card(model: Any, *, expanded: bool = True) -> None:
             st.markdown("**Training data**")
             provenance = card.get("provenance")
             if provenance:
-                st.dataframe(card_table(provenance), hide_index=True, use_container_width=True)
+                st.dataframe(card_table(provenance), hide_index=True, width="stretch")
             else:
                 st.caption("No provenance recorded in this model's card.")
         with right:
             st.markdown("**Validation**")
             validation = card.get("validation")
             if validation:
-                st.dataframe(card_table(validation), hide_index=True, use_container_width=True)
+                st.dataframe(card_table(validation), hide_index=True, width="stretch")
             else:
                 st.caption("No validation numbers recorded in this model's card.")
 

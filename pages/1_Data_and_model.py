@@ -43,7 +43,7 @@ with demo_tab:
     for row in demos.itertuples(index=False):
         left, right = st.columns([1, 3])
         left.button(f"Load {getattr(row, 'title', row.name)}", key=f"demo_{row.name}", on_click=ui.load_demo,
-                    args=(row.name,), use_container_width=True)
+                    args=(row.name,), width="stretch")
         right.caption(str(getattr(row, "description", "")))
 with upload_tab:
     st.file_uploader(
@@ -96,4 +96,4 @@ if result is not None:
     st.success(f"Deconvolved {result.proportions.shape[0]} samples into {result.proportions.shape[1]} cell types "
                f"with model **{result.model_name}**. {poor} sample(s) poorly explained. "
                "Open **Proportions** in the sidebar.", icon=":material/check_circle:")
-    st.dataframe(result.proportions.round(3), use_container_width=True, height=240)
+    st.dataframe(result.proportions.round(3), width="stretch", height=240)

@@ -37,7 +37,7 @@ if groups is not None:
         table = compare_groups(props, groups)
         st.caption("Per cell type: rank test between groups (Mann-Whitney U for two groups, Kruskal-Wallis H "
                    "for more) and Benjamini-Hochberg FDR over cell types.")
-        st.dataframe(table, use_container_width=True, key="prop_tests")
+        st.dataframe(table, width="stretch", key="prop_tests")
         ui.csv_download(table, f"proportion_tests_{group_by}.csv", key="csv_prop_tests")
     except BlueInputError as err:
         ui.show_error(err)
@@ -53,7 +53,7 @@ if covariates:
                               title=f"Cell-type fraction vs {covariate}"),
                 name=f"proportions_vs_{covariate}", data=props.join(clinical[covariate], how="left"))
         st.caption("Spearman rank correlation per cell type, Benjamini-Hochberg FDR over cell types.")
-        st.dataframe(table, use_container_width=True, key="prop_corr")
+        st.dataframe(table, width="stretch", key="prop_corr")
         ui.csv_download(table, f"proportion_correlation_{covariate}.csv", key="csv_prop_corr")
     except BlueInputError as err:
         ui.show_error(err)
@@ -70,7 +70,7 @@ if truth is not None:
         side = props.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
             truth.loc[samples, shared].round(3).add_suffix(" · flow"))
         side = side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]]
-        st.dataframe(side, use_container_width=True, key="truth_table")
+        st.dataframe(side, width="stretch", key="truth_table")
     else:
         st.caption("The measured cell types do not share names with this model's cell types.")
 
@@ -89,5 +89,5 @@ else:
 # table ------------------------------------------------------------------------------------------
 st.subheader("Table")
 table = props.join(fit, how="left")
-st.dataframe(table, use_container_width=True, key="prop_table")
+st.dataframe(table, width="stretch", key="prop_table")
 ui.csv_download(table, "proportions.csv", label="Download proportions (CSV)", key="csv_proportions")

@@ -63,7 +63,7 @@ else:
         table = compare_groups(result.gep(test_type), clinical[group_by])
         st.caption(f"Per gene, {test_type} GEP: {table['test'].iloc[0]} test between the {group_by} groups, "
                    f"Benjamini-Hochberg FDR over {len(table):,} genes. Sorted by p-value.")
-        st.dataframe(table.head(500), use_container_width=True, key="gep_tests")
+        st.dataframe(table.head(500), width="stretch", key="gep_tests")
         ui.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
         top = list(table.index[:6])
         ui.plot(ui.group_box(result.gep(test_type)[top], clinical[group_by], value_name="CPM",

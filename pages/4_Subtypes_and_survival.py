@@ -44,13 +44,13 @@ labels = subtypes.labels_
 st.subheader(f"{subtypes.k_} subtypes")
 s1, s2 = st.columns([1, 2])
 with s1:
-    st.dataframe(subtypes.summary, hide_index=True, use_container_width=True, key="sub_summary")
+    st.dataframe(subtypes.summary, hide_index=True, width="stretch", key="sub_summary")
     ui.csv_download(labels.rename("subtype").to_frame(), "subtypes.csv", label="Download subtypes (CSV)",
                     key="csv_subtypes")
 with s2:
     st.caption("**stability**: mean consensus within the subtype (1 = always clustered together over resamples).")
     if hasattr(subtypes, "k_scores_"):
-        st.dataframe(subtypes.k_scores_, hide_index=True, use_container_width=True, key="sub_kscores")
+        st.dataframe(subtypes.k_scores_, hide_index=True, width="stretch", key="sub_kscores")
 ui.plot(subtypes.plot_heatmap(), name="subtype_heatmap", data=subtypes.data_[subtypes.top_features(40)])
 
 # survival ---------------------------------------------------------------------------------------
@@ -79,11 +79,11 @@ for note in survival.notes_:
 ui.plot(survival.plot_km(), name="kaplan_meier", data=survival.data_)
 st.markdown("**Cox hazard ratios and median survival** (vs the reference subtype "
             f"{survival.reference_}; 95% CI)")
-st.dataframe(survival.summary, hide_index=True, use_container_width=True, key="surv_summary")
+st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
 ui.csv_download(survival.summary, "survival_summary.csv", key="csv_surv_summary")
 with st.expander("Pairwise log-rank tests and numbers at risk"):
-    st.dataframe(survival.pairwise_, hide_index=True, use_container_width=True)
-    st.dataframe(survival.at_risk_, use_container_width=True)
+    st.dataframe(survival.pairwise_, hide_index=True, width="stretch")
+    st.dataframe(survival.at_risk_, width="stretch")
 
 # cross-cohort validation ------------------------------------------------------------------------
 st.subheader("Validate on a second cohort")
@@ -111,4 +111,4 @@ if validation is not None:
     w2.metric("Patients used", val.n_matched_)
     ui.plot(val.plot_km(title=f"Validation: {validation['title']}"), name="kaplan_meier_validation",
             data=val.data_)
-    st.dataframe(val.summary, hide_index=True, use_container_width=True, key="val_summary")
+    st.dataframe(val.summary, hide_index=True, width="stretch", key="val_summary")

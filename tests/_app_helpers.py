@@ -1,0 +1,90 @@
+"""Shared helpers of the app tests (AppTest per page, driven with the bundled demo cohorts).
+
+Model-dependent tests use the installed pretrained models (``pretrained/<name>/``, or the
+directories in ``BLUE_MODELS_DIR``) and are skipped with a clear reason while a model is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "pages"
+TIMEOUT = 180
+
+
+def installed_models() -> list[str]:
+    from blue_core.store import list_models
+
+    table = list_models()
+    return [str(n) for n in table["name"]] if len(table) else []
+
+
+def require_model(name: str) -> None:
+    """Skip the calling test when the pretrained model ``name`` is not installed."""
+    if name not in installed_models():
+        pytest.skip(f"pretrained model {name!r} is not installed (pretrained/{name}/ missing): "
+                    "the app tests that need it run once it is built")
+
+
+def page(filename: str) -> Any:
+    """An AppTest of one page file (each page runs on its own, without st.navigation)."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(PAGES / filename), default_timeout=TIMEOUT)
+
+
+@functools.lru_cache(maxsize=8)
+def demo_result(name: str) -> tuple[Any, Any, Any, str]:
+    """(cohort, model, Deconvolution, model name) for a demo cohort with its recommended model."""
+    from blue_core.datasets import load_sample, sample_root
+    from blue_core.inference import deconvolve
+    from blue_core.io import read_bulk
+    from blue_core.model import load_model
+
+    cohort = load_sample(name)
+    require_model(cohort.recommended_model)
+    model = load_model(cohort.recommended_model)
+    bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=model.input_genes)
+    return cohort, model, deconvolve(bulk, model), cohort.recommended_model
+
+
+def seed(at: Any, demo: str) -> Any:
+    """Put a deconvolved demo cohort into the AppTest's session state, as the Data page leaves it."""
+    from blue_core import ui
+
+    cohort, model, result, model_name = demo_result(demo)
+    at.session_state["model_name"] = model_name
+    at.session_state["bulk_source"] = "demo"
+    at.session_state["demo_name"] = demo
+    at.session_state["bulk_label"] = f"demo: {cohort.title}"
+    at.session_state["clinical"] = cohort.clinical
+    at.session_state["clinical_label"] = f"demo: {demo}" if cohort.clinical is not None else None
+    at.session_state["truth"] = cohort.truth
+    at.session_state["result"] = result
+    at.session_state["result_key"] = (f"demo:{demo}", ui.model_key(model))
+    return at
+
+
+def figures(at: Any) -> list[dict]:
+    """The plotly figures an AppTest run drew, as dicts (``data``, ``layout``)."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def texts(at: Any) -> str:
+    """All markdown, captions, titles and headers of a run, joined (for content assertions)."""
+    parts = []
+    for kind in ("markdown", "caption", "title", "header", "subheader", "info", "success", "warning", "error"):
+        parts += [str(el.value) for el in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def assert_clean(at: Any) -> None:
+    """No exception and no error message in the run."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]

@@ -1,0 +1,85 @@
+"""AppTest of the Data & model page: model card, demo cohorts, input report, bad input, deconvolution."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from _app_helpers import assert_clean, installed_models, page, require_model, texts
+
+PAGE = "1_Data_and_model.py"
+
+
+def test_guard_before_data() -> None:
+    at = page(PAGE).run()
+    assert not at.exception
+    assert "Load a demo cohort or upload a bulk file to begin." in [i.value for i in at.info]
+    # the four demo cohorts are offered as one-click buttons
+    keys = {b.key for b in at.button}
+    assert {"demo_monaco_pbmc", "demo_fadista_islets", "demo_tcga_laml", "demo_target_aml"} <= keys
+
+
+def test_blood_demo_end_to_end_in_one_click() -> None:
+    require_model("pbmc")
+    at = page(PAGE).run()
+    at.button(key="demo_monaco_pbmc").click().run()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Samples"] == "12"
+    assert metrics["Tissue"]  # the model card is shown
+    matched, total = (int(x.replace(",", "")) for x in metrics["Model genes found"].split(" / "))
+    assert 0.5 * total <= matched <= total
+    result = at.session_state["result"]
+    assert result.proportions.shape[0] == 12
+    assert result.proportions.sum(axis=1).round(4).eq(1).all()
+    assert "Deconvolved 12 samples" in at.success[0].value
+    assert at.dataframe[-1].value.shape[0] == 12  # the proportions table
+    assert at.session_state["truth"] is not None  # flow truth comes with the blood demo
+
+
+def test_uploaded_file_report_and_run() -> None:
+    """A file in the session (as the uploader callback leaves it) is read, reported and deconvolved."""
+    require_model("pbmc")
+    from blue_core.datasets import sample_root
+
+    data = (sample_root() / "monaco_pbmc" / "bulk.csv.gz").read_bytes()
+    text = gzip.decompress(data).decode()
+    at = page(PAGE)
+    at.session_state["model_name"] = "pbmc"
+    at.session_state["bulk_source"] = "upload"
+    at.session_state["bulk_bytes"] = text.encode()
+    at.session_state["bulk_filename"] = "my_pbmc.csv"
+    at.session_state["bulk_label"] = "my_pbmc.csv"
+    at.run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Samples"] == "12"
+    run = [b for b in at.button if b.label == "Run deconvolution"][0]
+    run.click().run()
+    assert_clean(at)
+    assert at.session_state["result"].proportions.shape == (12, len(at.session_state["result"].cell_types))
+
+
+@pytest.mark.parametrize(
+    ("content", "filename", "expected"),
+    [
+        (b"", "empty.csv", "empty"),
+        (b"\x00\x01\x02\x03binary\xff\xfe" * 50, "weird.csv", ""),
+        (b"gene,s1,s2\nCD14,1,abc\nLYZ,2,3\n", "text.csv", ""),
+    ],
+)
+def test_malformed_upload_shows_clear_message(content: bytes, filename: str, expected: str) -> None:
+    at = page(PAGE)
+    if installed_models():
+        at.session_state["model_name"] = installed_models()[0]
+    at.session_state["bulk_source"] = "upload"
+    at.session_state["bulk_bytes"] = content
+    at.session_state["bulk_filename"] = filename
+    at.session_state["bulk_label"] = filename
+    at.run()
+    assert not at.exception  # never a traceback
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert expected in message.lower()
+    assert len(message) > 40  # names the problem and the fix
+    assert at.session_state["result"] is None
