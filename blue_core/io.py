@@ -27,6 +27,7 @@ import gzip
 import io as _io
 import logging
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -53,6 +54,7 @@ _ANNOTATION_NAMES = {
     "entrez", "entrez_id", "entrezid", "gene_id", "ensembl", "ensembl_id", "ensembl_gene_id", "length",
     "gene_length", "start", "end", "strand", "width", "location", "band", "type",
 }
+_DECIMAL_COMMA_RE = re.compile(r"(?:^|[;\t])-?\d+,\d+(?:[;\t]|$)", re.MULTILINE)
 _SYMBOL_COLUMNS = {"symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genename"}
 
 
@@ -68,7 +70,7 @@ def _load_bytes(source: BulkSource, filename: str | None) -> tuple[bytes, str]:
                     f"{path} is a folder without a bulk.csv.gz. Pass the expression file itself "
                     "(CSV/TSV/TXT, .gz, XLSX or h5ad), or a sample-cohort folder that holds bulk.csv.gz."
                 )
-            path = cohort
+            return cohort.read_bytes(), filename or f"{path.name}/{cohort.name}"
         if not path.is_file():
             raise BlueInputError(f"File not found: {path}. Check the path and the file name.")
         return path.read_bytes(), filename or path.name
@@ -168,10 +170,12 @@ def _parse_text(text: str, name: str) -> tuple[list[str], pd.DataFrame]:
         n_body = len(next(csv.reader([lines[1]], delimiter=delim)))
     if n_body == len(header) + 1:  # R write.table: no header field for the row names
         header = ["gene"] + header
+    # European CSV: semicolon-delimited with decimal commas ("1,5")
+    decimal = "," if delim in (";", "\t") and _DECIMAL_COMMA_RE.search("\n".join(lines[1:20])) else "."
     try:
         body = pd.read_csv(
             _io.StringIO("\n".join(lines[1:])), sep=delim, header=None, names=range(len(header)),
-            engine="python" if delim == r"\s+" else "c", skipinitialspace=True, comment=None,
+            engine="python" if delim == r"\s+" else "c", skipinitialspace=True, comment=None, decimal=decimal,
         )
     except (pd.errors.ParserError, ValueError) as err:
         raise BlueInputError(
@@ -415,7 +419,7 @@ def read_bulk(
         "warnings": report_warnings,
     }
     if genes is not None:
-        _check_model_genes(adata, list(genes), min_gene_fraction, mapping.id_type, gene_ids, name, report)
+        _check_model_genes(adata, list(genes), min_gene_fraction, mapping, gene_ids, name, report)
     adata.uns["blue_input"] = report
     logger.info(
         "read %s: %d samples x %d genes (%s, %s, ids %s)", name, adata.n_obs, adata.n_vars, orientation, units, mapping.id_type
@@ -469,7 +473,16 @@ def _check_finite(matrix: np.ndarray, name: str) -> None:
         )
 
 
-def _check_model_genes(adata, model_genes, min_fraction, id_type, raw_ids, name, report) -> None:
+def _check_model_genes(
+    adata: Any,
+    model_genes: list[str],
+    min_fraction: float,
+    mapping: _genes.GeneMapping,
+    raw_ids: Sequence[str],
+    name: str,
+    report: dict[str, Any],
+) -> None:
+    """Record the model-gene overlap in ``report``; raise when under ``min_fraction``."""
     present = set(adata.var_names)
     matched = [g for g in model_genes if g in present]
     n, m = len(model_genes), len(matched)
@@ -482,14 +495,18 @@ def _check_model_genes(adata, model_genes, min_fraction, id_type, raw_ids, name,
             "ensembl": "Ensembl IDs",
             "symbol": "gene symbols",
             "mixed": "a mix of Ensembl IDs and symbols",
-        }[id_type]
+        }[mapping.id_type]
         examples = ", ".join(list(raw_ids)[:3])
         if np.mean([str(i).isdigit() for i in raw_ids]) > 0.5:
             kind = "numeric IDs (Entrez gene IDs?)"
+        converted = (
+            f", {mapping.n_ensembl_mapped:,} of them converted to symbols" if mapping.n_ensembl_mapped else ""
+        )
         raise BlueInputError(
-            f"{name}: genes look like {kind} (e.g. {examples}); {m:,} of {n:,} model genes matched "
-            f"(need at least {min_fraction:.0%}). Use human gene symbols or Ensembl gene IDs, check that this is the "
-            "right model for the tissue, and that the file covers the whole transcriptome rather than a gene panel."
+            f"{name}: genes look like {kind} (e.g. {examples}{converted}); {m:,} of {n:,} model genes matched "
+            f"(need at least {min_fraction:.0%}; the file has {adata.n_vars:,} genes). Use human gene symbols or "
+            "Ensembl gene IDs, check that this is the right model for the tissue, and that the file covers the "
+            "whole transcriptome rather than a small gene panel."
         )
 
 

@@ -323,3 +323,10 @@ def test_numeric_gene_ids_named_in_message():
     frame.index = [str(7157 + i) for i in range(len(GENES))]
     with pytest.warns(BlueWarning, match="known human genes"), pytest.raises(BlueInputError, match=r"Entrez.*0 of 5"):
         read_bulk(_csv(frame), filename="x.csv", genes=GENES[:5])
+
+
+def test_semicolon_with_decimal_commas():
+    frame = _counts() * 1.5 + 0.25
+    text = frame.to_csv(sep=";", decimal=",").encode()
+    bulk = read_bulk(text, filename="eu.csv")
+    np.testing.assert_allclose(bulk.X, frame.to_numpy().T)
