@@ -57,12 +57,14 @@ GeneIdType = Literal["symbol", "ensembl", "ensembl_versioned", "mixed"]
 _ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?(_PAR_Y)?$")
 _ENSEMBL_VERSIONED_RE = re.compile(r"^ENS[A-Z]*G\d{11}\.\d+(_PAR_Y)?$")
 _PAR_Y_RE = re.compile(r"^ENSGR\d{10}(\.\d+)?$|_PAR_Y$")
+_NON_HUMAN_ENSEMBL_RE = re.compile(r"^ENS(?!G\d)(?!GR\d)[A-Z]{3,4}G\d{11}")
+_TRANSCRIPT_RE = re.compile(r"^ENS[A-Z]*T\d{11}")
 # Mouse-style symbol: capital letter then lower case / digits (Cd4, Ins1, Gm12345, H2-K1 is rare) or mt-.
 _MOUSE_STYLE_RE = re.compile(r"^(?:[A-Z][a-z][a-z0-9]*(?:-[A-Za-z0-9]+)*|[A-Z][0-9]+[a-z][a-z0-9]*|mt-[A-Z][a-z0-9]+)$")
 
 
 def _table(name: str) -> pd.DataFrame:
-    path = resources.files("blue_core").joinpath("data", "genes", name)
+    path = resources.files("blue_core").joinpath("data").joinpath("genes").joinpath(name)
     with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as handle:
         return pd.read_csv(handle, sep="\t", dtype=str, keep_default_na=False)
 
@@ -161,7 +163,27 @@ def looks_like_mouse(ids: Sequence[str]) -> bool:
 
 
 def check_not_mouse(ids: Sequence[str], *, what: str = "input") -> None:
-    """Raise :class:`BlueInputError` if ``ids`` look like mouse gene symbols."""
+    """Raise :class:`BlueInputError` for non-human or transcript-level identifiers.
+
+    Mouse symbols (:func:`looks_like_mouse`), mostly non-human Ensembl gene IDs (``ENSMUSG...``) and
+    mostly Ensembl transcript IDs (``ENST...``) are refused with a message that says how to convert.
+    """
+    ids = [str(i) for i in ids]
+    n = max(len(ids), 1)
+    non_human = [i for i in ids if _NON_HUMAN_ENSEMBL_RE.match(i)]
+    if len(non_human) > 0.5 * n:
+        raise BlueInputError(
+            f"The {what} genes are non-human Ensembl IDs (e.g. {', '.join(non_human[:3])}). BLUE's models and "
+            "references are human. Convert them to human gene symbols with an ortholog table (e.g. Ensembl "
+            "BioMart homologs) and load the file again."
+        )
+    transcripts = [i for i in ids if _TRANSCRIPT_RE.match(i)]
+    if len(transcripts) > 0.5 * n:
+        raise BlueInputError(
+            f"The {what} rows are Ensembl transcript IDs (e.g. {', '.join(transcripts[:3])}), not genes. Sum the "
+            "transcripts of each gene first (e.g. tximport, or the gene-level output of RSEM/salmon) and load the "
+            "gene-level table."
+        )
     if looks_like_mouse(ids):
         examples = ", ".join([str(i) for i in ids if _MOUSE_STYLE_RE.match(str(i))][:5])
         raise BlueInputError(

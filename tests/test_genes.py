@@ -85,3 +85,11 @@ def test_harmonize_gene_ids_list():
     assert mapping.id_type == "mixed"
     with pytest.raises(BlueInputError, match="mouse"):
         genes.harmonize_gene_ids(["Cd4", "Ins1", "Gapdh", "Actb"])
+
+
+def test_non_human_ensembl_and_transcripts_refused():
+    with pytest.raises(BlueInputError, match="non-human Ensembl IDs.*ortholog"):
+        genes.check_not_mouse(["ENSMUSG00000023274.5", "ENSMUSG00000035299"])
+    with pytest.raises(BlueInputError, match="transcript IDs.*tximport"):
+        genes.check_not_mouse(["ENST00000269305.9", "ENST00000229239"])
+    genes.check_not_mouse(["ENSG00000141510.16", "ENSGR0000182378.9", "TP53"])  # human: no error
