@@ -566,7 +566,8 @@ def read_reference(
     anndata.AnnData
         Shape (n_cells, n_genes): ``X`` CSR float32 counts (``layers["counts"]`` is used when present),
         ``var_names`` unique human symbols (duplicates summed), ``obs["cell_type"]`` str categorical,
-        ``obs["donor"]`` str when a donor column exists. Cells without a label are removed.
+        ``obs["donor"]`` str when a donor column exists; the other ``obs`` columns are kept as given.
+        Cells without a label are removed.
 
     Raises
     ------
@@ -610,7 +611,8 @@ def read_reference(
     keep = labels.notna().to_numpy() & (labels.astype(str).str.strip() != "").to_numpy()
     if not keep.all():
         warnings.warn(f"{name}: {int((~keep).sum())} cells without a {cell_type_key!r} label were removed.", BlueWarning, stacklevel=2)
-    obs = pd.DataFrame(index=pd.Index([str(v) for v in adata.obs_names[keep]]))
+    obs = adata.obs.loc[keep].copy()
+    obs.index = pd.Index([str(v) for v in adata.obs_names[keep]])
     obs["cell_type"] = pd.Categorical(labels[keep].astype(str).to_numpy())
     if donor_key is not None and donor_key in adata.obs.columns:
         obs["donor"] = adata.obs[donor_key][keep].astype(str).to_numpy()

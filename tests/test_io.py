@@ -273,7 +273,7 @@ def test_read_reference(tmp_path):
         ref = read_reference(path, cell_type_key="label", donor_key="patient")
     assert sp.isspmatrix_csr(ref.X) and ref.X.dtype == np.float32
     assert isinstance(ref.obs["cell_type"].dtype, pd.CategoricalDtype)
-    assert list(ref.obs["donor"][:3]) == ["d0", "d1", "d2"]
+    assert list(ref.obs["donor"][:3]) == ["d0", "d1", "d2"] and "label" in ref.obs
     assert ref.var_names[0] == "TP53"
     np.testing.assert_array_equal(ref.X.toarray(), x)
 
