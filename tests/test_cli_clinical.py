@@ -82,3 +82,50 @@ def test_user_errors_exit_2(tmp_path, capsys):
     rc = main(["enrich", str(d1), "--subtypes", str(tmp_path / "s.csv"), "--group", "S1", "--cell-type", "Mono",
                "--out", str(tmp_path / "e.csv")])
     assert rc == 2 and "'sample' and 'subtype'" in capsys.readouterr().err
+
+
+def _aml_model_for(bulk) -> str | None:
+    """Among installed models named aml*, the one whose input genes the cohort covers best (>= 50 %)."""
+    from blue_core.model import load_model
+    from blue_core.store import list_models
+
+    names = [n for n in list_models()["name"] if str(n).lower().startswith("aml")]
+    genes = set(map(str, bulk.var_names))
+    cover = {n: float(np.mean([g in genes for g in load_model(n).input_genes])) for n in names}
+    good = {n: c for n, c in cover.items() if c >= 0.5}
+    return max(good, key=good.get) if good else None
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_real_aml_cohorts_end_to_end(tmp_path):
+    """TCGA-LAML -> TARGET-AML with the AML model(s): well-formed subtypes and survival outputs."""
+    try:
+        from blue_core.datasets import load_sample
+        from blue_core.store import list_models
+    except ImportError as err:  # pragma: no cover
+        pytest.skip(f"engine modules not available: {err}")
+    if not any(str(n).lower().startswith("aml") for n in list_models()["name"]):
+        pytest.skip("no AML model installed (pretrained/aml*/model.json absent)")
+    tcga, target = load_sample("tcga_laml"), load_sample("target_aml")
+    m_d, m_v = _aml_model_for(tcga.bulk), _aml_model_for(target.bulk)
+    if m_d is None or m_v is None:
+        pytest.skip(f"no AML model covers both cohorts' genes (tcga: {m_d}, target: {m_v})")
+    for cohort, model, name in ((tcga, m_d, "tcga"), (target, m_v, "target")):
+        inference.deconvolve(cohort.bulk, model).write(tmp_path / name)
+        clin = cohort.clinical if "sample" in cohort.clinical.columns else cohort.clinical.rename_axis("sample").reset_index()
+        clin.to_csv(tmp_path / f"{name}_clinical.csv", index=False)
+    out = tmp_path / "out"
+    rc = main(["subtypes", str(tmp_path / "tcga"), "--clinical", str(tmp_path / "tcga_clinical.csv"),
+               "--out", str(out), "--k", "3", "--n-resamples", "10", "--n-top-genes", "50",
+               "--validate", str(tmp_path / "target"), "--validate-clinical", str(tmp_path / "target_clinical.csv")])
+    assert rc == 0
+    sub = pd.read_csv(out / "subtypes.csv")
+    assert len(sub) == tcga.bulk.n_obs and set(sub["subtype"]) == {"S1", "S2", "S3"}
+    surv = json.loads((out / "survival.json").read_text())
+    assert 100 <= surv["n_matched"] <= tcga.bulk.n_obs and 0.0 <= surv["logrank"]["p"] <= 1.0
+    assert sum(g["n"] for g in surv["groups"]) == surv["n_matched"]
+    vsurv = json.loads((out / "validation_survival.json").read_text())
+    assert vsurv["n_matched"] >= 100 and 0.0 <= vsurv["logrank"]["p"] <= 1.0
+    val = pd.read_csv(out / "validation_subtypes.csv")
+    assert len(val) == target.bulk.n_obs and set(val["subtype"]) <= {"S1", "S2", "S3"}
