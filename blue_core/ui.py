@@ -325,13 +325,18 @@ def _deconvolve_cached(bulk_key: str, model_key_: str, _bulk: Any, _model: Any) 
     def progress(fraction: float, message: str) -> None:
         bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Deconvolving ...")
 
-    result = deconvolve(_bulk, _model, progress=progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = deconvolve(_bulk, _model, progress=progress)
     bar.progress(1.0, text="Deconvolution finished")
-    return result
+    return result, _warning_messages(caught, None)
 
 
-def run_deconvolution(bulk: Any, bulk_key: str, model: Any) -> Any:
-    """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key and the model's key)."""
+def run_deconvolution(bulk: Any, bulk_key: str, model: Any) -> tuple[Any, list[str]]:
+    """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key and the model's key).
+
+    Returns the ``Deconvolution`` and the texts of the warnings raised (e.g. ``PoorFitWarning``).
+    """
     return _deconvolve_cached(bulk_key, model_key(model), bulk, model)
 
 
@@ -822,7 +827,7 @@ def validate_on_cohort(name: str, model: Any, subtypes: Any, *, time_col: str, e
     fitted subtypes (``subtypes.predict``) and fit survival there. Returns labels, survival and notes."""
     cohort = load_sample(name)
     bulk, messages = read_demo_bulk(name, list(model.input_genes))
-    other = run_deconvolution(bulk, f"demo:{name}", model)
+    other, _ = run_deconvolution(bulk, f"demo:{name}", model)
     labels = subtypes.predict(other)
     clinical = getattr(cohort, "clinical", None)
     if clinical is None:

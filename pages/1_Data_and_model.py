@@ -86,7 +86,7 @@ if state.get("result_key") != run_key:
 clicked = st.button("Run deconvolution", type="primary", icon=":material/play_arrow:")
 if clicked or (state.pop("auto_run", False) and state.get("result") is None):
     try:
-        state["result"] = ui.run_deconvolution(bulk, bulk_key, model)
+        state["result"], state["run_warnings"] = ui.run_deconvolution(bulk, bulk_key, model)
         state["result_key"] = run_key
     except BlueInputError as err:
         ui.show_error(err)
@@ -96,4 +96,6 @@ if result is not None:
     st.success(f"Deconvolved {result.proportions.shape[0]} samples into {result.proportions.shape[1]} cell types "
                f"with model **{result.model_name}**. {poor} sample(s) poorly explained. "
                "Open **Proportions** in the sidebar.", icon=":material/check_circle:")
+    for text in state.get("run_warnings") or []:
+        st.warning(text, icon=":material/warning:")
     st.dataframe(result.proportions.round(3), width="stretch", height=240)

@@ -61,18 +61,24 @@ if covariates:
 # truth (demo with flow cytometry) -------------------------------------------------------------
 if truth is not None:
     st.subheader("Predicted vs measured (flow cytometry)")
+    st.caption("The measured fractions come from flow cytometry of the same donors; the model's cell types and the "
+               "flow panel's may be named or split differently.")
+    samples = [s for s in order if s in truth.index]
+    t1, t2 = st.columns(2)
+    with t1:
+        ui.plot(ui.stacked_bar(props.loc[samples], title="Predicted by BLUE"), data=props.loc[samples],
+                name="predicted_for_truth")
+    with t2:
+        ui.plot(ui.stacked_bar(truth.loc[samples], title="Measured (flow cytometry)"), data=truth.loc[samples],
+                name="measured_flow")
     shared = [c for c in props.columns if c in truth.columns]
     if shared:
-        samples = props.index.intersection(truth.index)
-        ui.plot(ui.truth_vs_prediction(props, truth, title="Each point is one donor and cell type"),
+        ui.plot(ui.truth_vs_prediction(props, truth, title="Measured vs predicted: one point per donor and cell type"),
                 name="predicted_vs_measured",
                 data=props.loc[samples, shared].add_suffix(" predicted").join(truth.loc[samples, shared].add_suffix(" measured")))
         side = props.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
             truth.loc[samples, shared].round(3).add_suffix(" · flow"))
-        side = side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]]
-        st.dataframe(side, width="stretch", key="truth_table")
-    else:
-        st.caption("The measured cell types do not share names with this model's cell types.")
+        st.dataframe(side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]], width="stretch", key="truth_table")
 
 # fit -------------------------------------------------------------------------------------------
 st.subheader("How well each sample is explained")

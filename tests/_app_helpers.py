@@ -88,3 +88,23 @@ def assert_clean(at: Any) -> None:
     """No exception and no error message in the run."""
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def array(value: Any) -> Any:
+    """A plotly trace array as numpy (plotly >= 6 writes numbers as base64 ``{"dtype", "bdata"}``)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return data.reshape(value["shape"]) if "shape" in value and isinstance(value["shape"], list) else data
+    return np.asarray(value)
+
+
+def table_with(at: Any, column: str) -> Any:
+    """The first dataframe of the run that has ``column`` (AppTest does not expose dataframe keys)."""
+    for element in at.dataframe:
+        if column in element.value.columns:
+            return element.value
+    raise AssertionError(f"no table with a {column!r} column; tables: {[list(e.value.columns) for e in at.dataframe]}")

@@ -1,0 +1,56 @@
+"""AppTest of the Cell-type expression page with the pancreas demo (type 2 diabetes vs normal)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from _app_helpers import array, assert_clean, figures, page, seed, table_with
+
+PAGE = "3_Cell_type_expression.py"
+
+
+def test_guard_without_result() -> None:
+    at = page(PAGE).run()
+    assert not at.exception
+    assert "Load a cohort first" in at.info[0].value
+
+
+def test_heatmaps_group_test_and_downloads() -> None:
+    at = seed(page(PAGE), "fadista_islets").run()
+    assert_clean(at)
+    result = at.session_state["result"]
+    cell_type = str(result.cell_types[0])
+    figs = figures(at)
+    heat = figs[0]["data"][0]
+    assert heat["type"] == "heatmap"
+    z = array(heat["z"]).reshape(len(heat["y"]), len(heat["x"]))
+    assert z.shape == (30, 77)  # top-30 variable genes x samples
+    assert np.allclose(z.mean(axis=1), 0, atol=1e-4) and np.allclose(z.std(axis=1), 1, atol=1e-3)  # z-scored per gene
+    # switch to CPM: the values are the predicted GEP itself
+    at.radio(key="gep_scale").set_value("CPM").run()
+    heat = figures(at)[0]["data"][0]
+    z = array(heat["z"]).reshape(len(heat["y"]), len(heat["x"]))
+    gep = result.gep(cell_type)
+    assert np.allclose(z, gep.loc[heat["x"], heat["y"]].to_numpy().T, rtol=1e-5)
+    # one sample, cell types x genes
+    sample_heat = figures(at)[1]["data"][0]
+    assert list(sample_heat["y"]) == [str(c) for c in result.cell_types]
+    # type 2 diabetes vs normal (hba1c_class2 is picked by default), per-gene test
+    assert at.selectbox(key="gep_group").value == "hba1c_class2"
+    tests = table_with(at, "test")
+    assert (tests["test"] == "Mann-Whitney U").all()
+    assert len(tests) == min(500, len(result.genes))
+    assert {"median Normal", "median T2D"} <= set(tests.columns)
+    labels = {b.label for b in at.get("download_button")}
+    assert f"{cell_type} GEPs, all genes (CSV)" in labels
+    assert "All cell types' GEPs + proportions (h5ad)" in labels
+
+
+def test_gene_search() -> None:
+    at = seed(page(PAGE), "fadista_islets").run()
+    genes = [str(g) for g in at.session_state["result"].genes]
+    wanted = [g for g in ("INS", "GCG", "SST") if g in genes] or genes[:3]
+    at.selectbox(key="gep_preset").select("Pick genes ...").run()
+    at.multiselect(key="gep_genes").set_value(wanted).run()
+    assert_clean(at)
+    assert list(figures(at)[0]["data"][0]["y"]) == wanted

@@ -1,0 +1,68 @@
+"""AppTest of the Proportions page with the blood (flow truth) and pancreas (HbA1c, T2D) demos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from _app_helpers import array, assert_clean, figures, page, seed, table_with, texts
+
+PAGE = "2_Proportions.py"
+
+
+def test_guard_without_result() -> None:
+    at = page(PAGE).run()
+    assert not at.exception
+    assert "Load a cohort first" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_blood_demo_bars_fit_and_flow_truth() -> None:
+    at = seed(page(PAGE), "monaco_pbmc").run()
+    assert_clean(at)
+    result = at.session_state["result"]
+    figs = figures(at)
+    bars = figs[0]
+    assert bars["layout"]["barmode"] == "stack"
+    assert [t["name"] for t in bars["data"]] == [str(c) for c in result.cell_types]
+    heights = np.array([array(t["y"]) for t in bars["data"]], dtype=float)  # cell types x samples
+    assert heights.shape == (len(result.cell_types), 12)
+    assert np.allclose(heights.sum(axis=0), 1.0, atol=1e-4)
+    # flow truth beside predictions: stacked bars of measured fractions next to the predicted ones
+    assert "Predicted vs measured (flow cytometry)" in texts(at)
+    titles = [f["layout"].get("title", {}).get("text", "") for f in figs]
+    assert any("measured" in t.lower() for t in titles)
+    # fit score chart and the table with a row per sample
+    fit_fig = [f for f in figs if "fit r" in f["layout"].get("yaxis", {}).get("title", {}).get("text", "")]
+    assert fit_fig and sum(len(t["x"]) for t in fit_fig[0]["data"]) == 12
+    table = at.dataframe[-1].value
+    assert table.shape[0] == 12 and "fit_r" in table.columns
+    assert np.allclose(table[list(map(str, result.cell_types))].sum(axis=1), 1.0, atol=1e-4)
+    assert any(b.label == "Download proportions (CSV)" for b in at.get("download_button"))
+
+
+def test_sort_by_cell_type_orders_samples() -> None:
+    at = seed(page(PAGE), "monaco_pbmc").run()
+    cell_type = str(at.session_state["result"].cell_types[0])
+    at.selectbox(key="prop_sort").select(cell_type).run()
+    assert_clean(at)
+    bars = figures(at)[0]
+    first = array(bars["data"][0]["y"]).astype(float)
+    assert np.all(np.diff(first) <= 1e-12)  # descending in the chosen cell type
+
+
+def test_pancreas_groups_tests_and_hba1c() -> None:
+    at = seed(page(PAGE), "fadista_islets").run()
+    at.selectbox(key="prop_group").select("hba1c_class2").run()
+    assert_clean(at)
+    result = at.session_state["result"]
+    tests = table_with(at, "test")
+    assert set(tests.index) == set(map(str, result.cell_types))
+    assert (tests["test"] == "Mann-Whitney U").all()
+    assert tests["p"].between(0, 1).all() and (tests["fdr"] >= tests["p"] - 1e-12).all()
+    # HbA1c is numeric: correlation per cell type
+    corr = table_with(at, "r")
+    assert set(corr.index) == set(map(str, result.cell_types))
+    assert corr["r"].abs().max() <= 1 and corr["n"].between(3, 77).all()
+    # grouped stacked bars: the x axis carries (group, sample)
+    bars = figures(at)[0]
+    assert len(bars["data"][0]["x"]) == 2 and set(bars["data"][0]["x"][0]) == {"Normal", "T2D"}
