@@ -339,6 +339,7 @@ def read_bulk(
             raise BlueInputError(
                 f"{name} has only one column. Check the delimiter (comma or tab) and that samples are columns."
             )
+        header, body = _fix_headerless(header, body, report_warnings)
         header, body = _pick_id_column(header, body, dropped)
         body, row_ids = _drop_unnamed_rows(body, report_warnings)
         orientation = _orient(header[1:], row_ids, body.shape[0], len(header) - 1)
@@ -425,6 +426,25 @@ def read_bulk(
         "read %s: %d samples x %d genes (%s, %s, ids %s)", name, adata.n_obs, adata.n_vars, orientation, units, mapping.id_type
     )
     return adata
+
+
+def _fix_headerless(header: list[str], body: pd.DataFrame, report_warnings: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """A genes x samples table without a header row: the first line is data (gene name + numbers)."""
+    def is_number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    if len(header) < 2 or not all(is_number(h) for h in header[1:]) or is_number(header[0]):
+        return header, body
+    if _genes.gene_like_fraction([header[0]] + [str(v) for v in body[0].head(200)]) < 0.2:
+        return header, body
+    first = pd.DataFrame([[header[0], *[float(h) for h in header[1:]]]], columns=body.columns)
+    names = ["sample_1"] if len(header) == 2 else [f"sample_{k}" for k in range(1, len(header))]
+    report_warnings.append(f"no header row found: the first line is data; samples named {names[0]}..{names[-1]}")
+    return ["gene", *names], pd.concat([first, body], ignore_index=True)
 
 
 def _pick_id_column(header: list[str], body: pd.DataFrame, dropped: list[str]) -> tuple[list[str], pd.DataFrame]:

@@ -330,3 +330,12 @@ def test_semicolon_with_decimal_commas():
     text = frame.to_csv(sep=";", decimal=",").encode()
     bulk = read_bulk(text, filename="eu.csv")
     np.testing.assert_allclose(bulk.X, frame.to_numpy().T)
+
+
+def test_headerless_single_sample():
+    frame = _counts(n_samples=1)
+    text = "\n".join(f"{g}\t{v:g}" for g, v in zip(frame.index, frame["S1"])).encode()
+    bulk = read_bulk(text, filename="one.txt")
+    assert bulk.shape == (1, len(GENES)) and list(bulk.obs_names) == ["sample_1"]
+    np.testing.assert_array_equal(bulk.X[0], frame["S1"].to_numpy())
+    assert any("no header row" in w for w in bulk.uns["blue_input"]["warnings"])
