@@ -5,7 +5,9 @@ This module maps whatever identifiers a user file carries onto that space:
 
 1. **Ensembl IDs** (``ENSG00000141510`` or versioned ``ENSG00000141510.16``): the version suffix is
    stripped and the ID is looked up in ``data/genes/human_ensembl_to_symbol.tsv.gz``. IDs without an
-   approved symbol keep their (unversioned) Ensembl ID as name.
+   approved symbol keep their (unversioned) Ensembl ID as name; so do IDs whose name is an RNA-family
+   label shared by more than 5 genes (``Y_RNA``, ``Metazoa_SRP``, ``U6``, ...), which would otherwise
+   be summed into one meaningless feature.
 2. **PAR-Y copies**: GENCODE <= v24 (e.g. v22, used by GDC/TCGA) gives the Y copy of each
    pseudo-autosomal gene an ``ENSGR...`` ID, later releases a ``..._PAR_Y`` suffix. Reads in the
    PAR are assigned to the X copy, so these rows are all-zero duplicates: they are **dropped**
@@ -73,6 +75,13 @@ def _table(name: str) -> pd.DataFrame:
 def _ensembl_to_symbol() -> dict[str, str]:
     table = _table("human_ensembl_to_symbol.tsv.gz")
     return dict(zip(table["ensembl_id"], table["symbol"]))
+
+
+@lru_cache(maxsize=1)
+def _family_labels() -> frozenset[str]:
+    """Names shared by more than 5 Ensembl genes (Rfam families: Y_RNA, Metazoa_SRP, U6, ...)."""
+    counts = pd.Series(list(_ensembl_to_symbol().values())).value_counts()
+    return frozenset(counts[counts > 5].index)
 
 
 @lru_cache(maxsize=1)
@@ -253,7 +262,7 @@ def map_gene_ids(ids: Sequence[str], *, fallback: Sequence[str] | None = None) -
                 continue
             stable = strip_version(gene_id)
             symbol = ensembl.get(stable, "")
-            if symbol and not symbol.startswith("ENS"):
+            if symbol and not symbol.startswith("ENS") and symbol not in _family_labels():
                 out.append(symbol)
                 result.n_ensembl_mapped += 1
                 continue

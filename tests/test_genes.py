@@ -93,3 +93,10 @@ def test_non_human_ensembl_and_transcripts_refused():
     with pytest.raises(BlueInputError, match="transcript IDs.*tximport"):
         genes.check_not_mouse(["ENST00000269305.9", "ENST00000229239"])
     genes.check_not_mouse(["ENSG00000141510.16", "ENSGR0000182378.9", "TP53"])  # human: no error
+
+
+def test_rna_family_labels_keep_ensembl_ids():
+    # two Y_RNA loci: not summed into one "Y_RNA" feature
+    table = genes._ensembl_to_symbol()
+    y_rna = [k for k, v in table.items() if v == "Y_RNA"][:2]
+    assert genes.map_gene_ids([f"{y}.1" for y in y_rna]).symbols == y_rna
