@@ -339,6 +339,7 @@ class SurvivalAnalysis:
 
     def _cox(self, df: pd.DataFrame) -> pd.DataFrame:
         from lifelines import CoxPHFitter
+        from lifelines.exceptions import ConvergenceWarning
 
         others = [g for g in self.groups_ if g != self.reference_]
         design = pd.DataFrame({"time": df["time"], "event": df["event"]})
@@ -347,8 +348,8 @@ class SurvivalAnalysis:
         rows = []
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error", category=RuntimeWarning)
-                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                # a group without events (or perfectly separated) gives a non-finite HR: report NaN instead
+                warnings.simplefilter("error", category=ConvergenceWarning)
                 cph = CoxPHFitter().fit(design, duration_col="time", event_col="event")
             s = cph.summary
             for g in others:

@@ -98,3 +98,13 @@ def test_tcga_barcode_hint():
     clinical["sample"] = barcodes
     with pytest.raises(BlueInputError, match="12-character"):
         SurvivalAnalysis().fit(labels, clinical)
+
+
+def test_group_without_events_reports_nan_hazard_ratio():
+    labels, clinical = _cohort(hr=2.0, n=60)
+    clinical.loc[labels.to_numpy() == "S2", "os_event"] = 0
+    sa = SurvivalAnalysis().fit(labels, clinical)
+    assert np.isnan(sa.hazard_ratios_.set_index("group").loc["S2", "hr"])
+    assert any("Cox" in n for n in sa.notes_)
+    assert sa.to_dict()["groups"][1]["hr"] is None  # strict JSON: NaN -> null
+    assert sa.to_dict()["groups"][1]["median_survival"] is None  # not reached
