@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -197,7 +197,8 @@ def _standardise(frame: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- clustering core
 def _consensus_matrices(
-    x: np.ndarray, ks: Sequence[int], n_resamples: int, subsample: float, seed: int
+    x: np.ndarray, ks: Sequence[int], n_resamples: int, subsample: float, seed: int,
+    progress: Callable[[float, str], None] | None = None,
 ) -> dict[int, np.ndarray]:
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
@@ -215,6 +216,8 @@ def _consensus_matrices(
                 km = KMeans(n_clusters=k, n_init=5, random_state=seed + r).fit(x[idx])
                 onehot = np.eye(k)[km.labels_]
                 together[k][np.ix_(idx, idx)] += onehot @ onehot.T
+            if progress is not None:
+                progress((r + 1) / n_resamples, f"consensus clustering: resample {r + 1}/{n_resamples}")
     out = {}
     for k in ks:
         c = together[k] / np.maximum(sampled, 1.0)
@@ -340,13 +343,15 @@ class SubtypeClustering:
             n_top_genes=self.n_top_genes,
         )
 
-    def fit(self, data: Any) -> SubtypeClustering:
+    def fit(self, data: Any, *, progress: Callable[[float, str], None] | None = None) -> SubtypeClustering:
         """Cluster the samples of one cohort.
 
         Parameters
         ----------
         data
             A ``Deconvolution`` or a samples x features DataFrame (used as given, then z-scored).
+        progress
+            Optional callback ``progress(fraction, message)``, called after each resample.
 
         Returns
         -------
@@ -386,7 +391,7 @@ class SubtypeClustering:
             n, z.shape[1], ks, self.n_resamples,
         )
         x = z.to_numpy()
-        mats = _consensus_matrices(x, ks, self.n_resamples, self.subsample, self.seed)
+        mats = _consensus_matrices(x, ks, self.n_resamples, self.subsample, self.seed, progress)
         rows = []
         labels_by_k = {}
         for k in ks:

@@ -36,7 +36,9 @@ def _fake_deconv(n: int = 40, genes: list[str] | None = None, seed: int = 0) -> 
 
 def test_recovers_planted_clusters_and_chooses_k():
     frame, truth = _planted()
-    sc = SubtypeClustering(n_resamples=15, k_range=(2, 5)).fit(frame)
+    calls = []
+    sc = SubtypeClustering(n_resamples=15, k_range=(2, 5)).fit(frame, progress=lambda f, m: calls.append(f))
+    assert len(calls) == 15 and calls[-1] == 1.0
     assert sc.k_ == 3
     assert adjusted_rand_score(truth, sc.labels_) > 0.9
     assert list(sc.summary.columns) == ["subtype", "n", "fraction", "stability"]
