@@ -90,6 +90,8 @@ if clicked or (state.pop("auto_run", False) and state.get("result") is None):
         state["result_key"] = run_key
     except BlueInputError as err:
         ui.show_error(err)
+    else:
+        st.rerun()  # redraw with the result (and the sidebar's status) in place
 result = state.get("result")
 if result is not None:
     poor = int(result.fit["poorly_explained"].sum())

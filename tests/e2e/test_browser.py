@@ -1,0 +1,112 @@
+"""Browser end-to-end tests: Playwright drives Chromium against `streamlit run app.py`.
+
+Upload a bulk file through the file widget, run, see the proportion chart, download the CSV,
+open the survival page and see the Kaplan-Meier plot; a malformed upload shows the clear
+message; a screenshot of each page goes to tests/screenshots/.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _require_model(name: str) -> None:
+    from blue_core.store import list_models
+
+    table = list_models()
+    if name not in set(map(str, table["name"])):
+        pytest.skip(f"pretrained model {name!r} is not installed (pretrained/{name}/ missing)")
+
+
+HEADINGS = {
+    "Proportions": "Cell-type proportions", "Cell-type expression": "Cell-type expression",
+    "Subtypes & survival": "Subtypes & survival", "Enrichment": "Gene-set enrichment",
+    "Train a model": "Train a model", "About": "About BLUE studio",
+}
+
+
+def _open(page: Any, label: str) -> None:
+    """Open a page from the sidebar navigation and wait for its title."""
+    page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True).click()
+    page.get_by_role("heading", name=HEADINGS[label]).first.wait_for()
+
+
+def _pick_model(page: Any, name: str) -> None:
+    """Choose a model in the Data & model page's picker."""
+    page.get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_test_id("stSidebar").get_by_text(f"Model: {name}").wait_for()
+
+
+def _upload(page: Any, index: int, name: str, data: bytes) -> None:
+    page.get_by_role("tab", name="Upload your data").click()
+    page.get_by_test_id("stFileUploaderDropzoneInput").nth(index).set_input_files(
+        files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
+
+
+def test_upload_run_proportions_download(page: Any, shot: Any, tmp_path: Path) -> None:
+    _require_model("pbmc")
+    _pick_model(page, "pbmc")
+    bulk = gzip.decompress((ROOT / "sample_data" / "monaco_pbmc" / "bulk.csv.gz").read_bytes())
+    _upload(page, 0, "my_pbmc_tpm.csv", bulk)
+    page.get_by_text("Input report").wait_for()
+    page.get_by_role("button", name="Run deconvolution").click()
+    page.get_by_text("Deconvolved 12 samples").wait_for(timeout=120_000)
+    shot(page, "1_data_and_model")
+    _open(page, "Proportions")
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 2  # stacked bars + fit score
+    assert page.locator(".js-plotly-plot .barlayer").count() >= 1
+    shot(page, "2_proportions")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download proportions (CSV)").click()
+    path = tmp_path / "proportions.csv"
+    info.value.save_as(path)
+    table = pd.read_csv(path, index_col=0)
+    assert table.shape[0] == 12 and "fit_r" in table.columns
+    cell_types = [c for c in table.columns if c not in ("fit_r", "poorly_explained")]
+    assert (table[cell_types].sum(axis=1).round(3) == 1).all()
+    _open(page, "Cell-type expression")
+    page.locator(".js-plotly-plot").first.wait_for()
+    shot(page, "3_cell_type_expression")
+
+
+def test_survival_page_shows_kaplan_meier(page: Any, shot: Any) -> None:
+    _require_model("aml")
+    page.locator("button", has_text="Load TCGA").first.click()
+    page.get_by_text("Deconvolved 173 samples").wait_for(timeout=120_000)
+    _open(page, "Subtypes & survival")
+    page.get_by_role("button", name="Find subtypes").click()
+    page.get_by_text("Log-rank p").first.wait_for(timeout=120_000)
+    km = page.locator(".js-plotly-plot").filter(has_text="at risk")
+    km.first.wait_for()
+    shot(page, "4_subtypes_and_survival")
+    _open(page, "Enrichment")
+    shot(page, "5_enrichment")
+
+
+def test_malformed_upload_shows_clear_message(page: Any, shot: Any) -> None:
+    _upload(page, 0, "broken.csv", b"gene,s1,s2\nCD14,1,abc\nLYZ,oops,3\n")
+    alert = page.get_by_test_id("stAlertContentError").first
+    alert.wait_for()
+    text = alert.inner_text()
+    assert len(text) > 40
+    assert "Traceback" not in page.content()
+    shot(page, "1_malformed_upload")
+
+
+def test_every_page_renders(page: Any, shot: Any) -> None:
+    for title, name in (("Train a model", "6_train_a_model"), ("About", "7_about")):
+        _open(page, title)
+        assert page.get_by_test_id("stException").count() == 0
+        shot(page, name)
