@@ -337,9 +337,9 @@ def simulate(
         if progress is not None:
             progress(stop / n, f"simulated {stop:,} of {n:,} pseudo-bulks")
 
-    library = profiles.sum(axis=2, keepdims=True)
-    np.divide(profiles * 1e6, library, out=profiles, where=library > 0)
-    profiles[np.broadcast_to(library, profiles.shape) == 0] = 0.0
+    library = profiles.sum(axis=2, keepdims=True, dtype=np.float64)
+    scale = np.divide(1e6, library, out=np.zeros_like(library), where=library > 0).astype(np.float32)
+    profiles *= scale  # in place: CPM over output genes, 0 for absent types
 
     if gene_noise_sd > 0 or sample_noise_sd > 0:
         noise_rng = np.random.default_rng([seed, 1])
