@@ -174,10 +174,18 @@ def _run_subtypes(args: argparse.Namespace) -> int:
                 f"Cell type(s) {missing} are not in the validation deconvolution ({list(other.cell_types)}); "
                 "use the same model for both cohorts or pick shared cell types with --cell-types."
             )
-    sc = SubtypeClustering(
-        args.k, features=args.features, cell_types=args.cell_types, genes=genes, n_top_genes=args.n_top_genes,
-        n_resamples=args.n_resamples, seed=args.seed,
-    ).fit(deconv)
+    from tqdm import tqdm
+
+    with tqdm(total=args.n_resamples, desc="consensus clustering", unit="resample", file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+
+        def _progress(fraction: float, message: str) -> None:
+            bar.update(round(fraction * args.n_resamples) - bar.n)
+
+        sc = SubtypeClustering(
+            args.k, features=args.features, cell_types=args.cell_types, genes=genes, n_top_genes=args.n_top_genes,
+            n_resamples=args.n_resamples, seed=args.seed,
+        ).fit(deconv, progress=_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _write_labels(sc.labels_, out / "subtypes.csv")
