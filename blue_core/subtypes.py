@@ -322,6 +322,8 @@ class SubtypeClustering:
         self.k = None if k is None else int(k)
         self.k_range = (int(lo), int(hi))
         self.features = features
+        if isinstance(cell_types, str):
+            cell_types = [cell_types]
         self.cell_types = None if cell_types is None else list(cell_types)
         self.genes = None if genes is None else [str(g) for g in genes]
         self.n_top_genes = n_top_genes

@@ -83,7 +83,7 @@ def test_gep_features_from_deconvolution_and_proportions():
     feats = subtype_features(d, features="gep", n_top_genes=12)
     assert feats.shape == (40, 24)
     assert all("|" in c for c in feats.columns)
-    sc = SubtypeClustering(k=2, cell_types=["Mono"], n_top_genes=20, n_resamples=10).fit(d)
+    sc = SubtypeClustering(k=2, cell_types="Mono", n_top_genes=20, n_resamples=10).fit(d)
     assert adjusted_rand_score(d.truth, sc.labels_) > 0.9
     assert all(f.startswith("Mono|") for f in sc.features_)
     prop = subtype_features(d, features="proportions")
