@@ -28,19 +28,21 @@ if not sources:
     st.stop()
 
 collections = ui.gene_set_collections()
-with st.form("enrich_form"):
-    c1, c2, c3 = st.columns(3)
-    source = c1.selectbox("Groups from", list(sources), key="enr_source")
-    labels = sources[source]
-    group = c2.selectbox("Group (vs the rest)", sorted(labels.unique()), key="enr_group")
-    cell_type = c3.selectbox("Cell type", cell_types, key="enr_cell_type")
-    c4, c5 = st.columns([2, 1])
-    chosen = c4.multiselect("Gene-set collections", list(collections["name"]), default=list(collections["name"]),
-                            key="enr_collections",
-                            help="; ".join(f"{r.name}: {r.n_sets} sets, {r.source}" for r in collections.itertuples()))
-    method = c5.radio("Method", ["prerank", "ora"], key="enr_method", horizontal=True,
-                      format_func={"prerank": "GSEA prerank", "ora": "over-representation"}.get)
-    submitted = st.form_submit_button("Run enrichment", type="primary", icon=":material/hub:")
+c1, c2, c3 = st.columns(3)
+source = c1.selectbox("Groups from", list(sources), key="enr_source")
+labels = sources[source]
+group = c2.selectbox("Group (vs the rest)", sorted(labels.unique()), key="enr_group")
+cell_type = c3.selectbox("Cell type", cell_types, key="enr_cell_type")
+c4, c5 = st.columns([2, 1])
+chosen = c4.multiselect("Gene-set collections", list(collections["name"]), default=list(collections["name"]),
+                        key="enr_collections",
+                        help="; ".join(f"{r.name}: {r.n_sets} sets, {r.source}" for r in collections.itertuples()))
+method = c5.radio("Method", ["prerank", "ora"], key="enr_method", horizontal=True,
+                  format_func={"prerank": "GSEA prerank", "ora": "over-representation"}.get)
+submitted = st.button("Run enrichment", type="primary", icon=":material/hub:", key="enr_run",
+                      disabled=not chosen)
+if state.get("enr_key") != ui.result_key():
+    state.pop("enr_table", None)  # computed from another result
 if not submitted and "enr_table" not in state:
     st.info("Pick a group and a cell type, then press **Run enrichment**.")
     st.stop()
@@ -48,6 +50,7 @@ if submitted:
     try:
         state["enr_table"] = ui.run_enrichment(result, sources[source], group=group, cell_type=cell_type,
                                                collections=chosen, method=method)
+        state["enr_key"] = ui.result_key()
     except BlueInputError as err:
         state.pop("enr_table", None)
         ui.show_error(err)

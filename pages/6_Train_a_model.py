@@ -54,9 +54,11 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Cells", f"{reference.n_obs:,}")
 m2.metric("Genes", f"{reference.n_vars:,}")
 m3.metric("Cell types", len(counts))
-st.markdown("**Cells per type**")
-ui.plot(ui.bar_table(counts, x="cells", y="cell_type", title="Cells per cell type"), data=counts,
-        name="reference_cell_counts")
+left, right = st.columns([1, 2])
+left.dataframe(counts, width="stretch", key="train_counts")
+with right:
+    ui.plot(ui.bar_table(counts, x="cells", y="cell_type", title="Cells per cell type"), data=counts,
+            name="reference_cell_counts")
 
 st.subheader("Training settings")
 with st.form("train_form"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,10 @@ def demo_result(name: str) -> tuple[Any, Any, Any, str]:
     require_model(cohort.recommended_model)
     model = load_model(cohort.recommended_model)
     bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=model.input_genes)
-    return cohort, model, deconvolve(bulk, model), cohort.recommended_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PoorFitWarning etc.: the app shows them; not under test here
+        result = deconvolve(bulk, model)
+    return cohort, model, result, cohort.recommended_model
 
 
 def seed(at: Any, demo: str) -> Any:

@@ -1,0 +1,70 @@
+"""AppTest of the Subtypes & survival page with the AML demos (TCGA discovery -> TARGET validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from _app_helpers import array, assert_clean, figures, page, seed, table_with, texts
+
+PAGE = "4_Subtypes_and_survival.py"
+
+
+def test_guard_without_result() -> None:
+    at = page(PAGE).run()
+    assert not at.exception
+    assert "Load a cohort first" in at.info[0].value
+
+
+def test_subtypes_km_cox_and_validation() -> None:
+    at = seed(page(PAGE), "tcga_laml").run()
+    assert_clean(at)
+    assert "Find subtypes" in at.info[0].value
+    at.selectbox(key="sub_k").select(3)
+    at.button[0].click().run()  # the form's submit button
+    assert_clean(at)
+    summary = table_with(at, "stability")
+    assert list(summary["subtype"]) == ["S1", "S2", "S3"]
+    assert summary["n"].sum() == 173
+    labels = at.session_state["subtypes"].labels_
+    assert labels.nunique() == 3 and len(labels) == 173
+    figs = figures(at)
+    assert figs[0]["data"][0]["type"] == "heatmap"  # clustered heatmap
+    # Kaplan-Meier: one curve per subtype, numbers at risk, log-rank p, Cox table
+    assert at.selectbox(key="surv_time").value == "os_days"
+    assert at.selectbox(key="surv_event").value == "os_event"
+    metrics = {m.label: m.value for m in at.metric}
+    p = float(metrics["Log-rank p"])
+    assert 0 <= p <= 1
+    assert 150 <= int(metrics["Patients used"]) <= 173
+    km = [f for f in figs if "at risk" in json_text(f)]
+    assert km, "no Kaplan-Meier figure with numbers at risk"
+    cox = table_with(at, "hr")
+    assert list(cox["group"]) == ["S1", "S2", "S3"] and cox["n"].sum() == int(metrics["Patients used"])
+    # one click: validate on TARGET-AML
+    assert at.selectbox(key="val_cohort").value == "target_aml"
+    at.button(key="val_run").click().run()
+    assert_clean(at)
+    validation = at.session_state["validation"]
+    assert validation["name"] == "target_aml"
+    assert set(validation["labels"].unique()) <= {"S1", "S2", "S3"}
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0 <= float(metrics["Log-rank p (validation)"]) <= 1
+    assert any("Validation" in json_text(f) for f in figures(at))
+
+
+def test_proportion_features_auto_k() -> None:
+    at = seed(page(PAGE), "tcga_laml").run()
+    at.radio(key="sub_features").set_value("proportions")
+    at.selectbox(key="sub_k").select("auto")
+    at.button[0].click().run()
+    assert_clean(at)
+    subtypes = at.session_state["subtypes"]
+    assert subtypes.features == "proportions"
+    assert 2 <= subtypes.k_ <= 6
+    assert len(table_with(at, "pac")) == 5  # k = 2..6 scored
+
+
+def json_text(fig: dict) -> str:
+    import json
+
+    return json.dumps(fig)
