@@ -1,0 +1,317 @@
+"""Validate the pretrained tissue models on real bulk cohorts (issue 3).
+
+Prints, per model, a table ``metric | BLUE | NNLS baseline`` and writes it to
+``bench/results/validation.md`` (+ ``validation.json``, which ``--update-cards`` copies into each
+model card). Every number comes from this run. The truth tables (flow cytometry, HbA1c,
+CIBERSORTx estimates) are only read here, for scoring: no model setting was chosen with them.
+
+    python bench/validate.py                 # all models
+    python bench/validate.py --models pbmc   # one model
+    python bench/validate.py --update-cards  # also store the numbers in pretrained/<name>/model.json
+
+Baselines: NNLS (``blue_core.baselines.nnls_proportions``) on the mean CPM profiles of the same
+single-cell reference the model was trained on, over the model's input genes; for GEPs, the
+reference mean profile of each cell type (what you get without deconvolving expression).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+import blue_core as bc
+from blue_core.baselines import nnls_proportions, signature_from_reference
+from blue_core.metrics import ccc, pearson
+from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pbmc3k_holdout import markdown_table  # noqa: E402  (shared bench table helper)
+
+logger = logging.getLogger("validate")
+RESULTS = REPO_ROOT / "bench" / "results"
+
+# Model cell types -> the 6 coarse types scored on Monaco (flow cytometry), documented mapping.
+PBMC_TO_COARSE = {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte",
+                  "mDC": "DC", "pDC": "DC"}
+MONACO_TRUTH_TO_COARSE = {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocyte": "Monocyte",
+                          "DC": "DC"}
+# Model cell types -> ABIS sorted-cell signature columns (means of the listed columns).
+PBMC_TO_ABIS = {"B": ["B.Naive", "B.Memory"], "CD4 T": ["T.CD4.Naive", "T.CD4.Memory"],
+                "CD8 T": ["T.CD8.Naive", "T.CD8.Memory"], "NK": ["NK"], "Monocyte": ["Monocytes.C"],
+                "mDC": ["mDCs"], "pDC": ["pDCs"], "Plasma cell": ["Plasmablasts"]}
+# CIBERSORTx (Zeng 2022, 14 types) -> the AML model's 7 lineages; Erythroid has no CIBERSORTx column.
+CIBERSORTX_TO_AML = {"LSPC-Quiescent": "HSC/Progenitor", "LSPC-Primed": "HSC/Progenitor",
+                     "LSPC-Cycle": "HSC/Progenitor", "GMP-like": "GMP", "ProMono-like": "Monocytic",
+                     "Mono-like": "Monocytic", "Monocyte": "Monocytic", "cDC-like": "DC", "cDC": "DC",
+                     "T": "T/NK", "CTL": "T/NK", "NK": "T/NK", "B": "B", "Plasma": "B"}
+BETA_FUNCTION_GENES = ["INS", "IAPP", "MAFA", "PDX1", "SLC2A2", "NKX6-1", "G6PC2", "PCSK1", "SLC30A8", "ABCC8"]
+
+
+def collapse(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+    """Sum columns into groups (``mapping``: column -> group); unmapped columns dropped; rows renormalised."""
+    cols = [c for c in frame.columns if c in mapping]
+    out = frame[cols].T.groupby([mapping[c] for c in cols]).sum().T
+    return out.div(out.sum(axis=1).replace(0, np.nan), axis=0)
+
+
+def proportion_rows(truth: pd.DataFrame, estimate: pd.DataFrame, prefix: str) -> list[tuple[str, float]]:
+    """CCC over all pairs plus per-cell-type Pearson r, rows aligned by index."""
+    samples = truth.index.intersection(estimate.index)
+    types = [c for c in truth.columns if c in estimate.columns]
+    t, e = truth.loc[samples, types], estimate.loc[samples, types]
+    rows = [(f"{prefix} CCC (all sample x type pairs, n={t.size})", ccc(t, e))]
+    rows += [(f"{prefix} r {c}", pearson(t[c], e[c])) for c in types]
+    return rows
+
+
+def nnls_on_reference(bulk: ad.AnnData, reference: ad.AnnData, genes: list[str]) -> pd.DataFrame:
+    """NNLS proportions of a bulk on the reference's mean CPM profiles over ``genes``."""
+    shared = [g for g in genes if g in set(bulk.var_names)]
+    signature = signature_from_reference(reference, genes=shared)
+    bulk_df = pd.DataFrame(np.asarray(bulk[:, shared].X), index=bulk.obs_names, columns=shared)
+    return nnls_proportions(bulk_df, signature)
+
+
+def quiet_deconvolve(bulk: ad.AnnData, model: bc.BlueModel) -> bc.Deconvolution:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bc.deconvolve(bulk, model)
+
+
+# ----------------------------------------------------------------------------------------------- pbmc
+def label_kang(root: Path, reference: ad.AnnData) -> ad.AnnData:
+    """Derived labels for the unlabelled Kang 2018 PBMCs (control + IFN-beta stimulated).
+
+    Method (documented, reproducible): an L2 logistic regression (C=0.1) trained on the model's own
+    training reference (log1p CP10k, genes shared with Kang) predicts each Kang cell's type; genes of
+    the Hallmark interferon-alpha and -gamma response sets are excluded from the features so that the
+    stimulation itself cannot move a cell between types. The labels are derived truth, not measured.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    kang = ad.read_h5ad(root / "pbmc" / "kang_ifnb_harmony.h5ad")
+    ifn: set[str] = set()
+    for line in (root / "genesets" / "h.all.v7.0.symbols.gmt").read_text().splitlines():
+        fields = line.split("\t")
+        if fields[0].startswith("HALLMARK_INTERFERON"):
+            ifn |= set(fields[2:])
+    genes = sorted((set(reference.var_names) & set(kang.var_names)) - ifn)
+
+    def lognorm(adata: ad.AnnData) -> np.ndarray:
+        x = np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X, dtype=np.float64)
+        x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
+        return x[:, adata.var_names.get_indexer(genes)]
+
+    clf = LogisticRegression(C=0.1, max_iter=3000).fit(lognorm(reference), reference.obs["cell_type"].astype(str))
+    kang.obs["cell_type"] = pd.Categorical(clf.predict(lognorm(kang)))
+    kang.uns["labelling"] = f"logistic regression on {len(genes)} non-interferon genes"
+    return kang
+
+
+def validate_pbmc(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, float]]:
+    root = data_root(recipe)
+    reference = build_reference(recipe)
+    rows: list[tuple[str, float, float]] = []
+    cohort = bc.load_sample("monaco_pbmc")
+    result = quiet_deconvolve(cohort.bulk, model)
+    truth = collapse(cohort.truth, MONACO_TRUTH_TO_COARSE)
+    blue = collapse(result.proportions, PBMC_TO_COARSE)
+    base = collapse(nnls_on_reference(cohort.bulk, reference, model.input_genes), PBMC_TO_COARSE)
+    for (name, b), (_, n) in zip(proportion_rows(truth, blue, "Monaco flow"), proportion_rows(truth, base, "Monaco flow")):
+        rows.append((name, b, n))
+
+    # GEPs vs the ABIS sorted-cell signature (TPM), on each type's top reference markers.
+    abis = pd.read_csv(root / "pbmc" / "abis_signature_S0_granulator.csv.gz", index_col=0)
+    signature = signature_from_reference(reference)
+    rs_blue, rs_ref = [], []
+    for cell_type, columns in PBMC_TO_ABIS.items():
+        if cell_type not in model.cell_types:
+            continue
+        genes = [g for g in model.output_genes if g in abis.index and g in signature.index]
+        others = signature.drop(columns=cell_type).max(axis=1)
+        score = np.log1p(signature.loc[genes, cell_type]) - np.log1p(others.loc[genes])
+        top = score.sort_values(ascending=False).index[:50].tolist()
+        sorted_cells = np.log1p(abis.loc[top, columns].mean(axis=1))
+        predicted = np.log1p(result.gep(cell_type)[top].mean(axis=0))
+        ref_mean = np.log1p(signature.loc[top, cell_type])
+        r_blue, r_ref = pearson(sorted_cells, predicted), pearson(sorted_cells, ref_mean)
+        rs_blue.append(r_blue)
+        rs_ref.append(r_ref)
+        rows.append((f"GEP vs sorted cells r {cell_type} (50 markers)", r_blue, r_ref))
+    rows.append(("GEP vs sorted cells median r", float(np.median(rs_blue)), float(np.median(rs_ref))))
+
+    # Interferon stimulation: control vs stimulated pseudo-bulk from derived Kang labels.
+    kang = label_kang(root, reference)
+    kang = kang[kang.obs["cell_type"].isin(model.cell_types)].copy()
+    for condition in ("ctrl", "stim"):
+        cells = kang[kang.obs["condition"] == condition].copy()
+        pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types, seed=11)
+        bulk = ad.AnnData(pd.DataFrame(pb.bulk, index=[f"{condition}{i}" for i in range(pb.n_samples)],
+                                       columns=pb.genes).astype(np.float64))
+        truth = pb.proportions.set_axis(bulk.obs_names)
+        est = quiet_deconvolve(bulk, model).proportions
+        nn = nnls_on_reference(bulk, reference, model.input_genes)
+        rows.append((f"Kang {condition} pseudo-bulk CCC (derived labels, {pb.n_samples} samples)",
+                     ccc(truth[model.cell_types], est[model.cell_types]),
+                     ccc(truth[model.cell_types], nn.reindex(columns=model.cell_types, fill_value=0))))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- pancreas
+def validate_pancreas(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, float]]:
+    reference = build_reference(recipe)
+    cohort = bc.load_sample("fadista_islets")
+    clinical = cohort.clinical.set_index("sample") if "sample" in cohort.clinical else cohort.clinical
+    result = quiet_deconvolve(cohort.bulk, model)
+    base = nnls_on_reference(cohort.bulk, reference, model.input_genes)
+    hba1c = pd.to_numeric(clinical["hba1c"], errors="coerce")
+    ok = hba1c.dropna().index.intersection(result.proportions.index)
+    rows: list[tuple[str, float, float]] = []
+
+    def corr_rows(label: str, blue: pd.Series, baseline: pd.Series | None) -> None:
+        rb, pb_ = stats.pearsonr(blue.loc[ok], hba1c.loc[ok])
+        sb, sp_ = stats.spearmanr(blue.loc[ok], hba1c.loc[ok])
+        if baseline is not None:
+            rn, pn = stats.pearsonr(baseline.loc[ok], hba1c.loc[ok])
+            sn, spn = stats.spearmanr(baseline.loc[ok], hba1c.loc[ok])
+        else:
+            rn = pn = sn = spn = float("nan")
+        rows.extend([(f"{label} vs HbA1c Pearson r (n={len(ok)})", rb, rn), (f"{label} vs HbA1c Pearson p", pb_, pn),
+                     (f"{label} vs HbA1c Spearman rho", sb, sn), (f"{label} vs HbA1c Spearman p", sp_, spn)])
+
+    corr_rows("beta proportion", result.proportions["beta"], base["beta"])
+    beta_gep = result.gep("beta")
+    if "INS" in beta_gep.columns:
+        corr_rows("beta GEP INS (log1p CPM)", np.log1p(beta_gep["INS"]), None)
+    genes = [g for g in BETA_FUNCTION_GENES if g in beta_gep.columns]
+    z = np.log1p(beta_gep[genes])
+    score = ((z - z.mean()) / z.std(ddof=0)).mean(axis=1)
+    corr_rows(f"beta GEP function score ({len(genes)} genes)", score, None)
+    status = clinical.loc[ok, "hba1c_class2"].astype(str)
+    for label, blue, baseline in (("beta proportion", result.proportions["beta"], base["beta"]),):
+        t2d, normal = blue.loc[status[status == "T2D"].index], blue.loc[status[status == "Normal"].index]
+        bt2d, bnormal = baseline.loc[t2d.index], baseline.loc[normal.index]
+        rows.append((f"{label} mean Normal (n={len(normal)})", normal.mean(), bnormal.mean()))
+        rows.append((f"{label} mean T2D (n={len(t2d)})", t2d.mean(), bt2d.mean()))
+        rows.append((f"{label} T2D vs Normal Mann-Whitney p", stats.mannwhitneyu(t2d, normal).pvalue,
+                     stats.mannwhitneyu(bt2d, bnormal).pvalue))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ aml
+def validate_aml(model: bc.BlueModel, recipe: dict, *, quick: bool = False) -> list[tuple[str, float, float]]:
+    from blue_core.simulation import split_reference
+    from blue_core.recipes import panel_genes
+
+    root = data_root(recipe)
+    reference = build_reference(recipe)
+    rows: list[tuple[str, float, float]] = []
+
+    # Leave-donor-out: retrain with the same recipe settings on ~80% of the donors, score pseudo-bulk
+    # of the held-out donors, read through each cohort panel.
+    train_ref, _, test_ref = split_reference(reference, fractions=(0.8, 0.0, 0.2), seed=7)
+    panels = panel_genes(recipe)
+    settings = dict(recipe.get("training", {}))
+    if quick:
+        settings.update(n_samples=2000, epochs=10)
+    held_out = bc.train_model(train_ref, input_genes=model.input_genes, output_genes=model.output_genes,
+                              input_panels=panels, simulation=recipe.get("simulation", {}), name="aml-ldo",
+                              **settings)
+    test_types = [t for t in model.cell_types if t in set(test_ref.obs["cell_type"].astype(str))]
+    pb = bc.simulate(test_ref, 400, cells_per_sample=500, cell_types=model.cell_types, seed=13)
+    signature_train = signature_from_reference(train_ref)
+    for name, genes in panels.items():
+        keep = [g for g in pb.genes if g in set(genes)]
+        bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes)[keep].astype(np.float64))
+        bulk.obs_names = [f"s{i}" for i in range(pb.n_samples)]
+        truth = pb.proportions.set_axis(bulk.obs_names)[test_types]
+        est = quiet_deconvolve(bulk, held_out).proportions[test_types]
+        shared = [g for g in held_out.input_genes if g in keep]
+        nn = nnls_proportions(bulk.to_df()[shared], signature_train.loc[shared]).reindex(columns=test_types)
+        n_donors = test_ref.obs["donor"].nunique()
+        rows.append((f"leave-donor-out pseudo-bulk CCC, {name} genes ({n_donors} held-out donors)",
+                     ccc(truth, est), ccc(truth, nn)))
+
+    # Agreement with published CIBERSORTx estimates (not truth).
+    signature = signature_from_reference(reference)
+    for cohort_name, file, key in (("tcga_laml", "cibersortx_tcga_fractions.csv", "sample"),
+                                   ("target_aml", "cibersortx_target_fractions.csv", "patient")):
+        cohort = bc.load_sample(cohort_name)
+        result = quiet_deconvolve(cohort.bulk, model)
+        shared = [g for g in model.input_genes if g in set(cohort.bulk.var_names)]
+        nn = nnls_proportions(cohort.bulk.to_df()[shared], signature.loc[shared])
+        cx = pd.read_csv(root / "aml" / file)
+        if key == "patient":  # TARGET: expression columns TARGET.20.<USI>.<09A|03A>...; CIBERSORTx by USI
+            usi = pd.Series(result.proportions.index, index=result.proportions.index).str.split(".").str[2]
+            cx = cx.drop_duplicates(key).set_index(cx.drop_duplicates(key)[key].str.split("-").str[2])
+            index_map = usi
+        else:
+            cx = cx.set_index(key)
+            index_map = pd.Series(result.proportions.index, index=result.proportions.index)
+        cx = collapse(cx.drop(columns=[c for c in cx.columns if c in ("sample", "patient")]), CIBERSORTX_TO_AML)
+        aligned = cx.reindex(index_map.to_numpy()).set_axis(index_map.index)
+        aligned = aligned.dropna(how="all")
+        types = [t for t in cx.columns if t in model.cell_types]
+        blue = collapse(result.proportions, {t: t for t in types})
+        base = collapse(nn, {t: t for t in types})
+        for (name, b), (_, n) in zip(proportion_rows(aligned[types], blue, f"{cohort_name} vs CIBERSORTx"),
+                                     proportion_rows(aligned[types], base, f"{cohort_name} vs CIBERSORTx")):
+            rows.append((name.replace("pairs, n", f"pairs, {len(aligned)} samples, n"), b, n))
+    return rows
+
+
+VALIDATORS = {"pbmc": validate_pbmc, "pancreas": validate_pancreas, "aml": validate_aml}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(VALIDATORS))
+    parser.add_argument("--update-cards", action="store_true", help="store the numbers in each model card")
+    parser.add_argument("--quick", action="store_true", help="smaller leave-donor-out retraining (AML)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    out_json = RESULTS / "validation.json"
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
+    for name in args.models:
+        recipe = read_recipe(REPO_ROOT / "pretrained" / name / "recipe.toml")
+        model = bc.load_model(name)
+        t0 = time.perf_counter()
+        kwargs = {"quick": args.quick} if name == "aml" else {}
+        rows = VALIDATORS[name](model, recipe, **kwargs)
+        results[name] = {"rows": [{"metric": m, "blue": b, "nnls_baseline": n} for m, b, n in rows],
+                         "seconds": round(time.perf_counter() - t0, 1)}
+        table = pd.DataFrame(rows, columns=["metric", "BLUE", "NNLS baseline"])
+        print(f"\n## {name}\n")
+        print(markdown_table(table))
+        sys.stdout.flush()
+        if args.update_cards:
+            from blue_core.model import CARD_FILE
+
+            card_path = REPO_ROOT / "pretrained" / name / CARD_FILE
+            card = json.loads(card_path.read_text())
+            card["real_data_validation"] = results[name]["rows"]
+            card["real_data_validation_command"] = "python bench/validate.py --update-cards"
+            card_path.write_text(json.dumps(card, indent=1, allow_nan=True) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=1))
+    lines = ["# Validation of the pretrained models on real cohorts", "",
+             "Produced by `python bench/validate.py`; every number below comes from that run.", ""]
+    for name, res in results.items():
+        table = pd.DataFrame(res["rows"]).rename(columns={"blue": "BLUE", "nnls_baseline": "NNLS baseline"})
+        lines += [f"## {name}", "", markdown_table(table), "", f"({res['seconds']} s)", ""]
+    (RESULTS / "validation.md").write_text("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
