@@ -138,6 +138,7 @@ def subtype_features(
                 "of numbers (sample IDs as the index, not as a column)."
             ) from None
         frame.index = frame.index.astype(str)
+        frame.columns = frame.columns.astype(str)
         return frame
     if not _is_deconvolution(data):
         raise BlueInputError(
@@ -563,6 +564,7 @@ class SubtypeClustering:
             col=1,
         )
         fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(type="category", row=2, col=1)
         fig.update_layout(
             title=f"Subtype features ({self.features}, k={self.k_})", height=max(400, 14 * len(feats) + 150)
         )

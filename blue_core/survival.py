@@ -110,12 +110,20 @@ def _event_values(raw: pd.Series, col: str) -> tuple[pd.Series, str | None]:
 
 
 def _nice_ticks(t_max: float, n: int = 5) -> list[float]:
+    """About ``n`` round times from 0 to ``t_max`` (steps 1, 2, 2.5 or 5 x 10^m; at most n + 2 ticks)."""
     if not np.isfinite(t_max) or t_max <= 0:
         return [0.0]
-    raw_step = t_max / n
-    mag = 10 ** math.floor(math.log10(raw_step))
-    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw_step), default=10 * mag)
+    mag = 10 ** math.floor(math.log10(t_max / n))
+    steps = [m * mag for m in (1, 2, 2.5, 5, 10, 20)]
+    step = next(s for s in steps if t_max / s <= n + 1)
     return [float(v) for v in np.arange(0.0, t_max + 1e-9, step)]
+
+
+def _steps(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of a right-continuous step function (for filled CI bands)."""
+    x = np.repeat(t, 2)[1:]
+    yy = np.repeat(y, 2)[:-1]
+    return x, yy
 
 
 def _group_key(g: str) -> tuple[int, Any]:
@@ -469,8 +477,10 @@ class SurvivalAnalysis:
             if ci:
                 lo = kmf.confidence_interval_.iloc[:, 0].to_numpy(dtype=float)
                 hi = kmf.confidence_interval_.iloc[:, 1].to_numpy(dtype=float)
+                xs, his = _steps(t, hi)
+                _, los = _steps(t, lo)
                 fig.add_trace(
-                    go.Scatter(x=np.r_[t, t[::-1]], y=np.r_[hi, lo[::-1]], fill="toself", line_shape="hv",
+                    go.Scatter(x=np.r_[xs, xs[::-1]], y=np.r_[his, los[::-1]], fill="toself",
                                fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
                                showlegend=False, legendgroup=g),
                     row=1, col=1,
@@ -497,7 +507,8 @@ class SurvivalAnalysis:
                 row=2, col=1,
             )
         fig.update_yaxes(title_text="survival probability", range=[0, 1.05], row=1, col=1)
-        fig.update_yaxes(title_text="at risk", autorange="reversed", type="category", row=2, col=1)
+        fig.update_yaxes(title_text="at risk", type="category", range=[len(self.groups_) - 0.5, -0.5],
+                         showgrid=False, row=2, col=1)
         fig.update_xaxes(title_text=f"time ({self.time_unit})", tickvals=times, row=2, col=1)
         fig.update_layout(
             title=title or f"Kaplan-Meier by group (log-rank p = {self.logrank_p_:.3g}, n = {self.n_matched_})",
