@@ -219,6 +219,16 @@ def _gene_hint(bulk_genes: pd.Index) -> str:
     return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
 
 
+def _best_panel(model: BlueModel, present: np.ndarray) -> str | None:
+    """Name of the card's input panel with the largest matched fraction (None for single-panel models)."""
+    panels = (getattr(model, "card", None) or {}).get("input_panels") or {}
+    if not panels:
+        return None
+    genes = np.asarray(model.input_genes)
+    fractions = {name: present[np.isin(genes, panel)].mean() for name, panel in panels.items() if panel}
+    return max(fractions, key=fractions.get)
+
+
 def deconvolve(
     bulk: ad.AnnData | pd.DataFrame | str | Path,
     model: BlueModel | str | Path,
@@ -276,8 +286,14 @@ def deconvolve(
         )
     in_pos = genes.get_indexer(model.input_genes)
     present = in_pos >= 0
-    n_matched = int(present.sum())
     n_model = len(model.input_genes)
+    panel_name = _best_panel(model, present)
+    if panel_name is not None:
+        # A multi-panel model (trained with panel dropout) reads the genes of one panel at a time.
+        in_panel = np.isin(np.asarray(model.input_genes), model.card["input_panels"][panel_name])
+        present &= in_panel
+        n_model = int(in_panel.sum())
+    n_matched = int(present.sum())
     if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_model:
         raise BlueInputError(
             f"{n_matched:,} of {n_model:,} model input genes matched the bulk genes (need >= "
@@ -332,6 +348,7 @@ def deconvolve(
         n_samples=n,
         n_model_genes=n_model,
         n_model_genes_matched=n_matched,
+        input_panel=panel_name or "",
         missing_model_genes=[g for g, ok in zip(model.input_genes, present) if not ok][:50],
         n_output_genes_in_bulk=int(out_present.sum()),
         fit_r_threshold=threshold,

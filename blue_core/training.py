@@ -88,10 +88,38 @@ def blue_loss(
     return Loss(gep_loss + proportion_weight * proportion_loss, gep_loss, proportion_loss)
 
 
-def _tensors(pb: PseudoBulk, input_idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(preprocess(pb.bulk[:, input_idx]))
+def _panel_inputs(values: np.ndarray, panel_masks: Sequence[np.ndarray] | None, seed: int) -> np.ndarray:
+    """Preprocess ``values`` (n, G_in); with panels, each sample sees the genes of one random panel only.
+
+    Panel dropout: a model whose input genes are the union of several bulk gene panels (e.g. the
+    TCGA-LAML 714-gene and TARGET-AML 1,984-gene panels) learns to read any one of them, exactly as
+    :func:`~blue_core.inference.deconvolve` presents a cohort measured on one panel (missing genes
+    ignored in the normalisation and set to the sample mean after standardisation).
+    """
+    if not panel_masks:
+        return preprocess(values)
+    rng = np.random.default_rng(seed)
+    choice = rng.integers(0, len(panel_masks), size=values.shape[0])
+    out = np.empty(values.shape, dtype=np.float32)
+    for k, mask in enumerate(panel_masks):
+        rows = np.flatnonzero(choice == k)
+        if rows.size:
+            out[rows] = preprocess(values[rows], mask)
+    return out
+
+
+def _tensors(
+    pb: PseudoBulk,
+    input_idx: np.ndarray,
+    *,
+    in_place: bool = False,
+    panel_masks: Sequence[np.ndarray] | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Network input, proportion targets and log1p(CPM) GEP targets (in place: ``pb.profiles`` is overwritten)."""
+    x = torch.from_numpy(_panel_inputs(pb.bulk[:, input_idx], panel_masks, seed))
     p = torch.from_numpy(pb.proportions.to_numpy(dtype=np.float32))
-    g = torch.from_numpy(np.log1p(pb.profiles))
+    g = torch.from_numpy(np.log1p(pb.profiles, out=pb.profiles) if in_place else np.log1p(pb.profiles))
     return x, p, g
 
 
@@ -147,6 +175,7 @@ def train_model(
     input_genes: Sequence[str] | None = None,
     output_genes: Sequence[str] | None = None,
     input_panel: Sequence[str] | None = None,
+    input_panels: dict[str, Sequence[str]] | None = None,
     n_markers: int = 100,
     n_output_genes: int = 2000,
     n_samples: int = 8000,
@@ -183,6 +212,11 @@ def train_model(
         (markers + variable genes + the input genes, at most ``n_output_genes``).
     input_panel
         Restrict the default input genes to these (the genes a bulk cohort measures).
+    input_panels
+        Named gene panels (``{"tcga_714": [...], "target_1984": [...]}``) of the cohorts the model must
+        serve when ``input_genes`` is their union: each training pseudo-bulk shows the network only the
+        genes of one random panel (panel dropout), and :func:`~blue_core.inference.deconvolve` checks gene
+        overlap against the best-matching panel. Stored in the card.
     n_markers
         Markers per cell type for the default input genes.
     n_output_genes
@@ -274,9 +308,14 @@ def train_model(
                             cell_types=cell_types, seed=seed, progress=sim_progress(0.02, 0.15), **sim_kwargs)
         val_pb = simulate(val_ref, n_val, cells_per_sample=cells_per_sample, output_genes=output_genes,
                           cell_types=cell_types, seed=seed + 1, progress=sim_progress(0.15, 0.2), **sim_kwargs)
-        x, p, g = _tensors(train_pb, input_idx)
+        panel_masks = None
+        if input_panels:
+            panel_masks = [np.isin(np.asarray(input_genes), list(map(str, genes))) for genes in input_panels.values()]
+            if any(not m.any() for m in panel_masks):
+                raise BlueInputError("an input panel shares no gene with the input genes; check input_panels.")
+        x, p, g = _tensors(train_pb, input_idx, in_place=True, panel_masks=panel_masks, seed=seed)
         del train_pb
-        vx, vp, vg = _tensors(val_pb, input_idx)
+        vx, vp, vg = _tensors(val_pb, input_idx, panel_masks=panel_masks, seed=seed + 1)
 
         net = BlueNet(len(input_genes), len(output_genes), len(cell_types), **net_kwargs)
         optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -340,6 +379,10 @@ def train_model(
             history=history,
         ),
         validation=validation,
+        input_panels=(
+            {name: [g for g in input_genes if g in set(map(str, genes))] for name, genes in input_panels.items()}
+            if input_panels else None
+        ),
         training_time_s=round(total_seconds, 1),
         network_training_time_s=round(train_seconds, 1),
         blue_version=__version__,
