@@ -22,7 +22,7 @@ from scipy import stats as _sps
 
 from .exceptions import BlueInputError
 
-__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "zscore", "top_genes"]
+__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "zscore", "top_genes", "collapse_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,3 +213,33 @@ def top_genes(frame: pd.DataFrame, *, n: int = 30, by: str = "variance") -> list
         raise BlueInputError(f"by must be 'variance' or 'mean', not {by!r}.")
     score = np.log1p(frame.clip(lower=0)).var(axis=0) if by == "variance" else frame.mean(axis=0)
     return [str(g) for g in score.sort_values(ascending=False, kind="mergesort").index[:n]]
+
+
+def collapse_columns(frame: pd.DataFrame, mapping: dict[str, str], *, renormalise: bool = True) -> pd.DataFrame:
+    """Sum proportion columns into coarser groups, e.g. to put a model's cell types and a flow panel's
+    populations on one vocabulary.
+
+    Parameters
+    ----------
+    frame
+        Samples x cell types (fractions).
+    mapping
+        Column -> group. Columns not in ``mapping`` (or mapped to an empty string) are dropped.
+    renormalise
+        Divide each row by its sum over the kept columns, so rows sum to 1 again.
+
+    Returns
+    -------
+    DataFrame
+        Samples x groups, groups in first-seen order of ``mapping``.
+    """
+    cols = [c for c in frame.columns if mapping.get(c)]
+    if not cols:
+        raise BlueInputError(
+            f"None of the columns ({', '.join(map(str, frame.columns[:8]))}) is in the mapping; check the names."
+        )
+    groups = list(dict.fromkeys(mapping[c] for c in cols))
+    out = frame[cols].T.groupby([mapping[c] for c in cols], sort=False).sum().T[groups]
+    if renormalise:
+        out = out.div(out.sum(axis=1).replace(0, np.nan), axis=0)
+    return out

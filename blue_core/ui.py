@@ -59,6 +59,7 @@ _STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
     "clinical": lambda: None,  # DataFrame, index = sample
     "clinical_label": lambda: None,
     "truth": lambda: None,  # DataFrame of measured proportions (demo with flow truth)
+    "cohort_info": lambda: None,  # the demo cohort's card (cohort.json)
     "result": lambda: None,  # Deconvolution of the current bulk with the current model
     "result_key": lambda: None,  # (bulk key, model key) the result was computed from
     "subtypes": lambda: None,  # fitted SubtypeClustering
@@ -503,8 +504,8 @@ def scatter_vs(frame: pd.DataFrame, covariate: pd.Series, *, covariate_name: str
     return fig
 
 
-def fit_bar(fit: pd.DataFrame) -> "go.Figure":
-    """Per-sample fit score (``fit_r``); poorly explained samples drawn in red."""
+def fit_bar(fit: pd.DataFrame, *, threshold: float | None = None) -> "go.Figure":
+    """Per-sample fit score (``fit_r``); poorly explained samples in red; the model's threshold dashed."""
     import plotly.graph_objects as go
 
     frame = fit.copy()
@@ -516,8 +517,12 @@ def fit_bar(fit: pd.DataFrame) -> "go.Figure":
         if len(part):
             fig.add_bar(x=part.index.tolist(), y=part["fit_r"].to_numpy(), name=label, marker_color=color,
                         hovertemplate="%{x}<br>fit r: %{y:.3f}<extra></extra>")
+    if threshold is not None and np.isfinite(threshold):
+        fig.add_hline(y=float(threshold), line_dash="dash", line_color="#d62728",
+                      annotation_text=f"poorly explained below {threshold:.2f}", annotation_position="top left")
     fig.update_layout(title="How well the model explains each sample (fit r: reconstruction vs input)",
                       yaxis_title="fit r", xaxis_title="sample", height=340, margin=dict(t=50, b=40),
+                      showlegend=True,
                       xaxis={"categoryorder": "array", "categoryarray": frame.index.tolist()})
     if len(frame) > 60:
         fig.update_xaxes(showticklabels=False)
@@ -542,6 +547,15 @@ def truth_vs_prediction(predicted: pd.DataFrame, truth: pd.DataFrame, *, title: 
     fig.update_layout(title=title, xaxis_title="measured (flow cytometry)", yaxis_title="predicted by BLUE",
                       height=460, margin=dict(t=50, b=40))
     return fig
+
+
+def truth_mapping(cohort_info: dict | None, model_name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The documented mapping of a model's cell types and a cohort's measured populations onto one
+    vocabulary, from the cohort card: ``truth_mapping[<model>] = {"model": {...}, "truth": {...}}``."""
+    entry = ((cohort_info or {}).get("truth_mapping") or {}).get(str(model_name))
+    if not entry or not entry.get("model") or not entry.get("truth"):
+        return None
+    return dict(entry["model"]), dict(entry["truth"])
 
 
 def heatmap(frame: pd.DataFrame, *, title: str, colorbar: str, diverging: bool = False,
@@ -638,7 +652,7 @@ def on_bulk_upload() -> None:
             state["bulk_source"] = state["bulk_bytes"] = state["bulk_filename"] = state["bulk_label"] = None
         return
     if state.get("demo_name"):  # the demo's clinical data and truth do not belong to the new file
-        state["clinical"] = state["clinical_label"] = state["truth"] = None
+        state["clinical"] = state["clinical_label"] = state["truth"] = state["cohort_info"] = None
     state["bulk_source"] = "upload"
     state["bulk_bytes"] = upload.getvalue()
     state["bulk_filename"] = upload.name
@@ -676,6 +690,7 @@ def load_demo(name: str) -> None:
     state["clinical"] = getattr(cohort, "clinical", None)
     state["clinical_label"] = f"demo: {name}" if state["clinical"] is not None else None
     state["truth"] = getattr(cohort, "truth", None)
+    state["cohort_info"] = getattr(cohort, "info", None)
     recommended = getattr(cohort, "model", None) or getattr(cohort, "recommended_model", None)
     if recommended and recommended in model_options():
         state["model_name"] = recommended

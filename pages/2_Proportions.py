@@ -6,7 +6,7 @@ import streamlit as st
 
 from blue_core import ui
 from blue_core.exceptions import BlueInputError
-from blue_core.stats import compare_groups, correlate
+from blue_core.stats import collapse_columns, compare_groups, correlate
 
 ui.init_state()
 st.title("Cell-type proportions")
@@ -71,20 +71,30 @@ if truth is not None:
     with t2:
         ui.plot(ui.stacked_bar(truth.loc[samples], title="Measured (flow cytometry)"), data=truth.loc[samples],
                 name="measured_flow")
-    shared = [c for c in props.columns if c in truth.columns]
+    mapping = ui.truth_mapping(st.session_state.get("cohort_info"), result.model_name)
+    predicted, measured = props, truth
+    if mapping is not None:  # put both on the cohort card's documented common vocabulary
+        predicted, measured = collapse_columns(props, mapping[0]), collapse_columns(truth, mapping[1])
+        st.caption("Compared on the common cell types documented in the cohort card: "
+                   + "; ".join(f"{k} → {v}" for k, v in mapping[0].items() if v) + " (model) and "
+                   + "; ".join(f"{k} → {v}" for k, v in mapping[1].items() if v) + " (flow); each side renormalised to 1.")
+    shared = [c for c in predicted.columns if c in measured.columns]
     if shared:
-        ui.plot(ui.truth_vs_prediction(props, truth, title="Measured vs predicted: one point per donor and cell type"),
+        ui.plot(ui.truth_vs_prediction(predicted, measured,
+                                       title="Measured vs predicted: one point per donor and cell type"),
                 name="predicted_vs_measured",
-                data=props.loc[samples, shared].add_suffix(" predicted").join(truth.loc[samples, shared].add_suffix(" measured")))
-        side = props.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
-            truth.loc[samples, shared].round(3).add_suffix(" · flow"))
+                data=predicted.loc[samples, shared].add_suffix(" predicted").join(
+                    measured.loc[samples, shared].add_suffix(" measured")))
+        side = predicted.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
+            measured.loc[samples, shared].round(3).add_suffix(" · flow"))
         st.dataframe(side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]], width="stretch", key="truth_table")
 
 # fit -------------------------------------------------------------------------------------------
 st.subheader("How well each sample is explained")
 fit = result.fit
 poor = fit.index[fit["poorly_explained"].astype(bool)]
-ui.plot(ui.fit_bar(fit), data=fit, name="fit_score")
+threshold = (getattr(result, "input_report", None) or {}).get("fit_r_threshold")
+ui.plot(ui.fit_bar(fit, threshold=threshold), data=fit, name="fit_score")
 if len(poor):
     st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(str, poor[:20]))}. "
                "Their estimates deserve caution: they may come from another tissue, hold cell types the "

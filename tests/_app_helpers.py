@@ -70,6 +70,7 @@ def seed(at: Any, demo: str) -> Any:
     at.session_state["clinical"] = cohort.clinical
     at.session_state["clinical_label"] = f"demo: {demo}" if cohort.clinical is not None else None
     at.session_state["truth"] = cohort.truth
+    at.session_state["cohort_info"] = cohort.info
     at.session_state["result"] = result
     at.session_state["result_key"] = (f"demo:{demo}", ui.model_key(model))
     return at

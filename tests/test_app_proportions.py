@@ -66,3 +66,24 @@ def test_pancreas_groups_tests_and_hba1c() -> None:
     # grouped stacked bars: the x axis carries (group, sample)
     bars = figures(at)[0]
     assert len(bars["data"][0]["x"]) == 2 and set(bars["data"][0]["x"][0]) == {"Normal", "T2D"}
+
+
+def test_flow_truth_on_documented_common_vocabulary() -> None:
+    """With a truth mapping in the cohort card, predicted and measured are compared per common type."""
+    at = seed(page(PAGE), "monaco_pbmc")
+    result = at.session_state["result"]
+    truth = at.session_state["truth"]
+    model_types, truth_types = [str(c) for c in result.cell_types[:2]], [str(c) for c in truth.columns[:2]]
+    info = dict(at.session_state["cohort_info"] or {})
+    info["truth_mapping"] = {result.model_name: {"model": dict(zip(model_types, ["X", "Y"])),
+                                                 "truth": dict(zip(truth_types, ["X", "Y"]))}}
+    at.session_state["cohort_info"] = info
+    at.run()
+    assert_clean(at)
+    scatter = [f for f in figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text", "").startswith("measured")]
+    assert scatter and [t["name"] for t in scatter[0]["data"]] == ["X", "Y", "y = x"]
+    side = table_with(at, "X · BLUE")
+    assert list(side.columns) == ["X · BLUE", "X · flow", "Y · BLUE", "Y · flow"]
+    assert np.allclose(side["X · BLUE"] + side["Y · BLUE"], 1, atol=2e-3)  # renormalised (rounded to 3 d.p.)
+    expected = truth[truth_types[0]] / truth[truth_types].sum(axis=1)
+    assert np.allclose(side["X · flow"], expected.loc[side.index].round(3), atol=1e-9)

@@ -106,3 +106,16 @@ def test_zscore_and_top_genes() -> None:
     assert (z["flat"] == 0).all()
     assert top_genes(frame, n=2) == ["big", "a"]
     assert top_genes(frame, n=1, by="mean") == ["big"]
+
+
+def test_collapse_columns() -> None:
+    from blue_core.stats import collapse_columns
+
+    frame = pd.DataFrame({"mDC": [0.1, 0.2], "pDC": [0.1, 0.0], "B": [0.3, 0.3], "ILC": [0.5, 0.5]}, index=["a", "b"])
+    out = collapse_columns(frame, {"mDC": "DC", "pDC": "DC", "B": "B"})
+    assert list(out.columns) == ["DC", "B"]
+    assert np.allclose(out.loc["a"], [0.4, 0.6]) and np.allclose(out.sum(axis=1), 1)
+    raw = collapse_columns(frame, {"mDC": "DC", "pDC": "DC"}, renormalise=False)
+    assert np.allclose(raw["DC"], [0.2, 0.2])
+    with pytest.raises(BlueInputError, match="mapping"):
+        collapse_columns(frame, {"X": "Y"})

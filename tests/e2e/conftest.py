@@ -108,13 +108,17 @@ def page(browser: Any, app_url: str) -> Iterator[Any]:
 
 @pytest.fixture
 def shot() -> Any:
-    """``shot(page, name)`` saves a full-page screenshot to tests/screenshots/<name>.png."""
+    """``shot(page, name, element=None)`` saves a screenshot (of the page or one element) to tests/screenshots/<name>.png."""
 
-    def take(page: Any, name: str) -> Path:
+    def take(page: Any, name: str, element: Any = None) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         page.wait_for_timeout(1000)  # let plotly finish drawing
-        page.screenshot(path=str(path), full_page=True)
+        if element is not None:  # the page scrolls inside Streamlit's container: shoot the element itself
+            element.scroll_into_view_if_needed()
+            element.screenshot(path=str(path))
+        else:
+            page.screenshot(path=str(path), full_page=True)
         return path
 
     return take

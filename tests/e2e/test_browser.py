@@ -91,6 +91,7 @@ def test_survival_page_shows_kaplan_meier(page: Any, shot: Any) -> None:
     km = page.locator(".js-plotly-plot").filter(has_text="at risk")
     km.first.wait_for()
     shot(page, "4_subtypes_and_survival")
+    shot(page, "4_kaplan_meier", km.first)
     _open(page, "Enrichment")
     shot(page, "5_enrichment")
 
