@@ -169,10 +169,19 @@ def model_options() -> list[str]:
 
 
 def model_label(key: str) -> str:
-    """Human label of a model key."""
+    """Human label of a model key: name, tissue and number of cell types."""
     if key.startswith(TRAINED_PREFIX):
         return f"{key[len(TRAINED_PREFIX):]} (trained in this session)"
-    return key
+    try:
+        table = pretrained_models()
+        row = table[table["name"].astype(str) == key]
+    except (ImportError, KeyError):
+        return key
+    if row.empty:
+        return key
+    tissue, cell_types = row["tissue"].iloc[0], row["cell_types"].iloc[0]
+    n = len(cell_types) if isinstance(cell_types, (list, tuple)) else len(str(cell_types).split(","))
+    return f"{key} — {tissue}, {n} cell types" if tissue else f"{key} — {n} cell types"
 
 
 def get_model(key: str | None) -> Any | None:

@@ -49,7 +49,8 @@ with upload_tab:
     st.file_uploader(
         "Bulk expression table: genes x samples or samples x genes (CSV, TSV, TXT, XLSX, h5ad; .gz accepted)",
         type=["csv", "tsv", "txt", "gz", "xlsx", "h5ad"], key="bulk_upload", on_change=ui.on_bulk_upload,
-        help="Raw counts, TPM/CPM or log values. Gene symbols or Ensembl IDs. Files up to 200 MB.",
+        help="Raw counts, TPM/CPM or log values. Gene symbols or Ensembl IDs. "
+             f"Files up to {st.get_option('server.maxUploadSize')} MB; larger files are refused with a message.",
     )
     st.file_uploader(
         "Optional clinical table: one row per sample, sample ID in the first column (CSV, TSV, XLSX)",

@@ -17,7 +17,7 @@ st.caption("BLUE learns from pseudo-bulk mixtures simulated from a labelled sing
            "train, then use the model at once or download it.")
 
 st.file_uploader("Single-cell reference (.h5ad)", type=["h5ad"], key="reference_upload",
-                 on_change=ui.on_reference_upload, help="Raw counts, human gene symbols. Files up to 200 MB.")
+                 on_change=ui.on_reference_upload, help=f"Raw counts, human gene symbols. Files up to {st.get_option('server.maxUploadSize')} MB.")
 if not state.get("ref_bytes"):
     st.info("Upload a single-cell reference to begin.")
     st.stop()

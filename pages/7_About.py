@@ -40,8 +40,8 @@ the tissue, so each tissue has its own model.
 Every chart can be saved as an image with the camera button of its toolbar, and its data as CSV below it.
 
 ### How to cite
-Zhu, Wang, Bunting & Qiu. *BLUE: deep deconvolution of bulk RNA-seq into cell-type proportions and
-cell-type-specific expression.* PLOS Computational Biology (2026).
+Zhu, Wang, Bunting & Qiu. BLUE. *PLOS Computational Biology* (2026) — please cite the paper when you use
+BLUE's proportions or cell-type expression profiles.
 Gene sets: MSigDB Hallmark (Liberzon et al. 2015, CC BY 4.0) and Reactome via MSigDB C2:CP v6.2
 (Liberzon et al. 2011; Gillespie et al. 2022). Cite also the single-cell references listed in each model card.
 """
@@ -57,4 +57,4 @@ for name in models["name"]:
     except BlueModelError as err:
         ui.show_error(err)
         continue
-    ui.show_model_card(model, expanded=False)
+    ui.show_model_card(model, expanded=True)

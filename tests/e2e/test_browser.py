@@ -44,8 +44,8 @@ def _open(page: Any, label: str) -> None:
 def _pick_model(page: Any, name: str) -> None:
     """Choose a model in the Data & model page's picker."""
     page.get_by_test_id("stSelectbox").first.click()
-    page.get_by_role("option", name=name, exact=True).click()
-    page.get_by_test_id("stSidebar").get_by_text(f"Model: {name}").wait_for()
+    page.get_by_role("option", name=f"{name} —").click()
+    page.get_by_test_id("stSidebar").get_by_text(f"Model: {name} —").wait_for()
 
 
 def _upload(page: Any, index: int, name: str, data: bytes) -> None:
@@ -93,6 +93,10 @@ def test_survival_page_shows_kaplan_meier(page: Any, shot: Any) -> None:
     shot(page, "4_subtypes_and_survival")
     shot(page, "4_kaplan_meier", km.first)
     _open(page, "Enrichment")
+    page.get_by_text("over-representation").click()
+    page.get_by_role("button", name="Run enrichment").click()
+    page.get_by_role("button", name="Download enrichment table (CSV)").wait_for(timeout=120_000)
+    assert page.locator(".js-plotly-plot .barlayer").count() >= 1
     shot(page, "5_enrichment")
 
 
