@@ -292,16 +292,16 @@ def deconvolve(
         # A multi-panel model (trained with panel dropout) reads the genes of one panel at a time.
         in_panel = np.isin(np.asarray(model.input_genes), model.card["input_panels"][panel_name])
         present &= in_panel
-        n_model = int(in_panel.sum())
+    n_expected = int(in_panel.sum()) if panel_name is not None else n_model
     n_matched = int(present.sum())
-    if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_model:
+    if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_expected:
         raise BlueInputError(
-            f"{n_matched:,} of {n_model:,} model input genes matched the bulk genes (need >= "
+            f"{n_matched:,} of {n_expected:,} model input genes matched the bulk genes (need >= "
             f"{MIN_GENE_FRACTION:.0%}): {_gene_hint(genes)}."
         )
-    if n_matched < WARN_GENE_FRACTION * n_model:
+    if n_matched < WARN_GENE_FRACTION * n_expected:
         warnings.warn(
-            f"only {n_matched:,} of {n_model:,} model input genes ({n_matched / n_model:.0%}) are in the bulk; "
+            f"only {n_matched:,} of {n_expected:,} model input genes ({n_matched / n_expected:.0%}) are in the bulk; "
             "missing genes are treated as average, so estimates are less reliable.",
             GeneOverlapWarning,
             stacklevel=2,
@@ -346,7 +346,7 @@ def deconvolve(
     report = dict(adata.uns.get("blue_input", {})) if isinstance(adata.uns.get("blue_input"), dict) else {}
     report.update(
         n_samples=n,
-        n_model_genes=n_model,
+        n_model_genes=n_expected,
         n_model_genes_matched=n_matched,
         input_panel=panel_name or "",
         missing_model_genes=[g for g, ok in zip(model.input_genes, present) if not ok][:50],

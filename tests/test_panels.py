@@ -1,0 +1,77 @@
+"""Multi-panel models (panel dropout) and training recipes."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import blue_core as bc
+from blue_core.exceptions import BlueInputError
+from blue_core.recipes import read_recipe
+from tests._engine_data import synthetic_reference
+
+FAST = dict(n_samples=200, n_validation_samples=60, epochs=1, batch_size=64,
+            network=dict(hidden=16, n_layers=1, signal_length=16, base_channels=4, depth=2))
+
+
+@pytest.fixture(scope="module")
+def panel_model():
+    ref = synthetic_reference(n_genes=120, n_types=3, seed=3)
+    genes = list(map(str, ref.var_names))
+    panels = {"even": genes[0::2], "odd": genes[1::2]}
+    model = bc.train_model(ref, input_genes=genes, output_genes=genes[:40], input_panels=panels, seed=0, **FAST)
+    return ref, model
+
+
+def _bulk(ref: ad.AnnData, genes: list[str]) -> ad.AnnData:
+    pb = bc.simulate(ref, 5, cells_per_sample=100, seed=1)
+    frame = pd.DataFrame(pb.bulk, columns=pb.genes)[genes].astype(np.float64)
+    frame.index = [f"s{i}" for i in range(len(frame))]
+    return ad.AnnData(frame)
+
+
+def test_card_records_panels(panel_model):
+    _, model = panel_model
+    assert set(model.card["input_panels"]) == {"even", "odd"}
+    assert len(model.card["input_panels"]["even"]) == 60
+
+
+def test_a_cohort_on_one_panel_is_served_by_the_matching_panel(panel_model):
+    ref, model = panel_model
+    odd = list(map(str, ref.var_names))[1::2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bc.deconvolve(_bulk(ref, odd), model)
+    assert result.input_report["input_panel"] == "odd"
+    assert result.input_report["n_model_genes_matched"] == 60
+    assert np.allclose(result.proportions.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_too_few_genes_of_any_panel_is_refused(panel_model):
+    ref, model = panel_model
+    few = list(map(str, ref.var_names))[1:30:2]  # 15 of the 60 odd-panel genes
+    with pytest.raises(BlueInputError, match="model input genes matched"):
+        bc.deconvolve(_bulk(ref, few), model)
+
+
+def test_recipe_errors_name_the_fix(tmp_path):
+    with pytest.raises(BlueInputError, match="does not exist"):
+        read_recipe(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n')
+    with pytest.raises(BlueInputError, match="references"):
+        read_recipe(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    with pytest.raises(BlueInputError, match="not valid TOML"):
+        read_recipe(broken)
+
+
+@pytest.mark.parametrize("name", ["pbmc", "pancreas", "aml"])
+def test_shipped_recipes_parse(name):
+    recipe = read_recipe(f"pretrained/{name}/recipe.toml")
+    assert recipe["name"] == name and recipe["references"]
