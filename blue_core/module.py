@@ -144,10 +144,24 @@ class BlueNet(nn.Module):
         self.to_genes = nn.Linear(signal_length, n_output_genes)
         self.type_bias = nn.Parameter(torch.zeros(n_cell_types, n_output_genes))
 
+    def forward_proportions(self, x: torch.Tensor) -> torch.Tensor:
+        """Proportion branch only: ``(batch, G_in) -> (batch, K)``, rows sum to 1."""
+        return torch.softmax(self.proportion_mlp(x), dim=-1)
+
+    def forward_gep(self, x: torch.Tensor) -> torch.Tensor:
+        """GEP branch only: ``(batch, G_in) -> (batch, K, G_out)``, log1p(CPM) scale, >= 0."""
+        channels = self.unet(self.projection(x).unsqueeze(1))
+        return nn.functional.softplus(self.to_genes(channels) + self.type_bias)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(proportions (batch, K), GEPs (batch, K, G_out) on log1p(CPM) scale, >= 0)``."""
-        proportions = torch.softmax(self.proportion_mlp(x), dim=-1)
-        signal = self.projection(x).unsqueeze(1)
-        channels = self.unet(signal)
-        gep = nn.functional.softplus(self.to_genes(channels) + self.type_bias)
-        return proportions, gep
+        return self.forward_proportions(x), self.forward_gep(x)
+
+    def branch_parameters(self, branch: str) -> list[nn.Parameter]:
+        """Parameters of one branch (``"proportion"`` or ``"gep"``); the two sets are disjoint."""
+        if branch == "proportion":
+            return list(self.proportion_mlp.parameters())
+        if branch == "gep":
+            return [*self.projection.parameters(), *self.unet.parameters(), *self.to_genes.parameters(),
+                    self.type_bias]
+        raise ValueError(f"branch must be 'proportion' or 'gep', got {branch!r}")

@@ -13,7 +13,6 @@ has no profile, and asking the network to output zeros for it would fight the GE
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -40,7 +39,7 @@ Progress = Callable[[float, str], None]
 
 #: Default BlueNet hyper-parameters (chosen with bench/architecture.py).
 DEFAULT_NETWORK: dict[str, Any] = dict(
-    hidden=256, n_layers=2, signal_length=256, base_channels=16, depth=3, kernel_size=5, dropout=0.1
+    hidden=256, n_layers=2, signal_length=128, base_channels=8, depth=2, kernel_size=5, dropout=0.1
 )
 
 #: Quantile of validation fit scores used as the poorly-explained threshold.
@@ -81,11 +80,84 @@ def blue_loss(
         ``gep`` = sum over cell types of the per-gene MSE averaged over samples where the type is
         present; ``proportion`` = MSE over all (sample, type) pairs.
     """
-    present = (proportions > 0).to(pred_gep.dtype)
-    per_type = ((pred_gep - gep) ** 2).mean(dim=-1)
-    gep_loss = ((per_type * present).sum(0) / present.sum(0).clamp(min=1.0)).sum()
+    gep_loss = _gep_mse(pred_gep, gep, proportions)
     proportion_loss = ((pred_proportions - proportions) ** 2).mean()
     return Loss(gep_loss + proportion_weight * proportion_loss, gep_loss, proportion_loss)
+
+
+def _gep_mse(pred_gep: torch.Tensor, gep: torch.Tensor, proportions: torch.Tensor) -> torch.Tensor:
+    """Sum over cell types of the per-gene MSE, averaged over the samples where the type is present."""
+    present = (proportions > 0).to(pred_gep.dtype)
+    per_type = ((pred_gep - gep) ** 2).mean(dim=-1)
+    return ((per_type * present).sum(0) / present.sum(0).clamp(min=1.0)).sum()
+
+
+def _branch_loss(
+    net: BlueNet, branch: str, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float
+) -> torch.Tensor:
+    """The part of the BLUE loss that depends on one branch's parameters."""
+    if branch == "proportion":
+        return proportion_weight * ((net.forward_proportions(x) - p) ** 2).mean()
+    return _gep_mse(net.forward_gep(x), g, p)
+
+
+def _fit_branch(
+    net: BlueNet,
+    branch: str,
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    patience: int,
+    proportion_weight: float,
+    seed: int,
+    history: list[dict[str, Any]],
+    report: Progress,
+) -> int:
+    """Train one branch with Adam and early stopping on its validation loss; keep its best epoch."""
+    params = net.branch_parameters(branch)
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, patience // 2))
+    generator = torch.Generator().manual_seed(seed + (0 if branch == "proportion" else 1))
+    x, p, g = train
+    vx, vp, vg = val
+    best_loss, best_epoch, best_state = math.inf, 0, [q.detach().clone() for q in params]
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(x.shape[0], generator=generator)
+        running = 0.0
+        for start in range(0, x.shape[0], batch_size):
+            idx = order[start : start + batch_size]
+            loss = _branch_loss(net, branch, x[idx], p[idx], g[idx], proportion_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += idx.numel() * loss.item()
+        net.eval()
+        with torch.inference_mode():
+            if branch == "proportion":
+                pred = torch.cat([net.forward_proportions(vx[i : i + 1024]) for i in range(0, vx.shape[0], 1024)])
+                v_loss = proportion_weight * ((pred - vp) ** 2).mean().item()
+            else:
+                pred = torch.cat([net.forward_gep(vx[i : i + 512]) for i in range(0, vx.shape[0], 512)])
+                v_loss = _gep_mse(pred, vg, vp).item()
+        scheduler.step(v_loss)
+        history.append(dict(branch=branch, epoch=epoch, train_loss=running / x.shape[0], val_loss=v_loss,
+                            lr=optimizer.param_groups[0]["lr"]))
+        logger.info("%s branch, epoch %d: train %.4f, validation %.4f", branch, epoch, running / x.shape[0], v_loss)
+        if v_loss < best_loss - 1e-6:
+            best_loss, best_epoch, best_state = v_loss, epoch, [q.detach().clone() for q in params]
+        report(epoch / epochs, f"{branch} branch, epoch {epoch}/{epochs}: validation loss {v_loss:.4f}")
+        if epoch - best_epoch >= patience:
+            logger.info("%s branch: early stop at epoch %d (best %d)", branch, epoch, best_epoch)
+            break
+    with torch.no_grad():
+        for q, saved in zip(params, best_state):
+            q.copy_(saved)
+    return best_epoch
 
 
 def _panel_inputs(values: np.ndarray, panel_masks: Sequence[np.ndarray] | None, seed: int) -> np.ndarray:
@@ -183,12 +255,13 @@ def train_model(
     cells_per_sample: int = 500,
     simulation: dict[str, Any] | None = None,
     network: dict[str, Any] | None = None,
-    epochs: int = 40,
+    epochs: int = 30,
+    proportion_epochs: int = 100,
     batch_size: int = 128,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     proportion_weight: float = 100.0,
-    patience: int = 5,
+    patience: int = 8,
     validation_fraction: float = 0.1,
     seed: int = 0,
     threads: int | None = None,
@@ -233,7 +306,14 @@ def train_model(
         ``noise_batch_size``), used for training and validation pseudo-bulk alike.
     network
         BlueNet hyper-parameters overriding :data:`DEFAULT_NETWORK`.
-    epochs, batch_size, lr, weight_decay
+    epochs
+        Maximum epochs of the GEP branch (U-Net).
+    proportion_epochs
+        Maximum epochs of the proportion branch (MLP). The branches share no parameters, so the loss
+        ``sum_k MSE(GEP_k) + proportion_weight * MSE(proportions)`` splits into one term per branch; each
+        branch is optimised on its own term with its own early stopping, which lets the cheap MLP take
+        many more steps than the costly U-Net.
+    batch_size, lr, weight_decay
         Adam optimisation settings; the learning rate is halved when the validation loss stalls.
     proportion_weight
         Weight of the proportion MSE in the loss (100 in the paper).
@@ -265,8 +345,8 @@ def train_model(
         )
     if not 0 < validation_fraction < 1:
         raise BlueInputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
-    if epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
-        raise BlueInputError("epochs, batch_size and patience must be >= 1 and lr > 0.")
+    if epochs < 1 or proportion_epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
+        raise BlueInputError("epochs, proportion_epochs, batch_size and patience must be >= 1 and lr > 0.")
     sim_kwargs = dict(simulation or {})
     bad = set(sim_kwargs) & {"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"}
     if bad:
@@ -318,42 +398,21 @@ def train_model(
         vx, vp, vg = _tensors(val_pb, input_idx, panel_masks=panel_masks, seed=seed + 1)
 
         net = BlueNet(len(input_genes), len(output_genes), len(cell_types), **net_kwargs)
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, patience // 2))
-        generator = torch.Generator().manual_seed(seed)
-        best = (math.inf, 0, copy.deepcopy(net.state_dict()))
-        history: list[dict[str, float]] = []
+        history: list[dict[str, Any]] = []
+        best_epochs: dict[str, int] = {}
         t_train = time.perf_counter()
-        for epoch in range(1, epochs + 1):
-            net.train()
-            order = torch.randperm(x.shape[0], generator=generator)
-            running = np.zeros(3)
-            for start in range(0, x.shape[0], batch_size):
-                idx = order[start : start + batch_size]
-                pp, gg = net(x[idx])
-                loss = blue_loss(pp, gg, p[idx], g[idx], proportion_weight=proportion_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.total.backward()
-                optimizer.step()
-                running += idx.numel() * np.array([loss.total.item(), loss.gep.item(), loss.proportion.item()])
-            running /= x.shape[0]
-            v_total, v_gep, v_prop, _, _ = _evaluate(net, vx, vp, vg, proportion_weight, 512)
-            scheduler.step(v_total)
-            history.append(dict(epoch=epoch, train_loss=running[0], val_loss=v_total, val_gep=v_gep,
-                                val_proportion=v_prop, lr=optimizer.param_groups[0]["lr"]))
-            logger.info("epoch %d: train %.4f, validation %.4f (gep %.4f, proportion %.5f)",
-                        epoch, running[0], v_total, v_gep, v_prop)
-            if v_total < best[0] - 1e-6:
-                best = (v_total, epoch, copy.deepcopy(net.state_dict()))
-            report(0.2 + 0.75 * epoch / epochs, f"epoch {epoch}/{epochs}: validation loss {v_total:.4f}")
-            if epoch - best[1] >= patience:
-                logger.info("early stop at epoch %d (best %d)", epoch, best[1])
-                break
-        net.load_state_dict(best[2])
+        stages = (("proportion", proportion_epochs, 0.2, 0.35), ("gep", epochs, 0.35, 0.97))
+        for branch, n_epochs, lo, hi in stages:
+            best_epochs[branch] = _fit_branch(
+                net, branch, (x, p, g), (vx, vp, vg), epochs=n_epochs, batch_size=batch_size, lr=lr,
+                weight_decay=weight_decay, patience=patience, proportion_weight=proportion_weight,
+                seed=seed, history=history, report=lambda f, m, lo=lo, hi=hi: report(lo + (hi - lo) * f, m),
+            )
         train_seconds = time.perf_counter() - t_train
-        _, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512)
+        v_total, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512)
         validation = _validation_metrics(val_pb, pred_p, pred_g)
-        validation.update(best_epoch=best[1], val_loss=float(best[0]))
+        validation.update(best_epoch=best_epochs["gep"], proportion_best_epoch=best_epochs["proportion"],
+                          val_loss=float(v_total))
         report(0.99, "validated")
     finally:
         torch.set_num_threads(previous_threads)
@@ -372,7 +431,9 @@ def train_model(
         ),
         training=dict(
             n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
-            simulation=sim_kwargs, epochs=epochs, epochs_run=len(history), batch_size=batch_size, lr=lr,
+            simulation=sim_kwargs, epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
+            proportion_epochs=proportion_epochs,
+            proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, proportion_weight=proportion_weight, patience=patience,
             validation_fraction=validation_fraction, seed=seed, threads=torch.get_num_threads() if not threads
             else int(threads), n_markers=n_markers, input_panel_size=len(input_panel) if input_panel else None,

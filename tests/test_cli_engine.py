@@ -24,7 +24,7 @@ def test_simulate_train_deconvolve_models(workdir, capsys, monkeypatch):
     assert (workdir / "sim" / "bulk.csv.gz").is_file() and (workdir / "sim" / "profiles.h5ad").is_file()
 
     args = ["train", ref, "--out", str(workdir / "models" / "tiny"), "--n-samples", "64", "--cells-per-sample", "20",
-            "--epochs", "1", "--n-markers", "10", "--threads", "1", "--tissue", "synthetic"]
+            "--epochs", "1", "--proportion-epochs", "2", "--n-markers", "10", "--threads", "1", "--tissue", "synthetic"]
     assert main(args) == 0
     assert main(args) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err

@@ -18,7 +18,8 @@ from blue_core.training import train_model
 @pytest.fixture(scope="module")
 def trained():
     ref = synthetic_reference(n_cells=150, n_genes=60, seed=2)
-    model = train_model(ref, n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1, batch_size=32,
+    model = train_model(ref, n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1,
+                        proportion_epochs=2, batch_size=32,
                         network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10,
                         threads=1, name="tiny", tissue="synthetic", description="unit-test model")
     bulk = simulate(ref, 12, cells_per_sample=30, seed=7).bulk_frame()

@@ -16,7 +16,7 @@ TINY_NET = dict(hidden=16, signal_length=16, base_channels=2, depth=2)
 
 def tiny_train(**kwargs):
     ref = synthetic_reference(n_cells=150, n_genes=60, seed=1)
-    settings = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, batch_size=32,
+    settings = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2, batch_size=32,
                     network=TINY_NET, n_markers=10, n_output_genes=40, threads=1)
     settings.update(kwargs)
     return train_model(ref, **settings)

@@ -90,10 +90,12 @@ def register(subparsers: Any) -> None:
     t.add_argument("--n-samples", type=int, default=8000, help="training pseudo-bulks (default 8000)")
     t.add_argument("--cells-per-sample", type=int, default=500, help="cells per pseudo-bulk (default 500)")
     _simulation_options(t)
-    t.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
+    t.add_argument("--epochs", type=int, default=30, help="maximum epochs of the GEP branch (default 30)")
+    t.add_argument("--proportion-epochs", type=int, default=100,
+                   help="maximum epochs of the proportion branch (default 100)")
     t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
+    t.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.set_defaults(func=_run_train)
@@ -209,7 +211,8 @@ def _run_train(args: argparse.Namespace) -> int:
             model = train_model(
                 reference, input_panel=panel, n_markers=args.n_markers, n_output_genes=args.n_output_genes,
                 n_samples=args.n_samples, cells_per_sample=args.cells_per_sample,
-                simulation=_simulation_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                simulation=_simulation_kwargs(args), epochs=args.epochs, proportion_epochs=args.proportion_epochs,
+                batch_size=args.batch_size, lr=args.lr,
                 patience=args.patience, seed=args.seed, threads=args.threads, name=args.name or out.name,
                 tissue=args.tissue, description=args.description,
                 provenance={"reference_file": str(args.reference), "command": "blue " + " ".join(sys.argv[1:])},
