@@ -452,15 +452,20 @@ def sample_order(proportions: pd.DataFrame, *, sort_by: str | None = None, group
 
 
 def stacked_bar(proportions: pd.DataFrame, *, order: Sequence[str] | None = None, groups: pd.Series | None = None,
-                title: str = "Cell-type proportions per sample") -> "go.Figure":
-    """Stacked bar chart: one bar per sample, one colour per cell type (fractions sum to 1)."""
+                title: str = "Cell-type proportions per sample", color_names: Sequence[str] | None = None
+                ) -> "go.Figure":
+    """Stacked bar chart: one bar per sample, one colour per cell type (fractions sum to 1).
+
+    ``color_names`` fixes the colour order, so that two charts give the same name the same colour.
+    """
     import plotly.graph_objects as go
 
     order = list(order) if order is not None else [str(s) for s in proportions.index]
     frame = proportions.copy()
     frame.index = frame.index.astype(str)
     frame = frame.loc[order]
-    colors = _palette(frame.columns)
+    names = list(dict.fromkeys([*(map(str, color_names or [])), *map(str, frame.columns)]))
+    colors = _palette(names)
     x: Any = order
     if groups is not None:
         g = groups.reindex(frame.index).astype(str).fillna("NA")
@@ -593,7 +598,9 @@ def bar_table(frame: pd.DataFrame, *, x: str, y: str, color: str | None = None, 
 
     data = frame.reset_index()
     fig = px.bar(data, x=x, y=y, color=color, orientation=orientation, title=title,
-                 color_continuous_scale="Viridis_r" if color else None)
+                 color_continuous_scale="Viridis_r" if color else None,
+                 range_color=[0, 1] if color in ("fdr", "p") else None,
+                 labels={x: x.replace("_", " "), y: y.replace("_", " "), **({color: color.upper()} if color == "fdr" else {})})
     fig.update_layout(height=max(320, 22 * len(data) + 140), margin=dict(t=50, b=40))
     fig.update_yaxes(autorange="reversed")
     return fig

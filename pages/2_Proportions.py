@@ -60,34 +60,36 @@ if covariates:
 
 # truth (demo with flow cytometry) -------------------------------------------------------------
 if truth is not None:
-    st.subheader("Predicted vs measured (flow cytometry)")
-    st.caption("The measured fractions come from flow cytometry of the same donors; the model's cell types and the "
-               "flow panel's may be named or split differently.")
-    samples = [s for s in order if s in truth.index]
-    t1, t2 = st.columns(2)
-    with t1:
-        ui.plot(ui.stacked_bar(props.loc[samples], title="Predicted by BLUE"), data=props.loc[samples],
-                name="predicted_for_truth")
-    with t2:
-        ui.plot(ui.stacked_bar(truth.loc[samples], title="Measured (flow cytometry)"), data=truth.loc[samples],
-                name="measured_flow")
-    mapping = ui.truth_mapping(st.session_state.get("cohort_info"), result.model_name)
-    predicted, measured = props, truth
-    if mapping is not None:  # put both on the cohort card's documented common vocabulary
-        predicted, measured = collapse_columns(props, mapping[0]), collapse_columns(truth, mapping[1])
-        st.caption("Compared on the common cell types documented in the cohort card: "
-                   + "; ".join(f"{k} → {v}" for k, v in mapping[0].items() if v) + " (model) and "
-                   + "; ".join(f"{k} → {v}" for k, v in mapping[1].items() if v) + " (flow); each side renormalised to 1.")
-    shared = [c for c in predicted.columns if c in measured.columns]
-    if shared:
-        ui.plot(ui.truth_vs_prediction(predicted, measured,
-                                       title="Measured vs predicted: one point per donor and cell type"),
-                name="predicted_vs_measured",
-                data=predicted.loc[samples, shared].add_suffix(" predicted").join(
-                    measured.loc[samples, shared].add_suffix(" measured")))
-        side = predicted.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
-            measured.loc[samples, shared].round(3).add_suffix(" · flow"))
-        st.dataframe(side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]], width="stretch", key="truth_table")
+    with st.container(border=True, key="truth_section"):
+        st.subheader("Predicted vs measured (flow cytometry)")
+        st.caption("The measured fractions come from flow cytometry of the same donors; the model's cell types and the "
+                   "flow panel's may be named or split differently.")
+        samples = [s for s in order if s in truth.index]
+        t1, t2 = st.columns(2)
+        with t1:
+            ui.plot(ui.stacked_bar(props.loc[samples], title="Predicted by BLUE"), data=props.loc[samples],
+                    name="predicted_for_truth")
+        with t2:
+            ui.plot(ui.stacked_bar(truth.loc[samples], title="Measured (flow cytometry)",
+                                       color_names=list(props.columns)), data=truth.loc[samples],
+                    name="measured_flow")
+        mapping = ui.truth_mapping(st.session_state.get("cohort_info"), result.model_name)
+        predicted, measured = props, truth
+        if mapping is not None:  # put both on the cohort card's documented common vocabulary
+            predicted, measured = collapse_columns(props, mapping[0]), collapse_columns(truth, mapping[1])
+            st.caption("Compared on the common cell types documented in the cohort card: "
+                       + "; ".join(f"{k} → {v}" for k, v in mapping[0].items() if v) + " (model) and "
+                       + "; ".join(f"{k} → {v}" for k, v in mapping[1].items() if v) + " (flow); each side renormalised to 1.")
+        shared = [c for c in predicted.columns if c in measured.columns]
+        if shared:
+            ui.plot(ui.truth_vs_prediction(predicted, measured,
+                                           title="Measured vs predicted: one point per donor and cell type"),
+                    name="predicted_vs_measured",
+                    data=predicted.loc[samples, shared].add_suffix(" predicted").join(
+                        measured.loc[samples, shared].add_suffix(" measured")))
+            side = predicted.loc[samples, shared].round(3).add_suffix(" · BLUE").join(
+                measured.loc[samples, shared].round(3).add_suffix(" · flow"))
+            st.dataframe(side[[f"{c} · {w}" for c in shared for w in ("BLUE", "flow")]], width="stretch", key="truth_table")
 
 # fit -------------------------------------------------------------------------------------------
 st.subheader("How well each sample is explained")

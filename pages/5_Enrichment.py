@@ -66,5 +66,5 @@ top = table.head(20).set_index("term")
 ui.plot(ui.bar_table(top, x=score, y="term", color="fdr",
                      title=f"Top gene sets ({'normalised enrichment score' if score == 'nes' else 'odds ratio'})"),
         name="enrichment", data=top)
-st.dataframe(table, hide_index=True, width="stretch", key="enr_result")
+st.dataframe(table.dropna(axis=1, how="all"), hide_index=True, width="stretch", key="enr_result")
 ui.csv_download(table, "enrichment.csv", label="Download enrichment table (CSV)", key="csv_enrichment")

@@ -8,7 +8,7 @@ message; a screenshot of each page goes to tests/screenshots/.
 from __future__ import annotations
 
 import gzip
-import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def _open(page: Any, label: str) -> None:
 def _pick_model(page: Any, name: str) -> None:
     """Choose a model in the Data & model page's picker."""
     page.get_by_test_id("stSelectbox").first.click()
-    page.get_by_role("option", name=f"{name} —").click()
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(name)} —")).click()
     page.get_by_test_id("stSidebar").get_by_text(f"Model: {name} —").wait_for()
 
 
@@ -110,8 +110,39 @@ def test_malformed_upload_shows_clear_message(page: Any, shot: Any) -> None:
     shot(page, "1_malformed_upload")
 
 
-def test_every_page_renders(page: Any, shot: Any) -> None:
-    for title, name in (("Train a model", "6_train_a_model"), ("About", "7_about")):
-        _open(page, title)
-        assert page.get_by_test_id("stException").count() == 0
-        shot(page, name)
+def test_blood_demo_shows_flow_truth(page: Any, shot: Any) -> None:
+    _require_model("pbmc")
+    page.locator("button", has_text="Load Monaco").first.click()
+    page.get_by_text("Deconvolved 12 samples").wait_for(timeout=120_000)
+    shot(page, "1_blood_demo_loaded")
+    _open(page, "Proportions")
+    measured = page.locator(".js-plotly-plot").filter(has_text="Measured (flow cytometry)")
+    measured.first.wait_for()
+    shot(page, "2_blood_demo_flow_truth", page.locator(".st-key-truth_section"))
+
+
+def test_train_page_cancel(page: Any, shot: Any, tmp_path: Path) -> None:
+    """Upload a reference, see the counts per type, start training, cancel it."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_app_train import _reference_bytes
+
+    _open(page, "Train a model")
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+        files=[{"name": "tiny_blood.h5ad", "mimeType": "application/octet-stream", "buffer": _reference_bytes()}])
+    page.get_by_text("Training settings").wait_for()
+    assert page.get_by_test_id("stMetricValue").filter(has_text="180").count() == 1  # cells
+    shot(page, "6_train_a_model")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_test_id("stProgress").first.wait_for()
+    page.get_by_role("button", name="Cancel training").click()
+    page.get_by_text("Training cancelled.").wait_for()
+    shot(page, "6_train_cancelled")
+
+
+def test_about_page_renders(page: Any, shot: Any) -> None:
+    _open(page, "About")
+    assert page.get_by_test_id("stException").count() == 0
+    page.get_by_text("How to cite").wait_for()
+    shot(page, "7_about")
