@@ -822,11 +822,18 @@ def result_key() -> str:
     return "|".join(map(str, key)) if key else "none"
 
 
-@_lazy_cache("cache_data", show_spinner="Finding subtypes (consensus clustering) ...", max_entries=16, ttl=3600)
+@_lazy_cache("cache_data", show_spinner=False, max_entries=16, ttl=3600)
 def _fit_subtypes(key: str, features: str, cell_types: tuple[str, ...], k: int | None, _result: Any) -> Any:
     from .subtypes import SubtypeClustering
 
-    return SubtypeClustering(k=k, features=features, cell_types=list(cell_types)).fit(_result)
+    bar = _st().progress(0.0, text="Finding subtypes (consensus clustering) ...")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Clustering ...")
+
+    clustering = SubtypeClustering(k=k, features=features, cell_types=list(cell_types)).fit(_result, progress=progress)
+    bar.progress(1.0, text="Subtypes found")
+    return clustering
 
 
 def fit_subtypes(result: Any, *, features: str, cell_types: Sequence[str], k: int | None) -> Any:
