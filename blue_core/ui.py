@@ -65,6 +65,13 @@ _STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
     "subtypes": lambda: None,  # fitted SubtypeClustering
     "subtypes_key": lambda: None,
     "validation": lambda: None,  # dict: cross-cohort validation outputs
+    "demo_notice": lambda: None,  # message when a demo's recommended model is missing
+    "auto_run": lambda: False,  # a demo was just loaded: deconvolve it without another click
+    "run_warnings": list,  # warnings raised by the last deconvolution
+    "clinical_error": lambda: None,  # message of an unusable clinical upload
+    "ref_bytes": lambda: None,  # Train page: uploaded single-cell reference (h5ad bytes)
+    "ref_filename": lambda: None,
+    "last_trained": lambda: None,  # name of the last model trained in this session
 }
 
 #: Clinical columns guessed as survival time / event, in order of preference.
@@ -674,6 +681,7 @@ def on_bulk_upload() -> None:
     state["bulk_filename"] = upload.name
     state["bulk_label"] = upload.name
     state["demo_name"] = None
+    state["demo_notice"] = None
     state["auto_run"] = False
     reset_results()
 
@@ -707,10 +715,14 @@ def load_demo(name: str) -> None:
     state["clinical_label"] = f"demo: {name}" if state["clinical"] is not None else None
     state["truth"] = getattr(cohort, "truth", None)
     state["cohort_info"] = getattr(cohort, "info", None)
-    recommended = getattr(cohort, "model", None) or getattr(cohort, "recommended_model", None)
+    recommended = getattr(cohort, "recommended_model", None)
+    state["demo_notice"] = None
     if recommended and recommended in model_options():
         state["model_name"] = recommended
         state["model_picker"] = recommended
+    elif recommended:
+        state["demo_notice"] = (f"This demo is meant for the {recommended!r} model, which is not installed; "
+                                f"it is run with {state.get('model_name')!r} instead.")
     state["auto_run"] = True
     reset_results()
 

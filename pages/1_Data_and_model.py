@@ -40,11 +40,16 @@ with demo_tab:
     demos = ui.demo_cohorts()
     if demos.empty:
         st.caption("No demo cohort is installed.")
+    else:
+        st.caption("Real public cohorts: one click loads the data (and its clinical table) and runs the recommended model.")
     for row in demos.itertuples(index=False):
-        left, right = st.columns([1, 3])
-        left.button(f"Load {getattr(row, 'title', row.name)}", key=f"demo_{row.name}", on_click=ui.load_demo,
-                    args=(row.name,), width="stretch")
-        right.caption(str(getattr(row, "description", "")))
+        title = str(getattr(row, "title", None) or row.name)
+        left, right = st.columns([1, 4])
+        left.button(f"Load {title.split(':')[0]}", key=f"demo_{row.name}", on_click=ui.load_demo,
+                    args=(row.name,), width="stretch", help=title)
+        right.markdown(f"**{title}**  \n{getattr(row, 'description', '')}")
+    if state.get("demo_notice"):
+        st.warning(state["demo_notice"], icon=":material/warning:")
 with upload_tab:
     st.file_uploader(
         "Bulk expression table: genes x samples or samples x genes (CSV, TSV, TXT, XLSX, h5ad; .gz accepted)",
@@ -85,7 +90,8 @@ run_key = (bulk_key, ui.model_key(model))
 if state.get("result_key") != run_key:
     state["result"] = None
 clicked = st.button("Run deconvolution", type="primary", icon=":material/play_arrow:")
-if clicked or (state.pop("auto_run", False) and state.get("result") is None):
+auto_run, state["auto_run"] = state["auto_run"], False  # a demo was just loaded
+if clicked or (auto_run and state.get("result") is None):
     try:
         state["result"], state["run_warnings"] = ui.run_deconvolution(bulk, bulk_key, model)
         state["result_key"] = run_key
