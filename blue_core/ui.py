@@ -727,6 +727,17 @@ def load_demo(name: str) -> None:
     reset_results()
 
 
+def model_read_genes(model: Any | None) -> list[str] | None:
+    """Genes to hand ``read_bulk`` so that its report counts the model's genes found.
+
+    A multi-panel model (``card["input_panels"]``) reads one cohort panel at a time and
+    ``deconvolve`` checks the overlap against the matched panel, so its genes are not passed.
+    """
+    if model is None or (getattr(model, "card", None) or {}).get("input_panels"):
+        return None
+    return list(model.input_genes)
+
+
 def load_current_bulk(model: Any | None) -> tuple[Any | None, list[str], str | None]:
     """The loaded bulk data read against the model's genes: (AnnData, warnings, content key).
 
@@ -739,7 +750,7 @@ def load_current_bulk(model: Any | None) -> tuple[Any | None, list[str], str | N
     """
     st = _st()
     state = st.session_state
-    genes = list(model.input_genes) if model is not None else None
+    genes = model_read_genes(model)
     genes_key = content_hash("\n".join(genes)) if genes is not None else "none"
     if state.get("bulk_source") == "upload" and state.get("bulk_bytes") is not None:
         bulk, messages = read_bulk_upload(state["bulk_bytes"], state["bulk_filename"], genes)
@@ -876,7 +887,7 @@ def validate_on_cohort(name: str, model: Any, subtypes: Any, *, time_col: str, e
     """Cross-cohort validation: deconvolve demo cohort ``name`` with ``model``, assign its samples to the
     fitted subtypes (``subtypes.predict``) and fit survival there. Returns labels, survival and notes."""
     cohort = load_sample(name)
-    bulk, messages = read_demo_bulk(name, list(model.input_genes))
+    bulk, messages = read_demo_bulk(name, model_read_genes(model))
     other, _ = run_deconvolution(bulk, f"demo:{name}", model)
     labels = subtypes.predict(other)
     clinical = getattr(cohort, "clinical", None)

@@ -51,7 +51,9 @@ def demo_result(name: str) -> tuple[Any, Any, Any, str]:
     cohort = load_sample(name)
     require_model(cohort.recommended_model)
     model = load_model(cohort.recommended_model)
-    bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=model.input_genes)
+    from blue_core import ui
+
+    bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=ui.model_read_genes(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PoorFitWarning etc.: the app shows them; not under test here
         result = deconvolve(bulk, model)
