@@ -473,17 +473,34 @@ def stacked_bar(proportions: pd.DataFrame, *, order: Sequence[str] | None = None
     frame = frame.loc[order]
     names = list(dict.fromkeys([*(map(str, color_names or [])), *map(str, frame.columns)]))
     colors = _palette(names)
-    x: Any = order
-    if groups is not None:
-        g = groups.reindex(frame.index).astype(str).fillna("NA")
-        x = [g.to_numpy().tolist(), order]
-    fig = go.Figure()
-    for cell_type in frame.columns:
-        fig.add_bar(name=str(cell_type), x=x, y=frame[cell_type].to_numpy(), marker_color=colors[str(cell_type)],
-                    hovertemplate="%{x}<br>" + str(cell_type) + ": %{y:.3f}<extra></extra>")
-    fig.update_layout(barmode="stack", title=title, yaxis_title="fraction of cells", xaxis_title="sample",
-                      yaxis_range=[0, 1], legend_title_text="cell type", margin=dict(t=50, b=40),
+    if groups is None:
+        fig = go.Figure()
+        panels = [("", order)]
+    else:
+        from plotly.subplots import make_subplots
+
+        labels = groups.reindex(frame.index).astype(str).fillna("NA")
+        levels = list(dict.fromkeys(labels.loc[order]))
+        panels = [(g, [s for s in order if labels[s] == g]) for g in levels]
+        fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.01,
+                            column_widths=[len(p[1]) for p in panels],
+                            subplot_titles=[f"{g} (n={len(p)})" for g, p in panels])
+    for col, (group, samples) in enumerate(panels, start=1):
+        for cell_type in frame.columns:
+            trace = go.Bar(name=str(cell_type), x=samples, y=frame.loc[samples, cell_type].to_numpy(),
+                           marker_color=colors[str(cell_type)], legendgroup=str(cell_type), showlegend=col == 1,
+                           hovertemplate="%{x}<br>" + str(cell_type) + ": %{y:.3f}<extra>" + group + "</extra>")
+            if groups is None:
+                fig.add_trace(trace)
+            else:
+                fig.add_trace(trace, row=1, col=col)
+    fig.update_layout(barmode="stack", title=title, legend_title_text="cell type", margin=dict(t=70, b=40),
                       height=460, bargap=0.1)
+    fig.update_yaxes(range=[0, 1])
+    if groups is None:
+        fig.update_layout(yaxis_title="fraction of cells", xaxis_title="sample")
+    else:
+        fig.update_yaxes(title_text="fraction of cells", row=1, col=1)
     if len(order) > 60:
         fig.update_xaxes(showticklabels=False)
     return fig

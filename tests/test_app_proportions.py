@@ -63,9 +63,12 @@ def test_pancreas_groups_tests_and_hba1c() -> None:
     corr = table_with(at, "r")
     assert set(corr.index) == set(map(str, result.cell_types))
     assert corr["r"].abs().max() <= 1 and corr["n"].between(3, 77).all()
-    # grouped stacked bars: the x axis carries (group, sample)
+    # grouped stacked bars: one panel per group, every sample once
     bars = figures(at)[0]
-    assert len(bars["data"][0]["x"]) == 2 and set(bars["data"][0]["x"][0]) == {"Normal", "T2D"}
+    titles = [a["text"] for a in bars["layout"]["annotations"]]
+    assert [t.split(" (")[0] for t in titles] == ["Normal", "T2D"]
+    first_type = [t for t in bars["data"] if t["name"] == str(result.cell_types[0])]
+    assert len(first_type) == 2 and sum(len(t["x"]) for t in first_type) == 77
 
 
 def test_flow_truth_on_documented_common_vocabulary() -> None:
