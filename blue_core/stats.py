@@ -22,7 +22,7 @@ from scipy import stats as _sps
 
 from .exceptions import BlueInputError
 
-__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "zscore", "top_genes", "collapse_columns"]
+__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "zscore", "top_genes", "collapse_columns", "specific_genes"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,3 +243,31 @@ def collapse_columns(frame: pd.DataFrame, mapping: dict[str, str], *, renormalis
     if renormalise:
         out = out.div(out.sum(axis=1).replace(0, np.nan), axis=0)
     return out
+
+
+def specific_genes(profiles: pd.DataFrame, cell_type: str, *, n: int = 30) -> list[str]:
+    """Genes most specific to one cell type: marker genes from predicted (or reference) profiles.
+
+    Parameters
+    ----------
+    profiles
+        Cell types x genes table of mean expression (CPM), e.g. each cell type's predicted GEP
+        averaged over samples.
+    cell_type
+        Row of ``profiles`` to find markers for.
+    n
+        Number of genes returned.
+
+    Returns
+    -------
+    list of str
+        Up to ``n`` genes ranked by log1p(CPM in ``cell_type``) - log1p(highest CPM in any other
+        cell type), keeping only genes higher in ``cell_type`` than in every other one.
+    """
+    if cell_type not in profiles.index:
+        raise BlueInputError(f"{cell_type!r} is not one of the cell types ({', '.join(map(str, profiles.index))}).")
+    logged = np.log1p(profiles.clip(lower=0))
+    others = logged.drop(index=cell_type)
+    score = logged.loc[cell_type] - (others.max(axis=0) if len(others) else 0.0)
+    score = score[score > 0].sort_values(ascending=False, kind="mergesort")
+    return [str(g) for g in score.index[:n]]

@@ -417,6 +417,11 @@ def model_zip_bytes(model: Any) -> bytes:
     return buffer.getvalue()
 
 
+def mean_profiles(result: Any) -> pd.DataFrame:
+    """Cell types x genes: each cell type's predicted GEP (CPM) averaged over the samples."""
+    return pd.DataFrame({str(ct): result.gep(ct).mean(axis=0) for ct in result.cell_types}).T
+
+
 def sample_profiles(result: Any, sample: str, genes: Sequence[str]) -> pd.DataFrame:
     """Cell types x genes table of one sample's predicted GEPs (CPM), reshaped from ``result.gep``."""
     return pd.DataFrame({str(ct): result.gep(ct).loc[sample, list(genes)] for ct in result.cell_types}).T

@@ -6,7 +6,7 @@ import streamlit as st
 
 from blue_core import ui
 from blue_core.exceptions import BlueInputError
-from blue_core.stats import compare_groups, top_genes, zscore
+from blue_core.stats import compare_groups, specific_genes, top_genes, zscore
 
 ui.init_state()
 st.title("Cell-type expression")
@@ -21,12 +21,16 @@ st.caption(f"BLUE predicts, for every sample, each cell type's own expression pr
 st.subheader("One cell type across samples")
 c1, c2, c3 = st.columns([1, 1, 1])
 cell_type = c1.selectbox("Cell type", cell_types, key="gep_cell_type")
-preset = c2.selectbox("Genes", ["Most variable (top 30)", "Highest expressed (top 30)", "Pick genes ..."],
-                      key="gep_preset", help="Presets pick genes from this cell type's predicted profiles.")
+preset = c2.selectbox("Genes", ["Markers of this cell type (top 30)", "Most variable (top 30)",
+                                "Highest expressed (top 30)", "Pick genes ..."], key="gep_preset",
+                      help="Markers: genes predicted higher in this cell type than in any other (mean over samples). "
+                           "Most variable / highest: from this cell type's predicted profiles across samples.")
 scale = c3.radio("Scale", ["z-score per gene", "CPM"], key="gep_scale", horizontal=True,
                  help="z-score: each gene centred and scaled across samples (compares samples). CPM: predicted level.")
 gep = result.gep(cell_type)
-if preset.startswith("Most variable"):
+if preset.startswith("Markers"):
+    chosen = specific_genes(ui.mean_profiles(result), cell_type, n=30) or top_genes(gep, n=30, by="mean")
+elif preset.startswith("Most variable"):
     chosen = top_genes(gep, n=30, by="variance")
 elif preset.startswith("Highest"):
     chosen = top_genes(gep, n=30, by="mean")

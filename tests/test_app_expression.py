@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from _app_helpers import array, assert_clean, figures, page, seed, table_with
 
@@ -20,6 +21,12 @@ def test_heatmaps_group_test_and_downloads() -> None:
     assert_clean(at)
     result = at.session_state["result"]
     cell_type = str(result.cell_types[0])
+    # default preset: markers of the cell type, predicted higher there than in any other cell type
+    assert at.selectbox(key="gep_preset").value.startswith("Markers")
+    means = pd.DataFrame({str(c): result.gep(c).mean(axis=0) for c in result.cell_types}).T
+    shown = list(figures(at)[0]["data"][0]["y"])
+    assert all(means.loc[cell_type, g] >= means.drop(index=cell_type)[g].max() for g in shown)
+    at.selectbox(key="gep_preset").select("Most variable (top 30)").run()
     figs = figures(at)
     heat = figs[0]["data"][0]
     assert heat["type"] == "heatmap"

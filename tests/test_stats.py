@@ -119,3 +119,14 @@ def test_collapse_columns() -> None:
     assert np.allclose(raw["DC"], [0.2, 0.2])
     with pytest.raises(BlueInputError, match="mapping"):
         collapse_columns(frame, {"X": "Y"})
+
+
+def test_specific_genes() -> None:
+    from blue_core.stats import specific_genes
+
+    profiles = pd.DataFrame({"INS": [5000.0, 10, 20], "GCG": [10.0, 8000, 5], "ACTB": [900.0, 1000, 950],
+                             "IAPP": [300.0, 1, 2]}, index=["beta", "alpha", "delta"])
+    assert specific_genes(profiles, "beta", n=5) == ["INS", "IAPP"]
+    assert specific_genes(profiles, "alpha", n=1) == ["GCG"]
+    with pytest.raises(BlueInputError, match="not one of the cell types"):
+        specific_genes(profiles, "acinar")
