@@ -692,9 +692,10 @@ def on_bulk_upload() -> None:
     st = _st()
     upload = st.session_state.get("bulk_upload")
     state = st.session_state
-    if upload is None:
+    if upload is None:  # the user removed the file
         if state.get("bulk_source") == "upload":
             state["bulk_source"] = state["bulk_bytes"] = state["bulk_filename"] = state["bulk_label"] = None
+            reset_results()
         return
     if state.get("demo_name"):  # the demo's clinical data and truth do not belong to the new file
         state["clinical"] = state["clinical_label"] = state["truth"] = state["cohort_info"] = None
@@ -714,7 +715,9 @@ def on_clinical_upload() -> None:
     state = st.session_state
     upload = state.get("clinical_upload")
     state["clinical_error"] = None
-    if upload is None:
+    if upload is None:  # the user removed the file
+        if state.get("clinical_label") and not str(state["clinical_label"]).startswith("demo:"):
+            state["clinical"] = state["clinical_label"] = None
         return
     try:
         state["clinical"] = read_clinical_table(upload.getvalue(), upload.name)
