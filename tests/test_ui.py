@@ -66,3 +66,48 @@ def test_card_table_flattens_nested_sections() -> None:
 def test_content_hash_is_stable() -> None:
     assert ui.content_hash(b"abc") == ui.content_hash("abc")
     assert ui.content_hash(b"abc") != ui.content_hash(b"abd")
+
+
+class _Upload:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self._data = name, data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+@pytest.fixture
+def fake_state(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run ui callbacks against a plain dict as session state."""
+    from types import SimpleNamespace
+
+    state: dict = {}
+    monkeypatch.setattr(ui, "_st", lambda: SimpleNamespace(session_state=state))
+    ui.init_state()
+    return state
+
+
+def test_upload_callbacks_keep_bytes_and_clear_results(fake_state: dict) -> None:
+    state = fake_state
+    state["result"], state["result_key"] = "old result", ("a", "b")
+    state["bulk_upload"] = _Upload("cohort.csv", b"gene,s1\nCD14,1\n")
+    ui.on_bulk_upload()
+    assert state["bulk_source"] == "upload" and state["bulk_bytes"] == b"gene,s1\nCD14,1\n"
+    assert state["bulk_label"] == "cohort.csv" and state["result"] is None
+    state["result"] = "new result"
+    state["bulk_upload"] = None  # the user removes the file
+    ui.on_bulk_upload()
+    assert state["bulk_bytes"] is None and state["result"] is None
+
+
+def test_clinical_callback_shows_errors_and_keeps_tables(fake_state: dict) -> None:
+    state = fake_state
+    state["clinical_upload"] = _Upload("clin.csv", b"sample,x\nA,1\nA,2\n")
+    ui.on_clinical_upload()
+    assert "duplicated sample IDs" in state["clinical_error"] and state["clinical"] is None
+    state["clinical_upload"] = _Upload("clin.csv", b"sample,os_days,os_event\nA,100,1\nB,200,0\n")
+    ui.on_clinical_upload()
+    assert state["clinical_error"] is None and list(state["clinical"].index) == ["A", "B"]
+    state["clinical_upload"] = None
+    ui.on_clinical_upload()
+    assert state["clinical"] is None
