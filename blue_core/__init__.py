@@ -26,6 +26,8 @@ datasets     bundled sample cohorts (sample_data/) by name
 subtypes     SubtypeClustering: consensus clustering of patients on GEPs or proportions
 survival     KaplanMeier / log-rank / Cox summaries per subtype
 enrichment   gene-set enrichment of a subtype's cell-type GEPs (gseapy)
+stats        group comparisons (Mann-Whitney / Kruskal-Wallis + FDR), correlations, marker genes
+ui           view helpers of the Streamlit app (state, cached loaders, figures; no science)
 cli          the ``blue`` command
 """
 
@@ -69,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "SubtypeClustering": "subtypes",
     "SurvivalAnalysis": "survival",
     "enrich": "enrichment",
+    "compare_groups": "stats",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
