@@ -620,6 +620,24 @@ def heatmap(frame: pd.DataFrame, *, title: str, colorbar: str, diverging: bool =
     return fig
 
 
+def forest(summary: pd.DataFrame, *, reference: str) -> "go.Figure":
+    """Hazard ratios with 95% CI per group (log scale), the reference group at 1."""
+    import plotly.graph_objects as go
+
+    rows = summary[np.isfinite(summary["hr"].astype(float))]
+    fig = go.Figure(go.Scatter(
+        x=rows["hr"], y=rows["group"].astype(str), mode="markers", marker=dict(size=11, color="#1f4e9c"),
+        error_x=dict(type="data", symmetric=False, array=(rows["hr_upper"] - rows["hr"]).fillna(0),
+                     arrayminus=(rows["hr"] - rows["hr_lower"]).fillna(0)),
+        hovertemplate="%{y}: HR %{x:.2f}<extra></extra>",
+    ))
+    fig.add_vline(x=1, line_dash="dash", line_color="grey")
+    fig.update_layout(title=f"Cox hazard ratios vs {reference} (95% CI; > 1 = higher risk)", xaxis_type="log",
+                      xaxis_title="hazard ratio", height=120 + 45 * len(rows), margin=dict(t=50, b=40))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def bar_table(frame: pd.DataFrame, *, x: str, y: str, color: str | None = None, title: str,
               orientation: str = "h") -> "go.Figure":
     """Horizontal bar chart of a results table (e.g. enrichment scores, hazard ratios)."""

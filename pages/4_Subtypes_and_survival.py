@@ -78,9 +78,14 @@ for note in survival.notes_:
     st.caption(f"Note: {note}")
 ui.plot(survival.plot_km(), name="kaplan_meier", data=survival.data_)
 st.markdown("**Cox hazard ratios and median survival** (vs the reference subtype "
-            f"{survival.reference_}; 95% CI)")
-st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
-ui.csv_download(survival.summary, "survival_summary.csv", key="csv_surv_summary")
+            f"{survival.reference_}; 95% CI; median survival empty = not reached)")
+f1, f2 = st.columns([3, 2])
+with f1:
+    st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
+    ui.csv_download(survival.summary, "survival_summary.csv", key="csv_surv_summary")
+with f2:
+    ui.plot(ui.forest(survival.summary, reference=survival.reference_), name="hazard_ratios",
+            data=survival.summary.set_index("group")[["hr", "hr_lower", "hr_upper", "hr_p"]])
 with st.expander("Pairwise log-rank tests and numbers at risk"):
     st.dataframe(survival.pairwise_, hide_index=True, width="stretch")
     st.dataframe(survival.at_risk_, width="stretch")

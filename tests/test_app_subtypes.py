@@ -38,6 +38,8 @@ def test_subtypes_km_cox_and_validation() -> None:
     assert 150 <= int(metrics["Patients used"]) <= 173
     km = [f for f in figs if "at risk" in json_text(f)]
     assert km, "no Kaplan-Meier figure with numbers at risk"
+    forest = [f for f in figures(at) if "hazard ratio" in json_text(f)]
+    assert forest and forest[0]["layout"]["xaxis"]["type"] == "log"
     cox = table_with(at, "hr")
     assert list(cox["group"]) == ["S1", "S2", "S3"] and cox["n"].sum() == int(metrics["Patients used"])
     # one click: validate on TARGET-AML
