@@ -805,15 +805,20 @@ def load_current_bulk(model: Any | None) -> tuple[Any | None, list[str], str | N
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b": scalar} for display."""
-    out: dict[str, Any] = {}
+    """Nested dicts / lists of dicts -> {"a.b": scalar} for display."""
     if isinstance(value, dict):
+        out: dict[str, Any] = {}
         for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}{k}." if not isinstance(v, dict) else f"{prefix}{k}."))
-        return {k.rstrip("."): v for k, v in out.items()}
-    if isinstance(value, (list, tuple)) and len(value) > 12:
-        return {prefix: f"{len(value)} items"}
-    return {prefix: value if not isinstance(value, (list, tuple)) else ", ".join(map(str, value))}
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    if isinstance(value, (list, tuple)):
+        return {prefix: f"{len(value)} items" if len(value) > 12 else ", ".join(map(str, value))}
+    return {prefix: value}
 
 
 def card_table(section: Any) -> pd.DataFrame:
@@ -839,10 +844,22 @@ def show_model_card(model: Any, *, expanded: bool = True) -> None:
         left, right = st.columns(2)
         with left:
             st.markdown("**Training data**")
-            provenance = card.get("provenance")
+            provenance = dict(card.get("provenance") or {})
+            provenance.pop("recipe", None)  # the recipe file itself; its content is summarised below
+            references = provenance.pop("references", None)
+            per_type = provenance.pop("cells_per_type", None)
+            command = provenance.pop("rebuild_command", None)
+            if references:
+                st.dataframe(pd.DataFrame(references), hide_index=True, width="stretch")
+            if per_type:
+                st.dataframe(pd.Series(per_type, name="cells").rename_axis("cell type").to_frame(), width="stretch")
             if provenance:
                 st.dataframe(card_table(provenance), hide_index=True, width="stretch")
-            else:
+            if command:
+                st.code(command, language="bash")
+            if card.get("training_time_s"):
+                st.caption(f"Training time: {float(card['training_time_s']) / 60:.1f} min")
+            if not (references or per_type or provenance or command):
                 st.caption("No provenance recorded in this model's card.")
         with right:
             st.markdown("**Validation**")
