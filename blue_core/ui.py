@@ -31,7 +31,6 @@ import pandas as pd
 from .exceptions import BlueInputError, BlueModelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import anndata as ad
     import plotly.graph_objects as go
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from _app_helpers import assert_clean, installed_models, page, require_model, texts
+from _app_helpers import assert_clean, installed_models, page, require_model
 
 PAGE = "1_Data_and_model.py"
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 
-from _app_helpers import array, assert_clean, figures, page, seed, table_with, texts
+from _app_helpers import assert_clean, figures, page, seed, table_with
 
 PAGE = "4_Subtypes_and_survival.py"
 
