@@ -51,8 +51,8 @@ PREPROCESSING: dict[str, Any] = {
     "log1p": True,
     "standardize": "per sample: (x - mean) / sd over present input genes; missing genes set to 0",
     "gep_scale": "network GEP output is log1p(CPM over output genes); reported as CPM (expm1)",
-    "gep_loss": "MSE on log1p(CPM) per gene, averaged over samples in which the cell type is present, "
-    "summed over cell types",
+    "gep_loss": "MSE on log1p(CPM) per gene, averaged over samples weighted by the cell type's fraction "
+    "(0 where absent), summed over cell types",
     "proportion_loss": "MSE on cell fractions, times proportion_weight",
 }
 

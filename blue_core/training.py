@@ -7,8 +7,9 @@ donors), select input and output genes on the training cells, simulate pseudo-bu
 validation loss, and keep the best epoch. See :data:`blue_core.model.PREPROCESSING` for the input
 transform and the GEP target scale (log1p CPM over output genes).
 
-A cell type's GEP loss is averaged only over samples in which that type is present: an absent type
-has no profile, and asking the network to output zeros for it would fight the GEP of present types.
+A cell type's GEP loss is averaged over samples with weights equal to its cell fraction: an absent
+type has no profile (weight 0; asking the network to output zeros for it would fight the GEP of present
+types), and a profile made of few cells is a noisy target (inverse-variance weighting).
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def blue_loss(
     Returns
     -------
     Loss
-        ``gep`` = sum over cell types of the per-gene MSE averaged over samples where the type is
-        present; ``proportion`` = MSE over all (sample, type) pairs.
+        ``gep`` = sum over cell types of the per-gene MSE averaged over samples, weighted by the type's
+        cell fraction (0 where absent); ``proportion`` = MSE over all (sample, type) pairs.
     """
     gep_loss = _gep_mse(pred_gep, gep, proportions)
     proportion_loss = ((pred_proportions - proportions) ** 2).mean()
@@ -86,10 +87,15 @@ def blue_loss(
 
 
 def _gep_mse(pred_gep: torch.Tensor, gep: torch.Tensor, proportions: torch.Tensor) -> torch.Tensor:
-    """Sum over cell types of the per-gene MSE, averaged over the samples where the type is present."""
-    present = (proportions > 0).to(pred_gep.dtype)
+    """Sum over cell types of the per-gene MSE, averaged over samples with weights = the type's cell fraction.
+
+    The target profile of a type is the mean of the cells of that type drawn into the sample, so its
+    sampling variance falls like 1 / (number of cells): weighting each (sample, type) by the cell
+    fraction is inverse-variance weighting, and gives absent types weight 0 (they have no profile).
+    """
+    weight = proportions.to(pred_gep.dtype)
     per_type = ((pred_gep - gep) ** 2).mean(dim=-1)
-    return ((per_type * present).sum(0) / present.sum(0).clamp(min=1.0)).sum()
+    return ((per_type * weight).sum(0) / weight.sum(0).clamp(min=1e-8)).sum()
 
 
 def _branch_loss(
@@ -248,7 +254,7 @@ def train_model(
     output_genes: Sequence[str] | None = None,
     input_panel: Sequence[str] | None = None,
     input_panels: dict[str, Sequence[str]] | None = None,
-    n_markers: int = 100,
+    n_markers: int = 50,
     n_output_genes: int = 2000,
     n_samples: int = 8000,
     n_validation_samples: int | None = None,

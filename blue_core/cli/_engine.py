@@ -85,7 +85,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--description", default="", help="description written to the model card")
     t.add_argument("--input-panel", metavar="FILE", default=None,
                    help="bulk file whose genes restrict the input genes (e.g. a cohort with a gene panel)")
-    t.add_argument("--n-markers", type=int, default=100, help="input marker genes per cell type (default 100)")
+    t.add_argument("--n-markers", type=int, default=50, help="input marker genes per cell type (default 50)")
     t.add_argument("--n-output-genes", type=int, default=2000, help="maximum output (GEP) genes (default 2000)")
     t.add_argument("--n-samples", type=int, default=8000, help="training pseudo-bulks (default 8000)")
     t.add_argument("--cells-per-sample", type=int, default=500, help="cells per pseudo-bulk (default 500)")
