@@ -34,6 +34,15 @@ def test_loss_parts_and_masking():
     assert loss2.total.item() == pytest.approx(loss2.gep.item() + 10.0 * loss2.proportion.item())
 
 
+def test_gep_loss_is_weighted_by_cell_fraction():
+    p = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    g = torch.zeros(2, 2, 3)
+    pred = torch.zeros(2, 2, 3)
+    pred[1, 0] = 1.0  # error only where type0 has 10 % of the cells
+    loss = blue_loss(p, pred, p, g)
+    assert loss.gep.item() == pytest.approx(0.1)  # (0.9 * 0 + 0.1 * 1) / (0.9 + 0.1)
+
+
 def test_train_model_returns_a_usable_model():
     model = tiny_train(provenance={"dataset": "synthetic"}, name="tiny", tissue="test")
     assert isinstance(model, BlueModel)
