@@ -157,6 +157,20 @@ class BlueNet(nn.Module):
         """Return ``(proportions (batch, K), GEPs (batch, K, G_out) on log1p(CPM) scale, >= 0)``."""
         return self.forward_proportions(x), self.forward_gep(x)
 
+    @torch.no_grad()
+    def init_type_baseline(self, mean_gep: torch.Tensor) -> None:
+        """Start the per-cell-type bias at each type's mean GEP (log1p CPM), ``(K, G_out)``.
+
+        Without it Adam needs thousands of steps to move the bias from 0 to values of 5-10; with it
+        the U-Net only has to learn each sample's deviation from its type's baseline.
+        """
+        if tuple(mean_gep.shape) != tuple(self.type_bias.shape):
+            raise ValueError(f"mean_gep must have shape {tuple(self.type_bias.shape)}, got {tuple(mean_gep.shape)}")
+        target = mean_gep.to(self.type_bias.dtype).clamp(min=1e-4)
+        self.type_bias.copy_(target + torch.log(-torch.expm1(-target)))  # inverse softplus
+        self.to_genes.weight.mul_(0.1)
+        self.to_genes.bias.zero_()
+
     def branch_parameters(self, branch: str) -> list[nn.Parameter]:
         """Parameters of one branch (``"proportion"`` or ``"gep"``); the two sets are disjoint."""
         if branch == "proportion":

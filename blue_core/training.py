@@ -404,6 +404,8 @@ def train_model(
         vx, vp, vg = _tensors(val_pb, input_idx, panel_masks=panel_masks, seed=seed + 1)
 
         net = BlueNet(len(input_genes), len(output_genes), len(cell_types), **net_kwargs)
+        weight = p / p.sum(0).clamp(min=1e-8)
+        net.init_type_baseline(torch.einsum("nk,nkg->kg", weight, g))
         history: list[dict[str, Any]] = []
         best_epochs: dict[str, int] = {}
         t_train = time.perf_counter()

@@ -51,3 +51,14 @@ def test_gradients_reach_both_branches():
     (p[:, 0].sum() + g.sum()).backward()
     assert net.proportion_mlp[1].weight.grad.abs().sum() > 0
     assert net.projection[1].weight.grad.abs().sum() > 0
+
+
+def test_type_baseline_initialisation():
+    net = BlueNet(6, 4, 2, signal_length=8, base_channels=2, depth=1, dropout=0.0).eval()
+    mean = torch.tensor([[0.5, 1.0, 5.0, 10.0], [2.0, 3.0, 4.0, 0.5]])
+    net.init_type_baseline(mean)
+    assert torch.allclose(torch.nn.functional.softplus(net.type_bias), mean, atol=1e-4)
+    _, gep = net(torch.zeros(3, 6))
+    assert torch.allclose(gep.mean(0), mean, atol=0.5)  # the output starts near each type's baseline
+    with pytest.raises(ValueError, match="shape"):
+        net.init_type_baseline(torch.zeros(3, 4))
