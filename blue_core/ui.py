@@ -601,15 +601,21 @@ def truth_mapping(cohort_info: dict | None, model_name: str) -> tuple[dict[str, 
 
 
 def heatmap(frame: pd.DataFrame, *, title: str, colorbar: str, diverging: bool = False,
-            x_title: str = "", y_title: str = "") -> "go.Figure":
-    """Heatmap of a table (rows drawn top to bottom in the given order)."""
+            x_title: str = "", y_title: str = "", log_color: bool = False) -> "go.Figure":
+    """Heatmap of a table (rows drawn top to bottom in the given order).
+
+    ``log_color`` colours by log10(value + 1) (for CPM spanning orders of magnitude); the hover
+    still shows the value itself.
+    """
     import plotly.graph_objects as go
 
+    values = frame.to_numpy(dtype=float)
     fig = go.Figure(go.Heatmap(
-        z=frame.to_numpy(dtype=float), x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
+        z=np.log10(np.clip(values, 0, None) + 1) if log_color else values, customdata=values,
+        x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
         colorscale="RdBu_r" if diverging else "Viridis", zmid=0 if diverging else None,
-        colorbar=dict(title=colorbar),
-        hovertemplate="%{y} / %{x}: %{z:.3g}<extra></extra>",
+        colorbar=dict(title=f"log10({colorbar} + 1)" if log_color else colorbar),
+        hovertemplate="%{y} / %{x}: %{customdata:.3g}<extra></extra>",
     ))
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
                       height=max(360, min(1400, 18 * frame.shape[0] + 160)), margin=dict(t=50, b=40))

@@ -50,8 +50,8 @@ st.subheader("One sample across cell types")
 samples = [str(s) for s in result.proportions.index]
 sample = st.selectbox("Sample", samples, key="gep_sample")
 one = ui.sample_profiles(result, sample, chosen)
-ui.plot(ui.heatmap(one, title=f"Predicted expression in {sample} (CPM)", colorbar="CPM",
-                   x_title="gene", y_title="cell type"), data=one, name=f"sample_{sample}")
+ui.plot(ui.heatmap(one, title=f"Predicted expression in {sample} (CPM, colour on a log scale)", colorbar="CPM",
+                   x_title="gene", y_title="cell type", log_color=True), data=one, name=f"sample_{sample}")
 
 # group comparison ------------------------------------------------------------------------------
 group_cols = ui.categorical_columns(clinical)

@@ -42,6 +42,11 @@ def test_heatmaps_group_test_and_downloads() -> None:
     # one sample, cell types x genes
     sample_heat = figures(at)[1]["data"][0]
     assert list(sample_heat["y"]) == [str(c) for c in result.cell_types]
+    sample = at.selectbox(key="gep_sample").value
+    cpm = np.array([result.gep(c).loc[sample, list(sample_heat["x"])].to_numpy() for c in result.cell_types])
+    shape = (len(sample_heat["y"]), len(sample_heat["x"]))
+    assert np.allclose(array(sample_heat["customdata"]).reshape(shape), cpm, rtol=1e-5)  # hover: CPM
+    assert np.allclose(array(sample_heat["z"]).reshape(shape), np.log10(cpm + 1), rtol=1e-5)  # colour: log
     # type 2 diabetes vs normal (hba1c_class2 is picked by default), per-gene test
     assert at.selectbox(key="gep_group").value == "hba1c_class2"
     tests = table_with(at, "test")
