@@ -34,8 +34,15 @@ from blue_core.baselines import nnls_proportions, signature_from_reference
 from blue_core.metrics import ccc, pearson
 from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pbmc3k_holdout import markdown_table  # noqa: E402  (shared bench table helper)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table; numbers with 3 significant digits (p-values stay readable)."""
+    def cell(v: object) -> str:
+        return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 logger = logging.getLogger("validate")
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -287,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         model = bc.load_model(name)
         t0 = time.perf_counter()
         kwargs = {"quick": args.quick} if name == "aml" else {}
-        rows = VALIDATORS[name](model, recipe, **kwargs)
+        rows = [(m, float(b), float(n)) for m, b, n in VALIDATORS[name](model, recipe, **kwargs)]
         results[name] = {"rows": [{"metric": m, "blue": b, "nnls_baseline": n} for m, b, n in rows],
                          "seconds": round(time.perf_counter() - t0, 1)}
         table = pd.DataFrame(rows, columns=["metric", "BLUE", "NNLS baseline"])

@@ -38,7 +38,8 @@ Schema::
 
 References are combined on their shared genes (inner join); each keeps its own cell labels, mapped
 to one vocabulary, and donors are prefixed with the reference name so splits never mix a donor
-between training and validation.
+between training and validation. When any reference lacks donor annotation, the combined reference
+has no ``obs['donor']`` and training/validation are split by cell.
 """
 
 from __future__ import annotations
@@ -120,10 +121,7 @@ def _load_one(spec: dict[str, Any], root: Path) -> ad.AnnData:
     adata = adata[keep].copy()
     name = spec.get("name", path.stem)
     donor_key = spec.get("donor_key") or ""
-    if donor_key:
-        donors = adata.obs[donor_key].astype(str).to_numpy()
-    else:
-        donors = np.full(adata.n_obs, "all")
+    donors = adata.obs[donor_key].astype(str).to_numpy() if donor_key else np.full(adata.n_obs, "")
     X = adata.X if sp.issparse(adata.X) else sp.csr_matrix(adata.X)
     out = ad.AnnData(
         X=sp.csr_matrix(X, dtype=np.float32),
@@ -158,6 +156,9 @@ def build_reference(recipe: dict[str, Any]) -> ad.AnnData:
     else:
         combined = ad.concat(parts, join="inner", merge="same")
         combined.obs["cell_type"] = pd.Categorical(combined.obs["cell_type"].astype(str))
+    if not all(spec.get("donor_key") for spec in recipe["references"]):
+        # A reference without donor annotation cannot be split by donor: split all cells individually.
+        del combined.obs["donor"]
     if recipe.get("genes", {}).get("protein_coding_only", False):
         pc = _protein_coding()
         combined = combined[:, [g in pc for g in combined.var_names]].copy()
