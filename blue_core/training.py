@@ -40,7 +40,7 @@ Progress = Callable[[float, str], None]
 
 #: Default BlueNet hyper-parameters (chosen with bench/architecture.py).
 DEFAULT_NETWORK: dict[str, Any] = dict(
-    hidden=256, n_layers=2, signal_length=128, base_channels=8, depth=2, kernel_size=5, dropout=0.1
+    hidden=512, n_layers=3, signal_length=128, base_channels=8, depth=2, kernel_size=5, dropout=0.1
 )
 
 #: Quantile of validation fit scores used as the poorly-explained threshold.
