@@ -68,9 +68,13 @@ def main(argv=None) -> int:
         "# BlueNet architecture: accuracy vs size (pbmc3k held-out pseudo-bulk)",
         "",
         f"Command: `nice -n 10 python bench/architecture.py {' '.join(argv or sys.argv[1:])}`".rstrip() + "  ",
-        f"Same budget for every configuration: {args.n_samples} training pseudo-bulks, <= {args.epochs} epochs, "
+        f"Same budget for every configuration: {args.n_samples} training pseudo-bulks, <= {args.epochs} GEP-branch "
+        "epochs (`epochs` column; the proportion branch uses train_model's default <= 100 epochs with early stopping), "
         f"{args.threads} torch thread(s), seed 0; {args.n_test} test pseudo-bulks from held-out cells. "
         "Input/output genes as train_model's defaults. train_s depends on the load of the shared machine.",
+        "",
+        "The two branches share no parameters and are optimised separately, so a default may combine the "
+        "proportion MLP of one row with the U-Net of another.",
         "",
         markdown_table(table),
         "",
