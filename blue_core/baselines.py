@@ -288,11 +288,13 @@ def closed_form_gep(
     X = bulk_df.loc[:, signature.index].to_numpy(dtype=np.float64)  # (n, G)
     theta = proportions.loc[:, signature.columns].to_numpy(dtype=np.float64)  # (n, K)
     phi = signature.to_numpy(dtype=np.float64).T  # (K, G)
-    contribution = theta[:, :, None] * phi[None, :, :]  # (n, K, G)
-    denominator = contribution.sum(axis=1, keepdims=True)  # (n, 1, G)
-    share = np.divide(contribution, denominator, out=np.zeros_like(contribution), where=denominator > 0)
-    Z = X[:, None, :] * share
+    # One (n, K, G) array, updated in place (memory ~ 8 n K G bytes).
+    Z = theta[:, :, None] * phi[None, :, :]  # theta_k phi_kg
+    denominator = Z.sum(axis=1, keepdims=True)  # (n, 1, G)
+    ratio = np.divide(X, denominator[:, 0, :], out=np.zeros_like(X), where=denominator[:, 0, :] > 0)
+    Z *= ratio[:, None, :]
     if normalize == "cpm":
         totals = Z.sum(axis=2, keepdims=True)
-        Z = np.divide(Z * 1e6, totals, out=np.zeros_like(Z), where=totals > 0)
+        scale = np.divide(1e6, totals, out=np.zeros_like(totals), where=totals > 0)
+        Z *= scale
     return Z
