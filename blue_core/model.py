@@ -135,6 +135,15 @@ class BlueModel:
         )
 
     @property
+    def read_genes(self) -> list[str] | None:
+        """Genes to hand ``read_bulk(genes=...)`` so its report counts the model genes found.
+
+        ``None`` for a multi-panel model (``card["input_panels"]``): it reads one cohort panel at a time
+        and :func:`~blue_core.inference.deconvolve` checks the overlap against the matched panel.
+        """
+        return None if (self.card or {}).get("input_panels") else list(self.input_genes)
+
+    @property
     def fit_r_threshold(self) -> float:
         """Fit score (Pearson r) below which a sample is flagged ``poorly_explained``."""
         value = self.card.get("validation", {}).get("fit_r_threshold")

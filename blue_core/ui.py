@@ -776,14 +776,8 @@ def load_demo(name: str) -> None:
 
 
 def model_read_genes(model: Any | None) -> list[str] | None:
-    """Genes to hand ``read_bulk`` so that its report counts the model's genes found.
-
-    A multi-panel model (``card["input_panels"]``) reads one cohort panel at a time and
-    ``deconvolve`` checks the overlap against the matched panel, so its genes are not passed.
-    """
-    if model is None or (getattr(model, "card", None) or {}).get("input_panels"):
-        return None
-    return list(model.input_genes)
+    """Genes to hand ``read_bulk`` (``BlueModel.read_genes``; None without a model)."""
+    return None if model is None else model.read_genes
 
 
 def load_current_bulk(model: Any | None) -> tuple[Any | None, list[str], str | None]:

@@ -75,3 +75,28 @@ def test_recipe_errors_name_the_fix(tmp_path):
 def test_shipped_recipes_parse(name):
     recipe = read_recipe(f"pretrained/{name}/recipe.toml")
     assert recipe["name"] == name and recipe["references"]
+
+
+@pytest.mark.parametrize(
+    "cohort, model",
+    [("monaco_pbmc", "pbmc"), ("fadista_islets", "pancreas"), ("tcga_laml", "aml"), ("target_aml", "aml")],
+)
+def test_cli_deconvolves_each_demo_cohort_with_its_pretrained_model(cohort, model, tmp_path):
+    from blue_core.cli import main
+
+    assert main(["deconvolve", f"sample_data/{cohort}", "--model", model, "--out", str(tmp_path)]) == 0
+    proportions = pd.read_csv(tmp_path / "proportions.csv", index_col="sample")
+    card = bc.load_model(model).card
+    assert list(proportions.columns) == card["cell_types"]
+    assert np.allclose(proportions.sum(axis=1), 1.0, atol=1e-4)
+    assert (tmp_path / "fit.csv").is_file() and (tmp_path / "expression.h5ad").is_file()
+
+
+def test_pretrained_models_are_small_and_listed():
+    from pathlib import Path
+
+    listed = bc.list_models()
+    assert {"pbmc", "pancreas", "aml"} <= set(listed["name"])
+    for name in ("pbmc", "pancreas", "aml"):
+        assert Path(f"pretrained/{name}/model.safetensors").stat().st_size <= 25 * 2**20
+        assert "rebuild_command" in bc.load_model(name).card["provenance"]

@@ -236,7 +236,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bulk = read_bulk(source, genes=model.input_genes)
+        bulk = read_bulk(source, genes=model.read_genes)
         with _progress_bar("deconvolve") as progress:
             result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress)
     _warnings_to_stderr(caught)
