@@ -67,6 +67,8 @@ def test_upload_run_proportions_download(page: Any, shot: Any, tmp_path: Path) -
     page.locator(".js-plotly-plot").first.wait_for()
     assert page.locator(".js-plotly-plot").count() >= 2  # stacked bars + fit score
     assert page.locator(".js-plotly-plot .barlayer").count() >= 1
+    page.locator(".js-plotly-plot").first.hover()  # plotly's toolbar saves each chart as a PNG
+    assert page.locator('.js-plotly-plot .modebar-btn[data-title^="Download plot"]').count() >= 2
     shot(page, "2_proportions")
     with page.expect_download() as info:
         page.get_by_role("button", name="Download proportions (CSV)").click()
