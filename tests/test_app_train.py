@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -77,3 +78,27 @@ def test_columns_counts_train_and_use() -> None:
     assert any(b.label.startswith("Download the model") for b in at.get("download_button"))
     at.button(key="train_use").click().run()
     assert at.session_state["model_name"] == "trained:tiny"
+    # the download: a zip of safetensors + json that load_model reads back
+    import zipfile
+
+    from blue_core import ui
+    from blue_core.model import load_model
+
+    archive = zipfile.ZipFile(io.BytesIO(ui.model_zip_bytes(model)))
+    assert sorted(archive.namelist()) == ["tiny/model.json", "tiny/model.safetensors"]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.extractall(tmp)
+        again = load_model(Path(tmp) / "tiny")
+    assert again.cell_types == model.cell_types and again.output_genes == model.output_genes
+
+
+def test_anndata_download_bytes_round_trip() -> None:
+    import anndata as ad
+
+    from blue_core import ui
+
+    adata = ad.AnnData(np.arange(6, dtype=np.float32).reshape(2, 3))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.h5ad"
+        path.write_bytes(ui.anndata_bytes(adata))
+        assert np.array_equal(ad.read_h5ad(path).X, adata.X)
