@@ -39,7 +39,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from blue_core.enrichment import enrich, load_gene_sets  # noqa: E402
+from blue_core.enrichment import enrich, load_gene_sets, rank_genes  # noqa: E402
 from blue_core.subtypes import SubtypeClustering, shared_genes  # noqa: E402
 from blue_core.survival import SurvivalAnalysis  # noqa: E402
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(surv_table.to_string(index=False))
 
     # enrichment of the best-prognosis TCGA group (GEP subtypes, both k rules), in both cohorts
-    enr_rows, prot_rows, n_tested, best_of = [], [], {}, {}
+    enr_rows, prot_rows, n_tested, best_of, specificity = [], [], {}, {}, {}
     for rule in ("PAC in 2..6", "k = 3 (paper)"):
         sc, sa_d, pred, sa_v = fitted[("gep", rule)]
         best = best_of[rule] = _best_group(sa_d)
@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             if (labels == best).sum() < 2 or (labels != best).sum() < 2:
                 logger.warning("%s: group %s too small for enrichment", cohort_name, best)
                 continue
+            t_by_ct = pd.DataFrame({ct: rank_genes(dec, labels, group=best, cell_type=ct) for ct in cts})
+            rho = t_by_ct.corr(method="spearman").to_numpy()
+            specificity[(rule, cohort_name)] = float(np.median(rho[np.triu_indices_from(rho, k=1)]))
             for ct in cts:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -216,16 +219,27 @@ def main(argv: list[str] | None = None) -> int:
     print(enr_table.to_string(index=False) if len(enr_table) else "no enrichment results")
     print(prot_table.to_string(index=False) if len(prot_table) else "no proteasome/ubiquitin set testable")
 
+    verdicts: dict[tuple[str, str], bool] = {}
+
     def _rep(features: str) -> str:
+        """Verdict per (features, k rule): significance in each cohort AND whether the direction holds."""
         out = []
         for (feat, rule), (_, sa_d_, _, sa_v_) in fitted.items():
             if feat != features:
                 continue
             p_d, p_v = sa_d_.logrank_p_, sa_v_.logrank_p_
-            verdict = "separates in both cohorts" if (p_d < 0.05 and p_v < 0.05) else (
-                "separates in TCGA only" if p_d < 0.05 else (
-                    "separates in TARGET only" if p_v < 0.05 else "separates in neither"))
-            out.append(f"- {feat}, {rule}: {verdict} (log-rank p TCGA {_fmt_p(p_d)}, TARGET {_fmt_p(p_v)}).")
+            best_d, best_v = _best_group(sa_d_), _best_group(sa_v_)
+            hr_v = sa_v_.hazard_ratios_.set_index("group")["hr"]
+            hr_v = hr_v / hr_v.get(best_d, np.nan)  # TARGET hazard of each group relative to TCGA's best group
+            direction = (f"TCGA's best group {best_d} is also best in TARGET" if best_d == best_v else
+                         f"TCGA's best group {best_d} is not best in TARGET (TARGET best: {best_v}; hazard of "
+                         f"the other groups relative to {best_d} in TARGET: "
+                         + ", ".join(f"{g} {v:.2f}" for g, v in hr_v.items() if g != best_d and np.isfinite(v)) + ")")
+            reproduced = p_d < 0.05 and p_v < 0.05 and best_d == best_v
+            verdicts[(feat, rule)] = reproduced
+            out.append(f"- {feat}, {rule}: log-rank p TCGA {_fmt_p(p_d)}, TARGET {_fmt_p(p_v)}; {direction}. "
+                       f"**{'Reproduced' if reproduced else 'Not reproduced'}** (criterion: p < 0.05 in both cohorts "
+                       "and the same best-prognosis group).")
         return "\n".join(out)
 
     elapsed = time.perf_counter() - t0
@@ -241,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- Discovery: `sample_data/tcga_laml`, {tcga.bulk.n_obs} samples x {tcga.bulk.n_vars} genes; model "
         f"`{m_d}` ({len(model_d.input_genes)} input genes, {len(model_d.output_genes)} output genes, "
-        f"{len(model_d.cell_types)} cell types); input genes found: "
+        f"{len(model_d.cell_types)} cell types; weights sha256 {model_d.card.get('weights_sha256', 'n/a')[:12]}); "
+        "input genes found: "
         f"{dec_d.input_report.get('n_model_genes_matched', 'n/a')} / {dec_d.input_report.get('n_model_genes', 'n/a')}; "
         f"poorly explained samples: {int(dec_d.fit['poorly_explained'].sum())}.",
         f"- Validation: `sample_data/target_aml`, {target.bulk.n_obs} samples x {target.bulk.n_vars} genes; model "
@@ -262,10 +277,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
         _table(surv_table),
         "",
-        "Summary (p < 0.05):",
+        "Verdicts:",
         "",
         _rep("gep"),
         _rep("proportions"),
+        "",
+        "Overall: the paper's pattern (GEP-based subtypes reproduce in the validation cohort, proportion-based ones "
+        "do not) is " + ("**reproduced**" if any(v for (f, _), v in verdicts.items() if f == "gep")
+                         and not any(v for (f, _), v in verdicts.items() if f == "proportions")
+                         else "**not reproduced**") + " with these panels and this model. The best-prognosis group "
+        "and the enrichment below are descriptive (chosen on TCGA survival), not a validation.",
         "",
         "## Enrichment of the best-prognosis TCGA group (GEP subtypes) vs the rest",
         "",
@@ -276,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Best group = lowest Cox hazard ratio in TCGA ("
         + ", ".join(f"{r}: {g}" for r, g in best_of.items()) + "); the same group name is tested in TARGET. "
-        "Top 3 sets higher in the group (NES > 0), by nominal p:",
+        "Top 3 sets higher in the group (NES > 0), by nominal p. How cell-type-specific is the group's signal? Median "
+        "Spearman correlation, between cell types, of the genes' group-vs-rest t statistics (1 = the same "
+        "ranking in every cell type): " + ", ".join(f"{r} / {c}: {v:.2f}" for (r, c), v in specificity.items()) + ".",
         "",
         _table(enr_table) if len(enr_table) else "(none)",
         "",
