@@ -56,15 +56,18 @@ ui.plot(subtypes.plot_heatmap(), name="subtype_heatmap", data=subtypes.data_[sub
 # survival ---------------------------------------------------------------------------------------
 st.subheader("Survival by subtype")
 times, events = ui.survival_columns(clinical)
-if not times or not events:
-    st.info("Survival needs a clinical table with a follow-up time column and an event column (1 = death). "
-            "Load the AML demo or upload a clinical table on **Data & model**.")
-    st.stop()
+time_default = ui.guess_column(times, ui.TIME_COLUMNS)
+event_default = ui.guess_column(events, ui.EVENT_COLUMNS)
+manual = False
+if not (time_default and event_default):
+    st.info("Survival needs a clinical table with a follow-up time column and an event column (1 = death), "
+            "e.g. `os_days` and `os_event`: load the AML demo or upload a clinical table on **Data & model**.")
+    manual = bool(times and events) and st.checkbox("Pick the time and event columns myself", key="surv_manual")
+    if not manual:
+        st.stop()
 t1, t2 = st.columns(2)
-time_default = ui.guess_column(times, ui.TIME_COLUMNS) or times[0]
-event_default = ui.guess_column(events, ui.EVENT_COLUMNS) or events[0]
-time_col = t1.selectbox("Follow-up time", times, index=times.index(time_default), key="surv_time")
-event_col = t2.selectbox("Event (1 = death)", events, index=events.index(event_default), key="surv_event")
+time_col = t1.selectbox("Follow-up time", times, index=times.index(time_default or times[0]), key="surv_time")
+event_col = t2.selectbox("Event (1 = death)", events, index=events.index(event_default or events[0]), key="surv_event")
 try:
     survival = ui.fit_survival(labels, clinical, time_col=time_col, event_col=event_col)
 except BlueInputError as err:

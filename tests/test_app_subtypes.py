@@ -69,3 +69,16 @@ def json_text(fig: dict) -> str:
     import json
 
     return json.dumps(fig)
+
+
+def test_cohort_without_survival_columns_explains() -> None:
+    """The pancreas demo has no follow-up columns: subtypes are shown, survival explains what it needs."""
+    at = seed(page(PAGE), "fadista_islets").run()
+    at.selectbox(key="sub_k").select(2)
+    at.button[0].click().run()
+    assert_clean(at)
+    assert table_with(at, "stability")["n"].sum() == 77
+    assert any("os_days" in i.value for i in at.info)
+    assert not [f for f in figures(at) if "at risk" in json_text(f)]
+    at.checkbox(key="surv_manual").check().run()  # a wrong pick gives a clear message, never a traceback
+    assert not at.exception
