@@ -18,8 +18,8 @@ Run::
 
     nice -n 10 .venv/bin/python bench/aml_subtypes.py            # writes bench/results/aml_subtypes.md
 
-Options: ``--discovery-model`` / ``--validation-model`` (default: among pretrained models named
-``aml*``, the one whose input genes are best covered by each cohort), ``--n-resamples``,
+Options: ``--discovery-model`` / ``--validation-model`` (default: ``aml``; without it, among pretrained
+models named ``aml*``, the one whose input genes are best covered by each cohort), ``--n-resamples``,
 ``--permutations``.
 """
 
@@ -74,6 +74,8 @@ def _pick_model(bulk, requested: str | None) -> str:
     names = _aml_models()
     if not names:
         raise SystemExit("no pretrained model named aml* found (pretrained/aml*/model.json): nothing to run")
+    if "aml" in names:  # the shipped model reads both panels (panel dropout)
+        return "aml"
     genes = set(map(str, bulk.var_names))
     cover = {n: np.mean([g in genes for g in load_model(n).input_genes]) for n in names}
     best = max(cover, key=lambda n: (cover[n], n == "aml"))
