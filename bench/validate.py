@@ -260,12 +260,12 @@ def validate_aml(model: bc.BlueModel, recipe: dict, *, quick: bool = False) -> l
         cx = pd.read_csv(root / "aml" / file)
         if key == "patient":  # TARGET: expression columns TARGET.20.<USI>.<09A|03A>...; CIBERSORTx by USI
             usi = pd.Series(result.proportions.index, index=result.proportions.index).str.split(".").str[2]
-            cx = cx.drop_duplicates(key).set_index(cx.drop_duplicates(key)[key].str.split("-").str[2])
+            cx = cx.assign(usi=cx[key].str.split("-").str[2]).drop_duplicates("usi").set_index("usi")
             index_map = usi
         else:
             cx = cx.set_index(key)
             index_map = pd.Series(result.proportions.index, index=result.proportions.index)
-        cx = collapse(cx.drop(columns=[c for c in cx.columns if c in ("sample", "patient")]), CIBERSORTX_TO_AML)
+        cx = collapse(cx.drop(columns=[c for c in cx.columns if c in ("sample", "patient", "usi")]), CIBERSORTX_TO_AML)
         aligned = cx.reindex(index_map.to_numpy()).set_axis(index_map.index)
         aligned = aligned.dropna(how="all")
         types = [t for t in cx.columns if t in model.cell_types]
