@@ -47,11 +47,6 @@ def markdown_table(frame: pd.DataFrame) -> str:
 logger = logging.getLogger("validate")
 RESULTS = REPO_ROOT / "bench" / "results"
 
-# Model cell types -> the 6 coarse types scored on Monaco (flow cytometry), documented mapping.
-PBMC_TO_COARSE = {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte",
-                  "mDC": "DC", "pDC": "DC"}
-MONACO_TRUTH_TO_COARSE = {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocyte": "Monocyte",
-                          "DC": "DC"}
 # Model cell types -> ABIS sorted-cell signature columns (means of the listed columns).
 PBMC_TO_ABIS = {"B": ["B.Naive", "B.Memory"], "CD4 T": ["T.CD4.Naive", "T.CD4.Memory"],
                 "CD8 T": ["T.CD8.Naive", "T.CD8.Memory"], "NK": ["NK"], "Monocyte": ["Monocytes.C"],
@@ -131,9 +126,12 @@ def validate_pbmc(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, f
     rows: list[tuple[str, float, float]] = []
     cohort = bc.load_sample("monaco_pbmc")
     result = quiet_deconvolve(cohort.bulk, model)
-    truth = collapse(cohort.truth, MONACO_TRUTH_TO_COARSE)
-    blue = collapse(result.proportions, PBMC_TO_COARSE)
-    base = collapse(nnls_on_reference(cohort.bulk, reference, model.input_genes), PBMC_TO_COARSE)
+    # The documented mapping of model types and flow columns to 6 coarse types lives in the cohort card
+    # (the app uses the same one): B, CD4 T, CD8 T, NK, Monocyte, DC (= mDC + pDC); truth renormalised.
+    mapping = cohort.info["truth_mapping"]["pbmc"]
+    truth = collapse(cohort.truth, mapping["truth"])
+    blue = collapse(result.proportions, mapping["model"])
+    base = collapse(nnls_on_reference(cohort.bulk, reference, model.input_genes), mapping["model"])
     for (name, b), (_, n) in zip(proportion_rows(truth, blue, "Monaco flow"), proportion_rows(truth, base, "Monaco flow")):
         rows.append((name, b, n))
 
