@@ -38,10 +38,12 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from blue_core.enrichment import enrich, load_gene_sets, rank_genes  # noqa: E402
 from blue_core.subtypes import SubtypeClustering, shared_genes  # noqa: E402
 from blue_core.survival import SurvivalAnalysis  # noqa: E402
+from _tables import markdown_table  # noqa: E402
 
 logger = logging.getLogger("bench.aml_subtypes")
 PROTEASOME = re.compile(r"PROTEASOM|UBIQUITIN", re.I)
@@ -124,11 +126,7 @@ def _best_group(sa: SurvivalAnalysis) -> str:
 
 
 def _table(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v) for v in row) + " |")
-    return "\n".join(lines)
+    return markdown_table(df, number_format=None)
 
 
 def main(argv: list[str] | None = None) -> int:

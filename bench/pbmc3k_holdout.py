@@ -39,19 +39,12 @@ from blue_core.metrics import ccc, pearson  # noqa: E402
 from blue_core.simulation import simulate, split_reference  # noqa: E402
 from blue_core.training import train_model  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table  # noqa: E402  (re-exported for architecture.py)
+
 PBMC3K = REPO.parent / "shared" / "data" / "pbmc" / "pbmc3k_clustifyr.h5ad"
 RESULTS = REPO / "bench" / "results"
 N_MARKERS = 50
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub markdown table (floats with 3 decimals)."""
-    def cell(v):
-        return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * frame.shape[1]
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def reference_mean_profiles(reference, cell_types, genes) -> np.ndarray:

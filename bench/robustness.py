@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blue_core as bc  # noqa: E402
 from blue_core.metrics import ccc  # noqa: E402
 from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe  # noqa: E402
-from validate import label_kang, markdown_table  # noqa: E402
+from _tables import markdown_table  # noqa: E402
+from validate import label_kang  # noqa: E402
 
 PBMC3K = {"name": "pbmc3k", "path": "pbmc/pbmc3k_clustifyr.h5ad", "cell_type_key": "cell_type",
           "label_map": {"CD4 T naive": "CD4 T", "CD4 T memory": "CD4 T", "CD14 monocyte": "Monocyte",
@@ -84,7 +85,7 @@ def main() -> int:
                      "held-out-cell pseudo-bulk CCC": model.card["validation"]["proportion_ccc"],
                      "seconds": round(time.perf_counter() - t0)})
         print(rows[-1], flush=True)
-    table = markdown_table(pd.DataFrame(rows))
+    table = markdown_table(pd.DataFrame(rows), number_format="{:.3g}")
     text = "\n".join(["# Robustness choices for the blood model (proxy data, not the evaluation truth)", "",
                       "Command: `python bench/robustness.py`. Kang labels are derived (see bench/validate.py).", "",
                       table, ""])

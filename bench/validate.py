@@ -36,28 +36,8 @@ from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe
 
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as a markdown table; numbers with 3 significant digits (p-values stay readable)."""
-    def cell(v: object) -> str:
-        return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-logger = logging.getLogger("validate")
-RESULTS = REPO_ROOT / "bench" / "results"
-
-# Model cell types -> ABIS sorted-cell signature columns (means of the listed columns).
-PBMC_TO_ABIS = {"B": ["B.Naive", "B.Memory"], "CD4 T": ["T.CD4.Naive", "T.CD4.Memory"],
-                "CD8 T": ["T.CD8.Naive", "T.CD8.Memory"], "NK": ["NK"], "Monocyte": ["Monocytes.C"],
-                "mDC": ["mDCs"], "pDC": ["pDCs"], "Plasma cell": ["Plasmablasts"]}
-# CIBERSORTx (Zeng 2022, 14 types) -> the AML model's 7 lineages; Erythroid has no CIBERSORTx column.
-CIBERSORTX_TO_AML = {"LSPC-Quiescent": "HSC/Progenitor", "LSPC-Primed": "HSC/Progenitor",
-                     "LSPC-Cycle": "HSC/Progenitor", "GMP-like": "GMP", "ProMono-like": "Monocytic",
-                     "Mono-like": "Monocytic", "Monocyte": "Monocytic", "cDC-like": "DC", "cDC": "DC",
-                     "T": "T/NK", "CTL": "T/NK", "NK": "T/NK", "B": "B", "Plasma": "B"}
-BETA_FUNCTION_GENES = ["INS", "IAPP", "MAFA", "PDX1", "SLC2A2", "NKX6-1", "G6PC2", "PCSK1", "SLC30A8", "ABCC8"]
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table  # noqa: E402
 
 def collapse(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     """Sum columns into groups (``mapping``: column -> group); unmapped columns dropped; rows renormalised."""
@@ -297,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                          "seconds": round(time.perf_counter() - t0, 1)}
         table = pd.DataFrame(rows, columns=["metric", "BLUE", "NNLS baseline"])
         print(f"\n## {name}\n")
-        print(markdown_table(table))
+        print(markdown_table(table, number_format="{:.3g}"))
         sys.stdout.flush()
         if args.update_cards:
             from blue_core.model import CARD_FILE
@@ -313,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
              "Produced by `python bench/validate.py`; every number below comes from that run.", ""]
     for name, res in results.items():
         table = pd.DataFrame(res["rows"]).rename(columns={"blue": "BLUE", "nnls_baseline": "NNLS baseline"})
-        lines += [f"## {name}", "", markdown_table(table), "", f"({res['seconds']} s)", ""]
+        lines += [f"## {name}", "", markdown_table(table, number_format="{:.3g}"), "", f"({res['seconds']} s)", ""]
     (RESULTS / "validation.md").write_text("\n".join(lines))
     return 0
 

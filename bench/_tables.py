@@ -1,0 +1,22 @@
+"""Markdown tables for the bench scripts' printed and written results (one helper for all of them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def markdown_table(frame: pd.DataFrame, *, number_format: str | None = "{:.3f}") -> str:
+    """A DataFrame as a GitHub markdown table.
+
+    ``number_format`` formats float cells (e.g. ``"{:.3g}"`` keeps small p-values readable); ``None``
+    writes every cell with ``str``.
+    """
+    def cell(value: object) -> str:
+        if number_format is not None and isinstance(value, (float, np.floating)):
+            return number_format.format(value)
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
