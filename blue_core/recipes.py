@@ -11,6 +11,7 @@ Schema::
     tissue = "blood"
     title = "Human PBMC"
     description = "..."
+    limitations = "..."                 # known limitations from validation, copied to the card
     data_root = "../shared/data"        # optional; relative to the repo root; env BLUE_SHARED_DATA wins
 
     [[references]]
@@ -246,6 +247,7 @@ def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = No
         network=recipe.get("network"),
         **recipe.get("training", {}),
     )
-    if "title" in recipe:
-        model.card["title"] = recipe["title"]
+    for key in ("title", "limitations"):
+        if key in recipe:
+            model.card[key] = recipe[key]
     return model

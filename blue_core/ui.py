@@ -834,6 +834,8 @@ def show_model_card(model: Any, *, expanded: bool = True) -> None:
     with st.expander(f"Model card: {getattr(model, 'name', '')}", expanded=expanded):
         if card.get("description"):
             st.write(card["description"])
+        if card.get("limitations"):
+            st.warning(f"**Known limitations (from validation):** {card['limitations']}")
         cols = st.columns(4)
         cols[0].metric("Tissue", str(card.get("tissue", "—")))
         cols[1].metric("Cell types", len(model.cell_types))
