@@ -3,7 +3,7 @@
 Measured on data that is NOT the evaluation truth: pseudo-bulk built from the Kang 2018 PBMCs
 (another 10x dataset, control and interferon-stimulated, cell labels derived as documented in
 ``bench/validate.py::label_kang``). Each variant is the shipped ``pretrained/pbmc/recipe.toml`` with one
-change; all are trained with the engine exactly as the shipped model. Monaco flow cytometry is not used.
+change; all are trained by ``blue_core.recipes.train_recipe``, exactly as the shipped model. Monaco flow cytometry is not used.
 
     python bench/robustness.py            # writes bench/results/robustness.md
 """
@@ -14,20 +14,16 @@ import copy
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
-import anndata as ad
-import numpy as np
 import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import blue_core as bc  # noqa: E402
 from blue_core.metrics import ccc  # noqa: E402
-from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe  # noqa: E402
+from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe, train_recipe  # noqa: E402
 from _tables import markdown_table  # noqa: E402
-from validate import label_kang  # noqa: E402
+from validate import kang_pseudo_bulk, label_kang, quiet_deconvolve  # noqa: E402
 
 PBMC3K = {"name": "pbmc3k", "path": "pbmc/pbmc3k_clustifyr.h5ad", "cell_type_key": "cell_type",
           "label_map": {"CD4 T naive": "CD4 T", "CD4 T memory": "CD4 T", "CD14 monocyte": "Monocyte",
@@ -48,18 +44,6 @@ def variants(base: dict) -> dict[str, dict]:
     return out
 
 
-def train(recipe: dict) -> bc.BlueModel:
-    from blue_core.features import select_input_genes, select_output_genes
-
-    reference = build_reference(recipe)
-    genes = recipe["genes"]
-    input_genes = select_input_genes(reference, n_per_cell_type=genes["n_input_per_cell_type"])
-    output_genes = select_output_genes(reference, n_per_cell_type=genes["n_output_per_cell_type"],
-                                       n_variable=genes["n_output_variable"], max_genes=genes["max_output_genes"])
-    return bc.train_model(reference, input_genes=input_genes, output_genes=output_genes,
-                          simulation=recipe["simulation"], network=recipe.get("network"), **recipe["training"])
-
-
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
@@ -68,18 +52,12 @@ def main() -> int:
     rows = []
     for name, recipe in variants(base).items():
         t0 = time.perf_counter()
-        model = train(recipe)
+        model = train_recipe(recipe)
         scores = {}
-        cells = kang[kang.obs["cell_type"].isin(model.cell_types)]
         for condition in ("ctrl", "stim"):
-            sub = cells[cells.obs["condition"] == condition].copy()
-            pb = bc.simulate(sub, 300, cell_types=model.cell_types, seed=11)
-            bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes).astype(np.float64))
-            bulk.obs_names = [f"s{i}" for i in range(pb.n_samples)]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                est = bc.deconvolve(bulk, model).proportions[model.cell_types]
-            scores[condition] = ccc(pb.proportions.to_numpy(), est.to_numpy())
+            bulk, truth = kang_pseudo_bulk(kang, model, condition)
+            est = quiet_deconvolve(bulk, model).proportions[model.cell_types]
+            scores[condition] = ccc(truth.to_numpy(), est.to_numpy())
         rows.append({"variant": name, "input genes": len(model.input_genes),
                      "Kang ctrl CCC": scores["ctrl"], "Kang stim CCC": scores["stim"],
                      "held-out-cell pseudo-bulk CCC": model.card["validation"]["proportion_ccc"],

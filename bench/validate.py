@@ -34,10 +34,23 @@ from blue_core.baselines import nnls_proportions, signature_from_reference
 from blue_core.metrics import ccc, pearson
 from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe
 
-
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import markdown_table  # noqa: E402
+
+logger = logging.getLogger("validate")
+RESULTS = REPO_ROOT / "bench" / "results"
+
+# Model cell types -> ABIS sorted-cell signature columns (means of the listed columns).
+PBMC_TO_ABIS = {"B": ["B.Naive", "B.Memory"], "CD4 T": ["T.CD4.Naive", "T.CD4.Memory"],
+                "CD8 T": ["T.CD8.Naive", "T.CD8.Memory"], "NK": ["NK"], "Monocyte": ["Monocytes.C"],
+                "mDC": ["mDCs"], "pDC": ["pDCs"], "Plasma cell": ["Plasmablasts"]}
+# CIBERSORTx (Zeng 2022, 14 types) -> the AML model's 7 lineages; Erythroid has no CIBERSORTx column.
+CIBERSORTX_TO_AML = {"LSPC-Quiescent": "HSC/Progenitor", "LSPC-Primed": "HSC/Progenitor",
+                     "LSPC-Cycle": "HSC/Progenitor", "GMP-like": "GMP", "ProMono-like": "Monocytic",
+                     "Mono-like": "Monocytic", "Monocyte": "Monocytic", "cDC-like": "DC", "cDC": "DC",
+                     "T": "T/NK", "CTL": "T/NK", "NK": "T/NK", "B": "B", "Plasma": "B"}
+BETA_FUNCTION_GENES = ["INS", "IAPP", "MAFA", "PDX1", "SLC2A2", "NKX6-1", "G6PC2", "PCSK1", "SLC30A8", "ABCC8"]
+
 
 def collapse(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     """Sum columns into groups (``mapping``: column -> group); unmapped columns dropped; rows renormalised."""
@@ -100,6 +113,20 @@ def label_kang(root: Path, reference: ad.AnnData) -> ad.AnnData:
     return kang
 
 
+def pseudo_bulk_anndata(pb: bc.PseudoBulk, *, genes: list[str] | None = None, prefix: str = "s") -> ad.AnnData:
+    """A simulated pseudo-bulk as the bulk AnnData ``deconvolve`` reads (samples ``<prefix>0..``; optional gene subset)."""
+    frame = pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"{prefix}{i}" for i in range(pb.n_samples)])
+    return ad.AnnData((frame[genes] if genes is not None else frame).astype(np.float64))
+
+
+def kang_pseudo_bulk(kang: ad.AnnData, model: bc.BlueModel, condition: str) -> tuple[ad.AnnData, pd.DataFrame]:
+    """300 pseudo-bulks of 500 Kang cells of one condition (model cell types only) and their true fractions."""
+    cells = kang[(kang.obs["condition"] == condition) & kang.obs["cell_type"].isin(model.cell_types)].copy()
+    pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types, seed=11)
+    bulk = pseudo_bulk_anndata(pb, prefix=condition)
+    return bulk, pb.proportions.set_axis(bulk.obs_names)
+
+
 def validate_pbmc(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, float]]:
     root = data_root(recipe)
     reference = build_reference(recipe)
@@ -137,16 +164,11 @@ def validate_pbmc(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, f
 
     # Interferon stimulation: control vs stimulated pseudo-bulk from derived Kang labels.
     kang = label_kang(root, reference)
-    kang = kang[kang.obs["cell_type"].isin(model.cell_types)].copy()
     for condition in ("ctrl", "stim"):
-        cells = kang[kang.obs["condition"] == condition].copy()
-        pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types, seed=11)
-        bulk = ad.AnnData(pd.DataFrame(pb.bulk, index=[f"{condition}{i}" for i in range(pb.n_samples)],
-                                       columns=pb.genes).astype(np.float64))
-        truth = pb.proportions.set_axis(bulk.obs_names)
+        bulk, truth = kang_pseudo_bulk(kang, model, condition)
         est = quiet_deconvolve(bulk, model).proportions
         nn = nnls_on_reference(bulk, reference, model.input_genes)
-        rows.append((f"Kang {condition} pseudo-bulk CCC (derived labels, {pb.n_samples} samples)",
+        rows.append((f"Kang {condition} pseudo-bulk CCC (derived labels, {bulk.n_obs} samples)",
                      ccc(truth[model.cell_types], est[model.cell_types]),
                      ccc(truth[model.cell_types], nn.reindex(columns=model.cell_types, fill_value=0))))
     return rows
@@ -217,8 +239,7 @@ def validate_aml(model: bc.BlueModel, recipe: dict, *, quick: bool = False) -> l
     signature_train = signature_from_reference(train_ref)
     for name, genes in panels.items():
         keep = [g for g in pb.genes if g in set(genes)]
-        bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes)[keep].astype(np.float64))
-        bulk.obs_names = [f"s{i}" for i in range(pb.n_samples)]
+        bulk = pseudo_bulk_anndata(pb, genes=keep)
         truth = pb.proportions.set_axis(bulk.obs_names)[test_types]
         est = quiet_deconvolve(bulk, held_out).proportions[test_types]
         shared = [g for g in held_out.input_genes if g in keep]

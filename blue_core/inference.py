@@ -219,14 +219,18 @@ def _gene_hint(bulk_genes: pd.Index) -> str:
     return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
 
 
-def _best_panel(model: BlueModel, present: np.ndarray) -> str | None:
-    """Name of the card's input panel with the largest matched fraction (None for single-panel models)."""
+def _best_panel(model: BlueModel, present: np.ndarray) -> tuple[str | None, np.ndarray | None]:
+    """The card's input panel with the largest matched fraction and its mask over the input genes.
+
+    ``(None, None)`` for a single-panel model.
+    """
     panels = (getattr(model, "card", None) or {}).get("input_panels") or {}
-    if not panels:
-        return None
     genes = np.asarray(model.input_genes)
-    fractions = {name: present[np.isin(genes, panel)].mean() for name, panel in panels.items() if panel}
-    return max(fractions, key=fractions.get)
+    masks = {name: np.isin(genes, panel) for name, panel in panels.items() if panel}
+    if not masks:
+        return None, None
+    name = max(masks, key=lambda k: present[masks[k]].mean())
+    return name, masks[name]
 
 
 def deconvolve(
@@ -287,12 +291,11 @@ def deconvolve(
     in_pos = genes.get_indexer(model.input_genes)
     present = in_pos >= 0
     n_model = len(model.input_genes)
-    panel_name = _best_panel(model, present)
-    if panel_name is not None:
+    panel_name, in_panel = _best_panel(model, present)
+    if in_panel is not None:
         # A multi-panel model (trained with panel dropout) reads the genes of one panel at a time.
-        in_panel = np.isin(np.asarray(model.input_genes), model.card["input_panels"][panel_name])
         present &= in_panel
-    n_expected = int(in_panel.sum()) if panel_name is not None else n_model
+    n_expected = int(in_panel.sum()) if in_panel is not None else n_model
     n_matched = int(present.sum())
     if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_expected:
         raise BlueInputError(

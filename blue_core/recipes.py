@@ -60,7 +60,7 @@ import scipy.sparse as sp
 
 from .exceptions import BlueInputError
 
-__all__ = ["read_recipe", "build_reference", "panel_genes", "train_from_recipe", "REPO_ROOT"]
+__all__ = ["read_recipe", "build_reference", "panel_genes", "train_from_recipe", "train_recipe", "REPO_ROOT"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,14 @@ def panel_genes(recipe: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = None):
-    """Build the reference of a recipe and train a model with its settings.
+    """Read a recipe file, build its reference and train a model with its settings (see :func:`train_recipe`)."""
+    return train_recipe(read_recipe(path), progress=progress)
+
+
+def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
+    """Build the reference of a parsed recipe (as :func:`read_recipe` returns it) and train a model.
+
+    Benchmarks pass modified copies of a shipped recipe to measure one change at a time.
 
     Returns
     -------
@@ -202,7 +209,6 @@ def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = No
     from .features import select_input_genes, select_output_genes
     from .training import train_model
 
-    recipe = read_recipe(path)
     reference = build_reference(recipe)
     genes_cfg = recipe.get("genes", {})
     panels = panel_genes(recipe)

@@ -449,8 +449,8 @@ def train_model(
         ),
         validation=validation,
         input_panels=(
-            {name: [g for g in input_genes if g in set(map(str, genes))] for name, genes in input_panels.items()}
-            if input_panels else None
+            {name: [g for g, ok in zip(input_genes, mask) if ok] for name, mask in zip(input_panels, panel_masks)}
+            if panel_masks else None
         ),
         training_time_s=round(total_seconds, 1),
         network_training_time_s=round(train_seconds, 1),
