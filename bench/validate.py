@@ -301,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(table, number_format="{:.3g}"))
         sys.stdout.flush()
         if args.update_cards:
-            from blue_core.model import CARD_FILE
+            from blue_core.model import CARD_FILE, _jsonable
 
             card_path = REPO_ROOT / "pretrained" / name / CARD_FILE
             card = json.loads(card_path.read_text())
             card["real_data_validation"] = results[name]["rows"]
             card["real_data_validation_command"] = "python bench/validate.py --update-cards"
-            card_path.write_text(json.dumps(card, indent=1, allow_nan=True) + "\n")
+            card_path.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n")  # strict JSON
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1))
     lines = ["# Validation of the pretrained models on real cohorts", "",

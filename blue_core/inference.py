@@ -120,15 +120,34 @@ class Deconvolution:
         adata.uns["input_report_json"] = json.dumps(self.input_report, default=str)
         return adata
 
-    def write(self, directory: str | Path) -> Path:
-        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv`` and ``expression.h5ad``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.proportions.rename_axis("sample").to_csv(directory / "proportions.csv")
-        self.fit.rename_axis("sample").to_csv(directory / "fit.csv")
-        self.to_anndata().write_h5ad(directory / "expression.h5ad", compression="gzip")
+    def write(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv`` and ``expression.h5ad``.
+
+        The files are written into a temporary sibling folder that is renamed to ``directory`` only
+        when all three are complete (:func:`~blue_core.files.atomic_directory`): a failure part-way
+        (disk full, interrupt) leaves any previous result in ``directory`` intact.
+
+        Parameters
+        ----------
+        directory
+            Output folder; created. Must not be a file.
+        overwrite
+            Replace an existing non-empty folder (its old contents are removed once the new result is
+            in place). Refused by default.
+
+        Raises
+        ------
+        BlueInputError
+            ``directory`` is a file, or is not empty and ``overwrite`` is False.
+        """
+        from .files import atomic_directory
+
+        with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
+            self.proportions.rename_axis("sample").to_csv(tmp / "proportions.csv")
+            self.fit.rename_axis("sample").to_csv(tmp / "fit.csv")
+            self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
         logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
-        return directory
+        return Path(directory)
 
     @classmethod
     def read(cls, directory: str | Path) -> Deconvolution:

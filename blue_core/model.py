@@ -22,6 +22,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,10 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .exceptions import BlueModelError
+from .files import check_model_name
 from .module import BlueNet
 
-__all__ = ["BlueModel", "save_model", "load_model", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+__all__ = ["BlueModel", "save_model", "load_model", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +122,16 @@ class BlueModel:
         network: BlueNet,
         card: dict[str, Any] | None = None,
     ) -> None:
-        self.name = name
+        self.name = check_model_name(name)
         self.cell_types = list(cell_types)
         self.input_genes = list(input_genes)
         self.output_genes = list(output_genes)
         self.preprocessing = dict(preprocessing)
         self.network = network.eval()
         self.card = dict(card or {})
+        #: Where the model was loaded from: "installed", "folder", or None (built in this process).
+        self.source: str | None = None
+        self.path: Path | None = None
         _check_consistent(self)
 
     def __repr__(self) -> str:
@@ -146,8 +152,9 @@ class BlueModel:
     @property
     def fit_r_threshold(self) -> float:
         """Fit score (Pearson r) below which a sample is flagged ``poorly_explained``."""
-        value = self.card.get("validation", {}).get("fit_r_threshold")
-        return float(value) if value is not None and math.isfinite(value) else 0.5
+        value = (self.card.get("validation") or {}).get("fit_r_threshold")
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else 0.5
 
     def predict(self, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Run the network on preprocessed input.
@@ -233,9 +240,30 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
             f"{directory} already holds a model; choose another directory or pass overwrite=True "
             "(--overwrite on the command line)."
         )
+    check_model_name(model.name)
+    if directory.exists() and not directory.is_dir():
+        raise BlueModelError(f"{directory} is a file, not a folder; choose a folder to save the model in.")
     directory.mkdir(parents=True, exist_ok=True)
+    # Both files are written under temporary names in the same folder and renamed into place when
+    # complete, so a failure part-way never leaves a half-written weights file or card.
+    tmp_weights, tmp_card = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CARD_FILE}.tmp"
     state = {k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()}
-    save_file(state, str(weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
+    try:
+        save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
+        card = _final_card(model, _sha256(tmp_weights))
+        tmp_card.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp_weights, weights)
+        os.replace(tmp_card, card_path)
+    finally:
+        for leftover in (tmp_weights, tmp_card):
+            leftover.unlink(missing_ok=True)
+    model.card = card
+    logger.info("saved model %r to %s (%.1f MB)", model.name, directory, weights.stat().st_size / 1e6)
+    return directory
+
+
+def _final_card(model: BlueModel, weights_sha256: str) -> dict[str, Any]:
+    """The card written next to the weights: the model's card plus its lists, network and checksum."""
     card = dict(model.card)
     card.update(
         format_version=FORMAT_VERSION,
@@ -247,12 +275,9 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
         network=model.network.config,
         blue_version=card.get("blue_version", __version__),
         weights_file=WEIGHTS_FILE,
-        weights_sha256=_sha256(weights),
+        weights_sha256=weights_sha256,
     )
-    card_path.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    model.card = card
-    logger.info("saved model %r to %s (%.1f MB)", model.name, directory, weights.stat().st_size / 1e6)
-    return directory
+    return card
 
 
 def _jsonable(value: Any) -> Any:
@@ -271,44 +296,78 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def load_model(name_or_directory: str | Path) -> BlueModel:
-    """Load a model by name (``$BLUE_MODELS_DIR``, then the repo's ``pretrained/``) or from a directory.
+def resolve_model(name_or_directory: str | os.PathLike) -> tuple[Path, str]:
+    """Where a model argument points: ``(directory, "installed" | "folder")``.
 
-    The weights are read with ``safetensors`` only (no pickle). Checks: the card is valid JSON of a
-    supported ``format_version``, the weights' sha256 matches the card, and the weight shapes match the
-    card's gene and cell-type lists.
+    A bare name (``"pbmc"``) is looked up among the installed models only (``$BLUE_MODELS_DIR``, then
+    the package's ``pretrained/``), never in the working directory; a folder is used only when the
+    argument is written as a path (``./pbmc``, ``models/pbmc``, an absolute path, or a ``Path``).
 
     Raises
     ------
     BlueModelError
-        Unknown name, missing or corrupted files, wrong format version or mismatched shapes.
+        Unknown name (the message lists the installed models and, when a folder of that name exists
+        here, says to write it as ``./NAME``), or a path that is not a folder.
     """
     from .store import find_model
 
-    path = Path(name_or_directory)
-    directory = path if path.is_dir() else find_model(str(name_or_directory))
+    text = os.fspath(name_or_directory)
+    as_path = (
+        isinstance(name_or_directory, os.PathLike)
+        or os.sep in text
+        or "/" in text
+        or text.startswith((".", "~"))
+        or os.path.isabs(text)
+    )
+    if as_path:
+        directory = Path(text).expanduser()
+        if not directory.is_dir():
+            raise BlueModelError(f"model folder {text} not found; pass an existing folder written by "
+                                 "`blue train`, or a model name from `blue models`.")
+        return directory, "folder"
+    try:
+        return find_model(text), "installed"
+    except BlueModelError as err:
+        if Path(text).is_dir():
+            raise BlueModelError(
+                f"{err} A folder {text!r} exists in the working directory: to use it, write it as a path "
+                f"(./{text})."
+            ) from None
+        raise
+
+
+def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
+    """Load an installed model by name, or a model folder given as a path.
+
+    Names and paths are told apart by :func:`resolve_model`: ``"pbmc"`` is always the installed model,
+    ``"./pbmc"`` the folder. The weights are read with ``safetensors`` only (no pickle). Before anything
+    is allocated the card is checked against a schema (types, lengths, finite numbers) and the network it
+    describes against the shapes in the safetensors header; then the sha256 of the weights is checked.
+    The loaded model records where it came from in ``model.source`` (``"installed"`` or ``"folder"``)
+    and ``model.path``.
+
+    Raises
+    ------
+    BlueModelError
+        Unknown name, missing or corrupted files, a card that fails the schema, wrong format version or
+        weights that do not match the card.
+    """
+    directory, source = resolve_model(name_or_directory)
     card_path, weights = directory / CARD_FILE, directory / WEIGHTS_FILE
     if not card_path.is_file():
         raise BlueModelError(f"{directory} has no {CARD_FILE}; a BLUE model directory holds {CARD_FILE} and "
                              f"{WEIGHTS_FILE} (written by save_model / blue train).")
+    if card_path.stat().st_size > MAX_CARD_BYTES:
+        raise BlueModelError(f"{card_path} is {card_path.stat().st_size / 1e6:.0f} MB; a model card is at most "
+                             f"{MAX_CARD_BYTES / 1e6:.0f} MB. The file is not a BLUE model card.")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        card = json.loads(card_path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
         raise BlueModelError(f"{card_path} is not valid JSON ({err}); restore the file or re-train the model.") from err
-    if not isinstance(card, dict):
-        raise BlueModelError(f"{card_path} is not a model card (expected a JSON object).")
-    version = card.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BlueModelError(
-            f"{card_path} has format_version {version!r}; this BLUE studio ({__version__}) reads format "
-            f"{FORMAT_VERSION}. Re-train the model with this version or use the matching BLUE studio."
-        )
-    missing = [k for k in ("name", "cell_types", "input_genes", "output_genes", "network", "weights_sha256")
-               if k not in card]
-    if missing:
-        raise BlueModelError(f"{card_path} lacks {missing}; the model card is incomplete — re-save the model.")
+    check_card(card, card_path)
     if not weights.is_file():
         raise BlueModelError(f"{directory} has no {WEIGHTS_FILE}; copy the weights next to {CARD_FILE}.")
+    _check_weights_header(weights, card["network"])
     digest = _sha256(weights)
     if digest != card["weights_sha256"]:
         raise BlueModelError(
@@ -337,5 +396,127 @@ def load_model(name_or_directory: str | Path) -> BlueModel:
         network=network,
         card=card,
     )
-    logger.info("loaded %r from %s", model, directory)
+    model.source, model.path = source, directory
+    logger.info("loaded %r (%s) from %s", model, source, directory)
     return model
+
+
+#: A model card larger than this is refused before it is parsed.
+MAX_CARD_BYTES = 64_000_000
+
+_NETWORK_INTS = ("n_input_genes", "n_output_genes", "n_cell_types", "hidden", "n_layers", "signal_length",
+                 "base_channels", "depth", "kernel_size")
+
+
+def _reject_constant(token: str) -> None:
+    raise ValueError(f"{token} is not allowed in a model card (strict JSON: use null)")
+
+
+def check_card(card: Any, card_path: str | os.PathLike = CARD_FILE) -> None:
+    """Check a model card's schema before anything it describes is allocated.
+
+    Checks: a JSON object of the supported ``format_version``; ``name`` a safe model name;
+    ``cell_types`` / ``input_genes`` / ``output_genes`` non-empty lists of unique strings whose lengths
+    match ``network``; ``network`` exactly the :class:`~blue_core.module.BlueNet` arguments, integers
+    (``dropout`` a number in [0, 1)); ``weights_sha256`` 64 hex digits; ``validation.fit_r_threshold`` a
+    finite number or null; ``input_panels`` null or lists of input genes.
+
+    Raises
+    ------
+    BlueModelError
+        The first rule broken, naming the field.
+    """
+    from .files import is_model_name
+
+    def fail(problem: str) -> None:
+        raise BlueModelError(f"{card_path}: {problem}; the model card is invalid — restore it or re-train the model.")
+
+    if not isinstance(card, dict):
+        fail("expected a JSON object")
+    version = card.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BlueModelError(
+            f"{card_path} has format_version {version!r}; this BLUE studio ({__version__}) reads format "
+            f"{FORMAT_VERSION}. Re-train the model with this version or use the matching BLUE studio."
+        )
+    missing = [k for k in ("name", "cell_types", "input_genes", "output_genes", "network", "weights_sha256")
+               if k not in card]
+    if missing:
+        raise BlueModelError(f"{card_path} lacks {missing}; the model card is incomplete — re-save the model.")
+    if not is_model_name(card["name"]):
+        fail(f"name {str(card['name'])[:60]!r} is not a safe model name")
+    for key in ("cell_types", "input_genes", "output_genes"):
+        value = card[key]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            fail(f"{key} must be a non-empty list of names")
+        if len(set(value)) != len(value):
+            fail(f"{key} has duplicated names")
+    network = card["network"]
+    if not isinstance(network, dict):
+        fail("network must be an object of BlueNet settings")
+    expected = set(_NETWORK_INTS) | {"dropout"}
+    if set(network) != expected:
+        fail(f"network must hold exactly {sorted(expected)}")
+    for key in _NETWORK_INTS:
+        value = network[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
+            fail(f"network.{key} must be an integer in [1, 10,000,000], got {str(value)[:40]!r}")
+    dropout = network["dropout"]
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        fail(f"network.dropout must be a number in [0, 1), got {str(dropout)[:40]!r}")
+    for key, listed in (("n_input_genes", "input_genes"), ("n_output_genes", "output_genes"),
+                        ("n_cell_types", "cell_types")):
+        if network[key] != len(card[listed]):
+            fail(f"network.{key} = {network[key]:,} but {listed} lists {len(card[listed]):,}")
+    if not isinstance(card["weights_sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", card["weights_sha256"]):
+        fail("weights_sha256 must be 64 hexadecimal digits")
+    validation = card.get("validation")
+    if validation is not None and not isinstance(validation, dict):
+        fail("validation must be an object")
+    threshold = (validation or {}).get("fit_r_threshold")
+    if threshold is not None and (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
+                                  or not math.isfinite(threshold)):
+        fail(f"validation.fit_r_threshold must be a number or null, got {str(threshold)[:40]!r}")
+    panels = card.get("input_panels")
+    if panels is not None:
+        genes = set(card["input_genes"])
+        if not isinstance(panels, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(g, str) and g in genes for g in v) for v in panels.values()
+        ):
+            fail("input_panels must map panel names to non-empty lists of input genes")
+    for key in ("tissue", "description"):
+        if card.get(key) is not None and not isinstance(card[key], str):
+            fail(f"{key} must be text")
+
+
+def _check_weights_header(weights: Path, network: dict[str, Any]) -> None:
+    """Compare the tensor names, shapes and dtypes in the safetensors header with the card's network.
+
+    The expected shapes come from a :class:`BlueNet` built on PyTorch's ``meta`` device, which
+    allocates no memory; the weights themselves are not read.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            found = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in BlueNet(**network).state_dict().items()}
+    except (TypeError, ValueError) as err:
+        raise BlueModelError(f"the network in {weights.parent / CARD_FILE} is invalid ({err}); re-train the model.") from err
+    if set(found) != set(expected):
+        extra, lacking = sorted(set(found) - set(expected))[:3], sorted(set(expected) - set(found))[:3]
+        raise BlueModelError(
+            f"the weights in {weights} do not fit the network described in {CARD_FILE} (unexpected {extra}, "
+            f"missing {lacking}); the files do not belong together — re-train the model."
+        )
+    for key, shape in expected.items():
+        if found[key][0] != shape or found[key][1] != "F32":
+            raise BlueModelError(
+                f"the weights in {weights} do not fit the network described in {CARD_FILE} ({key}: "
+                f"{found[key][1]} {found[key][0]} in the file, F32 {shape} in the card); the files do not belong "
+                "together — re-train the model."
+            )

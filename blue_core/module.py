@@ -12,10 +12,40 @@ Two branches share the preprocessed input ``x`` (batch, G_in):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["BlueNet"]
+__all__ = ["BlueNet", "SeededDropout"]
+
+
+class SeededDropout(nn.Module):
+    """Dropout that draws its mask from an explicit ``torch.Generator`` when one is attached.
+
+    ``nn.Dropout`` always uses PyTorch's process-wide generator, which every thread of a server
+    shares: two trainings at once would interleave their draws and neither would be reproducible.
+    Training attaches a private generator (``generator``); without one this falls back to the global
+    generator like ``nn.Dropout``. The arithmetic is that of PyTorch's CPU dropout (a Bernoulli(1 - p)
+    mask divided by 1 - p), so a private generator seeded like the global one gives identical results.
+    Holds no parameters or buffers: state dicts are unchanged.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:
+            return nn.functional.dropout(x, self.p, True)
+        noise = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * noise.div_(1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
@@ -82,6 +112,9 @@ class BlueNet(nn.Module):
         Odd Conv1d kernel size.
     dropout
         Dropout on the input projections (training only).
+    generator
+        Draw the initial weights (and later dropout masks) from this generator instead of PyTorch's
+        process-wide one (see :meth:`reset_parameters`); not part of ``config``.
     """
 
     def __init__(
@@ -97,6 +130,7 @@ class BlueNet(nn.Module):
         depth: int = 3,
         kernel_size: int = 5,
         dropout: float = 0.1,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -134,15 +168,46 @@ class BlueNet(nn.Module):
             kernel_size=kernel_size,
             dropout=dropout,
         )
-        layers: list[nn.Module] = [nn.Dropout(dropout), nn.Linear(n_input_genes, hidden)]
+        layers: list[nn.Module] = [SeededDropout(dropout), nn.Linear(n_input_genes, hidden)]
         for _ in range(n_layers - 1):
             layers += [nn.SiLU(), nn.Linear(hidden, hidden)]
         layers += [nn.SiLU(), nn.Linear(hidden, n_cell_types)]
         self.proportion_mlp = nn.Sequential(*layers)
-        self.projection = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_input_genes, signal_length))
+        self.projection = nn.Sequential(SeededDropout(dropout), nn.Linear(n_input_genes, signal_length))
         self.unet = _UNet1d(n_cell_types, base_channels, depth, kernel_size)
         self.to_genes = nn.Linear(signal_length, n_output_genes)
         self.type_bias = nn.Parameter(torch.zeros(n_cell_types, n_output_genes))
+        if generator is not None:
+            self.reset_parameters(generator=generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, *, generator: torch.Generator) -> None:
+        """Re-initialise every layer from ``generator`` (PyTorch's default rules, in layer order).
+
+        Linear and convolution weights: Kaiming-uniform with ``a = sqrt(5)``; biases uniform in
+        ``+-1/sqrt(fan_in)``; normalisation layers ones/zeros; ``type_bias`` zeros. Drawn in the order
+        the layers were built, so a generator seeded with ``s`` gives the same weights as
+        ``torch.manual_seed(s)`` before construction, without touching the process-wide generator.
+        The generator is also attached to the dropout layers (see :class:`SeededDropout`).
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, nn.GroupNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        self.type_bias.zero_()
+        self.set_generator(generator)
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        """Attach ``generator`` to every dropout layer (``None``: use PyTorch's global generator)."""
+        for module in self.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = generator
 
     def forward_proportions(self, x: torch.Tensor) -> torch.Tensor:
         """Proportion branch only: ``(batch, G_in) -> (batch, K)``, rows sum to 1."""

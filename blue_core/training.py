@@ -328,7 +328,9 @@ def train_model(
     validation_fraction
         Fraction of cells (or donors) held out for validation pseudo-bulk.
     seed
-        Seed for the split, simulation, initialisation and batching (numpy and torch).
+        Seed for the split, simulation, initialisation, dropout and batching. Only local generators
+        (``numpy.random.Generator``, ``torch.Generator``) are used; the process-wide ones are neither
+        read nor changed, so concurrent trainings in one process (app sessions) stay reproducible.
     threads
         ``torch.set_num_threads`` during training (default: leave torch's setting).
     name, tissue, description
@@ -364,8 +366,9 @@ def train_model(
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        # Local generators only: the process-wide numpy / torch generators are shared by every thread
+        # (e.g. every app session), so seeding them would not make a run reproducible.
+        torch_generator = torch.Generator().manual_seed(seed)
         train_ref, val_ref, _ = split_reference(
             reference, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=seed
         )
@@ -403,7 +406,7 @@ def train_model(
         del train_pb
         vx, vp, vg = _tensors(val_pb, input_idx, panel_masks=panel_masks, seed=seed + 1)
 
-        net = BlueNet(len(input_genes), len(output_genes), len(cell_types), **net_kwargs)
+        net = BlueNet(len(input_genes), len(output_genes), len(cell_types), generator=torch_generator, **net_kwargs)
         weight = p / p.sum(0).clamp(min=1e-8)
         net.init_type_baseline(torch.einsum("nk,nkg->kg", weight, g))
         history: list[dict[str, Any]] = []
@@ -416,6 +419,7 @@ def train_model(
                 weight_decay=weight_decay, patience=patience, proportion_weight=proportion_weight,
                 seed=seed, history=history, report=lambda f, m, lo=lo, hi=hi: report(lo + (hi - lo) * f, m),
             )
+        net.set_generator(None)  # the model outlives this run: keep no reference to its generator
         train_seconds = time.perf_counter() - t_train
         v_total, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512)
         validation = _validation_metrics(val_pb, pred_p, pred_g)

@@ -76,7 +76,7 @@ def test_truncated_weights_with_matching_sha(saved):
     [
         (lambda c: c.update(format_version=99), "format_version 99"),
         (lambda c: c.update(weights_sha256="0" * 64), "does not match its model card"),
-        (lambda c: c.update(input_genes=c["input_genes"][:-1]), "do not fit the network|input genes"),
+        (lambda c: c.update(input_genes=c["input_genes"][:-1]), "do not fit the network|input_genes lists"),
         (lambda c: c.pop("cell_types"), "lacks"),
     ],
 )
