@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .exceptions import BlueInputError
 
-__all__ = ["check_model_name", "is_model_name", "atomic_directory", "MODEL_NAME_RULE"]
+__all__ = ["check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,25 @@ def check_model_name(name: object, *, what: str = "model name") -> str:
     )
 
 
+def check_output_folder(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Path:
+    """Check, before any work is done, that ``target`` may be (re)written as an output folder.
+
+    Raises
+    ------
+    BlueInputError
+        ``target`` is a file, or a non-empty folder and ``overwrite`` is False.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise BlueInputError(f"{what} {target} is a file, not a folder; choose a folder name (it will be created).")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise BlueInputError(
+            f"{what} {target} already exists and is not empty; choose another folder or pass --overwrite "
+            "(overwrite=True) to replace it."
+        )
+    return target
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
     """Write a folder all at once: yield a temporary sibling, rename it to ``target`` when the block ends.
@@ -96,14 +115,7 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False, what
     the old one deleted; if the second rename fails the old folder is put back. If the block raises,
     the temporary folder is removed and ``target`` is untouched.
     """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise BlueInputError(f"{what} {target} is a file, not a folder; choose a folder name (it will be created).")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise BlueInputError(
-            f"{what} {target} already exists and is not empty; choose another folder or pass --overwrite "
-            "(overwrite=True) to replace it."
-        )
+    target = check_output_folder(target, overwrite=overwrite, what=what)
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(target, "tmp")

@@ -22,14 +22,20 @@ Decisions (documented for users in the error / warning messages):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io as _io
 import logging
 import os
 import re
+import sys
 import tempfile
 import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Sequence, Union
 
@@ -40,7 +46,7 @@ import scipy.sparse as sp
 from . import genes as _genes
 from .exceptions import BlueInputError, BlueWarning, LogScaleInputWarning
 
-__all__ = ["read_bulk", "read_reference", "BulkSource"]
+__all__ = ["read_bulk", "read_reference", "read_reference_obs", "BulkSource", "InputLimits", "input_report_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +64,78 @@ _DECIMAL_COMMA_RE = re.compile(r"(?:^|[;\t])-?\d+,\d+(?:[;\t]|$)", re.MULTILINE)
 _SYMBOL_COLUMNS = {"symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genename"}
 
 
+# --------------------------------------------------------------------------------------- limits
+#: Measured peak memory of parsing a text table, per byte of (decompressed) text: 8.4x for a
+#: 52 MB genes x samples CSV (bench/security.py); the estimate uses a margin above that.
+TEXT_MEMORY_FACTOR = 12
+#: Peak memory of openpyxl per byte of uncompressed sheet XML (estimate with margin).
+XLSX_MEMORY_FACTOR = 10
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Ceilings that keep one oversized or malicious input from exhausting a shared server's memory.
+
+    Parameters
+    ----------
+    max_decompressed_bytes
+        Largest input after decompression (gzip, or the parts of an .xlsx), in bytes; decompression
+        streams and stops at this ceiling. Environment: ``BLUE_MAX_DECOMPRESSED_MB``. Default 1 GiB.
+    memory_budget_bytes
+        Largest estimated memory to read one input, in bytes: an input whose declared size or shape
+        (text length, .xlsx sheet size, .h5ad matrix shape) needs more is refused before anything is
+        allocated. Environment: ``BLUE_MEMORY_BUDGET_MB``. Default 6 GiB.
+    """
+
+    max_decompressed_bytes: int = 1 << 30
+    memory_budget_bytes: int = 6 << 30
+
+    @classmethod
+    def from_env(cls) -> InputLimits:
+        """Limits from ``BLUE_MAX_DECOMPRESSED_MB`` / ``BLUE_MEMORY_BUDGET_MB`` (defaults where unset)."""
+        values = {}
+        for field, env in (("max_decompressed_bytes", "BLUE_MAX_DECOMPRESSED_MB"),
+                           ("memory_budget_bytes", "BLUE_MEMORY_BUDGET_MB")):
+            raw = os.environ.get(env)
+            if raw:
+                try:
+                    values[field] = int(float(raw) * 1e6)
+                except ValueError:
+                    raise BlueInputError(f"{env}={raw!r} is not a number of megabytes; set e.g. {env}=2000.") from None
+        return cls(**values)
+
+    def check_memory(self, estimate: float, name: str, what: str) -> None:
+        """Raise when reading needs an estimated ``estimate`` bytes, more than the budget."""
+        if estimate > self.memory_budget_bytes:
+            raise BlueInputError(
+                f"{name}: {what} would need about {estimate / 1e9:.1f} GB of memory to read, more than this "
+                f"server's budget of {self.memory_budget_bytes / 1e9:.1f} GB per input. Split the samples into "
+                "several files, keep only the genes you need, or (on your own machine) raise the budget with "
+                "BLUE_MEMORY_BUDGET_MB."
+            )
+
+
+def _gunzip(data: bytes, name: str, limits: InputLimits) -> bytes:
+    """Decompress gzip data by streaming, stopping at ``limits.max_decompressed_bytes``."""
+    ceiling = limits.max_decompressed_bytes
+    try:
+        with gzip.GzipFile(fileobj=_io.BytesIO(data)) as handle:
+            out = handle.read(ceiling + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise BlueInputError(f"{name} looks gzip-compressed but cannot be decompressed ({err}). Re-export the file.") from None
+    if len(out) > ceiling:
+        raise BlueInputError(
+            f"{name} decompresses to more than {ceiling / 1e6:,.0f} MB (from {len(data) / 1e6:,.1f} MB compressed), "
+            "the most this server reads from one file. Split the samples into several files or keep only the "
+            "genes you need; on your own machine the ceiling is set with BLUE_MAX_DECOMPRESSED_MB."
+        )
+    return out
+
+
 # --------------------------------------------------------------------------------------- source
-def _load_bytes(source: BulkSource, filename: str | None) -> tuple[bytes, str]:
+def _load_bytes(source: BulkSource, filename: str | None, limits: InputLimits | None = None) -> tuple[bytes, str]:
     """Return (raw bytes, display name) for a path, bytes or binary file-like."""
+    limits = limits or InputLimits.from_env()
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
@@ -70,10 +145,18 @@ def _load_bytes(source: BulkSource, filename: str | None) -> tuple[bytes, str]:
                     f"{path} is a folder without a bulk.csv.gz. Pass the expression file itself "
                     "(CSV/TSV/TXT, .gz, XLSX or h5ad), or a sample-cohort folder that holds bulk.csv.gz."
                 )
-            return cohort.read_bytes(), filename or f"{path.name}/{cohort.name}"
-        if not path.is_file():
+            path, name = cohort, filename or f"{path.name}/{cohort.name}"
+        elif not path.is_file():
             raise BlueInputError(f"File not found: {path}. Check the path and the file name.")
-        return path.read_bytes(), filename or path.name
+        else:
+            name = filename or path.name
+        size = path.stat().st_size
+        if size > limits.max_decompressed_bytes:
+            raise BlueInputError(
+                f"{name} is {size / 1e6:,.0f} MB, more than the {limits.max_decompressed_bytes / 1e6:,.0f} MB read "
+                "from one file. Split the samples into several files, or raise BLUE_MAX_DECOMPRESSED_MB."
+            )
+        return path.read_bytes(), name
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), filename or "<bytes>"
     if hasattr(source, "getvalue"):
@@ -90,14 +173,12 @@ def _load_bytes(source: BulkSource, filename: str | None) -> tuple[bytes, str]:
     return bytes(data), os.path.basename(name)
 
 
-def _format_of(data: bytes, name: str) -> tuple[str, bytes]:
-    """Return (format, payload) with format in {"text", "xlsx", "h5ad"}; gzip is unwrapped."""
+def _format_of(data: bytes, name: str, limits: InputLimits | None = None) -> tuple[str, bytes]:
+    """Return (format, payload) with format in {"text", "xlsx", "h5ad"}; gzip is unwrapped (bounded)."""
+    limits = limits or InputLimits.from_env()
     lower = name.lower()
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise BlueInputError(f"{name} looks gzip-compressed but cannot be decompressed ({err}). Re-export the file.") from None
+        data = _gunzip(data, name, limits)
         lower = lower.removesuffix(".gz")
     if not data.strip():
         raise BlueInputError(f"{name} is empty. Export the expression table again (genes x samples with a header row).")
@@ -110,7 +191,30 @@ def _format_of(data: bytes, name: str) -> tuple[str, bytes]:
     return "text", data
 
 
+def _utf16_encoding(data: bytes) -> str | None:
+    """``"utf-16"`` (with BOM), ``"utf-16-le"`` / ``"utf-16-be"`` (without), or None."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    head = data[:4096]
+    if len(head) >= 16:
+        even, odd = head[0::2], head[1::2]
+        if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+            return "utf-16-le"
+        if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+            return "utf-16-be"
+    return None
+
+
 def _decode_text(data: bytes, name: str) -> str:
+    utf16 = _utf16_encoding(data)
+    if utf16:
+        try:
+            return data.decode(utf16)
+        except UnicodeDecodeError as err:
+            raise BlueInputError(
+                f"{name} looks like UTF-16 text (Excel's \"Unicode Text\") but cannot be decoded ({err.reason}). "
+                "Save it from Excel as \"CSV UTF-8 (comma delimited)\" instead."
+            ) from None
     head = data[:65536]
     control = sum(b < 9 or 13 < b < 32 for b in head)
     if b"\x00" in head or control > 0.01 * len(head):
@@ -127,8 +231,40 @@ def _decode_text(data: bytes, name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------- parsing
+@contextlib.contextmanager
+def _wide_fields() -> Iterator[None]:
+    """Let the csv module read whole-transcriptome lines (its default field limit is 128 KiB).
+
+    A samples x genes header of 60,000 genes is ~500 kB, and while the delimiter is being guessed
+    a wrong candidate reads that whole line as one field.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, min(sys.maxsize, 2**31 - 1)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _head_lines(text: str, n: int) -> list[str]:
+    """The first ``n`` lines of ``text`` without splitting the whole text."""
+    out: list[str] = []
+    start = 0
+    while len(out) < n and start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        out.append(text[start:end].rstrip("\r"))
+        start = end + 1
+    return out
+
+
 def _sniff_delimiter(text: str, name: str) -> str:
-    lines = [ln for ln in text.splitlines()[:50] if ln.strip() and not ln.startswith("#")]
+    with _wide_fields():
+        return _sniff(text, name)
+
+
+def _sniff(text: str, name: str) -> str:
+    lines = [ln for ln in _head_lines(text, 50) if ln.strip() and not ln.startswith("#")]
     if text.startswith("#1.") and len(lines) > 2:  # GCT
         lines = lines[1:]
     best, best_score = None, 0
@@ -160,21 +296,25 @@ def _parse_text(text: str, name: str) -> tuple[list[str], pd.DataFrame]:
     if delim == r"\s+":
         header = lines[0].split()
     else:
-        header = next(csv.reader([lines[0]], delimiter=delim))
+        with _wide_fields():
+            header = next(csv.reader([lines[0]], delimiter=delim))
     header = [h.strip() for h in header]
     if len(lines) < 2:
         return header, pd.DataFrame(columns=range(len(header)))
     if delim == r"\s+":
         n_body = len(lines[1].split())
     else:
-        n_body = len(next(csv.reader([lines[1]], delimiter=delim)))
+        with _wide_fields():
+            n_body = len(next(csv.reader([lines[1]], delimiter=delim)))
     if n_body == len(header) + 1:  # R write.table: no header field for the row names
         header = ["gene"] + header
     # European CSV: semicolon-delimited with decimal commas ("1,5")
     decimal = "," if delim in (";", "\t") and _DECIMAL_COMMA_RE.search("\n".join(lines[1:20])) else "."
+    body_bytes = "\n".join(lines[1:]).encode("utf-8")  # bytes: a StringIO would hold 4 bytes per character
+    del lines
     try:
         body = pd.read_csv(
-            _io.StringIO("\n".join(lines[1:])), sep=delim, header=None, names=range(len(header)),
+            _io.BytesIO(body_bytes), sep=delim, encoding="utf-8", header=None, names=range(len(header)),
             engine="python" if delim == r"\s+" else "c", skipinitialspace=True, comment=None, decimal=decimal,
         )
     except (pd.errors.ParserError, ValueError) as err:
@@ -185,11 +325,51 @@ def _parse_text(text: str, name: str) -> tuple[list[str], pd.DataFrame]:
     return header, body
 
 
-def _parse_xlsx(data: bytes, name: str) -> tuple[list[str], pd.DataFrame]:
+def _check_xlsx_size(data: bytes, name: str, limits: InputLimits) -> None:
+    """Refuse a workbook whose parts inflate past the ceiling or the memory budget (zip bomb)."""
+    try:
+        with zipfile.ZipFile(_io.BytesIO(data)) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as err:
+        raise BlueInputError(f"{name} could not be read as an Excel .xlsx workbook ({err}). Save it again as .xlsx or CSV.") from None
+    if inflated > limits.max_decompressed_bytes:
+        raise BlueInputError(
+            f"{name}: the workbook decompresses to {inflated / 1e6:,.0f} MB, more than the "
+            f"{limits.max_decompressed_bytes / 1e6:,.0f} MB read from one file. Save the table as CSV (gzip it if large) "
+            "or split it into several files."
+        )
+    limits.check_memory(inflated * XLSX_MEMORY_FACTOR, name, f"the workbook ({inflated / 1e6:,.0f} MB uncompressed)")
+
+
+def _uncached_formulas(data: bytes) -> int:
+    """Number of formula cells of the first sheet (read-only scan) -- called when values are missing."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(_io.BytesIO(data), read_only=True, data_only=False)
+    try:
+        sheet = book.worksheets[0]
+        return sum(
+            1 for row in sheet.iter_rows(values_only=True) for v in row if isinstance(v, str) and v.startswith("=")
+        )
+    finally:
+        book.close()
+
+
+def _parse_xlsx(data: bytes, name: str, limits: InputLimits | None = None) -> tuple[list[str], pd.DataFrame]:
+    _check_xlsx_size(data, name, limits or InputLimits.from_env())
     try:
         frame = pd.read_excel(_io.BytesIO(data), sheet_name=0, header=None, engine="openpyxl")
     except Exception as err:  # openpyxl raises many types for corrupted files
         raise BlueInputError(f"{name} could not be read as an Excel .xlsx workbook ({err}). Save it again as .xlsx or CSV.") from None
+    if frame.isna().to_numpy().any():
+        n_formulas = _uncached_formulas(data)
+        if n_formulas:
+            raise BlueInputError(
+                f"{name}: {n_formulas:,} cells of the first sheet hold formulas whose results were never saved (the "
+                "file was written by a program that does not calculate, or saved without recalculating), so their "
+                "values are missing. Open the file in Excel or LibreOffice and save it again (this stores the "
+                "results), or export the sheet as CSV."
+            )
     frame = frame.dropna(how="all").dropna(axis=1, how="all")
     if frame.shape[0] < 2:
         raise BlueInputError(f"{name}: the first sheet holds no data rows. Put the expression table on the first sheet.")
@@ -201,6 +381,9 @@ def _parse_xlsx(data: bytes, name: str) -> tuple[list[str], pd.DataFrame]:
 
 def _numeric_frame(body: pd.DataFrame, labels: Sequence[str], name: str, axis_word: str) -> pd.DataFrame:
     """Convert every column to float; raise on non-numeric cells, naming one."""
+    if all(dtype.kind in "fiub" for dtype in body.dtypes):  # all numeric already: one block, no per-column loop
+        frame = pd.DataFrame(body.to_numpy(dtype=np.float64), columns=pd.Index(list(labels)), copy=False)
+        return frame
     out = {}
     for col, label in zip(body.columns, labels):
         series = body[col]
@@ -281,6 +464,7 @@ def read_bulk(
     genes: Sequence[str] | None = None,
     min_gene_fraction: float = 0.5,
     filename: str | None = None,
+    limits: InputLimits | None = None,
 ) -> "anndata.AnnData":  # noqa: F821
     """Read a bulk RNA-seq expression table into BLUE's bulk AnnData.
 
@@ -297,6 +481,9 @@ def read_bulk(
         Minimal fraction of ``genes`` that must be present, in [0, 1].
     filename
         Name used for the format (extension) and messages when ``source`` is bytes or a file-like.
+    limits
+        Decompression ceiling and memory budget (default :meth:`InputLimits.from_env`): larger inputs
+        are refused with a message before they are decompressed further or parsed.
 
     Returns
     -------
@@ -320,19 +507,25 @@ def read_bulk(
 
     if not 0.0 <= min_gene_fraction <= 1.0:
         raise BlueInputError(f"min_gene_fraction must be in [0, 1], got {min_gene_fraction}.")
-    data, name = _load_bytes(source, filename)
-    fmt, payload = _format_of(data, name)
+    limits = limits or InputLimits.from_env()
+    data, name = _load_bytes(source, filename, limits)
+    fmt, payload = _format_of(data, name, limits)
+    del data
     report_warnings: list[str] = []
     dropped: list[str] = []
     fallback_symbols: list[str] | None = None
 
     if fmt == "h5ad":
-        matrix, sample_ids, gene_ids, orientation = _bulk_from_h5ad(payload, name)
+        matrix, sample_ids, gene_ids, orientation = _bulk_from_h5ad(payload, name, limits)
     else:
         if fmt == "xlsx":
-            header, body = _parse_xlsx(payload, name)
+            header, body = _parse_xlsx(payload, name, limits)
         else:
-            header, body = _parse_text(_decode_text(payload, name), name)
+            limits.check_memory(len(payload) * TEXT_MEMORY_FACTOR, name, f"this {len(payload) / 1e6:,.0f} MB table")
+            text = _decode_text(payload, name)
+            del payload
+            header, body = _parse_text(text, name)
+            del text
         if body.shape[0] == 0:
             raise BlueInputError(f"{name} has a header but no data rows. Export the full expression table.")
         if len(header) < 2:
@@ -426,6 +619,41 @@ def read_bulk(
         "read %s: %d samples x %d genes (%s, %s, ids %s)", name, adata.n_obs, adata.n_vars, orientation, units, mapping.id_type
     )
     return adata
+
+
+def input_report_lines(report: dict[str, Any], *, seen: Sequence[str] = ()) -> list[str]:
+    """The input report of :func:`read_bulk` as short lines: a summary, then every change and warning.
+
+    The one text of the report: the app shows these lines and ``blue deconvolve`` prints them, so a
+    user sees the same account (duplicates summed, symbols renamed, units converted, ...) either way.
+
+    Parameters
+    ----------
+    report
+        ``bulk.uns["blue_input"]``.
+    seen
+        Texts of warnings raised while reading or deconvolving; merged with ``report["warnings"]``
+        (each text once, in order).
+
+    Returns
+    -------
+    list of str
+        ``[summary, *messages]``.
+    """
+    parts = [
+        f"{report.get('source', 'input')}: {int(report.get('n_samples', 0)):,} samples x "
+        f"{int(report.get('n_genes', 0)):,} genes",
+        str(report.get("orientation", "")).replace("_", " "),
+        f"units {report.get('units', '?')}",
+        f"gene IDs {report.get('gene_id_type', '?')}",
+    ]
+    if report.get("n_model_genes"):
+        parts.append(f"{int(report.get('n_model_genes_matched', 0)):,} of {int(report['n_model_genes']):,} model genes found")
+    messages: list[str] = []
+    for text in [*map(str, seen), *map(str, report.get("warnings") or [])]:
+        if text not in messages:
+            messages.append(text)
+    return ["; ".join(p for p in parts if p)] + messages
 
 
 def _fix_headerless(header: list[str], body: pd.DataFrame, report_warnings: list[str]) -> tuple[list[str], pd.DataFrame]:
@@ -530,7 +758,72 @@ def _check_model_genes(
         )
 
 
-def _bulk_from_h5ad(data: bytes, name: str) -> tuple[np.ndarray, list[str], list[str], str]:
+def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits | None = None
+                      ) -> tuple[str, tuple[int, int], int, np.dtype]:
+    """Inspect an h5ad's expression matrix without reading it: (key, shape, stored values, dtype).
+
+    ``key`` is ``"layers/counts"`` when present, else ``"X"``. Raises a clear error when the file is not
+    HDF5, has no matrix (``X`` is None) or a non-numeric one, or when its datasets declare more
+    (decompressed) bytes than the ceiling -- HDF5 compression can hide a bomb as well as gzip.
+    """
+    import h5py
+
+    limits = limits or InputLimits.from_env()
+
+    if data[:8] != b"\x89HDF\r\n\x1a\n":
+        raise BlueInputError(f"{name} is not an HDF5 .h5ad file. Save the AnnData with adata.write_h5ad() or use CSV.")
+    try:
+        with h5py.File(_io.BytesIO(data), "r") as handle:
+            key = "layers/counts" if "layers" in handle and "counts" in handle["layers"] else "X"
+            if key not in handle:
+                raise BlueInputError(
+                    f"{name} has no expression matrix: X is empty (None) and there is no layers['counts']. Put the "
+                    "expression values in adata.X (or adata.layers['counts']) and save the file again."
+                )
+            declared = [0]
+
+            def count(_: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    declared[0] += int(obj.size) * max(int(obj.dtype.itemsize), 8 if obj.dtype.kind == "O" else 1)
+
+            handle.visititems(count)
+            if declared[0] > limits.max_decompressed_bytes:
+                raise BlueInputError(
+                    f"{name}: its datasets hold {declared[0] / 1e6:,.0f} MB once decompressed, more than the "
+                    f"{limits.max_decompressed_bytes / 1e6:,.0f} MB read from one file. Split the data into several "
+                    "files, or raise BLUE_MAX_DECOMPRESSED_MB on your own machine."
+                )
+            node = handle[key]
+            if isinstance(node, h5py.Dataset):
+                shape, n_values, dtype = tuple(node.shape), int(np.prod(node.shape)), node.dtype
+            else:
+                encoding = node.attrs.get("encoding-type", "")
+                if "data" not in node or "shape" not in node.attrs:
+                    raise BlueInputError(
+                        f"{name}: {key} is a {encoding or 'group'} that BLUE cannot read as a matrix. Store a dense "
+                        "or CSR/CSC sparse numeric matrix in adata.X."
+                    )
+                shape, n_values, dtype = tuple(int(v) for v in node.attrs["shape"]), int(node["data"].shape[0]), node["data"].dtype
+    except BlueInputError:
+        raise
+    except Exception as err:  # h5py raises many types for malformed files
+        raise BlueInputError(f"{name} could not be read as an AnnData .h5ad file ({err}). Re-save it with anndata.") from None
+    if len(shape) != 2:
+        raise BlueInputError(f"{name}: {key} has shape {shape}; an expression matrix has two axes (samples x genes).")
+    if dtype.kind not in "fiub":
+        raise BlueInputError(
+            f"{name}: {key} holds {'text' if dtype.kind in 'SUO' else dtype} values, not numbers. Store the numeric "
+            "expression values in adata.X (annotations belong in obs/var) and save the file again."
+        )
+    return key, shape, n_values, dtype
+
+
+def _bulk_from_h5ad(data: bytes, name: str, limits: InputLimits | None = None
+                    ) -> tuple[np.ndarray, list[str], list[str], str]:
+    limits = limits or InputLimits.from_env()
+    _, shape, _, _ = _h5ad_matrix_info(data, name, limits)
+    # dense float64 result plus one working copy
+    limits.check_memory(2 * 8 * shape[0] * shape[1] + len(data), name, f"a {shape[0]:,} x {shape[1]:,} matrix")
     adata = _read_h5ad_bytes(data, name)
     matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
     matrix = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
@@ -558,6 +851,48 @@ def _read_h5ad_bytes(data: bytes, name: str) -> "anndata.AnnData":  # noqa: F821
     return adata
 
 
+def read_reference_obs(
+    source: BulkSource, *, filename: str | None = None, limits: InputLimits | None = None
+) -> pd.DataFrame:
+    """The cell annotations (``obs``) of an .h5ad reference, read without its expression matrix.
+
+    For picking the cell-type and donor columns before the full (checked) read. The file passes the
+    same size checks as :func:`read_reference`.
+
+    Returns
+    -------
+    DataFrame
+        ``(n_cells, n_annotations)``, index = cell names.
+
+    Raises
+    ------
+    BlueInputError
+        Not an h5ad, no or non-numeric expression matrix, too large, or unreadable annotations.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    limits = limits or InputLimits.from_env()
+    data, name = _load_bytes(source, filename, limits)
+    fmt, payload = _format_of(data, name, limits)
+    if fmt != "h5ad":
+        raise BlueInputError(f"{name}: a single-cell reference must be an AnnData .h5ad file (cells x genes).")
+    _h5ad_matrix_info(payload, name, limits)
+    try:
+        with h5py.File(_io.BytesIO(payload), "r") as handle:
+            if "obs" not in handle:
+                raise BlueInputError(f"{name} has no obs (cell annotations). Add a cell-type column to adata.obs.")
+            obs = read_elem(handle["obs"])
+    except BlueInputError:
+        raise
+    except Exception as err:  # h5py / anndata raise many types for malformed files
+        raise BlueInputError(
+            f"{name}: the cell annotations (obs) could not be read ({type(err).__name__}: {err}). Re-save the "
+            "AnnData with anndata (adata.write_h5ad)."
+        ) from None
+    return pd.DataFrame(obs)
+
+
 def read_reference(
     source: BulkSource,
     *,
@@ -565,6 +900,7 @@ def read_reference(
     donor_key: str | None = "donor",
     filename: str | None = None,
     min_cells_per_type: int = 10,
+    limits: InputLimits | None = None,
 ) -> "anndata.AnnData":  # noqa: F821
     """Read and check a single-cell reference (.h5ad) for simulation and training.
 
@@ -580,6 +916,8 @@ def read_reference(
         Name used in messages when ``source`` is bytes or a file-like.
     min_cells_per_type
         Cell types with fewer cells trigger a :class:`BlueWarning`.
+    limits
+        Decompression ceiling and memory budget (default :meth:`InputLimits.from_env`).
 
     Returns
     -------
@@ -597,10 +935,14 @@ def read_reference(
     """
     import anndata
 
-    data, name = _load_bytes(source, filename)
-    fmt, payload = _format_of(data, name)
+    limits = limits or InputLimits.from_env()
+    data, name = _load_bytes(source, filename, limits)
+    fmt, payload = _format_of(data, name, limits)
     if fmt != "h5ad":
         raise BlueInputError(f"{name}: a single-cell reference must be an AnnData .h5ad file (cells x genes).")
+    _, shape, n_values, dtype = _h5ad_matrix_info(payload, name, limits)
+    # sparse float32 values + int32 indices, a few working copies
+    limits.check_memory(4 * 8 * n_values + len(payload), name, f"a {shape[0]:,} x {shape[1]:,} matrix with {n_values:,} values")
     adata = _read_h5ad_bytes(payload, name)
     if cell_type_key not in adata.obs.columns:
         raise BlueInputError(

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import io
 import logging
+import re
 import tempfile
 import warnings
 import zipfile
@@ -252,8 +254,34 @@ def _warning_messages(caught: list, bulk: Any) -> list[str]:
     return messages
 
 
+_SUFFIXES = (".csv.gz", ".tsv.gz", ".txt.gz", ".tab.gz", ".gct.gz", ".h5ad.gz", ".csv", ".tsv", ".txt", ".tab",
+             ".gct", ".xlsx", ".xlsm", ".xls", ".h5ad", ".gz")
+
+
+def _neutral_name(filename: str | None) -> str:
+    """The name cached readers see: ``upload`` + the file's extension (all the parser needs).
+
+    Caches are shared by every session of the server, so nothing user-specific may enter them: two
+    users uploading identical bytes under different names share one cached parse, and each sees only
+    their own file name (:func:`_personal`).
+    """
+    lower = str(filename or "").lower()
+    return "upload" + next((ext for ext in _SUFFIXES if lower.endswith(ext)), "")
+
+
+def _personal(value: Any, neutral: str, real: str) -> Any:
+    """``value`` (str, list or dict of them) with the neutral name replaced by this session's file name."""
+    if isinstance(value, str):
+        return value.replace(neutral, real)
+    if isinstance(value, list):
+        return [_personal(v, neutral, real) for v in value]
+    if isinstance(value, dict):
+        return {k: _personal(v, neutral, real) for k, v in value.items()}
+    return value
+
+
 def read_bulk_upload(data: bytes, filename: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
-    """Read an uploaded bulk file (cached on its content and the model's genes).
+    """Read an uploaded bulk file (cached on its content and the model's genes, never on its name).
 
     Raises
     ------
@@ -261,7 +289,14 @@ def read_bulk_upload(data: bytes, filename: str, genes: Sequence[str] | None) ->
         The file cannot be used; the message names the problem and the fix.
     """
     genes_key = content_hash("\n".join(genes)) if genes is not None else "none"
-    return _read_bulk_bytes(content_hash(data), filename, genes_key, data, genes)
+    neutral = _neutral_name(filename)
+    try:
+        bulk, messages = _read_bulk_bytes(content_hash(data), neutral, genes_key, data, genes)
+    except BlueInputError as err:
+        raise BlueInputError(_personal(str(err), neutral, filename)) from None
+    # cache_data hands every caller its own copy: personalising it touches no other session
+    bulk.uns["blue_input"] = _personal(dict(bulk.uns.get("blue_input", {})), neutral, filename)
+    return bulk, _personal(list(messages), neutral, filename)
 
 
 @_lazy_cache("cache_data", show_spinner="Loading the demo cohort ...", max_entries=8)
@@ -353,7 +388,12 @@ def run_deconvolution(bulk: Any, bulk_key: str, model: Any) -> tuple[Any, list[s
 
     Returns the ``Deconvolution`` and the texts of the warnings raised (e.g. ``PoorFitWarning``).
     """
-    return _deconvolve_cached(bulk_key, model_key(model), bulk, model)
+    result, messages = _deconvolve_cached(bulk_key, model_key(model), bulk, model)
+    # The cached result may come from another session with identical data: its input report (file name
+    # included) is replaced by this session's own (cache_data returned a private copy).
+    own = dict(getattr(bulk, "uns", {}).get("blue_input", {}) or {})
+    result.input_report = {**result.input_report, **{k: own[k] for k in ("source", "warnings") if k in own}}
+    return result, messages
 
 
 def current_result() -> Any | None:
@@ -377,7 +417,14 @@ def require_result() -> Any:
 def show_error(err: BaseException) -> None:
     """Show a user error as a clear message (never a traceback)."""
     st = _st()
-    st.error(str(err), icon=":material/error:")
+    st.error(md(err), icon=":material/error:")
+
+
+def show_warnings(messages: Sequence[str]) -> None:
+    """Show warning texts (they quote file, gene and sample names: shown as plain text)."""
+    st = _st()
+    for text in messages:
+        st.warning(md(text), icon=":material/warning:")
 
 
 def csv_download(frame: pd.DataFrame, filename: str, *, label: str = "Download data (CSV)", key: str | None = None) -> None:
@@ -405,14 +452,17 @@ def model_zip_bytes(model: Any) -> bytes:
     """A zip of the model's files (``model.safetensors`` + ``model.json``) written by ``save_model``."""
     from .model import save_model
 
+    from .files import check_model_name
+
+    folder = check_model_name(getattr(model, "name", "model"))  # the name inside the zip; never a path
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp) / str(getattr(model, "name", "model"))
+        directory = Path(tmp) / "model"  # a folder this code chose, inside a fresh temporary folder
         save_model(model, directory)
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(directory.rglob("*")):
+            for file in sorted(directory.iterdir()):
                 if file.is_file():
-                    archive.write(file, arcname=f"{directory.name}/{file.relative_to(directory)}")
+                    archive.write(file, arcname=f"{folder}/{file.name}")
     return buffer.getvalue()
 
 
@@ -426,11 +476,58 @@ def sample_profiles(result: Any, sample: str, genes: Sequence[str]) -> pd.DataFr
     return pd.DataFrame({str(ct): result.gep(ct).loc[sample, list(genes)] for ct in result.cell_types}).T
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:@=&^\"'])")
+
+
+def md(text: object) -> str:
+    """User-supplied text (file, sample, gene, cell-type, column or model names; messages quoting them)
+    made safe to put inside Markdown: every Markdown/Streamlit special character is backslash-escaped,
+    so ``![x](http://...)`` or ``[link](...)`` show as typed and never become an image, a link, an
+    autolink, a colour directive or a formula. Newlines become spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+#: Plotly keys whose strings are templates written by the code (they hold intended ``<br>`` tags).
+_PLOTLY_TEMPLATE_KEYS = frozenset({"hovertemplate", "texttemplate", "template"})
+
+
+def _escape_plotly(value: Any, key: str = "") -> Any:
+    """Escape every string of a figure dict for plotly's HTML-like text (``<a href>``, ``<img>`` ...).
+
+    Plotly renders names, tick labels, hover text and titles as a subset of HTML: a sample called
+    ``<a href="...">`` would become a link in the axis. ``&``, ``<`` and ``>`` are turned into entities,
+    which plotly displays as the characters typed; colours, modes and other settings contain none of
+    them and are unchanged. Templates written by the code (``hovertemplate``) are left alone.
+    """
+    if key in _PLOTLY_TEMPLATE_KEYS:
+        return value
+    if isinstance(value, str):
+        return html.escape(value, quote=False)
+    if isinstance(value, dict):
+        return {k: _escape_plotly(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_plotly(v, key) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
+        return np.vectorize(lambda v: html.escape(v, quote=False) if isinstance(v, str) else v, otypes=[object])(value)
+    return value
+
+
+def safe_figure(fig: "go.Figure") -> "go.Figure":
+    """A copy of ``fig`` whose texts show user-supplied names as plain text (see :func:`_escape_plotly`)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(_escape_plotly(fig.to_dict()))
+
+
 def plot(fig: "go.Figure", *, data: pd.DataFrame | None = None, name: str, key: str | None = None) -> None:
-    """Show a plotly figure (its toolbar saves a PNG) and a CSV download of the data behind it."""
+    """Show a plotly figure (its toolbar saves a PNG) and a CSV download of the data behind it.
+
+    Every text in the figure is shown as plain text (:func:`safe_figure`): names from the user's files
+    can never become links or images in another user's browser.
+    """
     st = _st()
     config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
-    st.plotly_chart(fig, width="stretch", config=config, key=key or f"fig_{name}")
+    st.plotly_chart(safe_figure(fig), width="stretch", config=config, key=key or f"fig_{name}")
     if data is not None:
         csv_download(data, f"{name}.csv", label="Download chart data (CSV)", key=f"chartcsv_{key or name}")
 
@@ -493,7 +590,7 @@ def stacked_bar(proportions: pd.DataFrame, *, order: Sequence[str] | None = None
         for cell_type in frame.columns:
             trace = go.Bar(name=str(cell_type), x=samples, y=frame.loc[samples, cell_type].to_numpy(),
                            marker_color=colors[str(cell_type)], legendgroup=str(cell_type), showlegend=col == 1,
-                           hovertemplate="%{x}<br>" + str(cell_type) + ": %{y:.3f}<extra>" + group + "</extra>")
+                           meta=group, hovertemplate="%{x}<br>%{fullData.name}: %{y:.3f}<extra>%{meta}</extra>")
             if groups is None:
                 fig.add_trace(trace)
             else:
@@ -582,7 +679,7 @@ def truth_vs_prediction(predicted: pd.DataFrame, truth: pd.DataFrame, *, title: 
     for cell_type in shared:
         fig.add_scatter(x=truth.loc[samples, cell_type].to_numpy(), y=predicted.loc[samples, cell_type].to_numpy(),
                         mode="markers", name=str(cell_type), text=list(samples), marker=dict(size=9, color=colors[cell_type]),
-                        hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra>" + str(cell_type) + "</extra>")
+                        hovertemplate="%{text}<br>measured %{x:.3f}<br>predicted %{y:.3f}<extra>%{fullData.name}</extra>")
     top = float(np.nanmax([truth.loc[samples, shared].to_numpy().max(), predicted.loc[samples, shared].to_numpy().max(), 0.05]))
     fig.add_scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dash", color="grey"), name="y = x",
                     hoverinfo="skip")
@@ -995,16 +1092,9 @@ def on_reference_upload() -> None:
 
 @_lazy_cache("cache_data", show_spinner="Reading the reference ...", max_entries=4, ttl=3600)
 def _obs_table(data_hash: str, _data: bytes) -> pd.DataFrame:
-    import anndata
+    from .io import read_reference_obs
 
-    try:
-        adata = anndata.read_h5ad(io.BytesIO(_data))
-    except Exception as err:  # noqa: BLE001 - any reader failure becomes a user message
-        raise BlueInputError(
-            f"Could not read the file as an .h5ad single-cell reference ({type(err).__name__}). "
-            "Upload an AnnData .h5ad file: cells x genes raw counts, with a cell-type column in obs."
-        ) from err
-    return adata.obs.copy()
+    return read_reference_obs(_data, filename="the uploaded file")
 
 
 def reference_obs(data: bytes) -> pd.DataFrame:
@@ -1026,8 +1116,13 @@ def _read_reference(data_hash: str, filename: str, cell_type_key: str, donor_key
 
 def read_reference_upload(data: bytes, filename: str, *, cell_type_key: str, donor_key: str | None
                           ) -> tuple[Any, list[str]]:
-    """``read_reference`` on uploaded bytes (cached): (reference AnnData, warning messages)."""
-    return _read_reference(content_hash(data), filename, cell_type_key, donor_key, data)
+    """``read_reference`` on uploaded bytes (cached on content, never on the name): (reference, warnings)."""
+    neutral = _neutral_name(filename)
+    try:
+        reference, messages = _read_reference(content_hash(data), neutral, cell_type_key, donor_key, data)
+    except BlueInputError as err:
+        raise BlueInputError(_personal(str(err), neutral, filename)) from None
+    return reference, _personal(list(messages), neutral, filename)
 
 
 def train_with_progress(reference: Any, **settings: Any) -> Any:

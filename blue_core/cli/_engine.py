@@ -39,12 +39,6 @@ def _progress_bar(description: str) -> Iterator[Callable[[float, str], None]]:
         bar.close()
 
 
-def _warnings_to_stderr(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        if issubclass(w.category, BlueWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
-
-
 def register(subparsers: Any) -> None:
     """Add the ``simulate``, ``train``, ``deconvolve`` and ``models`` sub-commands."""
     s = subparsers.add_parser(
@@ -58,7 +52,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     s.add_argument("reference", metavar="REFERENCE.h5ad", help="single-cell reference (cells x genes, raw counts)")
-    s.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    s.add_argument("--out", metavar="DIR", required=True, help="output folder (written completely or not at all)")
+    s.add_argument("--overwrite", action="store_true", help="replace what is already in OUT")
     s.add_argument("--n-samples", type=int, default=100, help="number of pseudo-bulks (default 100)")
     s.add_argument("--cells-per-sample", type=int, default=500, help="cells per pseudo-bulk (default 500)")
     _reference_keys(s)
@@ -112,7 +107,9 @@ def register(subparsers: Any) -> None:
     )
     d.add_argument("bulk", metavar="BULK", help="bulk expression file or sample cohort directory")
     d.add_argument("--model", required=True, metavar="NAME_OR_DIR", help="model name (see `blue models`) or directory")
-    d.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    d.add_argument("--out", metavar="DIR", required=True,
+                   help="output folder (created; written completely or not at all)")
+    d.add_argument("--overwrite", action="store_true", help="replace a result already in OUT")
     d.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default 256)")
     d.set_defaults(func=_run_deconvolve)
 
@@ -160,18 +157,20 @@ def _read_reference(args: argparse.Namespace):  # noqa: ANN202
 def _run_simulate(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from ..files import atomic_directory, check_output_folder
     from ..simulation import simulate
 
+    check_output_folder(args.out, overwrite=args.overwrite, what="--out")
     reference = _read_reference(args)
     with _progress_bar("simulate") as progress:
         pb = simulate(reference, args.n_samples, cells_per_sample=args.cells_per_sample, seed=args.seed,
                       progress=progress, **_simulation_kwargs(args))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     bulk = pd.DataFrame(pb.bulk.T, index=pd.Index(pb.genes, name="gene"), columns=pb.proportions.index)
-    bulk.to_csv(out / "bulk.csv.gz", float_format="%.6g")
-    pb.proportions.rename_axis("sample").to_csv(out / "truth.csv")
-    pb.profiles_anndata().write_h5ad(out / "profiles.h5ad", compression="gzip")
+    with atomic_directory(out, overwrite=args.overwrite, what="--out") as tmp:
+        bulk.to_csv(tmp / "bulk.csv.gz", float_format="%.6g")
+        pb.proportions.rename_axis("sample").to_csv(tmp / "truth.csv")
+        pb.profiles_anndata().write_h5ad(tmp / "profiles.h5ad", compression="gzip")
     print(f"wrote {pb.n_samples} pseudo-bulks ({len(pb.cell_types)} cell types, {len(pb.genes):,} genes) to {out}")
     return 0
 
@@ -179,9 +178,15 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from ..model import save_model
 
+    from ..files import check_model_name
+
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BlueInputError(f"--out {out} is a file, not a folder; choose a folder to save the model in.")
     if (out / "model.json").exists() and not args.overwrite:
         raise BlueInputError(f"{out} already holds a model; choose another --out or pass --overwrite.")
+    if not args.recipe:
+        check_model_name(args.name or out.name, what="--name" if args.name else "model name (from --out)")
     if args.recipe:
         if args.reference:
             raise BlueInputError("pass either REFERENCE.h5ad or --recipe FILE, not both.")
@@ -226,21 +231,29 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_deconvolve(args: argparse.Namespace) -> int:
+    from ..files import check_output_folder
     from ..inference import deconvolve
-    from ..io import read_bulk
+    from ..io import input_report_lines, read_bulk
     from ..model import load_model
 
     source = Path(args.bulk)
     if not source.exists():
         raise BlueInputError(f"bulk file {source} not found; pass a bulk expression file or a sample cohort folder.")
+    check_output_folder(args.out, overwrite=args.overwrite, what="--out")  # before any work is done
     model = load_model(args.model)
+    where = "installed model" if model.source == "installed" else "model folder"
+    print(f"model: {where} {model.name!r} ({model.path})", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bulk = read_bulk(source, genes=model.read_genes)
         with _progress_bar("deconvolve") as progress:
             result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress)
-    _warnings_to_stderr(caught)
-    result.write(args.out)
+    seen = [str(w.message) for w in caught if issubclass(w.category, BlueWarning)]
+    summary, *messages = input_report_lines(result.input_report, seen=seen)
+    print(f"input: {summary}", file=sys.stderr)
+    for text in messages:
+        print(f"input: {text}", file=sys.stderr)
+    result.write(args.out, overwrite=args.overwrite)
     flagged = int(result.fit["poorly_explained"].sum())
     print(f"deconvolved {len(result.proportions)} samples with {model.name!r} "
           f"({result.input_report['n_model_genes_matched']:,}/{result.input_report['n_model_genes']:,} model genes "
