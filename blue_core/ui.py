@@ -790,9 +790,9 @@ def sidebar_status() -> None:
     with st.sidebar:
         st.caption("Current session")
         st.markdown(
-            f"**Data:** {state.get('bulk_label') or '—'}  \n"
-            f"**Model:** {model_label(state['model_name']) if state.get('model_name') else '—'}  \n"
-            f"**Clinical:** {state.get('clinical_label') or '—'}  \n"
+            f"**Data:** {md(state.get('bulk_label') or '—')}  \n"
+            f"**Model:** {md(model_label(state['model_name']) if state.get('model_name') else '—')}  \n"
+            f"**Clinical:** {md(state.get('clinical_label') or '—')}  \n"
             f"**Result:** {'ready' if state.get('result') is not None else '—'}"
         )
 
@@ -928,17 +928,17 @@ def show_model_card(model: Any, *, expanded: bool = True) -> None:
     """The model card: tissue, cell types, genes, training data, validation numbers."""
     st = _st()
     card = getattr(model, "card", {}) or {}
-    with st.expander(f"Model card: {getattr(model, 'name', '')}", expanded=expanded):
+    with st.expander(f"Model card: {md(getattr(model, 'name', ''))}", expanded=expanded):
         if card.get("description"):
-            st.write(card["description"])
+            st.markdown(md(card["description"]))
         if card.get("limitations"):
-            st.warning(f"**Known limitations (from validation):** {card['limitations']}")
+            st.warning(f"**Known limitations (from validation):** {md(card['limitations'])}")
         cols = st.columns(4)
         cols[0].metric("Tissue", str(card.get("tissue", "—")))
         cols[1].metric("Cell types", len(model.cell_types))
         cols[2].metric("Input genes", f"{len(model.input_genes):,}")
         cols[3].metric("Output genes (GEPs)", f"{len(model.output_genes):,}")
-        st.markdown("**Cell types:** " + ", ".join(map(str, model.cell_types)))
+        st.markdown("**Cell types:** " + ", ".join(map(md, model.cell_types)))
         left, right = st.columns(2)
         with left:
             st.markdown("**Training data**")
@@ -985,13 +985,12 @@ def show_input_report(bulk: Any, messages: Sequence[str]) -> None:
         cols[4].metric("Model genes found", "—")
     details = {k: report[k] for k in ("source", "orientation", "n_duplicates_summed") if k in report}
     if details:
-        st.caption(" · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in details.items()))
-    for text in messages:
-        st.warning(text, icon=":material/warning:")
+        st.caption(" · ".join(f"{k.replace('_', ' ')}: {md(v)}" for k, v in details.items()))
+    show_warnings(messages)
     missing = report.get("missing_model_genes")
     if missing:
         with st.expander(f"{len(missing):,} model genes missing from the data"):
-            st.write(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
+            st.text(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
 
 
 # --------------------------------------------------------------------------------------

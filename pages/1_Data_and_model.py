@@ -47,9 +47,9 @@ with demo_tab:
         left, right = st.columns([1, 4])
         left.button(f"Load {title.split(':')[0]}", key=f"demo_{row.name}", on_click=ui.load_demo,
                     args=(row.name,), width="stretch", help=title)
-        right.markdown(f"**{title}**  \n{getattr(row, 'description', '')}")
+        right.markdown(f"**{ui.md(title)}**  \n{ui.md(getattr(row, 'description', ''))}")
     if state.get("demo_notice"):
-        st.warning(state["demo_notice"], icon=":material/warning:")
+        ui.show_warnings([state["demo_notice"]])
 with upload_tab:
     st.file_uploader(
         "Bulk expression table: genes x samples or samples x genes (CSV, TSV, TXT, XLSX, h5ad; .gz accepted)",
@@ -62,7 +62,7 @@ with upload_tab:
         type=["csv", "tsv", "txt", "gz", "xlsx"], key="clinical_upload", on_change=ui.on_clinical_upload,
     )
     if state.get("clinical_error"):
-        st.error(state["clinical_error"], icon=":material/error:")
+        st.error(ui.md(state["clinical_error"]), icon=":material/error:")
 
 # 3. input report --------------------------------------------------------------------------------
 try:
@@ -75,11 +75,11 @@ if bulk is None:
     st.stop()
 
 st.subheader("3 · Input report")
-st.markdown(f"**{state['bulk_label']}**")
+st.markdown(f"**{ui.md(state['bulk_label'])}**")
 ui.show_input_report(bulk, messages)
 if state.get("clinical") is not None:
-    st.caption(f"Clinical table: {state['clinical_label']} — {len(state['clinical'])} samples, "
-               f"columns: {', '.join(map(str, state['clinical'].columns))}")
+    st.caption(f"Clinical table: {ui.md(state['clinical_label'])} — {len(state['clinical'])} samples, "
+               f"columns: {', '.join(map(ui.md, state['clinical'].columns))}")
 
 # 4. run -----------------------------------------------------------------------------------------
 st.subheader("4 · Deconvolve")
@@ -103,8 +103,7 @@ result = state.get("result")
 if result is not None:
     poor = int(result.fit["poorly_explained"].sum())
     st.success(f"Deconvolved {result.proportions.shape[0]} samples into {result.proportions.shape[1]} cell types "
-               f"with model **{result.model_name}**. {poor} sample(s) poorly explained. "
+               f"with model **{ui.md(result.model_name)}**. {poor} sample(s) poorly explained. "
                "Open **Proportions** in the sidebar.", icon=":material/check_circle:")
-    for text in state.get("run_warnings") or []:
-        st.warning(text, icon=":material/warning:")
+    ui.show_warnings(state.get("run_warnings") or [])
     st.dataframe(result.proportions.round(3), width="stretch", height=240)

@@ -14,7 +14,7 @@ result = ui.require_result()
 props = result.proportions
 clinical = st.session_state.get("clinical")
 truth = st.session_state.get("truth")
-st.caption(f"{props.shape[0]} samples x {props.shape[1]} cell types, model **{result.model_name}**. "
+st.caption(f"{props.shape[0]} samples x {props.shape[1]} cell types, model **{ui.md(result.model_name)}**. "
            "Each bar is one sample; the coloured segments are the fractions of its cells (they sum to 1).")
 
 # stacked bars -----------------------------------------------------------------------------------
@@ -30,7 +30,7 @@ ui.plot(ui.stacked_bar(props, order=order, groups=groups), data=props.loc[order]
 
 # groups ------------------------------------------------------------------------------------------
 if groups is not None:
-    st.subheader(f"Proportions by {group_by}")
+    st.subheader(f"Proportions by {ui.md(group_by)}")
     ui.plot(ui.group_box(props, groups, title=f"Cell-type fractions by {group_by}"), name=f"proportions_by_{group_by}",
             data=props.join(groups.rename(group_by), how="left"))
     try:
@@ -78,8 +78,9 @@ if truth is not None:
         if mapping is not None:  # put both on the cohort card's documented common vocabulary
             predicted, measured = collapse_columns(props, mapping[0]), collapse_columns(truth, mapping[1])
             st.caption("Compared on the common cell types documented in the cohort card: "
-                       + "; ".join(f"{k} → {v}" for k, v in mapping[0].items() if v) + " (model) and "
-                       + "; ".join(f"{k} → {v}" for k, v in mapping[1].items() if v) + " (flow); each side renormalised to 1.")
+                       + "; ".join(f"{ui.md(k)} → {ui.md(v)}" for k, v in mapping[0].items() if v) + " (model) and "
+                       + "; ".join(f"{ui.md(k)} → {ui.md(v)}" for k, v in mapping[1].items() if v)
+                       + " (flow); each side renormalised to 1.")
         shared = [c for c in predicted.columns if c in measured.columns]
         if shared:
             ui.plot(ui.truth_vs_prediction(predicted, measured,
@@ -98,7 +99,7 @@ poor = fit.index[fit["poorly_explained"].astype(bool)]
 threshold = (getattr(result, "input_report", None) or {}).get("fit_r_threshold")
 ui.plot(ui.fit_bar(fit, threshold=threshold), data=fit, name="fit_score")
 if len(poor):
-    st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(str, poor[:20]))}. "
+    st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(ui.md, poor[:20]))}. "
                "Their estimates deserve caution: they may come from another tissue, hold cell types the "
                "model does not know, or be of low quality.", icon=":material/warning:")
 else:

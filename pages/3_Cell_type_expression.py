@@ -15,7 +15,7 @@ clinical = st.session_state.get("clinical")
 cell_types = [str(c) for c in result.cell_types]
 genes = [str(g) for g in result.genes]
 st.caption(f"BLUE predicts, for every sample, each cell type's own expression profile (GEP) over "
-           f"{len(genes):,} genes, in counts per million (CPM). Model **{result.model_name}**.")
+           f"{len(genes):,} genes, in counts per million (CPM). Model **{ui.md(result.model_name)}**.")
 
 # genes x samples for one cell type --------------------------------------------------------------
 st.subheader("One cell type across samples")
@@ -65,7 +65,7 @@ else:
     test_type = g2.selectbox("Cell type", cell_types, index=cell_types.index(cell_type), key="gep_test_cell_type")
     try:
         table = compare_groups(result.gep(test_type), clinical[group_by])
-        st.caption(f"Per gene, {test_type} GEP: {table['test'].iloc[0]} test between the {group_by} groups, "
+        st.caption(f"Per gene, {ui.md(test_type)} GEP: {table['test'].iloc[0]} test between the {ui.md(group_by)} groups, "
                    f"Benjamini-Hochberg FDR over {len(table):,} genes. Sorted by p-value.")
         st.dataframe(table.head(500), width="stretch", key="gep_tests")
         ui.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
@@ -80,7 +80,7 @@ else:
 st.subheader("Downloads")
 d1, d2 = st.columns(2)
 with d1:
-    ui.csv_download(gep, f"gep_{cell_type}.csv", label=f"{cell_type} GEPs, all genes (CSV)", key="csv_gep_all")
+    ui.csv_download(gep, f"gep_{cell_type}.csv", label=f"{ui.md(cell_type)} GEPs, all genes (CSV)", key="csv_gep_all")
 with d2:
     st.download_button("All cell types' GEPs + proportions (h5ad)", lambda: ui.anndata_bytes(result.to_anndata()),
                        file_name="expression.h5ad", mime="application/octet-stream", key="dl_h5ad",

@@ -78,10 +78,10 @@ m1.metric("Log-rank p", f"{survival.logrank_p_:.3g}")
 m2.metric("Patients used", survival.n_matched_)
 m3.metric("Events", int(survival.data_["event"].sum()))
 for note in survival.notes_:
-    st.caption(f"Note: {note}")
+    st.caption(f"Note: {ui.md(note)}")
 ui.plot(survival.plot_km(), name="kaplan_meier", data=survival.data_)
 st.markdown("**Cox hazard ratios and median survival** (vs the reference subtype "
-            f"{survival.reference_}; 95% CI; median survival empty = not reached)")
+            f"{ui.md(survival.reference_)}; 95% CI; median survival empty = not reached)")
 f1, f2 = st.columns([3, 2])
 with f1:
     st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
@@ -104,7 +104,7 @@ if model is None or not others:
 default_other = "target_aml" if "target_aml" in others else others[0]
 v1, v2 = st.columns([2, 1])
 other = v1.selectbox("Validation cohort", others, index=others.index(default_other), key="val_cohort")
-if v2.button(f"Validate on {other}", type="primary", key="val_run", icon=":material/verified:"):
+if v2.button(f"Validate on {ui.md(other)}", type="primary", key="val_run", icon=":material/verified:"):
     try:
         state["validation"] = ui.validate_on_cohort(other, model, subtypes, time_col=time_col, event_col=event_col)
     except BlueInputError as err:
@@ -112,7 +112,7 @@ if v2.button(f"Validate on {other}", type="primary", key="val_run", icon=":mater
 validation = state.get("validation")
 if validation is not None:
     val = validation["survival"]
-    st.markdown(f"Subtypes assigned to **{validation['title']}** patients by nearest centroid on "
+    st.markdown(f"Subtypes assigned to **{ui.md(validation['title'])}** patients by nearest centroid on "
                 f"{validation['n_features']} shared features, then survival compared there.")
     w1, w2 = st.columns(2)
     w1.metric("Log-rank p (validation)", f"{val.logrank_p_:.3g}")

@@ -57,7 +57,7 @@ if submitted:
         st.stop()
 table = state["enr_table"]
 attrs = table.attrs
-st.subheader(f"{attrs.get('group')} vs rest — {attrs.get('cell_type')} ({attrs.get('method')})")
+st.subheader(f"{ui.md(attrs.get('group'))} vs rest — {ui.md(attrs.get('cell_type'))} ({attrs.get('method')})")
 st.caption(f"{attrs.get('n_sets_tested')} of {attrs.get('n_sets_total')} gene sets tested (overlap with the "
            f"{attrs.get('n_panel_genes')} genes of the model's GEPs ≥ {attrs.get('min_size')}); "
            f"{attrs.get('n_group')} samples in the group, {attrs.get('n_rest')} in the rest.")

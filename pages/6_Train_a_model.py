@@ -8,6 +8,7 @@ import streamlit as st
 
 from blue_core import ui
 from blue_core.exceptions import BlueInputError
+from blue_core.files import MODEL_NAME_RULE, check_model_name
 
 ui.init_state()
 state = st.session_state
@@ -47,8 +48,7 @@ try:
 except BlueInputError as err:
     ui.show_error(err)
     st.stop()
-for text in messages:
-    st.warning(text, icon=":material/warning:")
+ui.show_warnings(messages)
 counts = reference.obs["cell_type"].value_counts().rename("cells").to_frame()
 m1, m2, m3 = st.columns(3)
 m1.metric("Cells", f"{reference.n_obs:,}")
@@ -64,7 +64,9 @@ st.subheader("Training settings")
 with st.form("train_form"):
     s1, s2 = st.columns(2)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", str(state.get("ref_filename") or "model").rsplit(".", 1)[0])[:40]
-    name = s1.text_input("Model name", value=f"my-{stem}", key="train_name")
+    name = s1.text_input("Model name", value=f"my-{stem}", key="train_name", max_chars=64,
+                         help=f"A short name, not a path: {MODEL_NAME_RULE}. The model stays in this session "
+                              "(download it below); nothing is saved on the server.")
     tissue = s2.text_input("Tissue", value="", key="train_tissue", placeholder="e.g. lung")
     s3, s4 = st.columns(2)
     n_samples = s3.slider("Pseudo-bulk training samples", 200, 8000, 4000, step=100, key="train_n_samples",
@@ -74,10 +76,15 @@ with st.form("train_form"):
     start = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
 
 if start:
+    try:
+        model_name = check_model_name(name.strip() or "my-model")
+    except BlueInputError as err:
+        ui.show_error(err)
+        st.stop()
     st.button("Cancel training", key="train_cancel", icon=":material/cancel:")
     try:
         model = ui.train_with_progress(
-            reference, n_samples=int(n_samples), epochs=int(epochs), name=name or "my-model",
+            reference, n_samples=int(n_samples), epochs=int(epochs), name=model_name,
             tissue=tissue or None, description=f"Trained in BLUE studio on {state.get('ref_filename')}",
             provenance={"reference_file": state.get("ref_filename"), "cell_type_column": cell_type_key,
                         "donor_column": None if donor_key == "(none)" else donor_key},
@@ -93,7 +100,7 @@ elif state.get("train_cancel"):
 trained = state.get("last_trained")
 if trained and trained in state["trained_models"]:
     model = state["trained_models"][trained]
-    st.success(f"Model **{model.name}** is ready: {len(model.cell_types)} cell types, "
+    st.success(f"Model **{ui.md(model.name)}** is ready: {len(model.cell_types)} cell types, "
                f"{len(model.input_genes):,} input genes, {len(model.output_genes):,} output genes.",
                icon=":material/check_circle:")
     ui.show_model_card(model, expanded=False)

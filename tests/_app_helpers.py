@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,16 @@ def figures(at: Any) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
+def plain(markdown: str) -> str:
+    """Markdown source with backslash escapes removed (the text a reader sees): ``0\\.43`` -> ``0.43``."""
+    return re.sub(r"\\(.)", r"\1", str(markdown))
+
+
 def texts(at: Any) -> str:
-    """All markdown, captions, titles and headers of a run, joined (for content assertions)."""
+    """All markdown, captions, titles and headers of a run as the reader sees them, joined."""
     parts = []
     for kind in ("markdown", "caption", "title", "header", "subheader", "info", "success", "warning", "error"):
-        parts += [str(el.value) for el in getattr(at, kind)]
+        parts += [plain(el.value) for el in getattr(at, kind)]
     return "\n".join(parts)
 
 
