@@ -38,7 +38,7 @@ MODEL_NAME_RULE = (
 
 def is_model_name(name: object) -> bool:
     """True when ``name`` is a valid model name (see :data:`MODEL_NAME_RULE`)."""
-    return isinstance(name, str) and bool(_NAME_RE.match(name)) and ".." not in name
+    return isinstance(name, str) and bool(_NAME_RE.fullmatch(name)) and ".." not in name
 
 
 def check_model_name(name: object, *, what: str = "model name") -> str:

@@ -12,6 +12,7 @@ Two branches share the preprocessed input ``x`` (batch, G_in):
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -168,6 +169,17 @@ class BlueNet(nn.Module):
             kernel_size=kernel_size,
             dropout=dropout,
         )
+        # With a private generator the layers are built on the meta device (no memory, no draws from the
+        # process-wide generator), then materialised and initialised from ``generator``.
+        with torch.device("meta") if generator is not None else contextlib.nullcontext():
+            self._build(n_input_genes, n_output_genes, n_cell_types, hidden, n_layers, signal_length,
+                        base_channels, depth, kernel_size, dropout)
+        if generator is not None:
+            self.to_empty(device="cpu")
+            self.reset_parameters(generator=generator)
+
+    def _build(self, n_input_genes: int, n_output_genes: int, n_cell_types: int, hidden: int, n_layers: int,
+               signal_length: int, base_channels: int, depth: int, kernel_size: int, dropout: float) -> None:
         layers: list[nn.Module] = [SeededDropout(dropout), nn.Linear(n_input_genes, hidden)]
         for _ in range(n_layers - 1):
             layers += [nn.SiLU(), nn.Linear(hidden, hidden)]
@@ -177,8 +189,6 @@ class BlueNet(nn.Module):
         self.unet = _UNet1d(n_cell_types, base_channels, depth, kernel_size)
         self.to_genes = nn.Linear(signal_length, n_output_genes)
         self.type_bias = nn.Parameter(torch.zeros(n_cell_types, n_output_genes))
-        if generator is not None:
-            self.reset_parameters(generator=generator)
 
     @torch.no_grad()
     def reset_parameters(self, *, generator: torch.Generator) -> None:

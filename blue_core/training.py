@@ -27,6 +27,7 @@ import torch
 
 from . import __version__
 from .exceptions import BlueInputError
+from .files import check_model_name
 from .features import select_input_genes, select_output_genes
 from .model import PREPROCESSING, BlueModel, preprocess
 from .module import BlueNet
@@ -345,6 +346,7 @@ def train_model(
     BlueModel
         The trained model; ``model.card`` holds settings, provenance and validation metrics.
     """
+    check_model_name(name)  # before any work: the name ends up in file and folder names
     _check_reference(reference)
     cell_types = cell_types_of(reference)
     if len(cell_types) < 2:
