@@ -80,16 +80,16 @@ class InputLimits:
     ----------
     max_decompressed_bytes
         Largest input after decompression (gzip, or the parts of an .xlsx), in bytes; decompression
-        streams and stops at this ceiling. Environment: ``BLUE_MAX_DECOMPRESSED_MB``. Default 512 MiB
+        streams and stops at this ceiling. Environment: ``BLUE_MAX_DECOMPRESSED_MB``. Default 500 MB
         (a text table that large needs about 6 GB to parse, the default budget).
     memory_budget_bytes
         Largest estimated memory to read one input, in bytes: an input whose declared size or shape
         (text length, .xlsx sheet size, .h5ad matrix shape) needs more is refused before anything is
-        allocated. Environment: ``BLUE_MEMORY_BUDGET_MB``. Default 6 GiB.
+        allocated. Environment: ``BLUE_MEMORY_BUDGET_MB``. Default 6,000 MB.
     """
 
-    max_decompressed_bytes: int = 512 << 20
-    memory_budget_bytes: int = 6 << 30
+    max_decompressed_bytes: int = 500_000_000
+    memory_budget_bytes: int = 6_000_000_000
 
     @classmethod
     def from_env(cls) -> InputLimits:
