@@ -4,11 +4,17 @@ Markers follow the BLUE paper: the top differentially expressed genes of each ce
 other cells, scored on log1p(CP10k) per cell with a Welch t-like statistic
 ``(mean_in - mean_out) / sqrt(var_in / n_in + var_out / n_out)``; only genes higher in the cell
 type count as its markers.
+
+Platform-robust selection (the defaults): genes whose single-cell measurement differs most from bulk
+RNA-seq are excluded from markers -- ribosomal (RPL/RPS, MRPL/MRPS), mitochondrial (MT-) and HLA genes
+(:data:`EXCLUDE_PATTERN`) -- and a marker must be at least ``min_fold_change`` times higher in its cell
+type than in the other cells (on CP10k, from the log1p means). Select on training cells only.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import anndata as ad
@@ -19,9 +25,24 @@ import scipy.sparse as sp
 from .exceptions import BlueInputError
 from .simulation import _check_reference, cell_types_of
 
-__all__ = ["marker_scores", "select_input_genes", "select_output_genes"]
+__all__ = ["marker_scores", "select_input_genes", "select_output_genes", "excluded_genes", "EXCLUDE_PATTERN",
+           "MIN_FOLD_CHANGE"]
 
 logger = logging.getLogger(__name__)
+
+#: Genes never used as markers by default: ribosomal, mitochondrially encoded and HLA genes, whose
+#: single-cell (3' UMI) and bulk measurements differ most and whose levels vary with sample handling.
+EXCLUDE_PATTERN = r"^(?:RP[LS]\d+[A-Z]?\d*(?:L\d*|Y\d)?|RPLP\d|RPSA|MRP[LS]\d+[A-Z]?\d*|MT-.+|HLA-.+)$"
+#: Default minimum fold change of a marker (its cell type vs the other cells).
+MIN_FOLD_CHANGE = 1.5
+
+
+def excluded_genes(genes: Sequence[str], pattern: str | None = EXCLUDE_PATTERN) -> np.ndarray:
+    """``(G,)`` bool: genes matching ``pattern`` (None: none excluded)."""
+    if not pattern:
+        return np.zeros(len(genes), dtype=bool)
+    regex = re.compile(pattern)
+    return np.fromiter((regex.match(str(g)) is not None for g in genes), dtype=bool, count=len(genes))
 
 
 def _log_norm(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -42,13 +63,16 @@ def _mean_var(Y: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return mean, var
 
 
-def marker_scores(reference: ad.AnnData) -> pd.DataFrame:
+def marker_scores(reference: ad.AnnData, *, min_fold_change: float = 1.0) -> pd.DataFrame:
     """One-vs-rest marker score of every gene for every cell type.
 
     Parameters
     ----------
     reference
         Cells x genes AnnData, raw counts, ``obs['cell_type']``.
+    min_fold_change
+        Genes whose mean log1p(CP10k) in the type exceeds the rest by less than ``log(min_fold_change)``
+        get score 0 for that type (not a marker).
 
     Returns
     -------
@@ -76,7 +100,10 @@ def marker_scores(reference: ad.AnnData) -> pd.DataFrame:
         mean_out = sum_out / n_out
         var_out = np.maximum((sq_all - sq_in) / n_out - mean_out**2, 0.0) * n_out / max(n_out - 1, 1)
         se = np.sqrt(var_in / n_in + var_out / n_out + 1e-6)
-        scores[cell_type] = (mean_in - mean_out) / se
+        score = (mean_in - mean_out) / se
+        if min_fold_change > 1.0:
+            score = np.where(mean_in - mean_out >= np.log(min_fold_change), score, 0.0)
+        scores[cell_type] = score
     return pd.DataFrame(scores, index=pd.Index([str(g) for g in reference.var_names]))
 
 
@@ -105,6 +132,8 @@ def select_input_genes(
     n_per_cell_type: int = 100,
     panel: Sequence[str] | None = None,
     min_cells: int = 3,
+    exclude: str | None = EXCLUDE_PATTERN,
+    min_fold_change: float = MIN_FOLD_CHANGE,
 ) -> list[str]:
     """Select the network's input genes: the top markers of each cell type.
 
@@ -118,6 +147,10 @@ def select_input_genes(
         Restrict to these genes (e.g. the genes a bulk cohort measures: a 714-gene AML panel).
     min_cells
         A gene must be detected in at least this many cells.
+    exclude
+        Regular expression of genes never selected (default :data:`EXCLUDE_PATTERN`; None keeps all).
+    min_fold_change
+        Minimum fold change of a marker vs the other cells (default :data:`MIN_FOLD_CHANGE`).
 
     Returns
     -------
@@ -126,8 +159,9 @@ def select_input_genes(
     """
     if n_per_cell_type < 1:
         raise BlueInputError(f"n_per_cell_type must be >= 1, got {n_per_cell_type}.")
-    keep = _panel_mask(reference, panel, "input") & _expressed(reference, min_cells)
-    scores = marker_scores(reference)
+    keep = (_panel_mask(reference, panel, "input") & _expressed(reference, min_cells)
+            & ~excluded_genes(reference.var_names, exclude))
+    scores = marker_scores(reference, min_fold_change=min_fold_change)
     scores = scores[keep]
     chosen: set[str] = set()
     for cell_type in scores.columns:
@@ -153,6 +187,8 @@ def select_output_genes(
     panel: Sequence[str] | None = None,
     include: Sequence[str] = (),
     min_cells: int = 3,
+    exclude: str | None = EXCLUDE_PATTERN,
+    min_fold_change: float = MIN_FOLD_CHANGE,
 ) -> list[str]:
     """Select the genes whose per-cell-type expression (GEP) the network predicts.
 
@@ -175,15 +211,20 @@ def select_output_genes(
         Genes always included when present in the reference (e.g. the input genes).
     min_cells
         A gene must be detected in at least this many cells.
+    exclude
+        Regular expression of genes never selected as markers or variable genes (``include`` still wins).
+    min_fold_change
+        Minimum fold change of a marker vs the other cells.
 
     Returns
     -------
     list of str
         Selected genes, in reference order.
     """
-    keep = _panel_mask(reference, panel, "output") & _expressed(reference, min_cells)
+    keep = (_panel_mask(reference, panel, "output") & _expressed(reference, min_cells)
+            & ~excluded_genes(reference.var_names, exclude))
     genes = pd.Index([str(g) for g in reference.var_names])
-    scores = marker_scores(reference)[keep]
+    scores = marker_scores(reference, min_fold_change=min_fold_change)[keep]
     ranked: list[str] = [g for g in include if g in set(genes)]
     for cell_type in scores.columns:
         col = scores[cell_type]

@@ -65,8 +65,9 @@ _SYMBOL_COLUMNS = {"symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genenam
 
 
 # --------------------------------------------------------------------------------------- limits
-#: Measured peak memory of parsing a text table, per byte of (decompressed) text: 8.4x for a
-#: 52 MB genes x samples CSV (bench/security.py); the estimate uses a margin above that.
+#: Peak memory of parsing a text table, per byte of (decompressed) text: measured 5.3 for a 52 MB
+#: genes x samples CSV (bench/security.py, case 11; 7.1 before the parser kept bytes instead of a
+#: StringIO); the estimate keeps a margin for other layouts (wide tables, many annotation columns).
 TEXT_MEMORY_FACTOR = 12
 #: Peak memory of openpyxl per byte of uncompressed sheet XML (estimate with margin).
 XLSX_MEMORY_FACTOR = 10
@@ -998,5 +999,9 @@ def read_reference(
     ref = anndata.AnnData(X=matrix[keep], obs=obs, var=pd.DataFrame(index=pd.Index([str(v) for v in adata.var_names])))
     ref = _genes.harmonize_var_names(ref, what="reference")
     ref.X = sp.csr_matrix(ref.X, dtype=np.float32)
+    from .qc import check_reference_markers, marker_qc_messages
+
+    for text in marker_qc_messages(check_reference_markers(ref), name=name):
+        warnings.warn(text, BlueWarning, stacklevel=2)
     logger.info("reference %s: %d cells x %d genes, %d cell types", name, ref.n_obs, ref.n_vars, n_types)
     return ref

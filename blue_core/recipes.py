@@ -37,10 +37,13 @@ Schema::
     [network]                           # blue_core.train_model(network=...): BlueNet widths
     [training]                          # other blue_core.train_model options (n_samples, epochs, seed, ...)
 
-References are combined on their shared genes (inner join); each keeps its own cell labels, mapped
-to one vocabulary, and donors are prefixed with the reference name so splits never mix a donor
-between training and validation. When any reference lacks donor annotation, the combined reference
-has no ``obs['donor']`` and training/validation are split by cell.
+References are kept apart (no inner join): each keeps its own genes and cell labels, mapped to one
+vocabulary, and :func:`~blue_core.training.train_model` trains on all of them -- the model's genes are
+the union of per-reference selections, each pseudo-bulk comes from one reference, and genes a reference
+did not measure are masked (see ``train_model``). Genes are selected inside ``train_model`` on training
+cells only. Donors are prefixed with the reference name; a reference without donor annotation is split
+by cell. ``[genes] exclude_pattern`` / ``min_fold_change`` set the platform-robust selection (defaults
+in :mod:`blue_core.features`).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ import scipy.sparse as sp
 
 from .exceptions import BlueInputError
 
-__all__ = ["read_recipe", "build_reference", "panel_genes", "train_from_recipe", "train_recipe", "REPO_ROOT"]
+__all__ = ["read_recipe", "build_reference", "build_references", "panel_genes", "train_from_recipe", "train_recipe", "REPO_ROOT"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,32 +144,44 @@ def _load_one(spec: dict[str, Any], root: Path) -> ad.AnnData:
     return out
 
 
-def build_reference(recipe: dict[str, Any]) -> ad.AnnData:
-    """Load, relabel and combine the recipe's references on their shared genes.
+def build_references(recipe: dict[str, Any]) -> dict[str, ad.AnnData]:
+    """Load and relabel the recipe's references, each on its own genes.
 
     Returns
     -------
-    AnnData
-        Cells x genes (CSR float32 counts), ``obs['cell_type']``, ``obs['donor']`` (``reference:donor``),
+    dict
+        ``{reference name: AnnData}``; each cells x genes (CSR float32 counts), ``obs['cell_type']``,
+        ``obs['donor']`` (``reference:donor``; absent when the reference has no donor annotation),
         ``obs['reference']``.
     """
     root = data_root(recipe)
-    parts = [_load_one(spec, root) for spec in recipe["references"]]
+    pc = _protein_coding() if recipe.get("genes", {}).get("protein_coding_only", False) else None
+    out: dict[str, ad.AnnData] = {}
+    for spec in recipe["references"]:
+        part = _load_one(spec, root)
+        if not spec.get("donor_key"):
+            del part.obs["donor"]  # no donor annotation: split this reference by cell
+        if pc is not None:
+            part = part[:, [g in pc for g in part.var_names]].copy()
+        if part.n_vars < 50:
+            raise BlueInputError(f"reference {spec.get('name')!r} keeps only {part.n_vars} genes; check its file.")
+        out[str(part.obs["reference"].iloc[0])] = part
+    return out
+
+
+def build_reference(recipe: dict[str, Any]) -> ad.AnnData:
+    """The recipe's references combined on their shared genes (inner join), as one AnnData.
+
+    Only for inspection and for benchmarks that need one matrix; training uses :func:`build_references`
+    and loses no genes.
+    """
+    parts = list(build_references(recipe).values())
     if len(parts) == 1:
-        combined = parts[0]
-    else:
-        combined = ad.concat(parts, join="inner", merge="same")
-        combined.obs["cell_type"] = pd.Categorical(combined.obs["cell_type"].astype(str))
-    if not all(spec.get("donor_key") for spec in recipe["references"]):
-        # A reference without donor annotation cannot be split by donor: split all cells individually.
+        return parts[0]
+    combined = ad.concat(parts, join="inner", merge="same")
+    combined.obs["cell_type"] = pd.Categorical(combined.obs["cell_type"].astype(str))
+    if "donor" in combined.obs and combined.obs["donor"].isna().any():
         del combined.obs["donor"]
-    if recipe.get("genes", {}).get("protein_coding_only", False):
-        pc = _protein_coding()
-        combined = combined[:, [g in pc for g in combined.var_names]].copy()
-    if combined.n_vars < 50:
-        raise BlueInputError(
-            f"the references share only {combined.n_vars} genes; combine references measured on more common genes."
-        )
     logger.info("combined reference: %d cells x %d genes", combined.n_obs, combined.n_vars)
     return combined
 
@@ -206,27 +221,24 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
     BlueModel
         The trained model; its card holds the recipe, the references' provenance and the training time.
     """
-    from .features import select_input_genes, select_output_genes
+    from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE
     from .training import train_model
 
-    reference = build_reference(recipe)
+    references = build_references(recipe)
     genes_cfg = recipe.get("genes", {})
     panels = panel_genes(recipe)
+    input_genes = None
     if panels:
-        # Cohort panels: the inputs are every panel gene the reference detects (a random 714-gene panel
-        # holds few markers, so all of its genes are informative input).
+        # Cohort panels: the inputs are every panel gene the references detect (a random 714-gene panel
+        # holds few markers, so all of its genes are informative input). Detection counts are label-free.
         union = set().union(*panels.values())
-        detected = np.asarray((reference.X > 0).sum(axis=0)).ravel() >= int(genes_cfg.get("min_cells", 10))
-        input_genes = [g for g, ok in zip(map(str, reference.var_names), detected) if ok and g in union]
-    else:
-        input_genes = select_input_genes(reference, n_per_cell_type=int(genes_cfg.get("n_input_per_cell_type", 50)))
-    output_genes = select_output_genes(
-        reference,
-        n_per_cell_type=int(genes_cfg.get("n_output_per_cell_type", 200)),
-        n_variable=int(genes_cfg.get("n_output_variable", 1000)),
-        max_genes=int(genes_cfg.get("max_output_genes", 3000)),
-        include=input_genes if genes_cfg.get("outputs_include_inputs", False) else [],
-    )
+        min_cells = int(genes_cfg.get("min_cells", 10))
+        detected = set()
+        for ref in references.values():
+            counts = np.asarray((ref.X > 0).sum(axis=0)).ravel()
+            detected |= {g for g, c in zip(map(str, ref.var_names), counts) if c >= min_cells}
+        order = list(dict.fromkeys(g for ref in references.values() for g in map(str, ref.var_names)))
+        input_genes = [g for g in order if g in union and g in detected]
     provenance = {
         "recipe": {k: v for k, v in recipe.items() if not k.startswith("_")},
         "recipe_path": os.path.relpath(recipe["_path"], REPO_ROOT),
@@ -235,14 +247,21 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
             {k: spec.get(k, "") for k in ("name", "path", "cell_type_key", "citation", "accession", "licence")}
             for spec in recipe["references"]
         ],
-        "n_cells": int(reference.n_obs),
-        "cells_per_type": {str(k): int(v) for k, v in reference.obs["cell_type"].value_counts().items()},
+        "n_cells": int(sum(r.n_obs for r in references.values())),
+        "cells_per_type": {str(k): int(v) for k, v in pd.concat(
+            [r.obs["cell_type"].astype(str) for r in references.values()]).value_counts().items()},
         "input_panels": genes_cfg.get("input_panels", {}),
     }
     model = train_model(
-        reference,
+        references if len(references) > 1 else next(iter(references.values())),
         input_genes=input_genes,
-        output_genes=output_genes,
+        n_markers=int(genes_cfg.get("n_input_per_cell_type", 50)),
+        n_output_genes=int(genes_cfg.get("max_output_genes", 3000)),
+        output_selection=dict(n_per_cell_type=int(genes_cfg.get("n_output_per_cell_type", 200)),
+                              n_variable=int(genes_cfg.get("n_output_variable", 1000))),
+        outputs_include_inputs=bool(genes_cfg.get("outputs_include_inputs", False)),
+        gene_exclude=genes_cfg.get("exclude_pattern", EXCLUDE_PATTERN) or None,
+        min_fold_change=float(genes_cfg.get("min_fold_change", MIN_FOLD_CHANGE)),
         name=recipe["name"],
         tissue=recipe.get("tissue"),
         description=recipe.get("description", ""),

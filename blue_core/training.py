@@ -17,20 +17,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import torch
 
 from . import __version__
-from .exceptions import BlueInputError
+from .exceptions import BlueInputError, BlueWarning
 from .files import check_model_name
-from .features import select_input_genes, select_output_genes
+from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE, select_input_genes, select_output_genes
 from .model import PREPROCESSING, BlueModel, preprocess
 from .module import BlueNet
+from .qc import check_reference_markers, marker_qc_messages
 from .simulation import PseudoBulk, _check_reference, cell_types_of, simulate, split_reference
 
 __all__ = ["Loss", "blue_loss", "train_model", "DEFAULT_NETWORK"]
@@ -64,6 +67,7 @@ def blue_loss(
     gep: torch.Tensor,
     *,
     proportion_weight: float = 100.0,
+    gene_mask: torch.Tensor | None = None,
 ) -> Loss:
     """BLUE loss on a batch.
 
@@ -75,6 +79,9 @@ def blue_loss(
         ``(B, K, G_out)`` predicted and true GEPs, log1p(CPM).
     proportion_weight
         Weight of the proportion MSE (100 in the paper).
+    gene_mask
+        ``(B, G_out)`` bool, genes measured by the reference each sample was simulated from (multi-reference
+        training); unmeasured genes do not count. Default: all genes count.
 
     Returns
     -------
@@ -82,12 +89,14 @@ def blue_loss(
         ``gep`` = sum over cell types of the per-gene MSE averaged over samples, weighted by the type's
         cell fraction (0 where absent); ``proportion`` = MSE over all (sample, type) pairs.
     """
-    gep_loss = _gep_mse(pred_gep, gep, proportions)
+    gep_loss = _gep_mse(pred_gep, gep, proportions, gene_mask)
     proportion_loss = ((pred_proportions - proportions) ** 2).mean()
     return Loss(gep_loss + proportion_weight * proportion_loss, gep_loss, proportion_loss)
 
 
-def _gep_mse(pred_gep: torch.Tensor, gep: torch.Tensor, proportions: torch.Tensor) -> torch.Tensor:
+def _gep_mse(
+    pred_gep: torch.Tensor, gep: torch.Tensor, proportions: torch.Tensor, gene_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Sum over cell types of the per-gene MSE, averaged over samples with weights = the type's cell fraction.
 
     The target profile of a type is the mean of the cells of that type drawn into the sample, so its
@@ -95,17 +104,22 @@ def _gep_mse(pred_gep: torch.Tensor, gep: torch.Tensor, proportions: torch.Tenso
     fraction is inverse-variance weighting, and gives absent types weight 0 (they have no profile).
     """
     weight = proportions.to(pred_gep.dtype)
-    per_type = ((pred_gep - gep) ** 2).mean(dim=-1)
+    if gene_mask is None:
+        per_type = ((pred_gep - gep) ** 2).mean(dim=-1)
+    else:  # mean over the genes the sample's reference measured
+        mask = gene_mask.to(pred_gep.dtype)[:, None, :]
+        per_type = (((pred_gep - gep) ** 2) * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1.0)
     return ((per_type * weight).sum(0) / weight.sum(0).clamp(min=1e-8)).sum()
 
 
 def _branch_loss(
-    net: BlueNet, branch: str, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float
+    net: BlueNet, branch: str, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The part of the BLUE loss that depends on one branch's parameters."""
     if branch == "proportion":
         return proportion_weight * ((net.forward_proportions(x) - p) ** 2).mean()
-    return _gep_mse(net.forward_gep(x), g, p)
+    return _gep_mse(net.forward_gep(x), g, p, mask)
 
 
 def _fit_branch(
@@ -123,8 +137,13 @@ def _fit_branch(
     seed: int,
     history: list[dict[str, Any]],
     report: Progress,
+    masks: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
 ) -> int:
-    """Train one branch with Adam and early stopping on its validation loss; keep its best epoch."""
+    """Train one branch with Adam and early stopping on its validation loss; keep its best epoch.
+
+    ``masks``: per-sample gene masks ``(n, G_out)`` of the training and validation sets (multi-reference
+    training), or None.
+    """
     params = net.branch_parameters(branch)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, patience // 2))
@@ -138,7 +157,8 @@ def _fit_branch(
         running = 0.0
         for start in range(0, x.shape[0], batch_size):
             idx = order[start : start + batch_size]
-            loss = _branch_loss(net, branch, x[idx], p[idx], g[idx], proportion_weight)
+            loss = _branch_loss(net, branch, x[idx], p[idx], g[idx], proportion_weight,
+                                None if masks[0] is None else masks[0][idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -150,7 +170,7 @@ def _fit_branch(
                 v_loss = proportion_weight * ((pred - vp) ** 2).mean().item()
             else:
                 pred = torch.cat([net.forward_gep(vx[i : i + 512]) for i in range(0, vx.shape[0], 512)])
-                v_loss = _gep_mse(pred, vg, vp).item()
+                v_loss = _gep_mse(pred, vg, vp, masks[1]).item()
         scheduler.step(v_loss)
         history.append(dict(branch=branch, epoch=epoch, train_loss=running / x.shape[0], val_loss=v_loss,
                             lr=optimizer.param_groups[0]["lr"]))
@@ -187,23 +207,141 @@ def _panel_inputs(values: np.ndarray, panel_masks: Sequence[np.ndarray] | None, 
     return out
 
 
-def _tensors(
-    pb: PseudoBulk,
-    input_idx: np.ndarray,
+def _as_references(reference: Any) -> dict[str, ad.AnnData]:
+    """``{name: reference}`` from one AnnData, a mapping or a list of them (each checked)."""
+    if isinstance(reference, ad.AnnData):
+        refs = {"reference": reference}
+    elif isinstance(reference, Mapping):
+        refs = {str(k): v for k, v in reference.items()}
+    elif isinstance(reference, Sequence) and not isinstance(reference, (str, bytes)):
+        refs = {f"reference{i + 1}": r for i, r in enumerate(reference)}
+    else:
+        refs = {"reference": reference}
+    if not refs:
+        raise BlueInputError("no reference given; pass an AnnData or a {name: AnnData} mapping of references.")
+    for name, ref in refs.items():
+        try:
+            _check_reference(ref)
+        except BlueInputError as err:
+            raise BlueInputError(f"reference {name!r}: {err}") from None
+    return refs
+
+
+def _union(lists: Sequence[Sequence[str]], *, first: Sequence[str] = (), cap: int | None = None) -> list[str]:
+    """Genes of several selections, each once: ``first``, then by how many selections chose them
+    (more first), ties in order of appearance; at most ``cap``. One selection is returned as it is."""
+    if len(lists) == 1:  # one reference: its selection as it is (it already holds ``first``)
+        return list(lists[0])[:cap] if cap else list(lists[0])
+    votes: dict[str, int] = {}
+    for genes in lists:
+        for gene in genes:
+            votes[gene] = votes.get(gene, 0) + 1
+    ranked = sorted(votes, key=lambda gene: -votes[gene])  # stable: order of appearance within ties
+    out = list(dict.fromkeys([*first, *ranked]))
+    return out[:cap] if cap else out
+
+
+def _reference_tensors(
+    reference: ad.AnnData,
+    n: int,
+    input_genes: list[str],
+    output_genes: list[str],
+    cell_types: list[str],
+    cells_per_sample: int,
+    sim_kwargs: dict[str, Any],
+    seed: int,
+    panel_masks: Sequence[np.ndarray] | None,
+    progress: Progress,
     *,
     in_place: bool = False,
-    panel_masks: Sequence[np.ndarray] | None = None,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Network input, proportion targets and log1p(CPM) GEP targets (in place: ``pb.profiles`` is overwritten)."""
-    x = torch.from_numpy(_panel_inputs(pb.bulk[:, input_idx], panel_masks, seed))
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], PseudoBulk, np.ndarray]:
+    """Simulate ``n`` pseudo-bulks from one reference; network input, targets and gene mask.
+
+    Genes the reference did not measure are treated as missing: left out of the input normalisation
+    (set to the sample mean after standardisation, as :func:`~blue_core.inference.deconvolve` does for
+    genes missing from a user's bulk) and masked out of the GEP loss.
+
+    Returns
+    -------
+    tuple
+        ``((x (n, G_in), p (n, K), g (n, K, G_out) log1p CPM, mask (n, G_out) bool or None), the
+        PseudoBulk over the reference's output genes, out_mask (G_out,) bool)``.
+    """
+    genes = pd.Index([str(v) for v in reference.var_names])
+    in_pos = genes.get_indexer(input_genes)
+    in_mask = in_pos >= 0
+    out_mask = genes.get_indexer(output_genes) >= 0
+    out_r = [gene for gene, ok in zip(output_genes, out_mask) if ok]
+    pb = simulate(reference, n, cells_per_sample=cells_per_sample, output_genes=out_r, cell_types=cell_types,
+                  seed=seed, progress=progress, **sim_kwargs)
+    values = np.zeros((n, len(input_genes)), dtype=pb.bulk.dtype)
+    values[:, in_mask] = pb.bulk[:, in_pos[in_mask]]
+    if in_mask.all():
+        masks = panel_masks
+    else:
+        masks = [pm & in_mask for pm in panel_masks] if panel_masks else [in_mask]
+    x = torch.from_numpy(_panel_inputs(values, masks, seed))
     p = torch.from_numpy(pb.proportions.to_numpy(dtype=np.float32))
-    g = torch.from_numpy(np.log1p(pb.profiles, out=pb.profiles) if in_place else np.log1p(pb.profiles))
-    return x, p, g
+    if out_mask.all():
+        profiles = np.log1p(pb.profiles, out=pb.profiles) if in_place else np.log1p(pb.profiles)
+        mask = None
+    else:
+        profiles = np.zeros((n, len(cell_types), len(output_genes)), dtype=np.float32)
+        profiles[:, :, out_mask] = np.log1p(pb.profiles)
+        mask = torch.from_numpy(np.broadcast_to(out_mask, (n, len(output_genes))).copy())
+    return (x, p, torch.from_numpy(profiles), mask), pb, out_mask
+
+
+def _concat(parts: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Stack the tensors of several references' pseudo-bulks (one part: returned as is)."""
+    if len(parts) == 1:
+        return parts[0]
+    x, p, g = (torch.cat([part[k] for part in parts]) for k in range(3))
+    if all(part[3] is None for part in parts):
+        return x, p, g, None
+    masks = [part[3] if part[3] is not None else torch.ones(part[2].shape[0], part[2].shape[2], dtype=torch.bool)
+             for part in parts]
+    return x, p, g, torch.cat(masks)
+
+
+def _type_means(p: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Each type's mean GEP ``(K, G_out)`` over samples, weighted by its fraction (and the gene mask)."""
+    if mask is None:
+        weight = p / p.sum(0).clamp(min=1e-8)
+        return torch.einsum("nk,nkg->kg", weight, g)
+    m = mask.to(g.dtype)
+    return torch.einsum("nk,ng,nkg->kg", p, m, g) / torch.einsum("nk,ng->kg", p, m).clamp(min=1e-8)
+
+
+def _reference_summary(references: dict[str, ad.AnnData], splits: dict[str, tuple]) -> dict[str, Any]:
+    def one(ref: ad.AnnData, train_r: ad.AnnData, val_r: ad.AnnData) -> dict[str, Any]:
+        return dict(
+            n_cells=int(ref.n_obs), n_genes=int(ref.n_vars),
+            cells_per_type={t: int(c) for t, c in ref.obs["cell_type"].astype(str).value_counts().items()},
+            n_donors=int(ref.obs["donor"].nunique()) if "donor" in ref.obs else None,
+            n_training_cells=int(train_r.n_obs), n_validation_cells=int(val_r.n_obs),
+        )
+
+    parts = {name: one(ref, *splits[name]) for name, ref in references.items()}
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    cells: dict[str, int] = {}
+    for part in parts.values():
+        for t, c in part["cells_per_type"].items():
+            cells[t] = cells.get(t, 0) + c
+    return dict(
+        n_cells=sum(v["n_cells"] for v in parts.values()),
+        n_genes=len(set().union(*(map(str, r.var_names) for r in references.values()))),
+        cells_per_type=cells,
+        n_training_cells=sum(v["n_training_cells"] for v in parts.values()),
+        n_validation_cells=sum(v["n_validation_cells"] for v in parts.values()),
+        references=parts,
+    )
 
 
 def _evaluate(
-    network: BlueNet, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float, batch_size: int
+    network: BlueNet, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float, batch_size: int,
+    mask: torch.Tensor | None = None,
 ) -> tuple[float, float, float, np.ndarray, np.ndarray]:
     network.eval()
     totals = np.zeros(3)
@@ -212,7 +350,8 @@ def _evaluate(
         for start in range(0, x.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             pp, gg = network(x[sl])
-            loss = blue_loss(pp, gg, p[sl], g[sl], proportion_weight=proportion_weight)
+            loss = blue_loss(pp, gg, p[sl], g[sl], proportion_weight=proportion_weight,
+                             gene_mask=None if mask is None else mask[sl])
             w = pp.shape[0]
             totals += w * np.array([loss.total.item(), loss.gep.item(), loss.proportion.item()])
             preds_p.append(pp.numpy())
@@ -221,22 +360,33 @@ def _evaluate(
     return totals[0], totals[1], totals[2], np.concatenate(preds_p), np.concatenate(preds_g)
 
 
-def _validation_metrics(pb: PseudoBulk, pred_p: np.ndarray, pred_g_log: np.ndarray) -> dict[str, float]:
+def _validation_metrics(
+    val_sets: list[tuple[PseudoBulk, np.ndarray]], pred_p: np.ndarray, pred_g_log: np.ndarray
+) -> dict[str, float]:
+    """Validation metrics pooled over references (``val_sets``: each reference's validation PseudoBulk and
+    its output-gene mask, in the order their samples were stacked)."""
     from .inference import fit_scores
     from .metrics import ccc, pearson
 
-    true_p = pb.proportions.to_numpy()
-    true_g = np.log1p(pb.profiles)
-    present = true_p > 0
-    rs = []
-    for k in range(true_p.shape[1]):
-        per_sample = [pearson(true_g[i, k], pred_g_log[i, k]) for i in np.flatnonzero(present[:, k])[:200]]
-        per_sample = [r for r in per_sample if math.isfinite(r)]
-        if per_sample:
-            rs.append(float(np.median(per_sample)))
-    out_idx = np.array([pb.genes.index(gene) for gene in pb.output_genes])
-    fit = fit_scores(pred_p, np.expm1(pred_g_log), pb.bulk[:, out_idx])
-    fit = fit[np.isfinite(fit)]
+    true_all, rs_by_type, fits = [], {}, []
+    start = 0
+    for pb, out_mask in val_sets:
+        sl = slice(start, start + pb.n_samples)
+        start += pb.n_samples
+        true_p = pb.proportions.to_numpy()
+        true_all.append(true_p)
+        true_g = np.log1p(pb.profiles)
+        pred_g = pred_g_log[sl][:, :, out_mask]
+        present = true_p > 0
+        for k in range(true_p.shape[1]):
+            per_sample = [pearson(true_g[i, k], pred_g[i, k]) for i in np.flatnonzero(present[:, k])[:200]]
+            rs_by_type.setdefault(k, []).extend(r for r in per_sample if math.isfinite(r))
+        out_idx = np.array([pb.genes.index(gene) for gene in pb.output_genes])
+        fit = fit_scores(pred_p[sl], np.expm1(pred_g), pb.bulk[:, out_idx])
+        fits.append(fit[np.isfinite(fit)])
+    true_p = np.concatenate(true_all)
+    rs = [float(np.median(v)) for _, v in sorted(rs_by_type.items()) if v]
+    fit = np.concatenate(fits)
     return dict(
         proportion_ccc=ccc(true_p, pred_p),
         proportion_rmse=float(np.sqrt(np.mean((true_p - pred_p) ** 2))),
@@ -244,12 +394,12 @@ def _validation_metrics(pb: PseudoBulk, pred_p: np.ndarray, pred_g_log: np.ndarr
         fit_r_median=float(np.median(fit)) if fit.size else float("nan"),
         fit_r_threshold=float(np.quantile(fit, FIT_QUANTILE)) if fit.size else float("nan"),
         fit_r_threshold_rule=f"{FIT_QUANTILE:.0%} quantile of the fit score on validation pseudo-bulk",
-        n_validation_samples=int(pb.n_samples),
+        n_validation_samples=int(true_p.shape[0]),
     )
 
 
 def train_model(
-    reference: ad.AnnData,
+    reference: ad.AnnData | Mapping[str, ad.AnnData] | Sequence[ad.AnnData],
     *,
     input_genes: Sequence[str] | None = None,
     output_genes: Sequence[str] | None = None,
@@ -257,6 +407,10 @@ def train_model(
     input_panels: dict[str, Sequence[str]] | None = None,
     n_markers: int = 50,
     n_output_genes: int = 2000,
+    gene_exclude: str | None = EXCLUDE_PATTERN,
+    min_fold_change: float = MIN_FOLD_CHANGE,
+    output_selection: dict[str, Any] | None = None,
+    outputs_include_inputs: bool = True,
     n_samples: int = 8000,
     n_validation_samples: int | None = None,
     cells_per_sample: int = 500,
@@ -283,7 +437,11 @@ def train_model(
     Parameters
     ----------
     reference
-        Cells x genes AnnData, raw counts, ``obs['cell_type']`` (optional ``obs['donor']``).
+        Cells x genes AnnData, raw counts, ``obs['cell_type']`` (optional ``obs['donor']``); or several
+        such references (a ``{name: AnnData}`` mapping or a list) with harmonised labels. With several, no
+        genes are thrown away: the model's genes are the union of the per-reference selections, each
+        pseudo-bulk is simulated from one reference (an equal share each), and the genes a reference did
+        not measure are masked in that pseudo-bulk's input and GEP loss.
     input_genes
         Genes the network reads; default: :func:`~blue_core.features.select_input_genes` on the
         training cells (``n_markers`` per cell type, restricted to ``input_panel``).
@@ -301,6 +459,15 @@ def train_model(
         Markers per cell type for the default input genes.
     n_output_genes
         Cap on the default output genes.
+    gene_exclude, min_fold_change
+        Platform-robust marker selection (see :mod:`blue_core.features`): genes matching ``gene_exclude``
+        (default: ribosomal, mitochondrial, HLA) are never selected, and a marker must be at least
+        ``min_fold_change`` times higher in its type. Genes are selected on training cells only.
+    output_selection
+        Extra keyword arguments of :func:`~blue_core.features.select_output_genes` (``n_per_cell_type``,
+        ``n_variable``) for the default output genes.
+    outputs_include_inputs
+        Put the input genes among the default output genes.
     n_samples
         Training pseudo-bulks.
     n_validation_samples
@@ -347,8 +514,14 @@ def train_model(
         The trained model; ``model.card`` holds settings, provenance and validation metrics.
     """
     check_model_name(name)  # before any work: the name ends up in file and folder names
-    _check_reference(reference)
-    cell_types = cell_types_of(reference)
+    references = _as_references(reference)
+    cell_types = sorted(set().union(*(cell_types_of(ref) for ref in references.values())))
+    reference_qc = {}
+    for ref_name, ref in references.items():
+        qc_messages = marker_qc_messages(check_reference_markers(ref), name=f"reference {ref_name!r}")
+        for text in qc_messages:
+            warnings.warn(text, BlueWarning, stacklevel=2)
+        reference_qc[ref_name] = qc_messages
     if len(cell_types) < 2:
         raise BlueInputError(
             f"the reference has {len(cell_types)} cell type(s); BLUE needs at least 2 labelled cell types."
@@ -371,46 +544,64 @@ def train_model(
         # Local generators only: the process-wide numpy / torch generators are shared by every thread
         # (e.g. every app session), so seeding them would not make a run reproducible.
         torch_generator = torch.Generator().manual_seed(seed)
-        train_ref, val_ref, _ = split_reference(
-            reference, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=seed
-        )
-        if val_ref.n_obs == 0 or train_ref.n_obs == 0:
-            raise BlueInputError("the reference is too small to hold out validation cells; add cells.")
+        splits = {}
+        for ref_name, ref in references.items():
+            train_r, val_r, _ = split_reference(
+                ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=seed
+            )
+            if val_r.n_obs == 0 or train_r.n_obs == 0:
+                raise BlueInputError(f"the reference {ref_name!r} is too small to hold out validation cells; add cells.")
+            splits[ref_name] = (train_r, val_r)
         report(0.01, "selecting genes")
+        selection = dict(exclude=gene_exclude, min_fold_change=min_fold_change)
         if input_genes is None:
-            input_genes = select_input_genes(train_ref, n_per_cell_type=n_markers, panel=input_panel)
+            input_genes = _union([select_input_genes(tr, n_per_cell_type=n_markers, panel=input_panel, **selection)
+                                  for tr, _ in splits.values()])
         if output_genes is None:
-            output_genes = select_output_genes(train_ref, max_genes=max(n_output_genes, 1), include=list(input_genes))
+            include = list(input_genes) if outputs_include_inputs else []
+            output_genes = _union([select_output_genes(tr, max_genes=max(n_output_genes, 1), include=include,
+                                                       **selection, **(output_selection or {}))
+                                   for tr, _ in splits.values()], first=include, cap=max(n_output_genes, 1))
         input_genes, output_genes = list(map(str, input_genes)), list(map(str, output_genes))
-        gene_pos = {g: i for i, g in enumerate(map(str, reference.var_names))}
-        absent = [g for g in input_genes + output_genes if g not in gene_pos]
+        measured = {r: set(map(str, ref.var_names)) for r, ref in references.items()}
+        absent = [g for g in input_genes + output_genes if not any(g in m for m in measured.values())]
         if absent:
             raise BlueInputError(
                 f"{len(absent)} requested genes are not in the reference (e.g. {absent[:3]}); pick genes among "
                 "reference.var_names."
             )
-        input_idx = np.array([gene_pos[g] for g in input_genes])
 
         def sim_progress(lo: float, hi: float) -> Progress:
             return lambda f, m: report(lo + (hi - lo) * f, m)
 
-        n_val = n_validation_samples or max(200, n_samples // 8)
-        train_pb = simulate(train_ref, n_samples, cells_per_sample=cells_per_sample, output_genes=output_genes,
-                            cell_types=cell_types, seed=seed, progress=sim_progress(0.02, 0.15), **sim_kwargs)
-        val_pb = simulate(val_ref, n_val, cells_per_sample=cells_per_sample, output_genes=output_genes,
-                          cell_types=cell_types, seed=seed + 1, progress=sim_progress(0.15, 0.2), **sim_kwargs)
         panel_masks = None
         if input_panels:
             panel_masks = [np.isin(np.asarray(input_genes), list(map(str, genes))) for genes in input_panels.values()]
             if any(not m.any() for m in panel_masks):
                 raise BlueInputError("an input panel shares no gene with the input genes; check input_panels.")
-        x, p, g = _tensors(train_pb, input_idx, in_place=True, panel_masks=panel_masks, seed=seed)
-        del train_pb
-        vx, vp, vg = _tensors(val_pb, input_idx, panel_masks=panel_masks, seed=seed + 1)
+        n_val = n_validation_samples or max(200, n_samples // 8)
+        n_refs = len(references)
+        train_parts, val_parts, val_sets = [], [], []
+        for r, (ref_name, (train_r, val_r)) in enumerate(splits.items()):
+            n_train_r = n_samples // n_refs + (r < n_samples % n_refs)
+            n_val_r = n_val // n_refs + (r < n_val % n_refs)
+            lo, hi = 0.02 + 0.18 * r / n_refs, 0.02 + 0.18 * (r + 1) / n_refs
+            part_seed = seed + 1000 * r
+            train_parts.append(_reference_tensors(
+                train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, sim_kwargs, part_seed,
+                panel_masks, sim_progress(lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
+            tensors, val_pb, out_mask = _reference_tensors(
+                val_r, n_val_r, input_genes, output_genes, cell_types, cells_per_sample, sim_kwargs, part_seed + 1,
+                panel_masks, sim_progress(lo + 0.8 * (hi - lo), hi))
+            val_parts.append(tensors)
+            val_sets.append((val_pb, out_mask))
+        x, p, g, m = _concat(train_parts)
+        del train_parts
+        vx, vp, vg, vm = _concat(val_parts)
+        del val_parts
 
         net = BlueNet(len(input_genes), len(output_genes), len(cell_types), generator=torch_generator, **net_kwargs)
-        weight = p / p.sum(0).clamp(min=1e-8)
-        net.init_type_baseline(torch.einsum("nk,nkg->kg", weight, g))
+        net.init_type_baseline(_type_means(p, g, m))
         history: list[dict[str, Any]] = []
         best_epochs: dict[str, int] = {}
         t_train = time.perf_counter()
@@ -419,12 +610,13 @@ def train_model(
             best_epochs[branch] = _fit_branch(
                 net, branch, (x, p, g), (vx, vp, vg), epochs=n_epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, patience=patience, proportion_weight=proportion_weight,
-                seed=seed, history=history, report=lambda f, m, lo=lo, hi=hi: report(lo + (hi - lo) * f, m),
+                seed=seed, history=history, report=lambda f, m_, lo=lo, hi=hi: report(lo + (hi - lo) * f, m_),
+                masks=(m, vm),
             )
         net.set_generator(None)  # the model outlives this run: keep no reference to its generator
         train_seconds = time.perf_counter() - t_train
-        v_total, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512)
-        validation = _validation_metrics(val_pb, pred_p, pred_g)
+        v_total, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512, vm)
+        validation = _validation_metrics(val_sets, pred_p, pred_g)
         validation.update(best_epoch=best_epochs["gep"], proportion_best_epoch=best_epochs["proportion"],
                           val_loss=float(v_total))
         report(0.99, "validated")
@@ -435,14 +627,13 @@ def train_model(
         tissue=tissue,
         description=description,
         provenance=provenance or {},
-        reference_summary=dict(
-            n_cells=int(reference.n_obs),
-            n_genes=int(reference.n_vars),
-            cells_per_type={t: int(c) for t, c in reference.obs["cell_type"].astype(str).value_counts().items()},
-            n_donors=int(reference.obs["donor"].nunique()) if "donor" in reference.obs else None,
-            n_training_cells=int(train_ref.n_obs),
-            n_validation_cells=int(val_ref.n_obs),
+        reference_summary=_reference_summary(references, splits),
+        gene_selection=dict(
+            selected_on="training cells of each reference (validation cells never seen)",
+            exclude_pattern=gene_exclude, min_fold_change=min_fold_change, n_markers_per_cell_type=n_markers,
+            union_over_references=len(references) > 1,
         ),
+        reference_qc=reference_qc,
         training=dict(
             n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
             simulation=sim_kwargs, epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),

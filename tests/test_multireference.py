@@ -1,0 +1,114 @@
+"""Issue 10: multi-reference training (union genes, masks), platform-robust selection, reference QC."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from _engine_data import synthetic_reference
+
+from blue_core.exceptions import BlueWarning
+from blue_core.features import excluded_genes, select_input_genes
+from blue_core.qc import check_reference_markers, marker_qc_messages
+from blue_core.training import _gep_mse, _reference_tensors, train_model
+
+TINY = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2, batch_size=32,
+            network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10, n_output_genes=60)
+
+
+def _renamed(ref: ad.AnnData, start: int) -> ad.AnnData:
+    out = ref.copy()
+    out.var_names = [f"GENE{start + j}" for j in range(out.n_vars)]
+    return out
+
+
+def test_gep_loss_ignores_unmeasured_genes():
+    p = torch.tensor([[1.0, 0.0]])
+    g = torch.zeros(1, 2, 4)
+    pred = torch.zeros(1, 2, 4)
+    pred[0, 0, 3] = 100.0  # a huge error on gene 3 ...
+    mask = torch.tensor([[True, True, True, False]])  # ... which this sample's reference did not measure
+    assert _gep_mse(pred, g, p, mask).item() == 0.0
+    assert _gep_mse(pred, g, p).item() > 0
+
+
+def test_reference_tensors_mask_genes_the_reference_lacks():
+    ref = synthetic_reference(n_cells=90, n_genes=40, seed=2)
+    inputs = ["GENE0", "GENE1", "NOT_MEASURED"]
+    outputs = ["GENE0", "GENE5", "ALSO_MISSING"]
+    (x, p, g, mask), pb, out_mask = _reference_tensors(ref, 8, inputs, outputs, ["type0", "type1", "type2"], 20, {}, 0,
+                                                      None, lambda f, m: None)
+    assert x.shape == (8, 3) and torch.all(x[:, 2] == 0)  # missing input = the sample mean after standardising
+    assert out_mask.tolist() == [True, True, False]
+    assert mask.shape == (8, 3) and not mask[:, 2].any() and mask[:, :2].all()
+    assert torch.all(g[:, :, 2] == 0) and pb.output_genes == ["GENE0", "GENE5"]
+
+
+def test_two_references_union_of_genes_and_types():
+    a = _renamed(synthetic_reference(n_cells=150, n_genes=60, n_types=3, seed=1), 0)
+    b = _renamed(synthetic_reference(n_cells=160, n_genes=60, n_types=4, seed=3), 30)  # type3 only here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BlueWarning)
+        model = train_model({"a": a, "b": b}, name="two", **TINY)
+    assert model.cell_types == ["type0", "type1", "type2", "type3"]
+    only_b = {f"GENE{j}" for j in range(60, 90)}
+    assert only_b & set(model.input_genes) and only_b & set(model.output_genes)  # nothing thrown away
+    only_a = {f"GENE{j}" for j in range(30)}
+    assert only_a & set(model.input_genes)
+    summary = model.card["reference_summary"]
+    assert set(summary["references"]) == {"a", "b"} and summary["n_cells"] == 310
+    assert model.card["gene_selection"]["union_over_references"] is True
+    props, _ = model.predict(np.zeros((2, len(model.input_genes)), dtype=np.float32))
+    assert props.shape == (2, 4)
+
+
+def test_platform_sensitive_genes_are_never_markers():
+    ref = synthetic_reference(n_cells=150, n_genes=60, seed=1)
+    names = [f"GENE{j}" for j in range(60)]
+    names[:4] = ["RPL13", "RPS27A", "MT-CO1", "HLA-DRA"]  # block markers of type0
+    ref.var_names = names
+    chosen = select_input_genes(ref, n_per_cell_type=20)
+    assert not set(chosen) & {"RPL13", "RPS27A", "MT-CO1", "HLA-DRA"}
+    assert {"RPL13", "HLA-DRA"} <= set(select_input_genes(ref, n_per_cell_type=20, exclude=None))
+    assert excluded_genes(["RPS6KA1", "MTOR", "RPL10L", "MRPS18B"]).tolist() == [False, False, True, True]
+
+
+def _blood_like(with_markers: bool) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    genes = ["MS4A1", "CD79A", "CD3D", "IL7R", "LEF1", "NKG7", "GNLY"] + [f"G{j}" for j in range(30)]
+    if not with_markers:
+        genes = [g if g not in ("CD3D", "IL7R", "LEF1") else f"X{g}" for g in genes]
+    counts = rng.poisson(1.0, size=(90, len(genes))).astype(np.float32)
+    labels = np.repeat(["B", "CD4 T", "NK"], 30)
+    counts[:30, :2] += 20
+    counts[30:60, 2:5] += 20
+    counts[60:, 5:7] += 20
+    return ad.AnnData(sp.csr_matrix(counts), obs=pd.DataFrame({"cell_type": labels}, index=[f"c{i}" for i in range(90)]),
+                      var=pd.DataFrame(index=genes))
+
+
+def test_marker_qc_flags_a_type_without_its_canonical_markers():
+    good = check_reference_markers(_blood_like(True))
+    assert good.set_index("cell_type")["ok"].to_dict() == {"B": True, "CD4 T": True, "NK": True}
+    bad = check_reference_markers(_blood_like(False)).set_index("cell_type")
+    assert not bad.loc["CD4 T", "ok"] and "IL7R" in bad.loc["CD4 T", "missing"]
+    messages = marker_qc_messages(bad.reset_index(), name="ref.h5ad")
+    assert len([m for m in messages if "'CD4 T'" in m and "none of its canonical markers" in m]) == 1
+
+
+def test_read_reference_and_training_report_marker_qc(tmp_path):
+    from blue_core.io import read_reference
+
+    path = tmp_path / "ref.h5ad"
+    _blood_like(False).write_h5ad(path)
+    with pytest.warns(BlueWarning, match="'CD4 T'.*none of its canonical markers"):
+        ref = read_reference(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BlueWarning)
+        model = train_model(ref, name="qc", min_fold_change=1.0, **{**TINY, "n_markers": 10, "n_output_genes": 20})
+    assert any("'CD4 T'" in m for m in model.card["reference_qc"]["reference"])
