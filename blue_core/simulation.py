@@ -214,6 +214,7 @@ def simulate(
     noise_batch_size: int = 100,
     seed: int = 0,
     progress: Progress | None = None,
+    type_gene_factors: np.ndarray | None = None,
 ) -> PseudoBulk:
     """Simulate pseudo-bulk samples from a labelled single-cell reference.
 
@@ -248,6 +249,10 @@ def simulate(
         Seed of the random generator; the same seed gives the same output.
     progress
         Optional callback ``progress(fraction, message)``.
+    type_gene_factors
+        ``(K, G)`` multiplicative factors (cell types in ``cell_types`` order x reference genes) applied to
+        each cell type's contribution to ``bulk`` (platform calibration: how a type's genes read on bulk
+        RNA-seq relative to single cells). ``profiles`` (the GEP targets) are not changed. Default: none.
 
     Returns
     -------
@@ -293,6 +298,14 @@ def simulate(
         out_genes = [str(g) for g in output_genes]
 
     n_types = len(types)
+    if type_gene_factors is not None:
+        type_gene_factors = np.asarray(type_gene_factors, dtype=np.float32)
+        if type_gene_factors.shape != (n_types, len(genes)) or not np.all(np.isfinite(type_gene_factors)) \
+                or (type_gene_factors < 0).any():
+            raise BlueInputError(
+                f"type_gene_factors must be a non-negative finite ({n_types}, {len(genes)}) array (cell types x "
+                f"reference genes), got shape {type_gene_factors.shape}."
+            )
     type_index = {t: k for k, t in enumerate(types)}
     codes = np.array([type_index[label] for label in labels], dtype=np.int64)
     members = [np.flatnonzero(codes == k) for k in range(n_types)]
@@ -332,7 +345,10 @@ def simulate(
                 (np.ones(total, dtype=np.float32), (sample_of_draw, cell_of_draw)), shape=(rows, sizes[k])
             )
             draws.sum_duplicates()
-            bulk[start:stop] += (draws @ X_by_type[k]).toarray()
+            contribution = (draws @ X_by_type[k]).toarray()
+            if type_gene_factors is not None:
+                contribution *= type_gene_factors[k]
+            bulk[start:stop] += contribution
             profiles[start:stop, k, :] = (draws @ X_out_by_type[k]).toarray()
         if progress is not None:
             progress(stop / n, f"simulated {stop:,} of {n:,} pseudo-bulks")

@@ -36,7 +36,7 @@ from .module import BlueNet
 from .qc import check_reference_markers, marker_qc_messages
 from .simulation import PseudoBulk, _check_reference, cell_types_of, simulate, split_reference
 
-__all__ = ["Loss", "blue_loss", "train_model", "DEFAULT_NETWORK"]
+__all__ = ["Loss", "blue_loss", "train_model", "platform_factors", "DEFAULT_NETWORK"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,59 @@ def _panel_inputs(values: np.ndarray, panel_masks: Sequence[np.ndarray] | None, 
         if rows.size:
             out[rows] = preprocess(values[rows], mask)
     return out
+
+
+def platform_factors(
+    reference: ad.AnnData, profiles: pd.DataFrame, cell_types: Sequence[str], *, shrinkage: float = 0.5,
+    clip: float = 3.0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per cell type and gene, how bulk RNA-seq of sorted cells reads relative to single-cell pseudo-bulk.
+
+    Parameters
+    ----------
+    reference
+        Cells x genes (raw counts, ``obs['cell_type']``): the training cells of one reference.
+    profiles
+        Genes x cell types, bulk RNA-seq of sorted cells (linear; renormalised here).
+    cell_types
+        The model's cell types (order of the returned rows).
+    shrinkage
+        Fraction of the log-ratio applied (0 = no calibration, 1 = full).
+    clip
+        Bound of the natural-log ratio before shrinkage.
+
+    Returns
+    -------
+    tuple
+        ``factors (K, G)`` float32 over the reference's genes (1 where a gene or type has no profile) and a
+        summary (types calibrated, genes shared, median |log factor|).
+    """
+    genes = pd.Index([str(g) for g in reference.var_names])
+    prof = profiles.copy()
+    prof.index = prof.index.astype(str)
+    prof = prof[~prof.index.duplicated()]
+    shared = genes.intersection(prof.index)
+    factors = np.ones((len(cell_types), len(genes)), dtype=np.float32)
+    if len(shared) < 100 or shrinkage <= 0:
+        return factors, dict(types=[], n_shared_genes=int(len(shared)))
+    X = _check_reference(reference)
+    pos = genes.get_indexer(shared)
+    labels = reference.obs["cell_type"].astype(str).to_numpy()
+    done, sizes = [], []
+    for k, cell_type in enumerate(cell_types):
+        if cell_type not in prof.columns or not (labels == cell_type).any():
+            continue
+        sc = np.asarray(X[labels == cell_type][:, pos].sum(axis=0), dtype=np.float64).ravel()
+        bulk = prof.loc[shared, cell_type].to_numpy(dtype=np.float64)
+        if sc.sum() <= 0 or bulk.sum() <= 0:
+            continue
+        sc_cpm, bulk_cpm = sc / sc.sum() * 1e6, bulk / bulk.sum() * 1e6
+        log_ratio = np.clip(np.log((bulk_cpm + 1.0) / (sc_cpm + 1.0)), -clip, clip) * shrinkage
+        factors[k, pos] = np.exp(log_ratio).astype(np.float32)
+        done.append(cell_type)
+        sizes.append(float(np.median(np.abs(log_ratio))))
+    return factors, dict(types=done, n_shared_genes=int(len(shared)),
+                         median_abs_log_factor=float(np.median(sizes)) if sizes else 0.0)
 
 
 def _as_references(reference: Any) -> dict[str, ad.AnnData]:
@@ -411,6 +464,8 @@ def train_model(
     min_fold_change: float = MIN_FOLD_CHANGE,
     output_selection: dict[str, Any] | None = None,
     outputs_include_inputs: bool = True,
+    platform_profiles: pd.DataFrame | None = None,
+    platform_shrinkage: float = 0.5,
     n_samples: int = 8000,
     n_validation_samples: int | None = None,
     cells_per_sample: int = 500,
@@ -468,6 +523,14 @@ def train_model(
         ``n_variable``) for the default output genes.
     outputs_include_inputs
         Put the input genes among the default output genes.
+    platform_profiles, platform_shrinkage
+        Platform calibration (optional): bulk RNA-seq profiles of sorted cells, genes x cell types (any
+        linear unit; columns named like the model's cell types). Per reference, gene and type, the
+        log-ratio of the sorted-cell profile to the type's single-cell mean profile (both CPM over the
+        shared genes, +1 CPM, clipped to +-3) times ``platform_shrinkage`` gives a factor applied to that
+        type's contribution to the simulated bulk (:func:`~blue_core.simulation.simulate`'s
+        ``type_gene_factors``): the network learns to read bulk as bulk RNA-seq measures the types.
+        Factors are computed on training cells only; types without a profile keep factor 1.
     n_samples
         Training pseudo-bulks.
     n_validation_samples
@@ -582,16 +645,22 @@ def train_model(
         n_val = n_validation_samples or max(200, n_samples // 8)
         n_refs = len(references)
         train_parts, val_parts, val_sets = [], [], []
+        calibration: dict[str, Any] = {}
         for r, (ref_name, (train_r, val_r)) in enumerate(splits.items()):
             n_train_r = n_samples // n_refs + (r < n_samples % n_refs)
             n_val_r = n_val // n_refs + (r < n_val % n_refs)
             lo, hi = 0.02 + 0.18 * r / n_refs, 0.02 + 0.18 * (r + 1) / n_refs
             part_seed = seed + 1000 * r
+            factors = None
+            if platform_profiles is not None:
+                factors, calibration[ref_name] = platform_factors(train_r, platform_profiles, cell_types,
+                                                                  shrinkage=platform_shrinkage)
+            part_kwargs = {**sim_kwargs, "type_gene_factors": factors} if factors is not None else sim_kwargs
             train_parts.append(_reference_tensors(
-                train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, sim_kwargs, part_seed,
+                train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs, part_seed,
                 panel_masks, sim_progress(lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
             tensors, val_pb, out_mask = _reference_tensors(
-                val_r, n_val_r, input_genes, output_genes, cell_types, cells_per_sample, sim_kwargs, part_seed + 1,
+                val_r, n_val_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs, part_seed + 1,
                 panel_masks, sim_progress(lo + 0.8 * (hi - lo), hi))
             val_parts.append(tensors)
             val_sets.append((val_pb, out_mask))
@@ -634,6 +703,8 @@ def train_model(
             union_over_references=len(references) > 1,
         ),
         reference_qc=reference_qc,
+        platform_calibration=(dict(shrinkage=platform_shrinkage, profile_columns=list(map(str, platform_profiles.columns)),
+                                   per_reference=calibration) if platform_profiles is not None else None),
         training=dict(
             n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
             simulation=sim_kwargs, epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),

@@ -112,3 +112,26 @@ def test_read_reference_and_training_report_marker_qc(tmp_path):
         warnings.simplefilter("ignore", BlueWarning)
         model = train_model(ref, name="qc", min_fold_change=1.0, **{**TINY, "n_markers": 10, "n_output_genes": 20})
     assert any("'CD4 T'" in m for m in model.card["reference_qc"]["reference"])
+
+
+def test_platform_factors_scale_the_bulk_not_the_targets():
+    from blue_core.simulation import simulate
+    from blue_core.training import platform_factors
+
+    ref = synthetic_reference(n_cells=150, n_genes=200, seed=4)
+    genes = [str(g) for g in ref.var_names]
+    labels = ref.obs["cell_type"].astype(str)
+    means = pd.DataFrame({t: np.asarray(ref.X[(labels == t).to_numpy()].sum(axis=0)).ravel() for t in ["type0", "type1"]},
+                         index=genes)
+    sorted_cells = means.copy()
+    sorted_cells.loc["GENE150", "type0"] *= 20  # bulk RNA-seq reads this gene much higher in type0
+    factors, summary = platform_factors(ref, sorted_cells, ["type0", "type1", "type2"], shrinkage=0.5)
+    g = genes.index("GENE150")
+    assert factors[0, g] > 2.5 and summary["types"] == ["type0", "type1"]
+    assert np.allclose(factors[2], 1.0)  # no profile for type2
+    plain = simulate(ref, 20, cells_per_sample=50, seed=0)
+    calibrated = simulate(ref, 20, cells_per_sample=50, seed=0, type_gene_factors=factors)
+    assert np.array_equal(plain.profiles, calibrated.profiles) and np.array_equal(plain.proportions, calibrated.proportions)
+    assert calibrated.bulk[:, g].sum() > 2 * plain.bulk[:, g].sum()
+    model = train_model(ref, name="cal", platform_profiles=sorted_cells, **TINY)
+    assert model.card["platform_calibration"]["per_reference"]["reference"]["types"] == ["type0", "type1"]
