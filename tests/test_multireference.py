@@ -132,6 +132,6 @@ def test_platform_factors_scale_the_bulk_not_the_targets():
     plain = simulate(ref, 20, cells_per_sample=50, seed=0)
     calibrated = simulate(ref, 20, cells_per_sample=50, seed=0, type_gene_factors=factors)
     assert np.array_equal(plain.profiles, calibrated.profiles) and np.array_equal(plain.proportions, calibrated.proportions)
-    assert calibrated.bulk[:, g].sum() > 2 * plain.bulk[:, g].sum()
+    assert calibrated.bulk[:, g].sum() > 1.3 * plain.bulk[:, g].sum()  # type0 is part of each mixture
     model = train_model(ref, name="cal", platform_profiles=sorted_cells, **TINY)
     assert model.card["platform_calibration"]["per_reference"]["reference"]["types"] == ["type0", "type1"]
