@@ -33,6 +33,11 @@ Schema::
     n_output_variable = 1000
     max_output_genes = 3000
 
+    [calibration]                       # optional platform calibration (train_model(platform_profiles=...))
+    profiles = "pbmc/hpa_blood_celltype_profiles_nx.csv.gz"   # genes x sorted cell types, bulk RNA-seq
+    columns = { "B" = ["naive_B_cell", "memory_B_cell"] }     # model type -> mean of these columns
+    shrinkage = 0.5
+
     [simulation]                        # blue_core.train_model(simulation=...): noise, Dirichlet, sparsity
     [network]                           # blue_core.train_model(network=...): BlueNet widths
     [training]                          # other blue_core.train_model options (n_samples, epochs, seed, ...)
@@ -206,6 +211,22 @@ def panel_genes(recipe: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def calibration_profiles(recipe: dict[str, Any]) -> pd.DataFrame | None:
+    """The recipe's ``[calibration]`` sorted-cell profiles as genes x model cell types (None without one)."""
+    cfg = recipe.get("calibration")
+    if not cfg:
+        return None
+    table = pd.read_csv(data_root(recipe) / cfg["profiles"], index_col=0)
+    table.index = table.index.astype(str)
+    out = {}
+    for cell_type, columns in cfg["columns"].items():
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise BlueInputError(f"calibration profiles have no columns {missing}; available: {list(table.columns)}.")
+        out[cell_type] = table[columns].div(table[columns].sum(axis=0), axis=1).mean(axis=1) * 1e6
+    return pd.DataFrame(out)
+
+
 def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = None):
     """Read a recipe file, build its reference and train a model with its settings (see :func:`train_recipe`)."""
     return train_recipe(read_recipe(path), progress=progress)
@@ -262,6 +283,8 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
         outputs_include_inputs=bool(genes_cfg.get("outputs_include_inputs", False)),
         gene_exclude=genes_cfg.get("exclude_pattern", EXCLUDE_PATTERN) or None,
         min_fold_change=float(genes_cfg.get("min_fold_change", MIN_FOLD_CHANGE)),
+        platform_profiles=calibration_profiles(recipe),
+        platform_shrinkage=float(recipe.get("calibration", {}).get("shrinkage", 0.5)),
         name=recipe["name"],
         tissue=recipe.get("tissue"),
         description=recipe.get("description", ""),

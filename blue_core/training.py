@@ -480,6 +480,7 @@ def train_model(
     patience: int = 8,
     validation_fraction: float = 0.1,
     seed: int = 0,
+    split_seed: int | None = None,
     threads: int | None = None,
     name: str = "blue-model",
     tissue: str | None = None,
@@ -562,6 +563,10 @@ def train_model(
         Seed for the split, simulation, initialisation, dropout and batching. Only local generators
         (``numpy.random.Generator``, ``torch.Generator``) are used; the process-wide ones are neither
         read nor changed, so concurrent trainings in one process (app sessions) stay reproducible.
+    split_seed
+        Seed of the training / validation split (and so of the gene selection) when it should differ from
+        ``seed``: ensemble members share one split (``split_seed``) and differ in ``seed``, so they read the
+        same genes and none has trained on another's validation cells. Default: ``seed``.
     threads
         ``torch.set_num_threads`` during training (default: leave torch's setting).
     name, tissue, description
@@ -610,7 +615,8 @@ def train_model(
         splits = {}
         for ref_name, ref in references.items():
             train_r, val_r, _ = split_reference(
-                ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=seed
+                ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
+                seed=seed if split_seed is None else split_seed,
             )
             if val_r.n_obs == 0 or train_r.n_obs == 0:
                 raise BlueInputError(f"the reference {ref_name!r} is too small to hold out validation cells; add cells.")
@@ -711,7 +717,8 @@ def train_model(
             proportion_epochs=proportion_epochs,
             proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, proportion_weight=proportion_weight, patience=patience,
-            validation_fraction=validation_fraction, seed=seed, threads=torch.get_num_threads() if not threads
+            validation_fraction=validation_fraction, seed=seed,
+            split_seed=seed if split_seed is None else split_seed, threads=torch.get_num_threads() if not threads
             else int(threads), n_markers=n_markers, input_panel_size=len(input_panel) if input_panel else None,
             history=history,
         ),
