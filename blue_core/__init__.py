@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "simulate": "simulation",
     "PseudoBulk": "simulation",
     "train_model": "training",
+    "build_ensemble": "ensemble",
     "BlueModel": "model",
     "save_model": "model",
     "load_model": "model",

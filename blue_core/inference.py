@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .model import BlueModel, preprocess
 
-__all__ = ["Deconvolution", "deconvolve", "fit_scores", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
+__all__ = ["Deconvolution", "deconvolve", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,11 @@ class Deconvolution:
         Name of the model used.
     input_report
         Gene matching and input details (``n_model_genes``, ``n_model_genes_matched``, ...).
+    proportions_lo, proportions_hi
+        Ensemble models only: DataFrames like ``proportions`` with the lower / upper end of each
+        sample's and type's 90 % interval (see :func:`proportion_intervals`); None for a single model.
+    member_spread
+        Ensemble models only: the members' standard deviation of each proportion.
     """
 
     proportions: pd.DataFrame
@@ -79,6 +84,9 @@ class Deconvolution:
     fit: pd.DataFrame
     model_name: str
     input_report: dict[str, Any] = field(default_factory=dict)
+    proportions_lo: pd.DataFrame | None = None
+    proportions_hi: pd.DataFrame | None = None
+    member_spread: pd.DataFrame | None = None
 
     @property
     def samples(self) -> list[str]:
@@ -104,7 +112,9 @@ class Deconvolution:
         Layer keys are the cell-type names with ``/`` replaced by ``_``.
         """
         obs = self.fit.copy()
-        obs["poorly_explained"] = obs["poorly_explained"].astype(bool)
+        for column in ("poorly_explained", "members_disagree"):
+            if column in obs:
+                obs[column] = obs[column].astype(bool)
         adata = ad.AnnData(
             X=self.reconstruction(), obs=obs, var=pd.DataFrame(index=pd.Index(self.genes, name="gene"))
         )
@@ -114,6 +124,10 @@ class Deconvolution:
         props = self.proportions.copy()
         props.index = adata.obs_names
         adata.obsm["proportions"] = props
+        for key in ("proportions_lo", "proportions_hi", "member_spread"):
+            frame = getattr(self, key)
+            if frame is not None:
+                adata.obsm[key] = frame.set_axis(adata.obs_names)
         adata.uns["model_name"] = self.model_name
         adata.uns["cell_types"] = list(self.cell_types)
         adata.uns["units"] = "CPM over the model's output genes"
@@ -143,11 +157,22 @@ class Deconvolution:
         from .files import atomic_directory
 
         with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
-            self.proportions.rename_axis("sample").to_csv(tmp / "proportions.csv")
+            self.proportions_table().rename_axis("sample").to_csv(tmp / "proportions.csv")
             self.fit.rename_axis("sample").to_csv(tmp / "fit.csv")
             self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
         logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
         return Path(directory)
+
+    def proportions_table(self) -> pd.DataFrame:
+        """Proportions with, for an ensemble, ``<type>_lo`` / ``<type>_hi`` interval columns after each type."""
+        if self.proportions_lo is None or self.proportions_hi is None:
+            return self.proportions.copy()
+        columns = {}
+        for cell_type in self.cell_types:
+            columns[cell_type] = self.proportions[cell_type]
+            columns[f"{cell_type}_lo"] = self.proportions_lo[cell_type]
+            columns[f"{cell_type}_hi"] = self.proportions_hi[cell_type]
+        return pd.DataFrame(columns, index=self.proportions.index)
 
     @classmethod
     def read(cls, directory: str | Path) -> Deconvolution:
@@ -163,12 +188,19 @@ class Deconvolution:
         expression = np.stack([np.asarray(adata.layers[_layer_key(c)], dtype=np.float32) for c in cell_types], 1)
         proportions = pd.DataFrame(adata.obsm["proportions"], copy=True)[cell_types]
         proportions.index = pd.Index(adata.obs_names, name="sample")
-        fit = adata.obs[["fit_r", "poorly_explained"]].copy()
+        columns = [c for c in ("fit_r", "poorly_explained", "member_spread", "members_disagree") if c in adata.obs]
+        fit = adata.obs[columns].copy()
         fit.index = proportions.index
-        fit["poorly_explained"] = fit["poorly_explained"].astype(bool)
+        for column in ("poorly_explained", "members_disagree"):
+            if column in fit:
+                fit[column] = fit[column].astype(bool)
         report = json.loads(adata.uns.get("input_report_json", "{}"))
+        extra = {}
+        for key in ("proportions_lo", "proportions_hi", "member_spread"):
+            if key in adata.obsm:
+                extra[key] = pd.DataFrame(adata.obsm[key], copy=True)[cell_types].set_axis(proportions.index)
         return cls(proportions, expression, cell_types, [str(g) for g in adata.var_names], fit,
-                   str(adata.uns.get("model_name", "")), report)
+                   str(adata.uns.get("model_name", "")), report, **extra)
 
 
 def fit_scores(
@@ -333,6 +365,7 @@ def deconvolve(
 
     X = adata.X
     props = np.empty((n, len(model.cell_types)), dtype=np.float32)
+    member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)
     expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
     fit_r = np.full(n, np.nan)
     for start in range(0, n, batch_size):
@@ -346,7 +379,9 @@ def deconvolve(
             )
         values = np.zeros((stop - start, n_model))
         values[:, present] = block[:, in_pos[present]]
-        props[start:stop], expression[start:stop] = model.predict(preprocess(values, present), batch_size=batch_size)
+        member_props[:, start:stop], expression[start:stop] = model.predict_members(preprocess(values, present),
+                                                                                    batch_size=batch_size)
+        props[start:stop] = member_props[:, start:stop].mean(axis=0)
         if out_present.sum() >= 3:
             out_values = np.zeros((stop - start, len(model.output_genes)))
             out_values[:, out_present] = block[:, out_pos[out_present]]
@@ -357,6 +392,14 @@ def deconvolve(
     poorly = ~(fit_r >= threshold)
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
     fit = pd.DataFrame({"fit_r": fit_r, "poorly_explained": poorly}, index=index)
+    intervals: dict[str, pd.DataFrame] = {}
+    if model.n_members > 1:
+        lo, hi, spread = proportion_intervals(member_props, model.card.get("intervals"), model.cell_types)
+        intervals = {name: pd.DataFrame(v, index=index, columns=model.cell_types)
+                     for name, v in (("proportions_lo", lo), ("proportions_hi", hi), ("member_spread", spread))}
+        limit = (model.card.get("intervals") or {}).get("spread_threshold")
+        fit["member_spread"] = spread.max(axis=1)
+        fit["members_disagree"] = fit["member_spread"] > float(limit) if limit is not None else False
     if poorly.any():
         warnings.warn(
             f"{int(poorly.sum())} of {n} samples are poorly explained by model {model.name!r} (fit r < "
@@ -378,4 +421,46 @@ def deconvolve(
     logger.info("deconvolved %d samples with %r in %.2f s", n, model.name, time.perf_counter() - t0)
     proportions = pd.DataFrame(props, index=index, columns=model.cell_types)
     return Deconvolution(proportions, expression, list(model.cell_types), list(model.output_genes), fit,
-                         model.name, report)
+                         model.name, report, **intervals)
+
+
+#: Two-sided 90 % normal quantile used for the intervals.
+Z90 = 1.6448536269514722
+
+
+def proportion_intervals(
+    member_props: np.ndarray, calibration: dict[str, Any] | None, cell_types: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """90 % intervals of an ensemble's proportions.
+
+    The half-width combines the members' disagreement with the error the ensemble makes on validation
+    pseudo-bulk (cells it never trained on): ``z * sqrt(sd_members**2 + sigma_k**2)``, with ``sigma_k``
+    the ensemble's validation RMSE for cell type ``k`` (``card["intervals"]["sigma_by_type"]``, written
+    by :func:`blue_core.ensemble.build_ensemble`) and ``z = 1.645`` (two-sided 90 %); clipped to [0, 1].
+    Without a calibration only the members' spread is used.
+
+    Parameters
+    ----------
+    member_props
+        ``(M, n, K)`` per-member proportions.
+    calibration
+        ``card["intervals"]`` or None.
+    cell_types
+        ``K`` names (keys of ``sigma_by_type``).
+
+    Returns
+    -------
+    tuple
+        ``lo, hi, spread``, each ``(n, K)`` float32; ``lo <= mean <= hi``.
+    """
+    mean = member_props.mean(axis=0)
+    spread = member_props.std(axis=0, ddof=1) if member_props.shape[0] > 1 else np.zeros_like(mean)
+    sigma = np.zeros(len(cell_types), dtype=np.float32)
+    z = Z90
+    if calibration:
+        z = float(calibration.get("z", Z90))
+        by_type = calibration.get("sigma_by_type") or {}
+        sigma = np.array([float(by_type.get(t, 0.0)) for t in cell_types], dtype=np.float32)
+    half = z * np.sqrt(spread**2 + sigma[None, :] ** 2)
+    return (np.clip(mean - half, 0.0, 1.0).astype(np.float32), np.clip(mean + half, 0.0, 1.0).astype(np.float32),
+            spread.astype(np.float32))

@@ -106,7 +106,10 @@ class BlueModel:
     preprocessing
         Description of the preprocessing (see :data:`PREPROCESSING`).
     network
-        The trained :class:`~blue_core.module.BlueNet` (put in eval mode).
+        The trained :class:`~blue_core.module.BlueNet` (put in eval mode), or a list of them: an
+        **ensemble** whose members share the genes, cell types and architecture (see
+        :mod:`blue_core.ensemble`). Proportions are the members' mean, GEPs their mean (CPM), and
+        :func:`~blue_core.inference.deconvolve` adds per-sample 90 % intervals from the members' spread.
     card
         The model card (see module docstring); ``card['validation']['fit_r_threshold']`` is the fit
         score under which a sample is flagged as poorly explained.
@@ -119,7 +122,7 @@ class BlueModel:
         input_genes: list[str],
         output_genes: list[str],
         preprocessing: dict[str, Any],
-        network: BlueNet,
+        network: BlueNet | list[BlueNet],
         card: dict[str, Any] | None = None,
     ) -> None:
         self.name = check_model_name(name)
@@ -127,7 +130,10 @@ class BlueModel:
         self.input_genes = list(input_genes)
         self.output_genes = list(output_genes)
         self.preprocessing = dict(preprocessing)
-        self.network = network.eval()
+        networks = list(network) if isinstance(network, (list, tuple)) else [network]
+        if not networks:
+            raise BlueModelError("a model needs at least one network.")
+        self.networks: list[BlueNet] = [net.eval() for net in networks]
         self.card = dict(card or {})
         #: Where the model was loaded from: "installed", "folder", or None (built in this process).
         self.source: str | None = None
@@ -139,6 +145,16 @@ class BlueModel:
             f"BlueModel(name={self.name!r}, {len(self.cell_types)} cell types, "
             f"{len(self.input_genes):,} input genes, {len(self.output_genes):,} output genes)"
         )
+
+    @property
+    def network(self) -> BlueNet:
+        """The (first) member's network; ``networks`` holds all members of an ensemble."""
+        return self.networks[0]
+
+    @property
+    def n_members(self) -> int:
+        """Number of networks (1 for a single model, >= 2 for an ensemble)."""
+        return len(self.networks)
 
     @property
     def read_genes(self) -> list[str] | None:
@@ -171,15 +187,31 @@ class BlueModel:
         tuple
             proportions ``(n, K)`` float32 and GEPs ``(n, K, G_out)`` float32 in CPM.
         """
+        members, geps = self.predict_members(x, batch_size=batch_size)
+        return members.mean(axis=0), geps
+
+    def predict_members(self, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Run every member on preprocessed input.
+
+        Returns
+        -------
+        tuple
+            per-member proportions ``(M, n, K)`` float32 and the members' mean GEPs ``(n, K, G_out)``
+            float32 in CPM.
+        """
         n = x.shape[0]
-        props = np.empty((n, len(self.cell_types)), dtype=np.float32)
-        geps = np.empty((n, len(self.cell_types), len(self.output_genes)), dtype=np.float32)
-        self.network.eval()
+        props = np.empty((self.n_members, n, len(self.cell_types)), dtype=np.float32)
+        geps = np.zeros((n, len(self.cell_types), len(self.output_genes)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, n, batch_size):
-                p, g = self.network(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])))
-                props[start : start + batch_size] = p.numpy()
-                geps[start : start + batch_size] = torch.expm1(g).numpy()
+                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+                for m, net in enumerate(self.networks):
+                    net.eval()
+                    p, g = net(batch)
+                    props[m, start : start + batch_size] = p.numpy()
+                    geps[start : start + batch_size] += torch.expm1(g).numpy()
+        if self.n_members > 1:
+            geps /= self.n_members
         return props, geps
 
     def deconvolve(self, bulk, **kwargs):  # noqa: ANN001, ANN201 - see inference.deconvolve
@@ -191,6 +223,9 @@ class BlueModel:
 
 def _check_consistent(model: BlueModel) -> None:
     config = model.network.config
+    if any(net.config != config for net in model.networks[1:]):
+        raise BlueModelError(f"the members of model {model.name!r} have different architectures; an ensemble's "
+                             "members share one network configuration.")
     checks = (
         ("input genes", len(model.input_genes), config["n_input_genes"]),
         ("output genes", len(model.output_genes), config["n_output_genes"]),
@@ -247,7 +282,7 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
     # Both files are written under temporary names in the same folder and renamed into place when
     # complete, so a failure part-way never leaves a half-written weights file or card.
     tmp_weights, tmp_card = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CARD_FILE}.tmp"
-    state = {k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()}
+    state = _state_dict(model)
     try:
         save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
         card = _final_card(model, _sha256(tmp_weights))
@@ -262,6 +297,14 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
     return directory
 
 
+def _state_dict(model: BlueModel) -> dict[str, torch.Tensor]:
+    """All weights; an ensemble's tensors are prefixed with the member (``m0.``, ``m1.``, ...)."""
+    if model.n_members == 1:
+        return {k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()}
+    return {f"m{i}.{k}": v.detach().contiguous().cpu()
+            for i, net in enumerate(model.networks) for k, v in net.state_dict().items()}
+
+
 def _final_card(model: BlueModel, weights_sha256: str) -> dict[str, Any]:
     """The card written next to the weights: the model's card plus its lists, network and checksum."""
     card = dict(model.card)
@@ -273,6 +316,7 @@ def _final_card(model: BlueModel, weights_sha256: str) -> dict[str, Any]:
         output_genes=model.output_genes,
         preprocessing=model.preprocessing,
         network=model.network.config,
+        n_members=model.n_members,
         blue_version=card.get("blue_version", __version__),
         weights_file=WEIGHTS_FILE,
         weights_sha256=weights_sha256,
@@ -367,7 +411,8 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
     check_card(card, card_path)
     if not weights.is_file():
         raise BlueModelError(f"{directory} has no {WEIGHTS_FILE}; copy the weights next to {CARD_FILE}.")
-    _check_weights_header(weights, card["network"])
+    n_members = int(card.get("n_members") or 1)
+    _check_weights_header(weights, card["network"], n_members)
     digest = _sha256(weights)
     if digest != card["weights_sha256"]:
         raise BlueModelError(
@@ -379,8 +424,16 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
     except (SafetensorError, OSError, ValueError) as err:
         raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
     try:
-        network = BlueNet(**card["network"])
-        network.load_state_dict(state, strict=True)
+        if n_members == 1:
+            network: BlueNet | list[BlueNet] = BlueNet(**card["network"])
+            network.load_state_dict(state, strict=True)
+        else:
+            network = []
+            for i in range(n_members):
+                prefix = f"m{i}."
+                member = BlueNet(**card["network"])
+                member.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+                network.append(member)
     except (TypeError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0]
         raise BlueModelError(
@@ -477,6 +530,16 @@ def check_card(card: Any, card_path: str | os.PathLike = CARD_FILE) -> None:
     if threshold is not None and (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
                                   or not math.isfinite(threshold)):
         fail(f"validation.fit_r_threshold must be a number or null, got {str(threshold)[:40]!r}")
+    n_members = card.get("n_members", 1)
+    if n_members is not None and (not isinstance(n_members, int) or isinstance(n_members, bool) or not 1 <= n_members <= 64):
+        fail(f"n_members must be an integer in [1, 64], got {str(n_members)[:40]!r}")
+    intervals = card.get("intervals")
+    if intervals is not None:
+        sigma = intervals.get("sigma_by_type") if isinstance(intervals, dict) else None
+        ok = isinstance(sigma, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and math.isfinite(v) and v >= 0 for v in sigma.values())
+        if not ok or not isinstance(intervals.get("z"), (int, float)):
+            fail("intervals must hold z (a number) and sigma_by_type (non-negative numbers)")
     panels = card.get("input_panels")
     if panels is not None:
         genes = set(card["input_genes"])
@@ -489,7 +552,7 @@ def check_card(card: Any, card_path: str | os.PathLike = CARD_FILE) -> None:
             fail(f"{key} must be text")
 
 
-def _check_weights_header(weights: Path, network: dict[str, Any]) -> None:
+def _check_weights_header(weights: Path, network: dict[str, Any], n_members: int = 1) -> None:
     """Compare the tensor names, shapes and dtypes in the safetensors header with the card's network.
 
     The expected shapes come from a :class:`BlueNet` built on PyTorch's ``meta`` device, which
@@ -504,7 +567,8 @@ def _check_weights_header(weights: Path, network: dict[str, Any]) -> None:
         raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in BlueNet(**network).state_dict().items()}
+            one = {k: tuple(v.shape) for k, v in BlueNet(**network).state_dict().items()}
+        expected = one if n_members == 1 else {f"m{i}.{k}": v for i in range(n_members) for k, v in one.items()}
     except (TypeError, ValueError) as err:
         raise BlueModelError(f"the network in {weights.parent / CARD_FILE} is invalid ({err}); re-train the model.") from err
     if set(found) != set(expected):

@@ -1,0 +1,122 @@
+"""Issue 10: ensembles (members in one safetensors file + one card) and proportion intervals."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from _engine_data import synthetic_reference
+
+from blue_core.ensemble import build_ensemble
+from blue_core.exceptions import BlueInputError, BlueModelError
+from blue_core.inference import Z90, Deconvolution, deconvolve, proportion_intervals
+from blue_core.model import load_model, save_model
+from blue_core.training import train_model
+
+TINY = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2, batch_size=32,
+            network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10, n_output_genes=40)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return synthetic_reference(n_cells=150, n_genes=60, seed=1)
+
+
+@pytest.fixture(scope="module")
+def ensemble(reference):
+    members = [train_model(reference, name="ens", seed=s, split_seed=0, **TINY) for s in range(3)]
+    return build_ensemble(members, references=reference, n_validation=60)
+
+
+def _bulk(reference, n=6):
+    import anndata as ad
+
+    from blue_core.simulation import simulate
+
+    pb = simulate(reference, n, cells_per_sample=40, seed=5)
+    return ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"S{i}" for i in range(n)]).astype(float)), pb
+
+
+def test_members_share_genes_through_split_seed(reference):
+    a = train_model(reference, name="a", seed=0, split_seed=0, **TINY)
+    b = train_model(reference, name="b", seed=1, split_seed=0, **TINY)
+    assert a.input_genes == b.input_genes and a.output_genes == b.output_genes
+    assert b.card["training"]["split_seed"] == 0 and b.card["training"]["seed"] == 1
+
+
+def test_intervals_shape_and_order(ensemble, reference):
+    bulk, _ = _bulk(reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = deconvolve(bulk, ensemble)
+    lo, hi, mean = result.proportions_lo, result.proportions_hi, result.proportions
+    assert lo.shape == hi.shape == mean.shape == (6, 3)
+    assert (lo.to_numpy() <= mean.to_numpy() + 1e-6).all() and (mean.to_numpy() <= hi.to_numpy() + 1e-6).all()
+    assert (lo.to_numpy() >= 0).all() and (hi.to_numpy() <= 1).all()
+    assert np.allclose(mean.sum(axis=1), 1, atol=1e-5)
+    assert {"member_spread", "members_disagree"} <= set(result.fit.columns)
+    card = ensemble.card["intervals"]
+    assert set(card["sigma_by_type"]) == set(ensemble.cell_types) and 0 <= card["validation_coverage"] <= 1
+
+
+def test_proportion_intervals_combine_spread_and_validation_error():
+    members = np.array([[[0.5, 0.5]], [[0.7, 0.3]]], dtype=np.float32)  # 2 members, 1 sample, 2 types
+    lo0, hi0, spread = proportion_intervals(members, None, ["a", "b"])
+    assert np.allclose(spread, 0.1414, atol=1e-3)
+    lo1, hi1, _ = proportion_intervals(members, {"z": Z90, "sigma_by_type": {"a": 0.1, "b": 0.0}}, ["a", "b"])
+    assert hi1[0, 0] - lo1[0, 0] > hi0[0, 0] - lo0[0, 0]  # validation error widens the interval
+    assert np.isclose(hi1[0, 1] - lo1[0, 1], hi0[0, 1] - lo0[0, 1])
+
+
+def test_ensemble_save_load_round_trip(ensemble, reference, tmp_path):
+    saved = save_model(ensemble, tmp_path / "ens")
+    card = json.loads((saved / "model.json").read_text())
+    assert card["n_members"] == 3 and len(card["members"]) == 3
+    from safetensors import safe_open
+
+    with safe_open(str(saved / "model.safetensors"), framework="pt") as handle:
+        keys = list(handle.keys())
+    assert {k.split(".")[0] for k in keys} == {"m0", "m1", "m2"}
+    again = load_model(saved)
+    assert again.n_members == 3
+    bulk, _ = _bulk(reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = deconvolve(bulk, ensemble), deconvolve(bulk, again)
+    assert np.allclose(a.proportions, b.proportions) and np.allclose(a.proportions_hi, b.proportions_hi)
+    assert np.allclose(a.expression, b.expression)
+
+
+def test_ensemble_outputs_written_and_read(ensemble, reference, tmp_path):
+    bulk, _ = _bulk(reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = deconvolve(bulk, ensemble)
+    result.write(tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "proportions.csv", index_col=0)
+    assert list(table.columns) == [c for t in ensemble.cell_types for c in (t, f"{t}_lo", f"{t}_hi")]
+    again = Deconvolution.read(tmp_path / "out")
+    assert np.allclose(again.proportions_lo, result.proportions_lo)
+    assert again.fit["members_disagree"].dtype == bool
+
+
+def test_ensemble_members_must_match(reference):
+    a = train_model(reference, name="a", seed=0, **TINY)
+    b = train_model(reference, name="b", seed=1, **TINY)  # own split: other genes
+    if a.input_genes != b.input_genes:
+        with pytest.raises(BlueInputError, match="split_seed"):
+            build_ensemble([a, b])
+    with pytest.raises(BlueInputError, match="at least 2"):
+        build_ensemble([a])
+
+
+def test_member_header_mismatch_refused(ensemble, tmp_path):
+    saved = save_model(ensemble, tmp_path / "ens2")
+    card = json.loads((saved / "model.json").read_text())
+    card["n_members"] = 4
+    (saved / "model.json").write_text(json.dumps(card))
+    with pytest.raises(BlueModelError, match="do not fit the network"):
+        load_model(saved)
