@@ -668,6 +668,32 @@ def fit_bar(fit: pd.DataFrame, *, threshold: float | None = None) -> "go.Figure"
     return fig
 
 
+def interval_table(result: Any, sample: str) -> pd.DataFrame:
+    """One sample's proportions with their 90 % interval: cell types x (proportion, lo, hi)."""
+    return pd.DataFrame({"proportion": result.proportions.loc[sample], "lo": result.proportions_lo.loc[sample],
+                         "hi": result.proportions_hi.loc[sample]}).rename_axis("cell type")
+
+
+def interval_bars(result: Any, sample: str) -> "go.Figure":
+    """Bar per cell type (mean proportion of the ensemble) with its 90 % interval as error bars."""
+    import plotly.graph_objects as go
+
+    table = interval_table(result, sample)
+    colors = _palette(list(result.cell_types))
+    fig = go.Figure(go.Bar(
+        x=[str(t) for t in table.index], y=table["proportion"].to_numpy(),
+        marker_color=[colors[str(t)] for t in table.index],
+        error_y=dict(type="data", symmetric=False, array=(table["hi"] - table["proportion"]).to_numpy(),
+                     arrayminus=(table["proportion"] - table["lo"]).to_numpy(), color="#333"),
+        customdata=np.stack([table["lo"].to_numpy(), table["hi"].to_numpy()], axis=1),
+        hovertemplate="%{x}: %{y:.3f} (90% interval %{customdata[0]:.3f}-%{customdata[1]:.3f})<extra></extra>",
+    ))
+    fig.update_layout(title=f"Cell-type proportions of {sample} with 90% intervals", yaxis_title="fraction of cells",
+                      xaxis_title="cell type", height=380, margin=dict(t=50, b=40))
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
 def truth_vs_prediction(predicted: pd.DataFrame, truth: pd.DataFrame, *, title: str) -> "go.Figure":
     """Measured (x) vs predicted (y) proportions, one colour per cell type, with the identity line."""
     import plotly.graph_objects as go

@@ -105,8 +105,22 @@ if len(poor):
 else:
     st.caption("Every sample is well explained by the model.")
 
+# intervals (ensemble models) ---------------------------------------------------------------------
+if getattr(result, "proportions_lo", None) is not None:
+    st.subheader("Uncertainty: 90 % intervals")
+    st.caption("This model is an ensemble: its members' disagreement and the error they make on held-out cells give "
+               "each proportion a 90 % interval (error bars). A sample whose members disagree more than on 99 % of "
+               "the validation mixtures is flagged.")
+    sample = st.selectbox("Sample", [str(s) for s in props.index], key="prop_interval_sample")
+    ui.plot(ui.interval_bars(result, sample), data=ui.interval_table(result, sample), name="proportion_intervals")
+    if "members_disagree" in fit and fit["members_disagree"].any():
+        disagree = fit.index[fit["members_disagree"].astype(bool)]
+        st.warning(f"{len(disagree)} sample(s) where the ensemble's members disagree: "
+                   f"{', '.join(map(ui.md, disagree[:20]))}.", icon=":material/warning:")
+
 # table ------------------------------------------------------------------------------------------
 st.subheader("Table")
-table = props.join(fit, how="left")
+table = result.proportions_table().join(fit, how="left") if hasattr(result, "proportions_table") \
+    else props.join(fit, how="left")
 st.dataframe(table, width="stretch", key="prop_table")
 ui.csv_download(table, "proportions.csv", label="Download proportions (CSV)", key="csv_proportions")

@@ -120,3 +120,21 @@ def test_member_header_mismatch_refused(ensemble, tmp_path):
     (saved / "model.json").write_text(json.dumps(card))
     with pytest.raises(BlueModelError, match="do not fit the network"):
         load_model(saved)
+
+
+def test_proportions_page_draws_error_bars(ensemble, reference):
+    from _app_helpers import figures, page
+
+    bulk, _ = _bulk(reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = deconvolve(bulk, ensemble)
+    at = page("2_Proportions.py")
+    at.session_state["result"] = result
+    at.session_state["result_key"] = ("k", "m")
+    at.run()
+    assert not at.exception
+    bars = [f for f in figures(at) if "90% intervals" in str(f["layout"].get("title", ""))]
+    assert len(bars) == 1 and "error_y" in bars[0]["data"][0]
+    tables = [t.value for t in at.dataframe if "type0_lo" in t.value.columns]
+    assert tables and (tables[0]["type0_lo"] <= tables[0]["type0"]).all()
