@@ -72,8 +72,11 @@ SEGERSTOLPE_EXOCRINE = {
 }
 
 
-def _with(recipe: dict, *, references: list | None = None, calibration: dict | None = None) -> dict:
+def _with(recipe: dict, *, references: list | None = None, calibration: dict | None = None,
+          training: dict | None = None) -> dict:
     out = copy.deepcopy(recipe)
+    if training:
+        out["training"] = {**out.get("training", {}), **training}
     if references is not None:
         out["references"] = references
     if calibration is not None:
@@ -96,8 +99,12 @@ def candidates(tissue: str, base: dict) -> dict[str, tuple[str, dict]]:
     if tissue == "pancreas":
         return {
             "xin": ("shipped reference (Xin 2016), platform-robust gene selection", _with(base)),
-            "xin+segerstolpe": ("Xin + Segerstolpe exocrine cells (ductal, acinar, stellate; multi-reference)",
-                                _with(base, references=[*hao, SEGERSTOLPE_EXOCRINE])),
+            "xin+segerstolpe": ("Xin + Segerstolpe exocrine cells (ductal, acinar, stellate); each pseudo-bulk "
+                                "from one reference", _with(base, references=[*hao, SEGERSTOLPE_EXOCRINE])),
+            "xin+segerstolpe mixed": ("as above, and half of the pseudo-bulks mix both references' cells on their "
+                                      "shared genes (endocrine and exocrine cells in one mixture)",
+                                      _with(base, references=[*hao, SEGERSTOLPE_EXOCRINE],
+                                            training={"mixed_fraction": 0.5})),
         }
     raise SystemExit(f"no candidates declared for {tissue!r}")
 

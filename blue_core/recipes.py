@@ -38,6 +38,10 @@ Schema::
     columns = { "B" = ["naive_B_cell", "memory_B_cell"] }     # model type -> mean of these columns
     shrinkage = 0.5
 
+    [ensemble]                          # optional: the model is an ensemble of these seeds (one shared split)
+    seeds = [0, 1, 2, 3, 4]
+    split_seed = 0
+
     [simulation]                        # blue_core.train_model(simulation=...): noise, Dirichlet, sparsity
     [network]                           # blue_core.train_model(network=...): BlueNet widths
     [training]                          # other blue_core.train_model options (n_samples, epochs, seed, ...)
@@ -68,7 +72,7 @@ import scipy.sparse as sp
 
 from .exceptions import BlueInputError
 
-__all__ = ["read_recipe", "build_reference", "build_references", "panel_genes", "train_from_recipe", "train_recipe", "REPO_ROOT"]
+__all__ = ["read_recipe", "build_reference", "build_references", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "REPO_ROOT"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +232,48 @@ def calibration_profiles(recipe: dict[str, Any]) -> pd.DataFrame | None:
 
 
 def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = None):
-    """Read a recipe file, build its reference and train a model with its settings (see :func:`train_recipe`)."""
-    return train_recipe(read_recipe(path), progress=progress)
+    """Read a recipe file and build its model: :func:`train_ensemble_recipe` when the recipe has an
+    ``[ensemble]`` section, else :func:`train_recipe`."""
+    recipe = read_recipe(path)
+    if recipe.get("ensemble"):
+        return train_ensemble_recipe(recipe, progress=progress)
+    return train_recipe(recipe, progress=progress)
+
+
+def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
+                          members: list | None = None):
+    """Train the members of a recipe's ``[ensemble]`` (``seeds = [...]``, ``split_seed``) and stack them.
+
+    Every member is :func:`train_recipe` with ``training.seed`` = one of the seeds and ``training.split_seed``
+    = ``split_seed`` (one shared split: same genes, no member sees the validation cells); the ensemble's
+    intervals are calibrated on those held-out cells (:func:`~blue_core.ensemble.build_ensemble`).
+    ``members`` may hold already trained members (in seed order) to reuse.
+    """
+    import copy
+
+    from .ensemble import build_ensemble
+
+    cfg = recipe["ensemble"]
+    seeds = [int(s) for s in cfg.get("seeds", [])]
+    if len(seeds) < 2:
+        raise BlueInputError("[ensemble] seeds must list at least 2 seeds, e.g. seeds = [0, 1, 2, 3, 4].")
+    split_seed = int(cfg.get("split_seed", 0))
+    trained = list(members or [])
+    for k, seed in enumerate(seeds[len(trained):], start=len(trained)):
+        member_recipe = copy.deepcopy(recipe)
+        member_recipe["training"] = {**member_recipe.get("training", {}), "seed": seed, "split_seed": split_seed}
+        report = None if progress is None else (
+            lambda f, m, k=k: progress((k + f) / (len(seeds) + 0.2), f"member {k + 1}/{len(seeds)}: {m}"))
+        trained.append(train_recipe(member_recipe, progress=report))
+    references = build_references(recipe)
+    model = build_ensemble(
+        trained, name=recipe["name"], references=references if len(references) > 1 else next(iter(references.values())),
+        validation_fraction=float(recipe.get("training", {}).get("validation_fraction", 0.1)), split_seed=split_seed,
+    )
+    model.card["ensemble_recipe"] = {"seeds": seeds, "split_seed": split_seed}
+    if progress is not None:
+        progress(1.0, "ensemble calibrated")
+    return model
 
 
 def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):

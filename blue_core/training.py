@@ -260,6 +260,20 @@ def platform_factors(
                          median_abs_log_factor=float(np.median(sizes)) if sizes else 0.0)
 
 
+#: Name of the cross-reference mixtures in cards and summaries.
+MIXED = "mixed (all references, shared genes)"
+
+
+def _allocate(n: int, shares: dict[str, float]) -> dict[str, int]:
+    """Split ``n`` samples by ``shares`` (largest remainders); one share: all of ``n``."""
+    total = sum(shares.values())
+    raw = {k: n * v / total for k, v in shares.items()}
+    out = {k: int(np.floor(v)) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - out[k], reverse=True)[: n - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
 def _as_references(reference: Any) -> dict[str, ad.AnnData]:
     """``{name: reference}`` from one AnnData, a mapping or a list of them (each checked)."""
     if isinstance(reference, ad.AnnData):
@@ -466,6 +480,7 @@ def train_model(
     outputs_include_inputs: bool = True,
     platform_profiles: pd.DataFrame | None = None,
     platform_shrinkage: float = 0.5,
+    mixed_fraction: float = 0.0,
     n_samples: int = 8000,
     n_validation_samples: int | None = None,
     cells_per_sample: int = 500,
@@ -532,6 +547,11 @@ def train_model(
         type's contribution to the simulated bulk (:func:`~blue_core.simulation.simulate`'s
         ``type_gene_factors``): the network learns to read bulk as bulk RNA-seq measures the types.
         Factors are computed on training cells only; types without a profile keep factor 1.
+    mixed_fraction
+        With several references: this fraction of the pseudo-bulks mixes cells of all references, on the
+        genes every reference measured (the others masked), so that cell types held by different
+        references (e.g. endocrine cells in one, exocrine in another) occur in one mixture. The rest are
+        simulated from one reference each, in equal shares. Default 0.
     n_samples
         Training pseudo-bulks.
     n_validation_samples
@@ -649,16 +669,28 @@ def train_model(
             if any(not m.any() for m in panel_masks):
                 raise BlueInputError("an input panel shares no gene with the input genes; check input_panels.")
         n_val = n_validation_samples or max(200, n_samples // 8)
-        n_refs = len(references)
+        sim_splits = dict(splits)
+        shares = {name: 1.0 for name in splits}
+        if mixed_fraction > 0 and len(splits) > 1:
+            # Mixtures across references: cells of every reference on the genes they all measured (other
+            # genes masked), so that types found in different references meet in one pseudo-bulk.
+            sim_splits[MIXED] = tuple(
+                ad.concat([part[k] for part in splits.values()], join="inner", merge="same") for k in (0, 1))
+            for part in sim_splits[MIXED]:
+                part.obs["cell_type"] = pd.Categorical(part.obs["cell_type"].astype(str))
+            shares = {name: (1.0 - mixed_fraction) / len(splits) for name in splits}
+            shares[MIXED] = mixed_fraction
+        n_refs = len(sim_splits)
+        n_train_by = _allocate(n_samples, shares)
+        n_val_by = _allocate(n_val, shares)
         train_parts, val_parts, val_sets = [], [], []
         calibration: dict[str, Any] = {}
-        for r, (ref_name, (train_r, val_r)) in enumerate(splits.items()):
-            n_train_r = n_samples // n_refs + (r < n_samples % n_refs)
-            n_val_r = n_val // n_refs + (r < n_val % n_refs)
+        for r, (ref_name, (train_r, val_r)) in enumerate(sim_splits.items()):
+            n_train_r, n_val_r = n_train_by[ref_name], n_val_by[ref_name]
             lo, hi = 0.02 + 0.18 * r / n_refs, 0.02 + 0.18 * (r + 1) / n_refs
             part_seed = seed + 1000 * r
             factors = None
-            if platform_profiles is not None:
+            if platform_profiles is not None and ref_name != MIXED:
                 factors, calibration[ref_name] = platform_factors(train_r, platform_profiles, cell_types,
                                                                   shrinkage=platform_shrinkage)
             part_kwargs = {**sim_kwargs, "type_gene_factors": factors} if factors is not None else sim_kwargs
@@ -707,6 +739,7 @@ def train_model(
             selected_on="training cells of each reference (validation cells never seen)",
             exclude_pattern=gene_exclude, min_fold_change=min_fold_change, n_markers_per_cell_type=n_markers,
             union_over_references=len(references) > 1,
+            mixed_fraction=mixed_fraction if len(references) > 1 else 0.0,
         ),
         reference_qc=reference_qc,
         platform_calibration=(dict(shrinkage=platform_shrinkage, profile_columns=list(map(str, platform_profiles.columns)),

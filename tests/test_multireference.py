@@ -135,3 +135,32 @@ def test_platform_factors_scale_the_bulk_not_the_targets():
     assert calibrated.bulk[:, g].sum() > 1.3 * plain.bulk[:, g].sum()  # type0 is part of each mixture
     model = train_model(ref, name="cal", platform_profiles=sorted_cells, **TINY)
     assert model.card["platform_calibration"]["per_reference"]["reference"]["types"] == ["type0", "type1"]
+
+
+def test_mixed_pseudo_bulk_brings_types_of_two_references_together():
+    a = _renamed(synthetic_reference(n_cells=120, n_genes=60, n_types=2, seed=1), 0)   # type0, type1
+    b = _renamed(synthetic_reference(n_cells=120, n_genes=60, n_types=2, seed=3), 20)
+    b.obs["cell_type"] = pd.Categorical(b.obs["cell_type"].astype(str).map({"type0": "type2", "type1": "type3"}))
+    import blue_core.training as training
+
+    seen = []
+    real = training._reference_tensors
+
+    def spy(reference, *args, **kwargs):
+        out = real(reference, *args, **kwargs)
+        seen.append((set(reference.obs["cell_type"].astype(str)), out[0][1].numpy(), out[2].sum()))
+        return out
+
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
+        warnings.simplefilter("ignore", BlueWarning)
+        mp.setattr(training, "_reference_tensors", spy)
+        model = train_model({"a": a, "b": b}, name="mix", mixed_fraction=0.5, **TINY)
+    assert model.cell_types == ["type0", "type1", "type2", "type3"]
+    mixed = [(props, n_out) for types, props, n_out in seen if len(types) == 4]
+    assert mixed, "no pseudo-bulk mixed the two references"
+    props, n_out = mixed[0]
+    assert ((props[:, :2].sum(axis=1) > 0) & (props[:, 2:].sum(axis=1) > 0)).any()  # both references' types at once
+    assert n_out < len(model.output_genes)  # only the shared genes are measured there (the rest masked)
+    assert sum(p.shape[0] for _, p, _ in seen) == TINY["n_samples"] + TINY["n_validation_samples"]
+    assert model.card["gene_selection"]["mixed_fraction"] == 0.5
+    assert model.card["validation"]["n_validation_samples"] == TINY["n_validation_samples"]
