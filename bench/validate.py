@@ -142,6 +142,36 @@ def validate_pbmc(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, f
     for (name, b), (_, n) in zip(proportion_rows(truth, blue, "Monaco flow"), proportion_rows(truth, base, "Monaco flow")):
         rows.append((name, b, n))
 
+    # Hoek 2 donors (evaluation only; flow cytometry by EPIC's authors), 5 types.
+    from selection import HOEK_MODEL, HOEK_TRUTH, _collapse
+
+    hoek = bc.read_bulk(root / "pbmc" / "hoek_GSE64655_bulk.csv.gz")
+    hoek_truth = _collapse(pd.read_csv(root / "pbmc" / "hoek_GSE64655_truth.csv", index_col=0), HOEK_TRUTH)
+    hoek_blue = _collapse(quiet_deconvolve(hoek, model).proportions, HOEK_MODEL)
+    hoek_base = _collapse(nnls_on_reference(hoek, reference, model.input_genes), HOEK_MODEL)
+    htypes = [c for c in hoek_truth.columns if c in hoek_blue.columns]
+    for label, est in (("blue", hoek_blue), ("nnls", hoek_base)):
+        est = est.reindex(columns=htypes).fillna(0.0)
+        diff = hoek_truth[htypes].to_numpy() - est.loc[hoek_truth.index].to_numpy()
+        if label == "blue":
+            rmse_b, ccc_b = float(np.sqrt(np.mean(diff ** 2))), ccc(hoek_truth[htypes], est.loc[hoek_truth.index])
+        else:
+            rmse_n, ccc_n = float(np.sqrt(np.mean(diff ** 2))), ccc(hoek_truth[htypes], est.loc[hoek_truth.index])
+    rows.append(("Hoek flow RMSE (2 donors x 5 types)", rmse_b, rmse_n))
+    rows.append(("Hoek flow CCC (2 donors x 5 types)", ccc_b, ccc_n))
+    if getattr(result, "proportions_lo", None) is not None:
+        one_to_one = {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte"}
+        mapped = [t for t in model.cell_types if t in mapping["model"]]
+        scale = 1.0 / result.proportions[mapped].sum(axis=1)
+        inside = []
+        for m_type, t_type in one_to_one.items():
+            lo = result.proportions_lo[m_type] * scale
+            hi = result.proportions_hi[m_type] * scale
+            t = truth[t_type].reindex(lo.index)
+            inside.extend(((t >= lo) & (t <= hi)).dropna().tolist())
+        rows.append(("Monaco 90% interval coverage (5 types; intervals rescaled to the flow panel)",
+                     float(np.mean(inside)), float("nan")))
+
     # GEPs vs the ABIS sorted-cell signature (TPM), on each type's top reference markers.
     abis = pd.read_csv(root / "pbmc" / "abis_signature_S0_granulator.csv.gz", index_col=0)
     signature = signature_from_reference(reference)
