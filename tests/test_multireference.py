@@ -164,3 +164,17 @@ def test_mixed_pseudo_bulk_brings_types_of_two_references_together():
     assert sum(p.shape[0] for _, p, _ in seen) == TINY["n_samples"] + TINY["n_validation_samples"]
     assert model.card["gene_selection"]["mixed_fraction"] == 0.5
     assert model.card["validation"]["n_validation_samples"] == TINY["n_validation_samples"]
+
+
+def test_train_page_shows_the_marker_qc(tmp_path):
+    from _app_helpers import page, plain
+
+    path = tmp_path / "ref.h5ad"
+    _blood_like(False).write_h5ad(path)
+    at = page("6_Train_a_model.py")
+    at.session_state["ref_bytes"] = path.read_bytes()
+    at.session_state["ref_filename"] = "my_pbmc.h5ad"
+    at.run()
+    assert not at.exception
+    shown = [plain(w.value) for w in at.warning]
+    assert any("'CD4 T'" in w and "canonical markers" in w and "my_pbmc.h5ad" in w for w in shown), shown
