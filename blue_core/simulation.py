@@ -212,6 +212,10 @@ def simulate(
     gene_noise_sd: float = 0.0,
     sample_noise_sd: float = 0.0,
     noise_batch_size: int = 100,
+    state_key: str | None = None,
+    n_states: int = 0,
+    state_alpha: float = 0.5,
+    single_state_fraction: float = 0.0,
     seed: int = 0,
     progress: Progress | None = None,
     type_gene_factors: np.ndarray | None = None,
@@ -245,6 +249,16 @@ def simulate(
         SD (natural log) of an independent multiplicative log-normal factor per gene and sample.
     noise_batch_size
         Samples sharing one draw of the ``gene_noise_sd`` factors.
+    state_key, n_states, state_alpha, single_state_fraction
+        **State-varying simulation** (off by default). Within each cell type, cells are grouped into
+        states -- the values of ``obs[state_key]`` (donors, conditions), or, with ``n_states > 0`` and no
+        ``state_key``, ``n_states`` sub-clusters of that type's cells (k-means on the first 10 principal
+        components of log1p(CP10k) over its 1,000 most variable genes). Each pseudo-bulk draws each type's
+        cells with its own Dirichlet(``state_alpha``) weights over that type's states, so that a type's
+        profile differs between pseudo-bulks as it does between real samples (small ``state_alpha``: one
+        state dominates). With ``state_key``, a ``single_state_fraction`` of the pseudo-bulks take every
+        type from one state value (one donor or one condition) where the type has cells of it. Targets
+        (``profiles``) are always the sample's own type means.
     seed
         Seed of the random generator; the same seed gives the same output.
     progress
@@ -313,6 +327,13 @@ def simulate(
     available = sizes > 0
     if not available.any():
         raise BlueInputError("the reference has no cells of the requested cell types.")
+    state_mode = bool(state_key) or n_states > 0
+    if state_mode:
+        if state_alpha <= 0 or not 0 <= single_state_fraction <= 1:
+            raise BlueInputError("state_alpha must be > 0 and single_state_fraction in [0, 1].")
+        if state_key and state_key not in reference.obs:
+            raise BlueInputError(f"state_key {state_key!r} is not an obs column; columns: {list(reference.obs.columns)[:10]}.")
+        members, state_blocks, state_values = _state_blocks(reference, X, members, state_key, n_states, seed)
     X_by_type = [X[m] if m.size else None for m in members]
     X_out_by_type = [x[:, out_idx] if x is not None else None for x in X_by_type]
 
@@ -327,6 +348,8 @@ def simulate(
     counts = _cells_per_type(rng, props, cells_per_sample)
 
     n = int(n_samples)
+    if state_mode:
+        weights, single = _state_weights(rng, n, state_blocks, state_values, state_alpha, single_state_fraction)
     bulk = np.zeros((n, len(genes)), dtype=np.float32)
     profiles = np.zeros((n, n_types, len(out_genes)), dtype=np.float32)
     for start in range(0, n, _CHUNK):
@@ -340,7 +363,10 @@ def simulate(
             if total == 0:
                 continue
             sample_of_draw = np.repeat(np.arange(rows), per_sample)
-            cell_of_draw = rng.integers(0, sizes[k], size=total)
+            if state_mode:
+                cell_of_draw = _draw_in_states(rng, weights[k][start:stop], sample_of_draw, state_blocks[k])
+            else:
+                cell_of_draw = rng.integers(0, sizes[k], size=total)
             draws = sp.csr_matrix(
                 (np.ones(total, dtype=np.float32), (sample_of_draw, cell_of_draw)), shape=(rows, sizes[k])
             )
@@ -374,6 +400,89 @@ def simulate(
     return PseudoBulk(
         bulk=bulk, proportions=fractions, profiles=profiles, genes=genes, output_genes=out_genes, cell_types=types
     )
+
+
+def _state_blocks(
+    reference: ad.AnnData, X: sp.csr_matrix, members: list[np.ndarray], state_key: str | None, n_states: int,
+    seed: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per type: its cells reordered by state, the state block boundaries and the state value of each block."""
+    labels_all = None if not state_key else reference.obs[state_key].astype(str).to_numpy()
+    new_members, blocks, values = [], [], []
+    for k, cells in enumerate(members):
+        if cells.size == 0:
+            new_members.append(cells)
+            blocks.append(np.array([0]))
+            values.append(np.array([], dtype=object))
+            continue
+        if labels_all is not None:
+            states = labels_all[cells]
+        else:
+            states = _sub_clusters(X[cells], n_states, seed + k).astype(str)
+        order = np.argsort(states, kind="stable")
+        cells, states = cells[order], states[order]
+        uniq, starts = np.unique(states, return_index=True)
+        new_members.append(cells)
+        blocks.append(np.append(starts, cells.size))
+        values.append(uniq)
+    return new_members, blocks, values
+
+
+def _sub_clusters(X: sp.csr_matrix, n_states: int, seed: int) -> np.ndarray:
+    """k-means labels of cells on 10 PCs of log1p(CP10k) over their 1,000 most variable genes."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    n = X.shape[0]
+    k = min(int(n_states), max(1, n // 10))
+    if k < 2:
+        return np.zeros(n, dtype=int)
+    library = np.asarray(X.sum(axis=1)).ravel()
+    scale = np.divide(1e4, library, out=np.zeros_like(library, dtype=np.float64), where=library > 0)
+    Y = (sp.diags(scale) @ X).tocsr()
+    Y.data = np.log1p(Y.data)
+    mean = np.asarray(Y.mean(axis=0)).ravel()
+    var = np.asarray(Y.multiply(Y).mean(axis=0)).ravel() - mean**2
+    top = np.argsort(var)[::-1][: min(1000, Y.shape[1])]
+    dense = Y[:, top].toarray()
+    pcs = PCA(n_components=min(10, dense.shape[1], n - 1), random_state=seed).fit_transform(dense)
+    return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(pcs)
+
+
+def _state_weights(
+    rng: np.random.Generator, n: int, blocks: list[np.ndarray], values: list[np.ndarray], alpha: float,
+    single_fraction: float,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per type, ``(n, S_k)`` Dirichlet weights over its states; some samples restricted to one shared state."""
+    weights = [rng.dirichlet(np.full(len(b) - 1, alpha), size=n) if len(b) > 2 else np.ones((n, max(len(b) - 1, 1)))
+               for b in blocks]
+    single = np.zeros(n, dtype=bool)
+    shared = sorted(set().union(*(set(v) for v in values))) if values else []
+    if single_fraction > 0 and len(shared) > 1:
+        single = rng.random(n) < single_fraction
+        choice = rng.integers(0, len(shared), size=n)
+        for k, vals in enumerate(values):
+            if len(vals) < 2:
+                continue
+            position = {v: j for j, v in enumerate(vals)}
+            for i in np.flatnonzero(single):
+                j = position.get(shared[choice[i]])
+                if j is not None:  # the type has cells in that state: take them only
+                    weights[k][i] = 0.0
+                    weights[k][i, j] = 1.0
+    return weights, single
+
+
+def _draw_in_states(rng: np.random.Generator, weights: np.ndarray, sample_of_draw: np.ndarray,
+                    blocks: np.ndarray) -> np.ndarray:
+    """Cell index (within the type's reordered cells) of each draw: a state from the sample's weights,
+    then a cell uniformly within that state's block."""
+    cum = np.cumsum(weights, axis=1)
+    cum[:, -1] = 1.0
+    u = rng.random(sample_of_draw.size)
+    state = (u[:, None] > cum[sample_of_draw]).sum(axis=1)
+    lo, hi = blocks[state], blocks[state + 1]
+    return lo + np.floor(rng.random(sample_of_draw.size) * (hi - lo)).astype(np.int64)
 
 
 def _stratum_sizes(fractions: np.ndarray, n: int) -> np.ndarray:
