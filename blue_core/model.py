@@ -287,6 +287,7 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
         save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
         card = _final_card(model, _sha256(tmp_weights))
         tmp_card.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        os.chmod(tmp_weights, tmp_card.stat().st_mode & 0o777)  # safetensors writes 0600; follow the umask
         os.replace(tmp_weights, weights)
         os.replace(tmp_card, card_path)
     finally:

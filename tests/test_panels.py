@@ -87,8 +87,10 @@ def test_cli_deconvolves_each_demo_cohort_with_its_pretrained_model(cohort, mode
     assert main(["deconvolve", f"sample_data/{cohort}", "--model", model, "--out", str(tmp_path)]) == 0
     proportions = pd.read_csv(tmp_path / "proportions.csv", index_col="sample")
     card = bc.load_model(model).card
-    assert list(proportions.columns) == card["cell_types"]
-    assert np.allclose(proportions.sum(axis=1), 1.0, atol=1e-4)
+    expected = card["cell_types"] if (card.get("n_members") or 1) == 1 else [
+        c for t in card["cell_types"] for c in (t, f"{t}_lo", f"{t}_hi")]  # an ensemble adds its 90 % intervals
+    assert list(proportions.columns) == expected
+    assert np.allclose(proportions[card["cell_types"]].sum(axis=1), 1.0, atol=1e-4)
     assert (tmp_path / "fit.csv").is_file() and (tmp_path / "expression.h5ad").is_file()
 
 

@@ -76,8 +76,11 @@ def test_upload_run_proportions_download(page: Any, shot: Any, tmp_path: Path) -
     info.value.save_as(path)
     table = pd.read_csv(path, index_col=0)
     assert table.shape[0] == 12 and "fit_r" in table.columns
-    cell_types = [c for c in table.columns if c not in ("fit_r", "poorly_explained")]
+    fit_columns = ("fit_r", "poorly_explained", "member_spread", "members_disagree")
+    cell_types = [c for c in table.columns if c not in fit_columns and not c.endswith(("_lo", "_hi"))]
     assert (table[cell_types].sum(axis=1).round(3) == 1).all()
+    for cell_type in cell_types:  # the ensemble's 90 % intervals, around each proportion
+        assert (table[f"{cell_type}_lo"] <= table[cell_type] + 1e-6).all() and (table[f"{cell_type}_hi"] >= table[cell_type] - 1e-6).all()
     _open(page, "Cell-type expression")
     page.locator(".js-plotly-plot").first.wait_for()
     shot(page, "3_cell_type_expression")

@@ -1,0 +1,202 @@
+"""Do the predicted cell-type profiles (GEPs) follow each sample's biology? (issue 11)
+
+One command scores every model folder given (the shipped models by default, or the "before" copies
+kept under bench/_work/gep_shifts/) on:
+
+a. **Held-out condition (Kang, blood).** The blood model never saw interferon-stimulated cells. Kang
+   control and IFN-beta pseudo-bulks (300 each, 500 cells, derived labels -- the fixed transfer of
+   bench/selection.py) are deconvolved; per cell type, over the 200 genes whose expression changes most
+   between stimulated and control cells of that type (|log2 fold change| on the Kang cells, among the
+   model's output genes expressed in that type), the predicted log2 fold change (mean predicted GEP
+   stim vs ctrl) is correlated with the true one (mean true profile of the pseudo-bulks). Baselines:
+   closed-form E[Z|X] (BayesPrism's expected expression given the predicted fractions and the
+   training reference's mean profiles) and the reference mean (no change, r undefined -> 0).
+b. **Leave-one-patient-out on van Galen** -- not run (see the note at the end).
+c. **Real cohorts.** Monaco: GEPs vs the ABIS sorted-cell signature (median r over types on each
+   type's 50 top reference markers) minus the same r of the reference mean profile. Fadista: the
+   beta GEP's function score (z-scored log1p CPM of 9-10 beta genes) and INS vs HbA1c (Pearson r, p),
+   and beta-GEP genes T2D vs normal (Mann-Whitney, Benjamini-Hochberg FDR).
+
+    python bench/gep_shifts.py --label after               # shipped models
+    python bench/gep_shifts.py --label before --blood DIR --islets DIR
+
+Results accumulate in bench/results/gep_shifts.json (one entry per label) and gep_shifts.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table  # noqa: E402
+from selection import _base, _kang_labels  # noqa: E402
+from validate import BETA_FUNCTION_GENES, PBMC_TO_ABIS  # noqa: E402
+
+import blue_core as bc  # noqa: E402
+from blue_core.baselines import closed_form_gep, signature_from_reference  # noqa: E402
+from blue_core.metrics import pearson  # noqa: E402
+from blue_core.recipes import build_reference, data_root, read_recipe  # noqa: E402
+from blue_core.stats import benjamini_hochberg  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def _quiet(bulk: ad.AnnData, model: bc.BlueModel) -> bc.Deconvolution:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bc.deconvolve(bulk, model)
+
+
+def _recipe(model: bc.BlueModel, tissue: str) -> dict:
+    recipe = (model.card.get("provenance") or {}).get("recipe")
+    if recipe:
+        recipe = dict(recipe)
+        recipe["_path"] = str(REPO / "pretrained" / tissue / "recipe.toml")
+        return recipe
+    return read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
+
+
+def kang_shift(model: bc.BlueModel) -> dict[str, float]:
+    root = data_root(_base("pbmc"))
+    kang = _kang_labels(root)
+    reference = build_reference(_recipe(model, "pbmc"))
+    signature = signature_from_reference(reference, genes=[g for g in model.output_genes if g in set(reference.var_names)])
+    types = [t for t in model.cell_types if t in set(kang.obs["cell_type"].astype(str))]
+    sets, blue, cf = {}, {}, {}
+    for condition in ("ctrl", "stim"):
+        cells = kang[(kang.obs["condition"] == condition) & kang.obs["cell_type"].isin(types)].copy()
+        pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types,
+                         output_genes=[g for g in model.output_genes if g in set(kang.var_names)], seed=17)
+        bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"{condition}{i}" for i in range(pb.n_samples)]))
+        res = _quiet(bulk, model)
+        sets[condition] = pb
+        blue[condition] = res
+        shared = [g for g in signature.index if g in set(pb.genes)]
+        cf[condition] = closed_form_gep(bulk.to_df()[shared], res.proportions, signature.loc[shared], normalize="cpm")
+        cf[condition + "_genes"] = shared
+    out: dict[str, float] = {}
+    genes_out = sets["ctrl"].output_genes
+    for cell_type in types:
+        k = model.cell_types.index(cell_type)
+        inside = kang.obs["cell_type"].astype(str) == cell_type
+
+        def cell_mean(condition: str) -> pd.Series:
+            part = kang[inside.to_numpy() & (kang.obs["condition"] == condition).to_numpy(), genes_out]
+            x = np.asarray(part.X.todense() if hasattr(part.X, "todense") else part.X, dtype=np.float64)
+            return pd.Series((x / x.sum(axis=1, keepdims=True) * 1e4).mean(axis=0), index=genes_out)
+
+        c_mean, s_mean = cell_mean("ctrl"), cell_mean("stim")
+        expressed = (c_mean + s_mean) / 2 > 0.5
+        lfc_cells = np.log2(s_mean + 0.1) - np.log2(c_mean + 0.1)
+        top = lfc_cells[expressed].abs().sort_values(ascending=False).index[:200].tolist()
+
+        def true_mean(condition: str) -> pd.Series:
+            pb = sets[condition]
+            present = pb.proportions[cell_type].to_numpy() > 0.02
+            return pd.Series(pb.profiles[present, k, :].mean(axis=0), index=genes_out)
+
+        true_lfc = np.log2(true_mean("stim")[top] + 1) - np.log2(true_mean("ctrl")[top] + 1)
+        blue_lfc = (np.log2(blue["stim"].gep(cell_type)[top].mean(axis=0) + 1)
+                    - np.log2(blue["ctrl"].gep(cell_type)[top].mean(axis=0) + 1))
+        out[f"kang r {cell_type} (BLUE)"] = pearson(true_lfc, blue_lfc)
+        genes_cf = [g for g in top if g in set(cf["ctrl_genes"])]
+        j = [cf["ctrl_genes"].index(g) for g in genes_cf]
+        cf_lfc = (np.log2(cf["stim"][:, k, j].mean(axis=0) + 1) - np.log2(cf["ctrl"][:, k, j].mean(axis=0) + 1))
+        out[f"kang r {cell_type} (E[Z|X])"] = pearson(true_lfc.loc[genes_cf], cf_lfc)
+    return out
+
+
+def monaco_beyond_mean(model: bc.BlueModel) -> dict[str, float]:
+    root = data_root(_base("pbmc"))
+    reference = build_reference(_recipe(model, "pbmc"))
+    cohort = bc.load_sample("monaco_pbmc")
+    result = _quiet(cohort.bulk, model)
+    abis = pd.read_csv(root / "pbmc" / "abis_signature_S0_granulator.csv.gz", index_col=0)
+    signature = signature_from_reference(reference)
+    rs_blue, rs_ref = [], []
+    for cell_type, columns in PBMC_TO_ABIS.items():
+        if cell_type not in model.cell_types or cell_type not in signature.columns:
+            continue
+        genes = [g for g in model.output_genes if g in abis.index and g in signature.index]
+        score = np.log1p(signature.loc[genes, cell_type]) - np.log1p(signature.drop(columns=cell_type).loc[genes].max(axis=1))
+        top = score.sort_values(ascending=False).index[:50].tolist()
+        sorted_cells = np.log1p(abis.loc[top, columns].mean(axis=1))
+        rs_blue.append(pearson(sorted_cells, np.log1p(result.gep(cell_type)[top].mean(axis=0))))
+        rs_ref.append(pearson(sorted_cells, np.log1p(signature.loc[top, cell_type])))
+    return {"monaco GEP vs ABIS median r (BLUE)": float(np.median(rs_blue)),
+            "monaco GEP vs ABIS median r (reference mean)": float(np.median(rs_ref)),
+            "monaco BLUE minus reference mean": float(np.median(rs_blue) - np.median(rs_ref))}
+
+
+def fadista_beta(model: bc.BlueModel) -> dict[str, float]:
+    cohort = bc.load_sample("fadista_islets")
+    clinical = cohort.clinical.set_index("sample") if "sample" in cohort.clinical else cohort.clinical
+    result = _quiet(cohort.bulk, model)
+    hba1c = pd.to_numeric(clinical["hba1c"], errors="coerce").dropna()
+    ok = hba1c.index.intersection(result.proportions.index)
+    beta = result.gep("beta").loc[ok]
+    genes = [g for g in BETA_FUNCTION_GENES if g in beta.columns]
+    z = np.log1p(beta[genes])
+    score = ((z - z.mean()) / z.std(ddof=0)).mean(axis=1)
+    r_s, p_s = stats.pearsonr(score, hba1c.loc[ok])
+    out = {f"fadista beta function score ({len(genes)} genes) vs HbA1c r": float(r_s), "... p": float(p_s)}
+    if "INS" in beta.columns:
+        r_i, p_i = stats.pearsonr(np.log1p(beta["INS"]), hba1c.loc[ok])
+        out.update({"fadista beta INS vs HbA1c r": float(r_i), "... INS p": float(p_i)})
+    status = clinical.loc[ok, "hba1c_class2"].astype(str)
+    t2d, normal = status[status == "T2D"].index, status[status == "Normal"].index
+    ps = [stats.mannwhitneyu(np.log1p(beta.loc[t2d, g]), np.log1p(beta.loc[normal, g])).pvalue for g in genes]
+    fdr = benjamini_hochberg(np.array(ps))
+    lfc = [float(np.log2((beta.loc[t2d, g].mean() + 1) / (beta.loc[normal, g].mean() + 1))) for g in genes]
+    out["fadista beta genes lower in T2D at FDR < 0.05"] = ", ".join(
+        g for g, q, d in zip(genes, fdr, lfc) if q < 0.05 and d < 0) or "none"
+    out["fadista beta genes higher in T2D at FDR < 0.05"] = ", ".join(
+        g for g, q, d in zip(genes, fdr, lfc) if q < 0.05 and d > 0) or "none"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", required=True, help="column name for these models (e.g. before, after)")
+    parser.add_argument("--blood", default="pbmc", help="blood model name or folder (default: installed pbmc)")
+    parser.add_argument("--islets", default="pancreas", help="islet model name or folder")
+    args = parser.parse_args(argv)
+    blood, islets = bc.load_model(args.blood), bc.load_model(args.islets)
+    rows = {**kang_shift(blood), **monaco_beyond_mean(blood), **fadista_beta(islets)}
+    store = RESULTS / "gep_shifts.json"
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    results[args.label] = {"blood": str(blood.path), "islets": str(islets.path),
+                           "blood_simulation": (blood.card.get("training") or {}).get("simulation"),
+                           "islets_simulation": (islets.card.get("training") or {}).get("simulation"), "rows": rows}
+    store.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    labels = list(results)
+    metrics = list(dict.fromkeys(k for lab in labels for k in results[lab]["rows"]))
+    table = pd.DataFrame({lab: [results[lab]["rows"].get(m, "") for m in metrics] for lab in labels},
+                         index=pd.Index(metrics, name="metric")).reset_index()
+    lines = ["# Do GEPs follow each sample's biology? (issue 11)", "",
+             "Produced by `python bench/gep_shifts.py --label <label> [--blood DIR --islets DIR]`, one column per "
+             "label: " + "; ".join(f"**{lab}**: blood {Path(results[lab]['blood']).name} (simulation "
+                                    f"{results[lab]['blood_simulation']}), islets {Path(results[lab]['islets']).name} "
+                                    f"(simulation {results[lab]['islets_simulation']})" for lab in labels) + ".",
+             "Goals: Kang r >= 0.8 monocytes, >= 0.6 T/NK/B; Monaco BLUE - reference mean >= +0.05; Fadista "
+             "function score and INS vs HbA1c negative.", "",
+             markdown_table(table, number_format="{:.3g}"), "",
+             "b (leave-one-patient-out on van Galen) was not run in this session: it needs one AML retraining per "
+             "held-out patient.", ""]
+    (RESULTS / "gep_shifts.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
