@@ -139,33 +139,17 @@ HOEK_TRUTH = {"Bcells": "B", "Tcells": "T", "NKcells": "NK", "Monocytes": "Monoc
 
 
 def _kang_labels(root: Path) -> "ad.AnnData":  # noqa: F821
-    """Kang cells labelled once, the same way for every candidate (see module docstring)."""
+    """Kang cells labelled once, the same way for every candidate: ``validate.label_kang`` trained on both
+    blood references pooled (interferon genes excluded), cached under bench/_work/select/."""
     import anndata as ad
-    from sklearn.linear_model import LogisticRegression
 
     from blue_core.recipes import _load_one
+    from validate import label_kang
 
     cache = WORK / "kang_labelled.h5ad"
     if cache.is_file():
         return ad.read_h5ad(cache)
-    refs = [_load_one(spec, root) for spec in (HAO, PBMC3K_FULL)]
-    kang = ad.read_h5ad(root / "pbmc" / "kang_ifnb_harmony.h5ad")
-    ifn: set[str] = set()
-    for line in (root / "genesets" / "h.all.v7.0.symbols.gmt").read_text().splitlines():
-        fields = line.split("\t")
-        if fields[0].startswith("HALLMARK_INTERFERON"):
-            ifn |= set(fields[2:])
-    genes = sorted((set(refs[0].var_names) & set(refs[1].var_names) & set(kang.var_names)) - ifn)
-
-    def lognorm(adata: ad.AnnData) -> np.ndarray:
-        x = np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X, dtype=np.float64)
-        x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
-        return x[:, adata.var_names.get_indexer(genes)]
-
-    X = np.vstack([lognorm(r) for r in refs])
-    y = np.concatenate([r.obs["cell_type"].astype(str).to_numpy() for r in refs])
-    clf = LogisticRegression(C=0.1, max_iter=3000).fit(X, y)
-    kang.obs["cell_type"] = pd.Categorical(clf.predict(lognorm(kang)))
+    kang = label_kang(root, [_load_one(spec, root) for spec in (HAO, PBMC3K_FULL)])
     WORK.mkdir(parents=True, exist_ok=True)
     kang.write_h5ad(cache)
     return kang

@@ -84,11 +84,12 @@ def quiet_deconvolve(bulk: ad.AnnData, model: bc.BlueModel) -> bc.Deconvolution:
 
 
 # ----------------------------------------------------------------------------------------------- pbmc
-def label_kang(root: Path, reference: ad.AnnData) -> ad.AnnData:
+def label_kang(root: Path, reference: ad.AnnData | list[ad.AnnData]) -> ad.AnnData:
     """Derived labels for the unlabelled Kang 2018 PBMCs (control + IFN-beta stimulated).
 
     Method (documented, reproducible): an L2 logistic regression (C=0.1) trained on the model's own
-    training reference (log1p CP10k, genes shared with Kang) predicts each Kang cell's type; genes of
+    training reference, or on several references pooled (log1p CP10k, genes shared by all of them and
+    Kang) predicts each Kang cell's type; genes of
     the Hallmark interferon-alpha and -gamma response sets are excluded from the features so that the
     stimulation itself cannot move a cell between types. The labels are derived truth, not measured.
     """
@@ -100,14 +101,17 @@ def label_kang(root: Path, reference: ad.AnnData) -> ad.AnnData:
         fields = line.split("\t")
         if fields[0].startswith("HALLMARK_INTERFERON"):
             ifn |= set(fields[2:])
-    genes = sorted((set(reference.var_names) & set(kang.var_names)) - ifn)
+    refs = reference if isinstance(reference, list) else [reference]
+    genes = sorted(set(kang.var_names).intersection(*(set(r.var_names) for r in refs)) - ifn)
 
     def lognorm(adata: ad.AnnData) -> np.ndarray:
         x = np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X, dtype=np.float64)
         x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
         return x[:, adata.var_names.get_indexer(genes)]
 
-    clf = LogisticRegression(C=0.1, max_iter=3000).fit(lognorm(reference), reference.obs["cell_type"].astype(str))
+    features = np.vstack([lognorm(r) for r in refs])
+    labels = np.concatenate([r.obs["cell_type"].astype(str).to_numpy() for r in refs])
+    clf = LogisticRegression(C=0.1, max_iter=3000).fit(features, labels)
     kang.obs["cell_type"] = pd.Categorical(clf.predict(lognorm(kang)))
     kang.uns["labelling"] = f"logistic regression on {len(genes)} non-interferon genes"
     return kang
