@@ -43,6 +43,7 @@ Schema::
     split_seed = 0
 
     [simulation]                        # blue_core.train_model(simulation=...): noise, Dirichlet, sparsity
+    [gep_simulation]                    # optional: extra settings for the GEP branch only (e.g. n_states = 4)
     [network]                           # blue_core.train_model(network=...): BlueNet widths
     [training]                          # other blue_core.train_model options (n_samples, epochs, seed, ...)
 
@@ -336,6 +337,7 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
         progress=progress,
         input_panels=panels or None,
         simulation=recipe.get("simulation", {}),
+        gep_simulation=recipe.get("gep_simulation") or None,
         network=recipe.get("network"),
         **recipe.get("training", {}),
     )

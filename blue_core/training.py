@@ -481,6 +481,7 @@ def train_model(
     platform_profiles: pd.DataFrame | None = None,
     platform_shrinkage: float = 0.5,
     mixed_fraction: float = 0.0,
+    gep_simulation: dict[str, Any] | None = None,
     n_samples: int = 8000,
     n_validation_samples: int | None = None,
     cells_per_sample: int = 500,
@@ -552,6 +553,11 @@ def train_model(
         genes every reference measured (the others masked), so that cell types held by different
         references (e.g. endocrine cells in one, exocrine in another) occur in one mixture. The rest are
         simulated from one reference each, in equal shares. Default 0.
+    gep_simulation
+        Simulation settings (see ``simulation``) that only the GEP branch trains on, e.g. a state-varying
+        simulation ``{"n_states": 4, "state_alpha": 0.5}``: the GEP branch then sees type profiles that vary
+        between samples, while the proportion branch (no shared parameters) keeps the plain pseudo-bulks.
+        Recorded in the card (``training.gep_simulation``).
     n_samples
         Training pseudo-bulks.
     n_validation_samples
@@ -622,6 +628,9 @@ def train_model(
     bad = set(sim_kwargs) & {"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"}
     if bad:
         raise BlueInputError(f"simulation= may not set {sorted(bad)}; these are set by train_model.")
+    bad = set(gep_simulation or {}) & {"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"}
+    if bad:
+        raise BlueInputError(f"gep_simulation= may not set {sorted(bad)}; these are set by train_model.")
     net_kwargs = {**DEFAULT_NETWORK, **(network or {})}
     report = progress or (lambda fraction, message: None)
     t_start = time.perf_counter()
@@ -683,42 +692,57 @@ def train_model(
         n_refs = len(sim_splits)
         n_train_by = _allocate(n_samples, shares)
         n_val_by = _allocate(n_val, shares)
-        train_parts, val_parts, val_sets = [], [], []
         calibration: dict[str, Any] = {}
-        for r, (ref_name, (train_r, val_r)) in enumerate(sim_splits.items()):
-            n_train_r, n_val_r = n_train_by[ref_name], n_val_by[ref_name]
-            lo, hi = 0.02 + 0.18 * r / n_refs, 0.02 + 0.18 * (r + 1) / n_refs
-            part_seed = seed + 1000 * r
-            factors = None
-            if platform_profiles is not None and ref_name != MIXED:
-                factors, calibration[ref_name] = platform_factors(train_r, platform_profiles, cell_types,
-                                                                  shrinkage=platform_shrinkage)
-            part_kwargs = {**sim_kwargs, "type_gene_factors": factors} if factors is not None else sim_kwargs
-            train_parts.append(_reference_tensors(
-                train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs, part_seed,
-                panel_masks, sim_progress(lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
-            tensors, val_pb, out_mask = _reference_tensors(
-                val_r, n_val_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs, part_seed + 1,
-                panel_masks, sim_progress(lo + 0.8 * (hi - lo), hi))
-            val_parts.append(tensors)
-            val_sets.append((val_pb, out_mask))
-        x, p, g, m = _concat(train_parts)
-        del train_parts
-        vx, vp, vg, vm = _concat(val_parts)
-        del val_parts
+
+        def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float]) -> tuple:
+            train_parts, val_parts, val_sets = [], [], []
+            for r, (ref_name, (train_r, val_r)) in enumerate(sim_splits.items()):
+                n_train_r, n_val_r = n_train_by[ref_name], n_val_by[ref_name]
+                lo = span[0] + (span[1] - span[0]) * r / n_refs
+                hi = span[0] + (span[1] - span[0]) * (r + 1) / n_refs
+                part_seed = seed + 1000 * r + seed_shift
+                factors = None
+                if platform_profiles is not None and ref_name != MIXED:
+                    factors, calibration[ref_name] = platform_factors(train_r, platform_profiles, cell_types,
+                                                                      shrinkage=platform_shrinkage)
+                part_kwargs = {**kwargs, "type_gene_factors": factors} if factors is not None else kwargs
+                train_parts.append(_reference_tensors(
+                    train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs,
+                    part_seed, panel_masks, sim_progress(lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
+                tensors, val_pb, out_mask = _reference_tensors(
+                    val_r, n_val_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs,
+                    part_seed + 1, panel_masks, sim_progress(lo + 0.8 * (hi - lo), hi))
+                val_parts.append(tensors)
+                val_sets.append((val_pb, out_mask))
+            train, val = _concat(train_parts), _concat(val_parts)
+            return train, val, val_sets
+
+        split_span = (0.02, 0.11) if gep_simulation else (0.02, 0.2)
+        (x, p, g, m), (vx, vp, vg, vm), val_sets = simulate_sets(sim_kwargs, 0, split_span)
+        gep_sets = None
+        if gep_simulation:
+            # The GEP branch learns from its own pseudo-bulks (e.g. state-varying); the proportion branch,
+            # which shares no parameter with it, keeps the plain ones: proportions are unchanged by it.
+            gep_sets = simulate_sets({**sim_kwargs, **gep_simulation}, 500, (0.11, 0.2))
 
         net = BlueNet(len(input_genes), len(output_genes), len(cell_types), generator=torch_generator, **net_kwargs)
-        net.init_type_baseline(_type_means(p, g, m))
+        net.init_type_baseline(_type_means(p, g, m) if gep_sets is None else _type_means(gep_sets[0][1], gep_sets[0][2],
+                                                                                         gep_sets[0][3]))
         history: list[dict[str, Any]] = []
         best_epochs: dict[str, int] = {}
         t_train = time.perf_counter()
         stages = (("proportion", proportion_epochs, 0.2, 0.35), ("gep", epochs, 0.35, 0.97))
         for branch, n_epochs, lo, hi in stages:
+            if branch == "gep" and gep_sets is not None:
+                (tx, tp, tg, tm), (wx, wp, wg, wm), _ = gep_sets
+                train_set, val_set, masks = (tx, tp, tg), (wx, wp, wg), (tm, wm)
+            else:
+                train_set, val_set, masks = (x, p, g), (vx, vp, vg), (m, vm)
             best_epochs[branch] = _fit_branch(
-                net, branch, (x, p, g), (vx, vp, vg), epochs=n_epochs, batch_size=batch_size, lr=lr,
+                net, branch, train_set, val_set, epochs=n_epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, patience=patience, proportion_weight=proportion_weight,
                 seed=seed, history=history, report=lambda f, m_, lo=lo, hi=hi: report(lo + (hi - lo) * f, m_),
-                masks=(m, vm),
+                masks=masks,
             )
         net.set_generator(None)  # the model outlives this run: keep no reference to its generator
         train_seconds = time.perf_counter() - t_train
@@ -746,7 +770,7 @@ def train_model(
                                    per_reference=calibration) if platform_profiles is not None else None),
         training=dict(
             n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
-            simulation=sim_kwargs, epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
+            simulation=sim_kwargs, gep_simulation=dict(gep_simulation) if gep_simulation else None, epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
             proportion_epochs=proportion_epochs,
             proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, proportion_weight=proportion_weight, patience=patience,

@@ -73,3 +73,20 @@ def test_card_records_the_simulation_mode():
                         min_fold_change=1.0, network=dict(hidden=8, signal_length=16, base_channels=2, depth=2),
                         simulation=dict(state_key="condition", state_alpha=0.3))
     assert model.card["training"]["simulation"] == {"state_key": "condition", "state_alpha": 0.3}
+
+
+def test_gep_only_simulation_leaves_the_proportion_branch_unchanged():
+    import torch
+
+    from blue_core.training import train_model
+
+    settings = dict(name="h", n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2,
+                    batch_size=32, n_markers=5, n_output_genes=30, min_fold_change=1.0, seed=4,
+                    network=dict(hidden=8, signal_length=16, base_channels=2, depth=2, dropout=0.0))
+    plain = train_model(_two_states(), **settings)
+    hybrid = train_model(_two_states(), gep_simulation={"n_states": 2, "state_alpha": 0.3}, **settings)
+    for (name, a), b in zip(plain.network.state_dict().items(), hybrid.network.state_dict().values()):
+        if name.startswith("proportion_mlp"):
+            assert torch.equal(a, b), name
+    assert not torch.equal(plain.network.to_genes.weight, hybrid.network.to_genes.weight)
+    assert hybrid.card["training"]["gep_simulation"] == {"n_states": 2, "state_alpha": 0.3}
