@@ -46,7 +46,13 @@ _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
 
 def _layer_key(cell_type: str) -> str:
-    return cell_type.replace("/", "_")
+    """h5ad layer key of a cell type: ``%`` and ``/`` percent-encoded (HDF5 keys may not hold ``/``);
+    reversible with :func:`_cell_type_of_key` (``"HSC/Progenitor"`` <-> ``"HSC%2FProgenitor"``)."""
+    return cell_type.replace("%", "%25").replace("/", "%2F")
+
+
+def _cell_type_of_key(key: str) -> str:
+    return key.replace("%2F", "/").replace("%25", "%")
 
 
 @dataclass
@@ -107,9 +113,9 @@ class Deconvolution:
     def to_anndata(self) -> ad.AnnData:
         """AnnData (samples x output genes) with one layer per cell type (its GEP, CPM).
 
-        ``X`` is the reconstruction ``sum_k p_k GEP_k``; ``obsm['proportions']`` the proportions;
+        ``X`` is the reconstruction ``sum_k p_k GEP_k``; ``obsm["proportions"]`` the proportions (columns encoded like the layer keys);
         ``obs`` the fit columns; ``uns`` the model name, cell types and the input report (JSON).
-        Layer keys are the cell-type names with ``/`` replaced by ``_``.
+        Layer keys are the cell-type names with ``%`` and ``/`` percent-encoded (``HSC%2FProgenitor``).
         """
         obs = self.fit.copy()
         for column in ("poorly_explained", "members_disagree"):
@@ -121,13 +127,10 @@ class Deconvolution:
         adata.obs_names = [str(s) for s in self.proportions.index]
         for k, cell_type in enumerate(self.cell_types):
             adata.layers[_layer_key(cell_type)] = self.expression[:, k, :]
-        props = self.proportions.copy()
-        props.index = adata.obs_names
-        adata.obsm["proportions"] = props
-        for key in ("proportions_lo", "proportions_hi", "member_spread"):
+        for key in ("proportions", "proportions_lo", "proportions_hi", "member_spread"):
             frame = getattr(self, key)
-            if frame is not None:
-                adata.obsm[key] = frame.set_axis(adata.obs_names)
+            if frame is not None:  # column names encoded like the layer keys (no '/' in HDF5 keys)
+                adata.obsm[key] = frame.set_axis(adata.obs_names).rename(columns=lambda c: _layer_key(str(c)))
         adata.uns["model_name"] = self.model_name
         adata.uns["cell_types"] = list(self.cell_types)
         adata.uns["units"] = "CPM over the model's output genes"
@@ -185,8 +188,18 @@ class Deconvolution:
             )
         adata = ad.read_h5ad(path)
         cell_types = [str(c) for c in adata.uns["cell_types"]]
-        expression = np.stack([np.asarray(adata.layers[_layer_key(c)], dtype=np.float32) for c in cell_types], 1)
-        proportions = pd.DataFrame(adata.obsm["proportions"], copy=True)[cell_types]
+        def layer(cell_type: str) -> np.ndarray:
+            key = _layer_key(cell_type)
+            if key not in adata.layers:  # written before the reversible encoding: '/' was '_'
+                key = cell_type.replace("/", "_")
+            return np.asarray(adata.layers[key], dtype=np.float32)
+
+        expression = np.stack([layer(c) for c in cell_types], 1)
+        def frame(key: str) -> pd.DataFrame:
+            out = pd.DataFrame(adata.obsm[key], copy=True)
+            return out.rename(columns=lambda c: _cell_type_of_key(str(c)))[cell_types]
+
+        proportions = frame("proportions")
         proportions.index = pd.Index(adata.obs_names, name="sample")
         columns = [c for c in ("fit_r", "poorly_explained", "member_spread", "members_disagree") if c in adata.obs]
         fit = adata.obs[columns].copy()
@@ -198,7 +211,7 @@ class Deconvolution:
         extra = {}
         for key in ("proportions_lo", "proportions_hi", "member_spread"):
             if key in adata.obsm:
-                extra[key] = pd.DataFrame(adata.obsm[key], copy=True)[cell_types].set_axis(proportions.index)
+                extra[key] = frame(key).set_axis(proportions.index)
         return cls(proportions, expression, cell_types, [str(g) for g in adata.var_names], fit,
                    str(adata.uns.get("model_name", "")), report, **extra)
 

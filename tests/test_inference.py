@@ -101,3 +101,22 @@ def test_write_and_read_back(setup, tmp_path):
     assert set(model.cell_types) <= set(adata.layers) and "proportions" in adata.obsm
     with pytest.raises(BlueInputError, match="expression.h5ad"):
         Deconvolution.read(tmp_path / "nothing")
+
+
+def test_cell_types_with_slashes_round_trip(tmp_path):
+    import warnings as _w
+
+    from blue_core.inference import Deconvolution, _cell_type_of_key, _layer_key
+
+    for name in ("HSC/Progenitor", "T/NK", "100%/x", "plain"):
+        assert _cell_type_of_key(_layer_key(name)) == name and "/" not in _layer_key(name)
+    types = ["HSC/Progenitor", "T/NK", "B"]
+    props = pd.DataFrame([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]], index=["s1", "s2"], columns=types)
+    expr = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    fit = pd.DataFrame({"fit_r": [0.9, 0.8], "poorly_explained": [False, False]}, index=props.index)
+    result = Deconvolution(props, expr, types, ["G1", "G2", "G3", "G4"], fit, "aml")
+    with _w.catch_warnings():
+        _w.simplefilter("error", FutureWarning)  # anndata: '/' in keys will be refused
+        result.write(tmp_path / "out")
+    again = Deconvolution.read(tmp_path / "out")
+    assert again.cell_types == types and np.array_equal(again.expression, expr)
