@@ -65,9 +65,9 @@ _SYMBOL_COLUMNS = {"symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genenam
 
 
 # --------------------------------------------------------------------------------------- limits
-#: Peak memory of parsing a text table, per byte of (decompressed) text: measured 5.3 for a 52 MB
-#: genes x samples CSV (bench/security.py, case 11; 7.1 before the parser kept bytes instead of a
-#: StringIO); the estimate keeps a margin for other layouts (wide tables, many annotation columns).
+#: Peak memory of parsing a text table, per byte of (decompressed) text: measured 5.5 for a 52 MB
+#: genes x samples CSV (bench/results/security.md, case 11; 7.1 before the parser kept bytes instead of
+#: a StringIO); the estimate keeps a margin for other layouts (wide tables, many annotation columns).
 TEXT_MEMORY_FACTOR = 12
 #: Peak memory of openpyxl per byte of uncompressed sheet XML (estimate with margin).
 XLSX_MEMORY_FACTOR = 10
