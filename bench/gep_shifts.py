@@ -165,6 +165,13 @@ def fadista_beta(model: bc.BlueModel) -> dict[str, float]:
     return out
 
 
+def _rel(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", required=True, help="column name for these models (e.g. before, after)")
@@ -177,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(store.read_text()) if store.is_file() else {}
     results[args.label] = {"blood": str(blood.path), "islets": str(islets.path),
                            "blood_simulation": (blood.card.get("training") or {}).get("simulation"),
-                           "islets_simulation": (islets.card.get("training") or {}).get("simulation"), "rows": rows}
+                           "islets_simulation": (islets.card.get("training") or {}).get("simulation"),
+                           "blood_gep_simulation": (blood.card.get("training") or {}).get("gep_simulation"),
+                           "islets_gep_simulation": (islets.card.get("training") or {}).get("gep_simulation"),
+                           "rows": rows}
     store.write_text(json.dumps(results, indent=1, default=float) + "\n")
     labels = list(results)
     metrics = list(dict.fromkeys(k for lab in labels for k in results[lab]["rows"]))
@@ -185,9 +195,12 @@ def main(argv: list[str] | None = None) -> int:
                          index=pd.Index(metrics, name="metric")).reset_index()
     lines = ["# Do GEPs follow each sample's biology? (issue 11)", "",
              "Produced by `python bench/gep_shifts.py --label <label> [--blood DIR --islets DIR]`, one column per "
-             "label: " + "; ".join(f"**{lab}**: blood {Path(results[lab]['blood']).name} (simulation "
-                                    f"{results[lab]['blood_simulation']}), islets {Path(results[lab]['islets']).name} "
-                                    f"(simulation {results[lab]['islets_simulation']})" for lab in labels) + ".",
+             "label: " + "; ".join(f"**{lab}**: blood `{_rel(results[lab]['blood'])}` (simulation "
+                                    f"{results[lab]['blood_simulation']}, GEP branch "
+                                    f"{results[lab].get('blood_gep_simulation') or 'the same'}), islets "
+                                    f"`{_rel(results[lab]['islets'])}` (simulation {results[lab]['islets_simulation']}, "
+                                    f"GEP branch {results[lab].get('islets_gep_simulation') or 'the same'})"
+                                    for lab in labels) + ".",
              "Goals: Kang r >= 0.8 monocytes, >= 0.6 T/NK/B; Monaco BLUE - reference mean >= +0.05; Fadista "
              "function score and INS vs HbA1c negative.", "",
              markdown_table(table, number_format="{:.3g}"), "",
