@@ -429,6 +429,7 @@ def deconvolve(
         input_panel=panel_name or "",
         missing_model_genes=[g for g, ok in zip(model.input_genes, present) if not ok][:50],
         n_output_genes_in_bulk=int(out_present.sum()),
+        unmeasured_output_genes=[g for g, ok in zip(model.output_genes, out_present) if not ok],
         fit_r_threshold=threshold,
     )
     logger.info("deconvolved %d samples with %r in %.2f s", n, model.name, time.perf_counter() - t0)

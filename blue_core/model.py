@@ -166,6 +166,17 @@ class BlueModel:
         return None if (self.card or {}).get("input_panels") else list(self.input_genes)
 
     @property
+    def reference_profiles(self) -> "pd.DataFrame | None":
+        """``(G_out, K)`` each type's mean profile in the training reference(s), CPM over the output genes
+        (``card["reference_profiles"]``), or None for a model saved without it."""
+        import pandas as pd
+
+        values = ((self.card or {}).get("reference_profiles") or {}).get("values")
+        if not values:
+            return None
+        return pd.DataFrame({t: values[t] for t in self.cell_types if t in values}, index=self.output_genes)
+
+    @property
     def fit_r_threshold(self) -> float:
         """Fit score (Pearson r) below which a sample is flagged ``poorly_explained``."""
         value = (self.card.get("validation") or {}).get("fit_r_threshold")
@@ -541,6 +552,13 @@ def check_card(card: Any, card_path: str | os.PathLike = CARD_FILE) -> None:
                                              and math.isfinite(v) and v >= 0 for v in sigma.values())
         if not ok or not isinstance(intervals.get("z"), (int, float)):
             fail("intervals must hold z (a number) and sigma_by_type (non-negative numbers)")
+    profiles = card.get("reference_profiles")
+    if profiles is not None:
+        values = profiles.get("values") if isinstance(profiles, dict) else None
+        if not isinstance(values, dict) or not all(
+            t in card["cell_types"] and isinstance(v, list) and len(v) == len(card["output_genes"]) for t, v in values.items()
+        ):
+            fail("reference_profiles.values must map cell types to one number per output gene")
     panels = card.get("input_panels")
     if panels is not None:
         genes = set(card["input_genes"])

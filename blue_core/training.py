@@ -274,6 +274,43 @@ def _allocate(n: int, shares: dict[str, float]) -> dict[str, int]:
     return out
 
 
+def reference_profiles(
+    references: Sequence[ad.AnnData], output_genes: Sequence[str], cell_types: Sequence[str]
+) -> dict[str, Any]:
+    """Each cell type's mean profile in the (training cells of the) references, CPM over the output genes.
+
+    What a model would say without deconvolving expression: the app shows predicted GEPs against it, so
+    that a user sees what is sample-specific. Per reference, the mean per-cell CPM of each type over the
+    output genes it measured; averaged over the references that hold the type (per gene where measured);
+    each type's profile renormalised to 1e6 over the output genes.
+
+    Returns
+    -------
+    dict
+        ``{"units": ..., "values": {cell type: [G_out floats]}}`` (types absent from every reference left out).
+    """
+    from .baselines import signature_from_reference
+
+    genes = list(map(str, output_genes))
+    total = pd.DataFrame(0.0, index=genes, columns=list(cell_types))
+    count = pd.DataFrame(0.0, index=genes, columns=list(cell_types))
+    for ref in references:
+        present = [g for g in genes if g in set(map(str, ref.var_names))]
+        signature = signature_from_reference(ref, genes=present)
+        for cell_type in signature.columns:
+            if cell_type in total.columns:
+                total.loc[present, cell_type] += signature[cell_type].to_numpy()
+                count.loc[present, cell_type] += 1.0
+    values = {}
+    for cell_type in cell_types:
+        if count[cell_type].sum() == 0:
+            continue
+        mean = (total[cell_type] / count[cell_type].where(count[cell_type] > 0)).fillna(0.0)
+        mean = mean / mean.sum() * 1e6 if mean.sum() > 0 else mean
+        values[cell_type] = [float(f"{v:.4g}") for v in mean.to_numpy()]
+    return {"units": "CPM over the model's output genes (mean of the training cells' per-cell CPM)", "values": values}
+
+
 def _as_references(reference: Any) -> dict[str, ad.AnnData]:
     """``{name: reference}`` from one AnnData, a mapping or a list of them (each checked)."""
     if isinstance(reference, ad.AnnData):
@@ -766,6 +803,7 @@ def train_model(
             mixed_fraction=mixed_fraction if len(references) > 1 else 0.0,
         ),
         reference_qc=reference_qc,
+        reference_profiles=reference_profiles([tr for tr, _ in splits.values()], output_genes, cell_types),
         platform_calibration=(dict(shrinkage=platform_shrinkage, profile_columns=list(map(str, platform_profiles.columns)),
                                    per_reference=calibration) if platform_profiles is not None else None),
         training=dict(

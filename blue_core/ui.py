@@ -471,6 +471,32 @@ def mean_profiles(result: Any) -> pd.DataFrame:
     return pd.DataFrame({str(ct): result.gep(ct).mean(axis=0) for ct in result.cell_types}).T
 
 
+def unmeasured_genes(result: Any) -> set[str]:
+    """Output genes the input did not measure (their GEPs are inferred from the other genes only)."""
+    return set((getattr(result, "input_report", None) or {}).get("unmeasured_output_genes") or [])
+
+
+def mark_unmeasured(frame: pd.DataFrame, result: Any, *, axis: str = "columns") -> pd.DataFrame:
+    """``frame`` with ``" †"`` appended to the names of genes (columns or index) the input did not measure."""
+    missing = unmeasured_genes(result)
+    if not missing:
+        return frame
+    rename = {g: f"{g} †" for g in (frame.columns if axis == "columns" else frame.index) if g in missing}
+    return frame.rename(columns=rename) if axis == "columns" else frame.rename(index=rename)
+
+
+def versus_reference(result: Any, model: Any, sample: str, genes: Sequence[str]) -> pd.DataFrame | None:
+    """Cell types x genes: log2((predicted CPM + 1) / (reference mean CPM + 1)) for one sample -- what is
+    specific to this sample. None when the model's card holds no reference profiles."""
+    reference = getattr(model, "reference_profiles", None) if model is not None else None
+    if reference is None:
+        return None
+    predicted = sample_profiles(result, sample, genes)
+    types = [t for t in predicted.index if t in reference.columns]
+    ref = reference.loc[list(genes), types].T
+    return np.log2(predicted.loc[types] + 1.0) - np.log2(ref + 1.0)
+
+
 def sample_profiles(result: Any, sample: str, genes: Sequence[str]) -> pd.DataFrame:
     """Cell types x genes table of one sample's predicted GEPs (CPM), reshaped from ``result.gep``."""
     return pd.DataFrame({str(ct): result.gep(ct).loc[sample, list(genes)] for ct in result.cell_types}).T

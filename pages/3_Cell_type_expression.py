@@ -41,17 +41,37 @@ if not chosen:
     st.info("Pick at least one gene.")
     st.stop()
 shown = zscore(gep[chosen]) if scale.startswith("z") else gep[chosen]
-ui.plot(ui.heatmap(shown.T, title=f"Predicted {cell_type} expression ({scale})", diverging=scale.startswith("z"),
-                   colorbar="z" if scale.startswith("z") else "CPM", x_title="sample", y_title="gene"),
+ui.plot(ui.heatmap(ui.mark_unmeasured(shown, result).T, title=f"Predicted {cell_type} expression ({scale})",
+                   diverging=scale.startswith("z"), colorbar="z" if scale.startswith("z") else "CPM",
+                   x_title="sample", y_title="gene"),
         data=gep[chosen], name=f"gep_{cell_type}")
+missing = ui.unmeasured_genes(result) & set(chosen)
+if missing:
+    st.caption(f"† {len(missing)} of these genes were not measured in your data (e.g. "
+               f"{', '.join(map(ui.md, sorted(missing)[:5]))}): their profiles are inferred from the other genes only.")
 
 # cell types x genes for one sample --------------------------------------------------------------
 st.subheader("One sample across cell types")
 samples = [str(s) for s in result.proportions.index]
 sample = st.selectbox("Sample", samples, key="gep_sample")
 one = ui.sample_profiles(result, sample, chosen)
-ui.plot(ui.heatmap(one, title=f"Predicted expression in {sample} (CPM, colour on a log scale)", colorbar="CPM",
-                   x_title="gene", y_title="cell type", log_color=True), data=one, name=f"sample_{sample}")
+versus = ui.versus_reference(result, ui.current_model(), sample, chosen)
+view = "Predicted (CPM)"
+if versus is not None:
+    view = st.radio("Show", ["Predicted (CPM)", "Predicted vs the model's reference mean"], key="gep_view",
+                    horizontal=True, help="The reference mean is each cell type's average profile in the single-cell "
+                                          "reference the model was trained on: what a prediction without any "
+                                          "sample-specific signal would look like.")
+if view.startswith("Predicted vs") and versus is not None:
+    ui.plot(ui.heatmap(ui.mark_unmeasured(versus, result), title=f"{sample}: log2 fold change vs the reference mean",
+                       colorbar="log2 FC", diverging=True, x_title="gene", y_title="cell type"),
+            data=versus, name=f"sample_vs_reference_{sample}")
+    st.caption("Red: higher in this sample's predicted profile than in the reference's average cell of that type; "
+               "blue: lower. Values near 0 mean the model has nothing sample-specific to say about the gene.")
+else:
+    ui.plot(ui.heatmap(ui.mark_unmeasured(one, result), title=f"Predicted expression in {sample} (CPM, colour on a log scale)",
+                       colorbar="CPM", x_title="gene", y_title="cell type", log_color=True), data=one,
+            name=f"sample_{sample}")
 
 # group comparison ------------------------------------------------------------------------------
 group_cols = ui.categorical_columns(clinical)
@@ -67,7 +87,14 @@ else:
         table = compare_groups(result.gep(test_type), clinical[group_by])
         st.caption(f"Per gene, {ui.md(test_type)} GEP: {table['test'].iloc[0]} test between the {ui.md(group_by)} groups, "
                    f"Benjamini-Hochberg FDR over {len(table):,} genes. Sorted by p-value.")
-        st.dataframe(table.head(500), width="stretch", key="gep_tests")
+        significant = table["fdr"] < 0.05
+        if not significant.any():
+            st.info(f"No gene differs significantly between the {ui.md(group_by)} groups at FDR < 0.05 "
+                    f"({len(table):,} genes tested). The table below is shown for reference; greyed rows do not "
+                    "pass the FDR threshold.", icon=":material/info:")
+        st.dataframe(table.head(500).style.apply(
+            lambda row: ["color: #9e9e9e" if not row["fdr"] < 0.05 else "" for _ in row], axis=1),
+            width="stretch", key="gep_tests")
         ui.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
         top = list(table.index[:6])
         ui.plot(ui.group_box(result.gep(test_type)[top], clinical[group_by], value_name="CPM",

@@ -66,3 +66,49 @@ def test_gene_search() -> None:
     at.multiselect(key="gep_genes").set_value(wanted).run()
     assert_clean(at)
     assert list(figures(at)[0]["data"][0]["y"]) == wanted
+
+
+def test_sample_profile_against_the_reference_mean() -> None:
+    at = seed(page(PAGE), "fadista_islets").run()
+    assert_clean(at)
+    at.radio(key="gep_view").set_value("Predicted vs the model's reference mean").run()
+    assert_clean(at)
+    versus = [f for f in figures(at) if "vs the reference mean" in str(f["layout"].get("title", ""))]
+    assert len(versus) == 1
+    from blue_core import ui
+
+    result = at.session_state["result"]
+    model = ui.get_model(at.session_state["model_name"])
+    sample = at.selectbox(key="gep_sample").value
+    genes = [g.rstrip(" †") for g in versus[0]["data"][0]["x"]]
+    expected = ui.versus_reference(result, model, sample, genes)
+    z = array(versus[0]["data"][0]["z"]).reshape(expected.shape)
+    assert np.allclose(z, expected.to_numpy(), atol=1e-4)  # log2 (predicted + 1) / (reference + 1)
+
+
+def test_unmeasured_genes_are_marked() -> None:
+    at = seed(page(PAGE), "tcga_laml").run()  # TCGA measures 712 genes; the AML model outputs 1,502
+    assert_clean(at)
+    result = at.session_state["result"]
+    missing = set(result.input_report["unmeasured_output_genes"])
+    assert len(missing) > 500
+    at.selectbox(key="gep_preset").select("Pick genes ...").run()
+    pick = sorted(missing)[:2] + [g for g in result.genes if g not in missing][:2]
+    at.multiselect(key="gep_genes").set_value(pick).run()
+    assert_clean(at)
+    labels = list(figures(at)[0]["data"][0]["y"])
+    assert sum(label.endswith("†") for label in labels) == 2
+    assert any("were not measured in your data" in c.value for c in at.caption)
+
+
+def test_no_significant_difference_is_said_plainly() -> None:
+    at = seed(page(PAGE), "fadista_islets")
+    clinical = at.session_state["clinical"].copy()
+    rng = np.random.default_rng(0)
+    clinical["coin"] = rng.choice(["heads", "tails"], size=len(clinical))  # a grouping with no biology
+    at.session_state["clinical"] = clinical
+    at.run()
+    at.selectbox(key="gep_group").select("coin").run()
+    assert_clean(at)
+    assert any("No gene differs significantly between the coin groups at FDR < 0.05" in i.value.replace("\\", "")
+               for i in at.info)
