@@ -521,3 +521,39 @@ def test_xlsx_formulas_without_cached_values():
     book.save(buffer)
     with pytest.raises(BlueInputError, match="formulas whose results were never saved"):
         read_bulk(buffer.getvalue(), filename="calc.xlsx")
+
+
+def test_30000_gene_samples_x_genes_file_in_the_app_and_the_cli(tmp_path):
+    """Issue 13.1 / 9.6: a whole-transcriptome samples x genes CSV (30,000 genes) reads in the app and the CLI."""
+    from _app_helpers import assert_clean, page
+
+    from blue_core import genes
+    from blue_core.datasets import sample_root
+
+    monaco = read_bulk(sample_root() / "monaco_pbmc")  # real values for the model's genes, padding for the rest
+    symbols = list(dict.fromkeys([*map(str, monaco.var_names), *sorted(genes._approved_symbols())]))[:30_000]
+    frame = pd.DataFrame(0.0, index=[str(s) for s in monaco.obs_names], columns=symbols)
+    shared = [g for g in symbols if g in set(monaco.var_names)]
+    frame.loc[:, shared] = np.asarray(monaco[:, shared].X, dtype=np.float64)
+    data = frame.rename_axis("sample").to_csv(float_format="%.4g").encode()
+    assert len(data.split(b"\n")[0]) > 131_072
+    path = tmp_path / "wide.csv"
+    path.write_bytes(data)
+    run = _cli("deconvolve", str(path), "--model", "pbmc", "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert "samples x 30,000 genes" in run.stderr and "samples x genes" in run.stderr
+    at = page("1_Data_and_model.py")
+    at.session_state["model_name"] = "pbmc"
+    at.session_state["bulk_source"] = "upload"
+    at.session_state["bulk_bytes"] = data
+    at.session_state["bulk_filename"] = at.session_state["bulk_label"] = "wide.csv"
+    at.run()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Samples"] == "12" and metrics["Genes"] == "30,000"
+
+
+def test_import_blue_core_does_not_import_streamlit():
+    code = "import sys, blue_core, blue_core.io, blue_core.inference, blue_core.model; print('streamlit' in sys.modules)"
+    out = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
