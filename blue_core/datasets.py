@@ -23,7 +23,7 @@ import pandas as pd
 from .exceptions import BlueInputError
 from .io import read_bulk
 
-__all__ = ["SampleCohort", "sample_root", "list_samples", "load_sample"]
+__all__ = ["validation_cohorts", "SampleCohort", "sample_root", "list_samples", "load_sample"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,20 @@ def list_samples() -> pd.DataFrame:
             "has_truth": (directory / "truth.csv").is_file(),
         })
     return pd.DataFrame(rows, columns=["name", *columns]).set_index("name")
+
+
+def validation_cohorts(model_name: str, *, exclude: str | None = None) -> list[str]:
+    """Demo cohorts on which subtypes found with model ``model_name`` can be validated.
+
+    A cohort qualifies when it is meant for the same model (``recommended_model``), so that its bulk is
+    deconvolved into the same cell types and genes, and it has a clinical table (survival). ``exclude``:
+    the cohort the subtypes were found on.
+    """
+    table = list_samples()
+    if table.empty:
+        return []
+    keep = (table["recommended_model"].astype(str) == str(model_name)) & table["has_clinical"].astype(bool)
+    return [str(n) for n in table.index[keep] if str(n) != exclude]
 
 
 def _read_table(path: Path, samples: pd.Index) -> pd.DataFrame:

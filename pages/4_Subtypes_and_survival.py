@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from blue_core import ui
+from blue_core.datasets import validation_cohorts
 from blue_core.exceptions import BlueInputError
 
 ui.init_state()
@@ -96,12 +97,12 @@ with st.expander("Pairwise log-rank tests and numbers at risk"):
 # cross-cohort validation ------------------------------------------------------------------------
 st.subheader("Validate on a second cohort")
 model = ui.current_model()
-demos = ui.demo_cohorts()
-others = [n for n in demos["name"] if n != state.get("demo_name")] if not demos.empty else []
+others = validation_cohorts(getattr(model, "name", ""), exclude=state.get("demo_name")) if model is not None else []
 if model is None or not others:
-    st.caption("Validation uses a bundled demo cohort deconvolved with the same model.")
+    st.caption("Validation uses a bundled demo cohort meant for the same model (same cell types and genes) with "
+               "survival data; there is none for this model.")
     st.stop()
-default_other = "target_aml" if "target_aml" in others else others[0]
+default_other = others[0]
 v1, v2 = st.columns([2, 1])
 other = v1.selectbox("Validation cohort", others, index=others.index(default_other), key="val_cohort")
 if v2.button(f"Validate on {ui.md(other)}", type="primary", key="val_run", icon=":material/verified:"):
@@ -117,6 +118,13 @@ if validation is not None:
     w1, w2 = st.columns(2)
     w1.metric("Log-rank p (validation)", f"{val.logrank_p_:.3g}")
     w2.metric("Patients used", val.n_matched_)
+    if val.logrank_p_ < 0.05:
+        st.success(f"The subtypes also separate survival in {ui.md(validation['title'])} (log-rank p = "
+                   f"{val.logrank_p_:.3g}): the split replicates.", icon=":material/check_circle:")
+    else:
+        st.warning(f"The subtypes do **not** separate survival in {ui.md(validation['title'])} (log-rank p = "
+                   f"{val.logrank_p_:.3g} ≥ 0.05): the split does not replicate in this cohort.",
+                   icon=":material/warning:")
     ui.plot(val.plot_km(title=f"Validation: {validation['title']}"), name="kaplan_meier_validation",
             data=val.data_)
     st.dataframe(val.summary, hide_index=True, width="stretch", key="val_summary")

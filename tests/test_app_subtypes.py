@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from _app_helpers import assert_clean, figures, page, seed, table_with
+from _app_helpers import assert_clean, figures, page, plain, seed, table_with
 
 PAGE = "4_Subtypes_and_survival.py"
 
@@ -41,16 +41,19 @@ def test_subtypes_km_cox_and_validation() -> None:
     assert forest and forest[0]["layout"]["xaxis"]["type"] == "log"
     cox = table_with(at, "hr")
     assert list(cox["group"]) == ["S1", "S2", "S3"] and cox["n"].sum() == int(metrics["Patients used"])
-    # one click: validate on TARGET-AML
-    assert at.selectbox(key="val_cohort").value == "target_aml"
+    # one click: validate on TARGET-AML -- the only other cohort the AML model reads (no islets, no PBMC)
+    assert at.selectbox(key="val_cohort").options == ["target_aml"]
     at.button(key="val_run").click().run()
     assert_clean(at)
     validation = at.session_state["validation"]
     assert validation["name"] == "target_aml"
     assert set(validation["labels"].unique()) <= {"S1", "S2", "S3"}
     metrics = {m.label: m.value for m in at.metric}
-    assert 0 <= float(metrics["Log-rank p (validation)"]) <= 1
+    p_val = float(metrics["Log-rank p (validation)"])
+    assert 0 <= p_val <= 1
     assert any("Validation" in json_text(f) for f in figures(at))
+    said = " ".join(plain(el.value) for el in [*at.success, *at.warning])
+    assert ("the split replicates" in said) if p_val < 0.05 else ("the split does not replicate" in said)
 
 
 def test_proportion_features_auto_k() -> None:
@@ -82,3 +85,12 @@ def test_cohort_without_survival_columns_explains() -> None:
     assert not [f for f in figures(at) if "at risk" in json_text(f)]
     at.checkbox(key="surv_manual").check().run()  # a wrong pick gives a clear message, never a traceback
     assert not at.exception
+
+
+def test_validation_cohorts_are_those_the_same_model_reads() -> None:
+    from blue_core.datasets import validation_cohorts
+
+    assert validation_cohorts("aml", exclude="tcga_laml") == ["target_aml"]
+    assert validation_cohorts("aml", exclude="target_aml") == ["tcga_laml"]
+    assert validation_cohorts("pancreas", exclude="fadista_islets") == []
+    assert validation_cohorts("my-own-model") == []
