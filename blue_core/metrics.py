@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ccc", "pearson", "rmse", "per_column"]
+__all__ = ["ccc", "pearson", "rmse", "per_column", "accuracy_table"]
 
 
 def _paired(truth: npt.ArrayLike, estimate: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +56,25 @@ def per_column(truth, estimate, metric=pearson) -> dict[str, float]:
     shared_rows = truth.index.intersection(estimate.index)
     shared_cols = [c for c in truth.columns if c in estimate.columns]
     return {c: metric(truth.loc[shared_rows, c], estimate.loc[shared_rows, c]) for c in shared_cols}
+
+
+def accuracy_table(truth: "pd.DataFrame", estimate: "pd.DataFrame") -> "pd.DataFrame":
+    """Agreement of estimated with measured proportions: CCC, Pearson r and RMSE, overall and per type.
+
+    Parameters
+    ----------
+    truth, estimate
+        ``(n_samples, K)`` fractions with the same index and columns (cell types).
+
+    Returns
+    -------
+    DataFrame
+        Index ``all`` (every sample x type pair) then each cell type; columns ``ccc``, ``pearson_r``,
+        ``rmse`` (fraction units) and ``n`` (pairs).
+    """
+    import pandas as pd
+
+    rows = {"all": (truth.to_numpy().ravel(), estimate.to_numpy().ravel())}
+    rows.update({str(c): (truth[c].to_numpy(), estimate[c].to_numpy()) for c in truth.columns})
+    return pd.DataFrame({name: {"ccc": ccc(t, e), "pearson_r": pearson(t, e), "rmse": rmse(t, e), "n": int(len(t))}
+                         for name, (t, e) in rows.items()}).T.astype({"n": int})

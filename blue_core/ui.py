@@ -1012,7 +1012,12 @@ def show_model_card(model: Any, *, expanded: bool = True) -> None:
             if not (references or per_type or provenance or command):
                 st.caption("No provenance recorded in this model's card.")
         with right:
-            st.markdown("**Validation**")
+            real = card.get("real_data_validation")
+            if real:
+                st.markdown("**Validation on real cohorts**")
+                st.dataframe(pd.DataFrame(real), hide_index=True, width="stretch")
+            st.markdown("**Validation on simulated mixtures** (pseudo-bulk from held-out cells, not real bulk: "
+                        "an upper bound on real-data accuracy)")
             validation = card.get("validation")
             if validation:
                 st.dataframe(card_table(validation), hide_index=True, width="stretch")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from blue_core import ui
 from blue_core.exceptions import BlueInputError
+from blue_core.metrics import accuracy_table
 from blue_core.stats import collapse_columns, compare_groups, correlate
 
 ui.init_state()
@@ -83,6 +84,18 @@ if truth is not None:
                        + " (flow); each side renormalised to 1.")
         shared = [c for c in predicted.columns if c in measured.columns]
         if shared:
+            agreement = accuracy_table(measured.loc[samples, shared], predicted.loc[samples, shared])
+            m1, m2, m3 = st.columns(3)
+            m1.metric("CCC", f"{agreement.loc['all', 'ccc']:.2f}",
+                      help="Concordance correlation: agreement with the measured fractions, 1 = identical, 0 = none; "
+                           "penalises both scatter and bias.")
+            m2.metric("Pearson r", f"{agreement.loc['all', 'pearson_r']:.2f}",
+                      help="Linear correlation of predicted and measured fractions (ignores a constant bias).")
+            m3.metric("RMSE", f"{agreement.loc['all', 'rmse']:.3f}",
+                      help="Root-mean-square difference of predicted and measured fractions (0 = exact).")
+            st.caption("Over every donor x cell type pair; per cell type in the table below. CCC: agreement "
+                       "(1 = identical); Pearson r: correlation across donors; RMSE: typical error in fraction units.")
+            st.dataframe(agreement.round(3), width="stretch", key="truth_accuracy")
             ui.plot(ui.truth_vs_prediction(predicted, measured,
                                            title="Measured vs predicted: one point per donor and cell type"),
                     name="predicted_vs_measured",

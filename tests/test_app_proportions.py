@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from _app_helpers import array, assert_clean, figures, page, seed, table_with, texts
 
@@ -31,6 +32,13 @@ def test_blood_demo_bars_fit_and_flow_truth() -> None:
     assert "Predicted vs measured (flow cytometry)" in texts(at)
     titles = [f["layout"].get("title", {}).get("text", "") for f in figs]
     assert any("measured" in t.lower() for t in titles)
+    # accuracy on the demo with truth: CCC, Pearson r and RMSE, each defined in one line, overall and per type
+    metrics = {m.label: m.value for m in at.metric}
+    accuracy = [d.value for d in at.dataframe if "ccc" in d.value.columns][0]
+    assert {"CCC", "Pearson r", "RMSE"} <= set(metrics)
+    assert float(metrics["CCC"]) == pytest.approx(accuracy.loc["all", "ccc"], abs=0.006)
+    assert 0.5 < accuracy.loc["all", "ccc"] <= 1 and accuracy.loc["all", "n"] == 72  # 12 donors x 6 types
+    assert "CCC: agreement" in texts(at)
     # fit score chart and the table with a row per sample
     fit_fig = [f for f in figs if "fit r" in f["layout"].get("yaxis", {}).get("title", {}).get("text", "")]
     assert fit_fig and sum(len(t["x"]) for t in fit_fig[0]["data"]) == 12
