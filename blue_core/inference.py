@@ -283,20 +283,6 @@ def _gene_hint(bulk_genes: pd.Index) -> str:
     return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
 
 
-def _best_panel(model: BlueModel, present: np.ndarray) -> tuple[str | None, np.ndarray | None]:
-    """The card's input panel with the largest matched fraction and its mask over the input genes.
-
-    ``(None, None)`` for a single-panel model.
-    """
-    panels = (getattr(model, "card", None) or {}).get("input_panels") or {}
-    genes = np.asarray(model.input_genes)
-    masks = {name: np.isin(genes, panel) for name, panel in panels.items() if panel}
-    if not masks:
-        return None, None
-    name = max(masks, key=lambda k: present[masks[k]].mean())
-    return name, masks[name]
-
-
 def deconvolve(
     bulk: ad.AnnData | pd.DataFrame | str | Path,
     model: BlueModel | str | Path,
@@ -353,14 +339,9 @@ def deconvolve(
             "read_bulk, which sums duplicates."
         )
     in_pos = genes.get_indexer(model.input_genes)
-    present = in_pos >= 0
     n_model = len(model.input_genes)
-    panel_name, in_panel = _best_panel(model, present)
-    if in_panel is not None:
-        # A multi-panel model (trained with panel dropout) reads the genes of one panel at a time.
-        present &= in_panel
-    n_expected = int(in_panel.sum()) if in_panel is not None else n_model
-    n_matched = int(present.sum())
+    match = model.match_genes(genes)  # the one overlap rule (also behind the app's input report)
+    present, n_expected, n_matched, panel_name = match.present, match.n_expected, match.n_matched, match.panel
     if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_expected:
         raise BlueInputError(
             f"{n_matched:,} of {n_expected:,} model input genes matched the bulk genes (need >= "

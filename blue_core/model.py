@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ from .exceptions import BlueModelError
 from .files import check_model_name
 from .module import BlueNet
 
-__all__ = ["BlueModel", "save_model", "load_model", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+__all__ = ["BlueModel", "GeneMatch", "save_model", "load_model", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,31 @@ def preprocess(values: np.ndarray, present: np.ndarray | None = None) -> np.ndar
     z = np.divide(x - mean, sd, out=np.zeros_like(x), where=sd > 0)
     z[:, ~present] = 0.0
     return z.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class GeneMatch:
+    """How a bulk's genes cover a model's input genes (the one overlap rule; see :meth:`BlueModel.match_genes`).
+
+    Attributes
+    ----------
+    present
+        ``(G_in,)`` bool: input genes the bulk measures (within the matched panel for a multi-panel model).
+    n_matched, n_expected
+        Genes found and genes the model (or its matched panel) reads.
+    panel
+        Name of the matched input panel, or None for a single-panel model.
+    """
+
+    present: np.ndarray
+    n_matched: int
+    n_expected: int
+    panel: str | None
+
+    @property
+    def fraction(self) -> float:
+        """``n_matched / n_expected`` (0 when nothing is expected)."""
+        return self.n_matched / self.n_expected if self.n_expected else 0.0
 
 
 class BlueModel:
@@ -164,6 +190,26 @@ class BlueModel:
         and :func:`~blue_core.inference.deconvolve` checks the overlap against the matched panel.
         """
         return None if (self.card or {}).get("input_panels") else list(self.input_genes)
+
+    def match_genes(self, genes: "list[str] | np.ndarray | pd.Index") -> GeneMatch:
+        """Which input genes a bulk with these gene symbols measures.
+
+        A multi-panel model (``card["input_panels"]``, trained with panel dropout) reads one cohort panel
+        at a time: the panel with the largest matched fraction is chosen, and only its genes count.
+        :func:`~blue_core.inference.deconvolve` decides with this and the app's input report shows it.
+        """
+        import pandas as pd
+
+        index = pd.Index([str(g) for g in genes])
+        present = index.get_indexer(self.input_genes) >= 0
+        panels = (self.card or {}).get("input_panels") or {}
+        names = np.asarray(self.input_genes)
+        masks = {name: np.isin(names, panel) for name, panel in panels.items() if panel}
+        if not masks:
+            return GeneMatch(present, int(present.sum()), len(self.input_genes), None)
+        best = max(masks, key=lambda k: present[masks[k]].mean())
+        present = present & masks[best]
+        return GeneMatch(present, int(present.sum()), int(masks[best].sum()), best)
 
     @property
     def reference_profiles(self) -> "pd.DataFrame | None":

@@ -1025,10 +1025,17 @@ def show_model_card(model: Any, *, expanded: bool = True) -> None:
                 st.caption("No validation numbers recorded in this model's card.")
 
 
-def show_input_report(bulk: Any, messages: Sequence[str]) -> None:
-    """The input report of ``read_bulk``: samples, genes, units, genes matched, every warning."""
+def show_input_report(bulk: Any, messages: Sequence[str], model: Any | None = None) -> None:
+    """The input report of ``read_bulk``: samples, genes, units, genes matched, every warning.
+
+    "Model genes found" comes from ``model.match_genes`` (the rule ``deconvolve`` decides with), so a
+    multi-panel model shows the genes of the panel it will read.
+    """
     st = _st()
-    report = bulk.uns.get("blue_input", {}) or {}
+    report = dict(bulk.uns.get("blue_input", {}) or {})
+    if model is not None and hasattr(model, "match_genes"):
+        match = model.match_genes(bulk.var_names)
+        report.update(n_model_genes=match.n_expected, n_model_genes_matched=match.n_matched)
     cols = st.columns(5)
     cols[0].metric("Samples", f"{report.get('n_samples', bulk.n_obs):,}")
     cols[1].metric("Genes", f"{report.get('n_genes', bulk.n_vars):,}")

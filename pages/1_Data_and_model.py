@@ -76,7 +76,7 @@ if bulk is None:
 
 st.subheader("3 · Input report")
 st.markdown(f"**{ui.md(state['bulk_label'])}**")
-ui.show_input_report(bulk, messages)
+ui.show_input_report(bulk, messages, model)
 if state.get("clinical") is not None:
     st.caption(f"Clinical table: {ui.md(state['clinical_label'])} — {len(state['clinical'])} samples, "
                f"columns: {', '.join(map(ui.md, state['clinical'].columns))}")

@@ -84,3 +84,21 @@ def test_malformed_upload_shows_clear_message(content: bytes, filename: str, exp
     assert expected in message.lower()
     assert len(message) > 40  # names the problem and the fix
     assert at.session_state["result"] is None
+
+
+def test_model_genes_found_for_a_multi_panel_model() -> None:
+    """The AML model reads one cohort panel at a time: the tile shows that panel's genes, as the CLI prints."""
+    require_model("aml")
+    at = page(PAGE)
+    at.session_state["model_name"] = "aml"
+    at.session_state["bulk_source"] = "demo"
+    at.session_state["demo_name"] = "tcga_laml"
+    at.session_state["bulk_label"] = "demo: TCGA"
+    at.run()
+    assert_clean(at)
+    import blue_core as bc
+
+    model = bc.load_model("aml")
+    tiles = {m.label: m.value for m in at.metric}
+    match = model.match_genes(bc.load_sample("tcga_laml").bulk.var_names)
+    assert tiles["Model genes found"] == f"{match.n_matched:,} / {match.n_expected:,}" and match.panel
