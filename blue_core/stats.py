@@ -53,6 +53,9 @@ def compare_groups(
     groups: pd.Series,
     *,
     min_group_size: int = 2,
+    fold_change: bool = False,
+    max_fdr: float = 0.05,
+    min_abs_log2_fold_change: float = 0.5,
 ) -> pd.DataFrame:
     """Test each column of ``frame`` for a difference between sample groups.
 
@@ -66,6 +69,13 @@ def compare_groups(
         input, or with a missing label, are left out.
     min_group_size
         Smallest number of samples a group must have to be tested.
+    fold_change
+        For expression values (CPM): add ``log2_fold_change`` -- two groups: log2((mean b + 1) / (mean a + 1));
+        more groups: the same between the groups with the highest and the lowest mean (unsigned) -- and
+        ``significant`` = ``fdr < max_fdr`` and ``|log2_fold_change| >= min_abs_log2_fold_change``: a
+        difference must be both unlikely by chance and large enough to matter.
+    max_fdr, min_abs_log2_fold_change
+        The two thresholds of ``significant`` (with ``fold_change``).
 
     Returns
     -------
@@ -117,9 +127,17 @@ def compare_groups(
             row[f"median {g}"] = float(np.median(s)) if len(s) else np.nan
         if len(names) == 2:
             row[f"difference {names[1]} - {names[0]}"] = row[f"median {names[1]}"] - row[f"median {names[0]}"]
+        if fold_change:
+            means = [float(np.mean(s)) if len(s) else np.nan for s in samples]
+            if len(names) == 2:
+                row["log2_fold_change"] = float(np.log2((means[1] + 1.0) / (means[0] + 1.0)))
+            else:
+                row["log2_fold_change"] = float(np.log2((np.nanmax(means) + 1.0) / (np.nanmin(means) + 1.0)))
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(values.columns, name=frame.columns.name or "feature"))
     table.insert(3, "fdr", benjamini_hochberg(table["p"].to_numpy()))
+    if fold_change:
+        table["significant"] = (table["fdr"] < max_fdr) & (table["log2_fold_change"].abs() >= min_abs_log2_fold_change)
     table = table.sort_values(["p", "statistic"], ascending=[True, False], kind="mergesort")
     logger.info("compare_groups: %d features, %d groups, %s", len(table), len(names), test)
     return table

@@ -83,17 +83,26 @@ else:
     g1, g2 = st.columns(2)
     group_by = g1.selectbox("Group by", group_cols, index=group_cols.index(default), key="gep_group")
     test_type = g2.selectbox("Cell type", cell_types, index=cell_types.index(cell_type), key="gep_test_cell_type")
+    t1, t2 = st.columns(2)
+    max_fdr = t1.select_slider("FDR threshold", [0.01, 0.05, 0.1, 0.2], value=0.05, key="gep_fdr")
+    min_lfc = t2.slider("Minimum |log2 fold change| (effect size)", 0.0, 3.0, 0.5, step=0.25, key="gep_min_lfc",
+                        help="A gene counts as different only if it is unlikely by chance (FDR) AND changes enough: "
+                             "0.5 = 1.4-fold, 1 = 2-fold (on mean CPM + 1).")
     try:
-        table = compare_groups(result.gep(test_type), clinical[group_by])
+        table = compare_groups(result.gep(test_type), clinical[group_by], fold_change=True, max_fdr=max_fdr,
+                               min_abs_log2_fold_change=min_lfc)
         st.caption(f"Per gene, {ui.md(test_type)} GEP: {table['test'].iloc[0]} test between the {ui.md(group_by)} groups, "
-                   f"Benjamini-Hochberg FDR over {len(table):,} genes. Sorted by p-value.")
-        significant = table["fdr"] < 0.05
+                   f"Benjamini-Hochberg FDR over {len(table):,} genes, and the log2 fold change of mean CPM. "
+                   f"Significant = FDR < {max_fdr} and |log2 FC| >= {min_lfc}. Sorted by p-value.")
+        significant = table["significant"]
         if not significant.any():
-            st.info(f"No gene differs significantly between the {ui.md(group_by)} groups at FDR < 0.05 "
-                    f"({len(table):,} genes tested). The table below is shown for reference; greyed rows do not "
-                    "pass the FDR threshold.", icon=":material/info:")
+            st.info(f"No gene differs significantly between the {ui.md(group_by)} groups (FDR < {max_fdr} and "
+                    f"|log2 FC| >= {min_lfc}; {len(table):,} genes tested). The table below is shown for reference; "
+                    "greyed rows do not pass.", icon=":material/info:")
+        else:
+            st.caption(f"{int(significant.sum()):,} genes pass both thresholds; the others are greyed.")
         st.dataframe(table.head(500).style.apply(
-            lambda row: ["color: #9e9e9e" if not row["fdr"] < 0.05 else "" for _ in row], axis=1),
+            lambda row: ["" if row["significant"] else "color: #9e9e9e" for _ in row], axis=1),
             width="stretch", key="gep_tests")
         ui.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
         top = list(table.index[:6])

@@ -130,3 +130,21 @@ def test_specific_genes() -> None:
     assert specific_genes(profiles, "alpha", n=1) == ["GCG"]
     with pytest.raises(BlueInputError, match="not one of the cell types"):
         specific_genes(profiles, "acinar")
+
+
+def test_significance_needs_an_effect_size():
+    """A 0.5 % CPM difference can have a tiny p-value; it is not called significant without |log2 FC| >= 0.5."""
+    from blue_core.stats import compare_groups
+
+    rng = np.random.default_rng(0)
+    n = 60
+    groups = pd.Series(["a"] * n + ["b"] * n, index=[f"s{i}" for i in range(2 * n)])
+    tiny = np.r_[rng.normal(1000, 1, n), rng.normal(1005, 1, n)]   # +0.5 %: p ~ 0, log2 FC 0.007
+    large = np.r_[rng.normal(100, 10, n), rng.normal(300, 10, n)]  # 3-fold
+    frame = pd.DataFrame({"tiny": tiny, "large": large}, index=groups.index)
+    table = compare_groups(frame, groups, fold_change=True)
+    assert table.loc["tiny", "fdr"] < 1e-6 and not table.loc["tiny", "significant"]
+    assert table.loc["large", "significant"] and table.loc["large", "log2_fold_change"] == pytest.approx(np.log2(301 / 101), abs=0.05)
+    loose = compare_groups(frame, groups, fold_change=True, min_abs_log2_fold_change=0.0)
+    assert loose.loc["tiny", "significant"]
+    assert "significant" not in compare_groups(frame, groups).columns  # proportions: no fold change
