@@ -44,7 +44,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import markdown_table  # noqa: E402
 from selection import _base, _kang_labels  # noqa: E402
-from validate import BETA_FUNCTION_GENES, PBMC_TO_ABIS  # noqa: E402
+from validate import BETA_FUNCTION_GENES, PBMC_TO_ABIS, pseudo_bulk_anndata  # noqa: E402
 
 import blue_core as bc  # noqa: E402
 from blue_core.baselines import closed_form_gep, signature_from_reference  # noqa: E402
@@ -82,7 +82,7 @@ def kang_shift(model: bc.BlueModel) -> dict[str, float]:
         cells = kang[(kang.obs["condition"] == condition) & kang.obs["cell_type"].isin(types)].copy()
         pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types,
                          output_genes=[g for g in model.output_genes if g in set(kang.var_names)], seed=17)
-        bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"{condition}{i}" for i in range(pb.n_samples)]))
+        bulk = pseudo_bulk_anndata(pb, prefix=condition)
         res = _quiet(bulk, model)
         sets[condition] = pb
         blue[condition] = res
@@ -215,7 +215,7 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
                             index=model.output_genes)
     pb = bc.simulate(held, 200, cells_per_sample=500, cell_types=model.cell_types,
                      output_genes=[g for g in model.output_genes if g in set(held.var_names)], seed=23)
-    bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"p{i}" for i in range(pb.n_samples)]))
+    bulk = pseudo_bulk_anndata(pb, prefix="p")
     res = _quiet(bulk, model)
     signature = signature_from_reference(train_cells, genes=[g for g in pb.output_genes if g in set(train_cells.var_names)])
     shared = list(signature.index)

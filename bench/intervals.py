@@ -26,6 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import markdown_table  # noqa: E402
 from selection import HAO, PBMC3K_FULL, WORK, _base  # noqa: E402
+from validate import pseudo_bulk_anndata  # noqa: E402
 
 import blue_core as bc  # noqa: E402
 from blue_core.ensemble import build_ensemble  # noqa: E402
@@ -43,7 +44,7 @@ def coverage_on(model: bc.BlueModel, reference: ad.AnnData, n: int = 300, seed: 
     types = [t for t in model.cell_types if t in set(reference.obs["cell_type"].astype(str))]
     cells = reference[reference.obs["cell_type"].astype(str).isin(types)].copy()
     pb = bc.simulate(cells, n, cells_per_sample=500, cell_types=model.cell_types, seed=seed)
-    bulk = ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"s{i}" for i in range(n)]).astype(np.float64))
+    bulk = pseudo_bulk_anndata(pb)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = bc.deconvolve(bulk, model)

@@ -185,10 +185,9 @@ def score_pbmc(model) -> dict[str, float]:  # noqa: ANN001
     for condition in ("ctrl", "stim"):
         cells = kang[(kang.obs["condition"] == condition) & kang.obs["cell_type"].isin(model.cell_types)].copy()
         pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types, seed=11)
-        frame = pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"{condition}{i}" for i in range(pb.n_samples)])
-        import anndata as ad
+        from validate import pseudo_bulk_anndata
 
-        est = bc.deconvolve(ad.AnnData(frame.astype(np.float64)), model).proportions
+        est = bc.deconvolve(pseudo_bulk_anndata(pb, prefix=condition), model).proportions
         out[f"kang_{condition}_ccc"] = ccc(pb.proportions.set_axis(est.index)[model.cell_types], est[model.cell_types])
     return out
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from .exceptions import BlueInputError
 from .inference import Z90, proportion_intervals
@@ -115,14 +116,12 @@ def _calibrate(model: BlueModel, references: Any, validation_fraction: float, sp
     truths, members_all = [], []
     for r, ref in enumerate(refs.values()):
         _, val, _ = split_reference(ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=split_seed)
-        genes = [str(g) for g in val.var_names]
-        pos = {g: i for i, g in enumerate(genes)}
-        present = np.array([g in pos for g in model.input_genes])
         pb = simulate(val, max(50, n_validation // len(refs)), cells_per_sample=cells_per_sample,
                       cell_types=model.cell_types, seed=seed + r)
+        present = model.match_genes(pb.genes).present  # the rule deconvolve reads a bulk with
+        in_pos = pd.Index(pb.genes).get_indexer(model.input_genes)
         values = np.zeros((pb.n_samples, len(model.input_genes)))
-        idx = [pos[g] for g, ok in zip(model.input_genes, present) if ok]
-        values[:, present] = pb.bulk[:, idx]
+        values[:, present] = pb.bulk[:, in_pos[present]]
         member_props, _ = model.predict_members(preprocess(values, present))
         truths.append(pb.proportions[model.cell_types].to_numpy())
         members_all.append(member_props)

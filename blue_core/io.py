@@ -135,9 +135,8 @@ def _gunzip(data: bytes, name: str, limits: InputLimits) -> bytes:
 
 
 # --------------------------------------------------------------------------------------- source
-def _load_bytes(source: BulkSource, filename: str | None, limits: InputLimits | None = None) -> tuple[bytes, str]:
+def _load_bytes(source: BulkSource, filename: str | None, limits: InputLimits) -> tuple[bytes, str]:
     """Return (raw bytes, display name) for a path, bytes or binary file-like."""
-    limits = limits or InputLimits.from_env()
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
@@ -175,9 +174,8 @@ def _load_bytes(source: BulkSource, filename: str | None, limits: InputLimits | 
     return bytes(data), os.path.basename(name)
 
 
-def _format_of(data: bytes, name: str, limits: InputLimits | None = None) -> tuple[str, bytes]:
+def _format_of(data: bytes, name: str, limits: InputLimits) -> tuple[str, bytes]:
     """Return (format, payload) with format in {"text", "xlsx", "h5ad"}; gzip is unwrapped (bounded)."""
-    limits = limits or InputLimits.from_env()
     lower = name.lower()
     if data[:2] == b"\x1f\x8b":
         data = _gunzip(data, name, limits)
@@ -357,8 +355,8 @@ def _uncached_formulas(data: bytes) -> int:
         book.close()
 
 
-def _parse_xlsx(data: bytes, name: str, limits: InputLimits | None = None) -> tuple[list[str], pd.DataFrame]:
-    _check_xlsx_size(data, name, limits or InputLimits.from_env())
+def _parse_xlsx(data: bytes, name: str, limits: InputLimits) -> tuple[list[str], pd.DataFrame]:
+    _check_xlsx_size(data, name, limits)
     try:
         frame = pd.read_excel(_io.BytesIO(data), sheet_name=0, header=None, engine="openpyxl")
     except Exception as err:  # openpyxl raises many types for corrupted files
@@ -760,8 +758,7 @@ def _check_model_genes(
         )
 
 
-def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits | None = None
-                      ) -> tuple[str, tuple[int, int], int, np.dtype]:
+def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits) -> tuple[str, tuple[int, int], int, np.dtype]:
     """Inspect an h5ad's expression matrix without reading it: (key, shape, stored values, dtype).
 
     ``key`` is ``"layers/counts"`` when present, else ``"X"``. Raises a clear error when the file is not
@@ -769,8 +766,6 @@ def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits | None = None
     (decompressed) bytes than the ceiling -- HDF5 compression can hide a bomb as well as gzip.
     """
     import h5py
-
-    limits = limits or InputLimits.from_env()
 
     if data[:8] != b"\x89HDF\r\n\x1a\n":
         raise BlueInputError(f"{name} is not an HDF5 .h5ad file. Save the AnnData with adata.write_h5ad() or use CSV.")
@@ -820,9 +815,7 @@ def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits | None = None
     return key, shape, n_values, dtype
 
 
-def _bulk_from_h5ad(data: bytes, name: str, limits: InputLimits | None = None
-                    ) -> tuple[np.ndarray, list[str], list[str], str]:
-    limits = limits or InputLimits.from_env()
+def _bulk_from_h5ad(data: bytes, name: str, limits: InputLimits) -> tuple[np.ndarray, list[str], list[str], str]:
     _, shape, _, _ = _h5ad_matrix_info(data, name, limits)
     # dense float64 result plus one working copy
     limits.check_memory(2 * 8 * shape[0] * shape[1] + len(data), name, f"a {shape[0]:,} x {shape[1]:,} matrix")

@@ -260,6 +260,9 @@ def platform_factors(
                          median_abs_log_factor=float(np.median(sizes)) if sizes else 0.0)
 
 
+#: simulate() arguments that train_model sets itself (not allowed in simulation= / gep_simulation=).
+_SET_BY_TRAINING = frozenset({"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"})
+
 #: Name of the cross-reference mixtures in cards and summaries.
 MIXED = "mixed (all references, shared genes)"
 
@@ -295,7 +298,8 @@ def reference_profiles(
     total = pd.DataFrame(0.0, index=genes, columns=list(cell_types))
     count = pd.DataFrame(0.0, index=genes, columns=list(cell_types))
     for ref in references:
-        present = [g for g in genes if g in set(map(str, ref.var_names))]
+        measured = set(map(str, ref.var_names))
+        present = [g for g in genes if g in measured]
         signature = signature_from_reference(ref, genes=present)
         for cell_type in signature.columns:
             if cell_type in total.columns:
@@ -662,12 +666,10 @@ def train_model(
     if epochs < 1 or proportion_epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
         raise BlueInputError("epochs, proportion_epochs, batch_size and patience must be >= 1 and lr > 0.")
     sim_kwargs = dict(simulation or {})
-    bad = set(sim_kwargs) & {"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"}
-    if bad:
-        raise BlueInputError(f"simulation= may not set {sorted(bad)}; these are set by train_model.")
-    bad = set(gep_simulation or {}) & {"reference", "n_samples", "seed", "output_genes", "cell_types", "progress"}
-    if bad:
-        raise BlueInputError(f"gep_simulation= may not set {sorted(bad)}; these are set by train_model.")
+    for what, settings in (("simulation", sim_kwargs), ("gep_simulation", gep_simulation or {})):
+        bad = set(settings) & _SET_BY_TRAINING
+        if bad:
+            raise BlueInputError(f"{what}= may not set {sorted(bad)}; these are set by train_model.")
     net_kwargs = {**DEFAULT_NETWORK, **(network or {})}
     report = progress or (lambda fraction, message: None)
     t_start = time.perf_counter()
@@ -730,6 +732,11 @@ def train_model(
         n_train_by = _allocate(n_samples, shares)
         n_val_by = _allocate(n_val, shares)
         calibration: dict[str, Any] = {}
+        factors_by_ref: dict[str, np.ndarray] = {}
+        if platform_profiles is not None:  # once per reference, shared by the plain and the GEP-branch sets
+            for ref_name, (train_r, _) in splits.items():
+                factors_by_ref[ref_name], calibration[ref_name] = platform_factors(
+                    train_r, platform_profiles, cell_types, shrinkage=platform_shrinkage)
 
         def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float]) -> tuple:
             train_parts, val_parts, val_sets = [], [], []
@@ -738,10 +745,7 @@ def train_model(
                 lo = span[0] + (span[1] - span[0]) * r / n_refs
                 hi = span[0] + (span[1] - span[0]) * (r + 1) / n_refs
                 part_seed = seed + 1000 * r + seed_shift
-                factors = None
-                if platform_profiles is not None and ref_name != MIXED:
-                    factors, calibration[ref_name] = platform_factors(train_r, platform_profiles, cell_types,
-                                                                      shrinkage=platform_shrinkage)
+                factors = factors_by_ref.get(ref_name)  # none for the cross-reference mixtures
                 part_kwargs = {**kwargs, "type_gene_factors": factors} if factors is not None else kwargs
                 train_parts.append(_reference_tensors(
                     train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs,
