@@ -93,7 +93,7 @@ def label_kang(root: Path, reference: ad.AnnData | list[ad.AnnData]) -> ad.AnnDa
     the Hallmark interferon-alpha and -gamma response sets are excluded from the features so that the
     stimulation itself cannot move a cell between types. The labels are derived truth, not measured.
     """
-    from sklearn.linear_model import LogisticRegression
+    from blue_core.labels import transfer_labels
 
     kang = ad.read_h5ad(root / "pbmc" / "kang_ifnb_harmony.h5ad")
     ifn: set[str] = set()
@@ -102,18 +102,9 @@ def label_kang(root: Path, reference: ad.AnnData | list[ad.AnnData]) -> ad.AnnDa
         if fields[0].startswith("HALLMARK_INTERFERON"):
             ifn |= set(fields[2:])
     refs = reference if isinstance(reference, list) else [reference]
-    genes = sorted(set(kang.var_names).intersection(*(set(r.var_names) for r in refs)) - ifn)
-
-    def lognorm(adata: ad.AnnData) -> np.ndarray:
-        x = np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X, dtype=np.float64)
-        x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
-        return x[:, adata.var_names.get_indexer(genes)]
-
-    features = np.vstack([lognorm(r) for r in refs])
-    labels = np.concatenate([r.obs["cell_type"].astype(str).to_numpy() for r in refs])
-    clf = LogisticRegression(C=0.1, max_iter=3000).fit(features, labels)
-    kang.obs["cell_type"] = pd.Categorical(clf.predict(lognorm(kang)))
-    kang.uns["labelling"] = f"logistic regression on {len(genes)} non-interferon genes"
+    kang.obs["cell_type"] = transfer_labels(kang, refs, exclude_genes=sorted(ifn))
+    n_genes = len(set(kang.var_names).intersection(*(set(r.var_names) for r in refs)) - ifn)
+    kang.uns["labelling"] = f"logistic regression on {n_genes} non-interferon genes"
     return kang
 
 

@@ -44,6 +44,14 @@ Schema::
 
     [simulation]                        # blue_core.train_model(simulation=...): noise, Dirichlet, sparsity
     [gep_simulation]                    # optional: extra settings for the GEP branch only (e.g. n_states = 4)
+    [[gep_references]]                  # optional: condition-bearing references for the GEP branch only
+    name = "kang"
+    path = "pbmc/kang_ifnb_harmony.h5ad"
+    cell_type_key = ""                  # "" = no labels: derive them (transfer_labels from [[references]])
+    label_exclude_sets = ["HALLMARK_INTERFERON_ALPHA_RESPONSE"]  # shipped Hallmark sets left out of the transfer
+    subset = { column = "condition", fraction = 0.5, seed = 0 }  # label-free share of each group's cells
+    state_key = "condition"             # simulation states (see simulate); whole pseudo-bulks of one state:
+    single_state_fraction = 0.5
     [network]                           # blue_core.train_model(network=...): BlueNet widths
     [training]                          # other blue_core.train_model options (n_samples, epochs, seed, ...)
 
@@ -73,7 +81,7 @@ import scipy.sparse as sp
 
 from .exceptions import BlueInputError
 
-__all__ = ["read_recipe", "build_reference", "build_references", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "REPO_ROOT"]
+__all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "REPO_ROOT"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +185,94 @@ def build_references(recipe: dict[str, Any]) -> dict[str, ad.AnnData]:
             raise BlueInputError(f"reference {spec.get('name')!r} keeps only {part.n_vars} genes; check its file.")
         out[str(part.obs["reference"].iloc[0])] = part
     return out
+
+
+def gep_reference_subset(spec: dict[str, Any], obs: pd.DataFrame) -> np.ndarray:
+    """The cells a ``[[gep_references]]`` entry trains on (its ``subset``), as a boolean mask over ``obs``.
+
+    Label-free (:func:`~blue_core.labels.split_cells` on ``subset.column``), so that a benchmark can take
+    the complement as held-out cells. All cells without a ``subset``.
+    """
+    from .labels import split_cells
+
+    cfg = spec.get("subset")
+    if not cfg:
+        return np.ones(len(obs), dtype=bool)
+    column = cfg.get("column")
+    if column not in obs:
+        raise BlueInputError(f"gep reference {spec.get('name')!r}: subset column {column!r} is not in its obs "
+                             f"({list(obs.columns)[:10]}).")
+    return split_cells(obs[column], fraction=float(cfg.get("fraction", 0.5)), seed=int(cfg.get("seed", 0)))
+
+
+def build_gep_references(
+    recipe: dict[str, Any], references: dict[str, ad.AnnData] | None = None
+) -> tuple[dict[str, ad.AnnData], dict[str, dict[str, Any]]]:
+    """The recipe's ``[[gep_references]]``: condition-bearing cells for the GEP branch only.
+
+    Labels come from ``cell_type_key`` (mapped by ``label_map``) or, with ``cell_type_key = ""``, are
+    derived by :func:`~blue_core.labels.transfer_labels` from the recipe's ``[[references]]`` with the
+    genes of ``label_exclude_sets`` (shipped Hallmark sets) left out. Types the model does not have are
+    dropped. ``subset`` keeps a label-free share of the cells.
+
+    Returns
+    -------
+    (references, simulation)
+        ``{name: AnnData}`` (as :func:`build_references` makes them; ``obs`` keeps the state column) and
+        ``{name: {"state_key": ..., "single_state_fraction": ...}}`` for ``train_model``.
+    """
+    from .genes import harmonize_var_names
+    from .labels import transfer_labels
+
+    specs = recipe.get("gep_references") or []
+    if not specs:
+        return {}, {}
+    references = build_references(recipe) if references is None else references
+    model_types = set().union(*(set(r.obs["cell_type"].astype(str)) for r in references.values()))
+    root = data_root(recipe)
+    pc = _protein_coding() if recipe.get("genes", {}).get("protein_coding_only", False) else None
+    out: dict[str, ad.AnnData] = {}
+    sims: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        path = root / spec["path"]
+        if not path.is_file():
+            raise BlueInputError(f"GEP reference file {path} not found. Set BLUE_SHARED_DATA to the folder holding shared/data.")
+        name = str(spec.get("name", path.stem))
+        adata = harmonize_var_names(ad.read_h5ad(path))
+        adata = adata[gep_reference_subset(spec, adata.obs)].copy()
+        key = spec.get("cell_type_key", "")
+        if key:
+            if key not in adata.obs:
+                raise BlueInputError(f"{path.name} has no obs column {key!r}; set cell_type_key = \"\" to derive labels.")
+            label_map = spec.get("label_map", {})
+            labels = adata.obs[key].astype(str).map(lambda x: label_map.get(x, x))
+        else:
+            from .enrichment import load_gene_sets
+
+            sets, _ = load_gene_sets("hallmark")
+            missing = [s for s in spec.get("label_exclude_sets", []) if s not in sets]
+            if missing:
+                raise BlueInputError(f"label_exclude_sets {missing} are not shipped Hallmark sets.")
+            exclude = set().union(*(set(sets[s]) for s in spec.get("label_exclude_sets", [])))
+            labels = transfer_labels(adata, list(references.values()), exclude_genes=sorted(exclude)).astype(str)
+        keep = labels.isin(model_types).to_numpy()
+        state_key = spec.get("state_key") or ""
+        obs = pd.DataFrame({"cell_type": pd.Categorical(labels[keep].to_numpy()), "reference": name},
+                           index=[f"{name}:{c}" for c in adata.obs_names[keep]])
+        if state_key:
+            if state_key not in adata.obs:
+                raise BlueInputError(f"gep reference {name!r}: state_key {state_key!r} is not an obs column.")
+            obs[state_key] = adata.obs[state_key].astype(str).to_numpy()[keep]
+        X = adata.X[keep] if sp.issparse(adata.X) else sp.csr_matrix(adata.X[keep])
+        part = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32), obs=obs,
+                          var=pd.DataFrame(index=adata.var_names.astype(str)))
+        if pc is not None:
+            part = part[:, [g in pc for g in part.var_names]].copy()
+        out[name] = part
+        sims[name] = {k: spec[k] for k in ("state_key", "single_state_fraction", "state_alpha") if spec.get(k)}
+        logger.info("GEP reference %s: %d cells, %d genes, types %s (labels %s)", name, part.n_obs, part.n_vars,
+                    dict(part.obs["cell_type"].value_counts()), key or "derived by transfer")
+    return out, sims
 
 
 def build_reference(recipe: dict[str, Any]) -> ad.AnnData:
@@ -291,6 +387,7 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
     from .training import train_model
 
     references = build_references(recipe)
+    gep_references, gep_reference_simulation = build_gep_references(recipe, references)
     genes_cfg = recipe.get("genes", {})
     panels = panel_genes(recipe)
     input_genes = None
@@ -313,6 +410,13 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
             {k: spec.get(k, "") for k in ("name", "path", "cell_type_key", "citation", "accession", "licence")}
             for spec in recipe["references"]
         ],
+        "gep_references": [
+            {**{k: spec.get(k, "") for k in ("name", "path", "citation", "accession", "licence")},
+             "labels": f"obs[{spec['cell_type_key']!r}]" if spec.get("cell_type_key") else
+             "derived (blue_core.labels.transfer_labels from the references; genes of "
+             f"{spec.get('label_exclude_sets', [])} excluded)", "subset": spec.get("subset")}
+            for spec in recipe.get("gep_references") or []
+        ] or None,
         "n_cells": int(sum(r.n_obs for r in references.values())),
         "cells_per_type": {str(k): int(v) for k, v in pd.concat(
             [r.obs["cell_type"].astype(str) for r in references.values()]).value_counts().items()},
@@ -338,6 +442,8 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
         input_panels=panels or None,
         simulation=recipe.get("simulation", {}),
         gep_simulation=recipe.get("gep_simulation") or None,
+        gep_references=gep_references or None,
+        gep_reference_simulation=gep_reference_simulation or None,
         network=recipe.get("network"),
         **recipe.get("training", {}),
     )

@@ -523,6 +523,8 @@ def train_model(
     platform_shrinkage: float = 0.5,
     mixed_fraction: float = 0.0,
     gep_simulation: dict[str, Any] | None = None,
+    gep_references: Mapping[str, ad.AnnData] | None = None,
+    gep_reference_simulation: Mapping[str, dict[str, Any]] | None = None,
     n_samples: int = 8000,
     n_validation_samples: int | None = None,
     cells_per_sample: int = 500,
@@ -599,6 +601,17 @@ def train_model(
         simulation ``{"n_states": 4, "state_alpha": 0.5}``: the GEP branch then sees type profiles that vary
         between samples, while the proportion branch (no shared parameters) keeps the plain pseudo-bulks.
         Recorded in the card (``training.gep_simulation``).
+    gep_references
+        Condition-bearing references ``{name: AnnData}`` (cells x genes counts, ``obs['cell_type']``
+        among the main references' types) that only the GEP branch trains on, e.g. control and
+        interferon-stimulated cells: they add profiles the main references lack without changing the
+        gene selection, the proportion branch or the reference profiles. Their pseudo-bulks take an
+        equal share of the GEP-branch samples beside each main reference; genes they did not measure
+        are masked. Recorded in the card (``training.gep_references``).
+    gep_reference_simulation
+        Per GEP reference, simulation settings on top of ``gep_simulation``, e.g.
+        ``{"kang": {"state_key": "condition", "single_state_fraction": 0.5}}`` (the conditions as states;
+        half the pseudo-bulks from one condition only).
     n_samples
         Training pseudo-bulks.
     n_validation_samples
@@ -670,6 +683,21 @@ def train_model(
         bad = set(settings) & _SET_BY_TRAINING
         if bad:
             raise BlueInputError(f"{what}= may not set {sorted(bad)}; these are set by train_model.")
+    extra_refs = _as_references(dict(gep_references)) if gep_references else {}
+    extra_sim = {str(k): dict(v) for k, v in (gep_reference_simulation or {}).items()}
+    unknown = (set(extra_sim) - set(extra_refs)) | (set(extra_refs) & set(references))
+    if unknown:
+        raise BlueInputError(f"gep_reference_simulation / gep_references name {sorted(unknown)}: each GEP reference "
+                             "needs its own name, different from the main references'.")
+    for ref_name, ref in extra_refs.items():
+        foreign = sorted(set(cell_types_of(ref)) - set(cell_types))
+        if foreign:
+            raise BlueInputError(f"GEP reference {ref_name!r} has cell types {foreign} that no main reference has; "
+                                 "map them to the model's types or drop those cells.")
+        bad = set(extra_sim.get(ref_name, {})) & _SET_BY_TRAINING
+        if bad:
+            raise BlueInputError(f"gep_reference_simulation[{ref_name!r}] may not set {sorted(bad)}.")
+    gep_branch_own = bool(gep_simulation) or bool(extra_refs)
     net_kwargs = {**DEFAULT_NETWORK, **(network or {})}
     report = progress or (lambda fraction, message: None)
     t_start = time.perf_counter()
@@ -689,6 +717,15 @@ def train_model(
             if val_r.n_obs == 0 or train_r.n_obs == 0:
                 raise BlueInputError(f"the reference {ref_name!r} is too small to hold out validation cells; add cells.")
             splits[ref_name] = (train_r, val_r)
+        extra_splits = {}
+        for ref_name, ref in extra_refs.items():
+            train_r, val_r, _ = split_reference(
+                ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
+                seed=seed if split_seed is None else split_seed,
+            )
+            if val_r.n_obs == 0 or train_r.n_obs == 0:
+                raise BlueInputError(f"the GEP reference {ref_name!r} is too small to hold out validation cells.")
+            extra_splits[ref_name] = (train_r, val_r)
         report(0.01, "selecting genes")
         selection = dict(exclude=gene_exclude, min_fold_change=min_fold_change)
         if input_genes is None:
@@ -728,7 +765,6 @@ def train_model(
                 part.obs["cell_type"] = pd.Categorical(part.obs["cell_type"].astype(str))
             shares = {name: (1.0 - mixed_fraction) / len(splits) for name in splits}
             shares[MIXED] = mixed_fraction
-        n_refs = len(sim_splits)
         n_train_by = _allocate(n_samples, shares)
         n_val_by = _allocate(n_val, shares)
         calibration: dict[str, Any] = {}
@@ -738,15 +774,18 @@ def train_model(
                 factors_by_ref[ref_name], calibration[ref_name] = platform_factors(
                     train_r, platform_profiles, cell_types, shrinkage=platform_shrinkage)
 
-        def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float]) -> tuple:
+        def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float], parts: dict[str, tuple],
+                          n_train: dict[str, int], n_valid: dict[str, int]) -> tuple:
             train_parts, val_parts, val_sets = [], [], []
-            for r, (ref_name, (train_r, val_r)) in enumerate(sim_splits.items()):
-                n_train_r, n_val_r = n_train_by[ref_name], n_val_by[ref_name]
-                lo = span[0] + (span[1] - span[0]) * r / n_refs
-                hi = span[0] + (span[1] - span[0]) * (r + 1) / n_refs
+            for r, (ref_name, (train_r, val_r)) in enumerate(parts.items()):
+                n_train_r, n_val_r = n_train[ref_name], n_valid[ref_name]
+                lo = span[0] + (span[1] - span[0]) * r / len(parts)
+                hi = span[0] + (span[1] - span[0]) * (r + 1) / len(parts)
                 part_seed = seed + 1000 * r + seed_shift
                 factors = factors_by_ref.get(ref_name)  # none for the cross-reference mixtures
-                part_kwargs = {**kwargs, "type_gene_factors": factors} if factors is not None else kwargs
+                part_kwargs = {**kwargs, **extra_sim.get(ref_name, {})}
+                if factors is not None:
+                    part_kwargs["type_gene_factors"] = factors
                 train_parts.append(_reference_tensors(
                     train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs,
                     part_seed, panel_masks, sim_progress(lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
@@ -758,13 +797,18 @@ def train_model(
             train, val = _concat(train_parts), _concat(val_parts)
             return train, val, val_sets
 
-        split_span = (0.02, 0.11) if gep_simulation else (0.02, 0.2)
-        (x, p, g, m), (vx, vp, vg, vm), val_sets = simulate_sets(sim_kwargs, 0, split_span)
+        split_span = (0.02, 0.11) if gep_branch_own else (0.02, 0.2)
+        (x, p, g, m), (vx, vp, vg, vm), val_sets = simulate_sets(sim_kwargs, 0, split_span, sim_splits,
+                                                                 n_train_by, n_val_by)
         gep_sets = None
-        if gep_simulation:
-            # The GEP branch learns from its own pseudo-bulks (e.g. state-varying); the proportion branch,
-            # which shares no parameter with it, keeps the plain ones: proportions are unchanged by it.
-            gep_sets = simulate_sets({**sim_kwargs, **gep_simulation}, 500, (0.11, 0.2))
+        if gep_branch_own:
+            # The GEP branch learns from its own pseudo-bulks (e.g. state-varying, or with condition-bearing
+            # references); the proportion branch, which shares no parameter with it, keeps the plain ones:
+            # proportions are unchanged by it.
+            gep_parts = {**sim_splits, **extra_splits}
+            gep_shares = {**shares, **{name: sum(shares.values()) / len(shares) for name in extra_splits}}
+            gep_sets = simulate_sets({**sim_kwargs, **(gep_simulation or {})}, 500, (0.11, 0.2), gep_parts,
+                                     _allocate(n_samples, gep_shares), _allocate(n_val, gep_shares))
 
         net = BlueNet(len(input_genes), len(output_genes), len(cell_types), generator=torch_generator, **net_kwargs)
         net.init_type_baseline(_type_means(p, g, m) if gep_sets is None else _type_means(gep_sets[0][1], gep_sets[0][2],
@@ -812,7 +856,12 @@ def train_model(
                                    per_reference=calibration) if platform_profiles is not None else None),
         training=dict(
             n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
-            simulation=sim_kwargs, gep_simulation=dict(gep_simulation) if gep_simulation else None, epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
+            simulation=sim_kwargs, gep_simulation=dict(gep_simulation) if gep_simulation else None,
+            gep_references=({name: dict(n_cells=int(ref.n_obs), simulation=extra_sim.get(name, {}),
+                                        cells_per_type={str(k): int(v) for k, v in
+                                                        ref.obs["cell_type"].astype(str).value_counts().items()})
+                             for name, ref in extra_refs.items()} or None),
+            epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
             proportion_epochs=proportion_epochs,
             proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, proportion_weight=proportion_weight, patience=patience,

@@ -90,3 +90,88 @@ def test_gep_only_simulation_leaves_the_proportion_branch_unchanged():
             assert torch.equal(a, b), name
     assert not torch.equal(plain.network.to_genes.weight, hybrid.network.to_genes.weight)
     assert hybrid.card["training"]["gep_simulation"] == {"n_states": 2, "state_alpha": 0.3}
+
+
+# --- issue 11.2: condition-bearing references for the GEP branch only --------------------------------------------
+
+_SMALL = dict(name="c", n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2,
+              batch_size=32, n_markers=5, n_output_genes=30, min_fold_change=1.0, seed=4,
+              network=dict(hidden=8, signal_length=16, base_channels=2, depth=2, dropout=0.0))
+
+
+def _main_and_condition_refs() -> tuple[ad.AnnData, ad.AnnData]:
+    """Main reference: state A only, no condition column; GEP reference: both conditions."""
+    ref = _two_states()
+    main = ref[ref.obs["condition"].eq("A").to_numpy() | ref.obs["cell_type"].eq("type1").to_numpy()].copy()
+    del main.obs["condition"]
+    return main, _two_states(seed=1)
+
+
+def test_gep_references_leave_the_proportion_branch_and_genes_unchanged():
+    import torch
+
+    from blue_core.training import train_model
+
+    main, conditions = _main_and_condition_refs()
+    plain = train_model(main, **_SMALL)
+    extra = train_model(main, gep_references={"cond": conditions},
+                        gep_reference_simulation={"cond": {"state_key": "condition", "single_state_fraction": 0.5}},
+                        **_SMALL)
+    assert extra.input_genes == plain.input_genes and extra.output_genes == plain.output_genes
+    for (name, a), b in zip(plain.network.state_dict().items(), extra.network.state_dict().values()):
+        if name.startswith("proportion_mlp"):
+            assert torch.equal(a, b), name
+    assert not torch.equal(plain.network.to_genes.weight, extra.network.to_genes.weight)
+    recorded = extra.card["training"]["gep_references"]["cond"]
+    assert recorded["n_cells"] == conditions.n_obs
+    assert recorded["simulation"] == {"state_key": "condition", "single_state_fraction": 0.5}
+    assert plain.card["training"]["gep_references"] is None
+
+
+def test_gep_references_are_checked():
+    from blue_core.training import train_model
+
+    main, conditions = _main_and_condition_refs()
+    foreign = conditions.copy()
+    foreign.obs["cell_type"] = pd.Categorical(np.where(foreign.obs["cell_type"] == "type1", "typeX", "type0"))
+    with pytest.raises(BlueInputError, match="typeX"):
+        train_model(main, gep_references={"cond": foreign}, **_SMALL)
+    with pytest.raises(BlueInputError, match="own name"):
+        train_model(main, gep_references={"cond": conditions}, gep_reference_simulation={"other": {}}, **_SMALL)
+    with pytest.raises(BlueInputError, match="may not set"):
+        train_model(main, gep_references={"cond": conditions}, gep_reference_simulation={"cond": {"seed": 1}}, **_SMALL)
+
+
+def test_transfer_labels_recovers_planted_types_without_the_excluded_genes():
+    from blue_core.labels import transfer_labels
+
+    rng = np.random.default_rng(0)
+    n, g = 300, 80
+    types = np.array(["a", "b", "c"] * (n // 3))
+    rates = np.full((n, g), 3.0)
+    for k, t in enumerate("abc"):
+        rates[types == t, 10 * k: 10 * k + 10] = 25.0
+    ref = ad.AnnData(sp.csr_matrix(rng.poisson(rates).astype(np.float32)),
+                     obs=pd.DataFrame({"cell_type": types}, index=[f"r{i}" for i in range(n)]),
+                     var=pd.DataFrame(index=[f"G{j}" for j in range(g)]))
+    query_rates = rates.copy()
+    query_rates[:, 60:70] = np.where(types[:, None] == "a", 0.0, 80.0)  # a "stimulation" on genes 60-69
+    query = ad.AnnData(sp.csr_matrix(rng.poisson(query_rates).astype(np.float32)),
+                       obs=pd.DataFrame(index=[f"q{i}" for i in range(n)]), var=ref.var.copy())
+    labels = transfer_labels(query, ref, exclude_genes=[f"G{j}" for j in range(60, 70)])
+    assert list(labels.index) == list(query.obs_names)
+    assert (labels.astype(str).to_numpy() == types).mean() > 0.95
+    with pytest.raises(BlueInputError, match="shares only"):
+        transfer_labels(query[:, :20].copy(), ref)
+
+
+def test_split_cells_takes_a_fraction_of_each_group_reproducibly():
+    from blue_core.labels import split_cells
+
+    groups = ["ctrl"] * 100 + ["stim"] * 60
+    mask = split_cells(groups, fraction=0.5, seed=0)
+    assert mask[:100].sum() == 50 and mask[100:].sum() == 30
+    assert np.array_equal(mask, split_cells(groups, fraction=0.5, seed=0))
+    assert not np.array_equal(mask, split_cells(groups, fraction=0.5, seed=1))
+    with pytest.raises(BlueInputError, match="fraction"):
+        split_cells(groups, fraction=1.0)
