@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import ui
+from blue_studio import state as app_state, views
 
 st.set_page_config(page_title="BLUE studio", page_icon=":material/blur_on:", layout="wide")
-ui.init_state()
+app_state.init_state()
 
 pages = [
     st.Page("pages/1_Data_and_model.py", title="Data & model", icon=":material/upload_file:", default=True),
@@ -23,5 +23,5 @@ pages = [
     st.Page("pages/7_About.py", title="About", icon=":material/info:"),
 ]
 navigation = st.navigation(pages)
-ui.sidebar_status()
+views.sidebar_status()
 navigation.run()

@@ -4,60 +4,62 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import ui
+from blue_core import clinical as clinical_rules, plotting, tables
+
+from blue_studio import state as app_state, views
 from blue_core.exceptions import BlueInputError
 from blue_core.metrics import accuracy_table
 from blue_core.stats import collapse_columns, compare_groups, correlate
 
-ui.init_state()
+app_state.init_state()
 st.title("Cell-type proportions")
-result = ui.require_result()
+result = app_state.require_result()
 props = result.proportions
 clinical = st.session_state.get("clinical")
 truth = st.session_state.get("truth")
-st.caption(f"{props.shape[0]} samples x {props.shape[1]} cell types, model **{ui.md(result.model_name)}**. "
+st.caption(f"{props.shape[0]} samples x {props.shape[1]} cell types, model **{views.md(result.model_name)}**. "
            "Each bar is one sample; the coloured segments are the fractions of its cells (they sum to 1).")
 
 # stacked bars -----------------------------------------------------------------------------------
 left, right = st.columns(2)
 sort_by = left.selectbox("Sort samples by", ["(input order)", *map(str, props.columns)], key="prop_sort")
-group_cols = ui.categorical_columns(clinical)
+group_cols = clinical_rules.categorical_columns(clinical)
 group_by = right.selectbox("Group samples by (clinical column)", ["(none)", *group_cols], key="prop_group",
                            disabled=not group_cols,
                            help="Load a demo cohort with clinical data or upload a clinical table to group samples.")
 groups = clinical[group_by] if group_by != "(none)" else None
-order = ui.sample_order(props, sort_by=None if sort_by == "(input order)" else sort_by, groups=groups)
-ui.plot(ui.stacked_bar(props, order=order, groups=groups), data=props.loc[order], name="proportions")
+order = plotting.sample_order(props, sort_by=None if sort_by == "(input order)" else sort_by, groups=groups)
+views.plot(plotting.stacked_bar(props, order=order, groups=groups), data=props.loc[order], name="proportions")
 
 # groups ------------------------------------------------------------------------------------------
 if groups is not None:
-    st.subheader(f"Proportions by {ui.md(group_by)}")
-    ui.plot(ui.group_box(props, groups, title=f"Cell-type fractions by {group_by}"), name=f"proportions_by_{group_by}",
+    st.subheader(f"Proportions by {views.md(group_by)}")
+    views.plot(plotting.group_box(props, groups, title=f"Cell-type fractions by {group_by}"), name=f"proportions_by_{group_by}",
             data=props.join(groups.rename(group_by), how="left"))
     try:
         table = compare_groups(props, groups)
         st.caption("Per cell type: rank test between groups (Mann-Whitney U for two groups, Kruskal-Wallis H "
                    "for more) and Benjamini-Hochberg FDR over cell types.")
         st.dataframe(table, width="stretch", key="prop_tests")
-        ui.csv_download(table, f"proportion_tests_{group_by}.csv", key="csv_prop_tests")
+        views.csv_download(table, f"proportion_tests_{group_by}.csv", key="csv_prop_tests")
     except BlueInputError as err:
-        ui.show_error(err)
+        views.show_error(err)
 
-covariates = ui.numeric_columns(clinical)
+covariates = clinical_rules.numeric_columns(clinical)
 if covariates:
     st.subheader("Proportions against a clinical measurement")
     covariate = st.selectbox("Clinical measurement", covariates, key="prop_covariate",
-                             index=covariates.index(ui.guess_column(covariates, ("hba1c",)) or covariates[0]))
+                             index=covariates.index(clinical_rules.guess_column(covariates, ("hba1c",)) or covariates[0]))
     try:
         table = correlate(props, clinical[covariate], method="spearman")
-        ui.plot(ui.scatter_vs(props, clinical[covariate], covariate_name=covariate,
+        views.plot(plotting.scatter_vs(props, clinical[covariate], covariate_name=covariate,
                               title=f"Cell-type fraction vs {covariate}"),
                 name=f"proportions_vs_{covariate}", data=props.join(clinical[covariate], how="left"))
         st.caption("Spearman rank correlation per cell type, Benjamini-Hochberg FDR over cell types.")
         st.dataframe(table, width="stretch", key="prop_corr")
-        ui.csv_download(table, f"proportion_correlation_{covariate}.csv", key="csv_prop_corr")
+        views.csv_download(table, f"proportion_correlation_{covariate}.csv", key="csv_prop_corr")
     except BlueInputError as err:
-        ui.show_error(err)
+        views.show_error(err)
 
 # truth (demo with flow cytometry) -------------------------------------------------------------
 if truth is not None:
@@ -68,19 +70,19 @@ if truth is not None:
         samples = [s for s in order if s in truth.index]
         t1, t2 = st.columns(2)
         with t1:
-            ui.plot(ui.stacked_bar(props.loc[samples], title="Predicted by BLUE"), data=props.loc[samples],
+            views.plot(plotting.stacked_bar(props.loc[samples], title="Predicted by BLUE"), data=props.loc[samples],
                     name="predicted_for_truth")
         with t2:
-            ui.plot(ui.stacked_bar(truth.loc[samples], title="Measured (flow cytometry)",
+            views.plot(plotting.stacked_bar(truth.loc[samples], title="Measured (flow cytometry)",
                                        color_names=list(props.columns)), data=truth.loc[samples],
                     name="measured_flow")
-        mapping = ui.truth_mapping(st.session_state.get("cohort_info"), result.model_name)
+        mapping = tables.truth_mapping(st.session_state.get("cohort_info"), result.model_name)
         predicted, measured = props, truth
         if mapping is not None:  # put both on the cohort card's documented common vocabulary
             predicted, measured = collapse_columns(props, mapping[0]), collapse_columns(truth, mapping[1])
             st.caption("Compared on the common cell types documented in the cohort card: "
-                       + "; ".join(f"{ui.md(k)} → {ui.md(v)}" for k, v in mapping[0].items() if v) + " (model) and "
-                       + "; ".join(f"{ui.md(k)} → {ui.md(v)}" for k, v in mapping[1].items() if v)
+                       + "; ".join(f"{views.md(k)} → {views.md(v)}" for k, v in mapping[0].items() if v) + " (model) and "
+                       + "; ".join(f"{views.md(k)} → {views.md(v)}" for k, v in mapping[1].items() if v)
                        + " (flow); each side renormalised to 1.")
         shared = [c for c in predicted.columns if c in measured.columns]
         if shared:
@@ -96,7 +98,7 @@ if truth is not None:
             st.caption("Over every donor x cell type pair; per cell type in the table below. CCC: agreement "
                        "(1 = identical); Pearson r: correlation across donors; RMSE: typical error in fraction units.")
             st.dataframe(agreement.round(3), width="stretch", key="truth_accuracy")
-            ui.plot(ui.truth_vs_prediction(predicted, measured,
+            views.plot(plotting.truth_vs_prediction(predicted, measured,
                                            title="Measured vs predicted: one point per donor and cell type"),
                     name="predicted_vs_measured",
                     data=predicted.loc[samples, shared].add_suffix(" predicted").join(
@@ -110,9 +112,9 @@ st.subheader("How well each sample is explained")
 fit = result.fit
 poor = fit.index[fit["poorly_explained"].astype(bool)]
 threshold = (getattr(result, "input_report", None) or {}).get("fit_r_threshold")
-ui.plot(ui.fit_bar(fit, threshold=threshold), data=fit, name="fit_score")
+views.plot(plotting.fit_bar(fit, threshold=threshold), data=fit, name="fit_score")
 if len(poor):
-    st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(ui.md, poor[:20]))}. "
+    st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(views.md, poor[:20]))}. "
                "Their estimates deserve caution: they may come from another tissue, hold cell types the "
                "model does not know, or be of low quality.", icon=":material/warning:")
 else:
@@ -125,15 +127,15 @@ if getattr(result, "proportions_lo", None) is not None:
                "each proportion a 90 % interval (error bars). A sample whose members disagree more than on 99 % of "
                "the validation mixtures is flagged.")
     sample = st.selectbox("Sample", [str(s) for s in props.index], key="prop_interval_sample")
-    ui.plot(ui.interval_bars(result, sample), data=ui.interval_table(result, sample), name="proportion_intervals")
+    views.plot(plotting.interval_bars(result, sample), data=plotting.interval_table(result, sample), name="proportion_intervals")
     if "members_disagree" in fit and fit["members_disagree"].any():
         disagree = fit.index[fit["members_disagree"].astype(bool)]
         st.warning(f"{len(disagree)} sample(s) where the ensemble's members disagree: "
-                   f"{', '.join(map(ui.md, disagree[:20]))}.", icon=":material/warning:")
+                   f"{', '.join(map(views.md, disagree[:20]))}.", icon=":material/warning:")
 
 # table ------------------------------------------------------------------------------------------
 st.subheader("Table")
 table = result.proportions_table().join(fit, how="left") if hasattr(result, "proportions_table") \
     else props.join(fit, how="left")
 st.dataframe(table, width="stretch", key="prop_table")
-ui.csv_download(table, "proportions.csv", label="Download proportions (CSV)", key="csv_proportions")
+views.csv_download(table, "proportions.csv", label="Download proportions (CSV)", key="csv_proportions")

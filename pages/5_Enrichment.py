@@ -5,29 +5,31 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from blue_core import ui
+from blue_core import clinical as clinical_rules, plotting
+
+from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueInputError
 
-ui.init_state()
+app_state.init_state()
 state = st.session_state
 st.title("Gene-set enrichment")
-result = ui.require_result()
+result = app_state.require_result()
 cell_types = [str(c) for c in result.cell_types]
 st.caption("Genes of one cell type's predicted profile are ranked by how much higher they are in the chosen group "
            "than in the other samples; gene sets (Hallmark, Reactome) are tested on that ranking.")
 
 # which groups: subtypes found on the previous page, or a clinical column ------------------------
 sources: dict[str, pd.Series] = {}
-subtypes = state.get("subtypes") if state.get("subtypes_key") == ui.result_key() else None
+subtypes = state.get("subtypes") if state.get("subtypes_key") == cache.result_key() else None
 if subtypes is not None:
     sources["Subtypes"] = subtypes.labels_
-for column in ui.categorical_columns(state.get("clinical")):
+for column in clinical_rules.categorical_columns(state.get("clinical")):
     sources[f"clinical: {column}"] = state["clinical"][column].dropna().astype(str)
 if not sources:
     st.info("Find subtypes on **Subtypes & survival** first, or load a clinical table with a grouping column.")
     st.stop()
 
-collections = ui.gene_set_collections()
+collections = cache.gene_set_collections()
 c1, c2, c3 = st.columns(3)
 source = c1.selectbox("Groups from", list(sources), key="enr_source")
 labels = sources[source]
@@ -41,30 +43,30 @@ method = c5.radio("Method", ["prerank", "ora"], key="enr_method", horizontal=Tru
                   format_func={"prerank": "GSEA prerank", "ora": "over-representation"}.get)
 submitted = st.button("Run enrichment", type="primary", icon=":material/hub:", key="enr_run",
                       disabled=not chosen)
-if state.get("enr_key") != ui.result_key():
+if state.get("enr_key") != cache.result_key():
     state.pop("enr_table", None)  # computed from another result
 if not submitted and "enr_table" not in state:
     st.info("Pick a group and a cell type, then press **Run enrichment**.")
     st.stop()
 if submitted:
     try:
-        state["enr_table"] = ui.run_enrichment(result, sources[source], group=group, cell_type=cell_type,
+        state["enr_table"] = cache.run_enrichment(result, sources[source], group=group, cell_type=cell_type,
                                                collections=chosen, method=method)
-        state["enr_key"] = ui.result_key()
+        state["enr_key"] = cache.result_key()
     except BlueInputError as err:
         state.pop("enr_table", None)
-        ui.show_error(err)
+        views.show_error(err)
         st.stop()
 table = state["enr_table"]
 attrs = table.attrs
-st.subheader(f"{ui.md(attrs.get('group'))} vs rest — {ui.md(attrs.get('cell_type'))} ({attrs.get('method')})")
+st.subheader(f"{views.md(attrs.get('group'))} vs rest — {views.md(attrs.get('cell_type'))} ({attrs.get('method')})")
 st.caption(f"{attrs.get('n_sets_tested')} of {attrs.get('n_sets_total')} gene sets tested (overlap with the "
            f"{attrs.get('n_panel_genes')} genes of the model's GEPs ≥ {attrs.get('min_size')}); "
            f"{attrs.get('n_group')} samples in the group, {attrs.get('n_rest')} in the rest.")
 score = "nes" if attrs.get("method") == "prerank" else "odds_ratio"
 top = table.head(20).set_index("term")
-ui.plot(ui.bar_table(top, x=score, y="term", color="fdr",
+views.plot(plotting.bar_table(top, x=score, y="term", color="fdr",
                      title=f"Top gene sets ({'normalised enrichment score' if score == 'nes' else 'odds ratio'})"),
         name="enrichment", data=top)
 st.dataframe(table.dropna(axis=1, how="all"), hide_index=True, width="stretch", key="enr_result")
-ui.csv_download(table, "enrichment.csv", label="Download enrichment table (CSV)", key="csv_enrichment")
+views.csv_download(table, "enrichment.csv", label="Download enrichment table (CSV)", key="csv_enrichment")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import ui
+from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueModelError
 
-ui.init_state()
+app_state.init_state()
 st.title("About BLUE studio")
 st.markdown(
     """
@@ -48,13 +48,13 @@ Gene sets: MSigDB Hallmark (Liberzon et al. 2015, CC BY 4.0) and Reactome via MS
 )
 
 st.subheader("Models and their validation")
-models = ui.pretrained_models()
+models = cache.pretrained_models()
 if models.empty:
     st.info("No pretrained model is installed.")
 for name in models["name"]:
     try:
-        model = ui.load_pretrained(str(name))
+        model = cache.load_pretrained(str(name))
     except BlueModelError as err:
-        ui.show_error(err)
+        views.show_error(err)
         continue
-    ui.show_model_card(model, expanded=True)
+    views.show_model_card(model, expanded=True)

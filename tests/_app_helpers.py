@@ -52,9 +52,9 @@ def demo_result(name: str) -> tuple[Any, Any, Any, str]:
     cohort = load_sample(name)
     require_model(cohort.recommended_model)
     model = load_model(cohort.recommended_model)
-    from blue_core import ui
+    from blue_studio import state as app_state
 
-    bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=ui.model_read_genes(model))
+    bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=app_state.model_read_genes(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PoorFitWarning etc.: the app shows them; not under test here
         result = deconvolve(bulk, model)
@@ -63,7 +63,7 @@ def demo_result(name: str) -> tuple[Any, Any, Any, str]:
 
 def seed(at: Any, demo: str) -> Any:
     """Put a deconvolved demo cohort into the AppTest's session state, as the Data page leaves it."""
-    from blue_core import ui
+    from blue_studio import cache
 
     cohort, model, result, model_name = demo_result(demo)
     at.session_state["model_name"] = model_name
@@ -75,7 +75,7 @@ def seed(at: Any, demo: str) -> Any:
     at.session_state["truth"] = cohort.truth
     at.session_state["cohort_info"] = cohort.info
     at.session_state["result"] = result
-    at.session_state["result_key"] = (f"demo:{demo}", ui.model_key(model))
+    at.session_state["result_key"] = (f"demo:{demo}", cache.model_key(model))
     return at
 
 

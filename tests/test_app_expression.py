@@ -75,13 +75,14 @@ def test_sample_profile_against_the_reference_mean() -> None:
     assert_clean(at)
     versus = [f for f in figures(at) if "vs the reference mean" in str(f["layout"].get("title", ""))]
     assert len(versus) == 1
-    from blue_core import ui
+    from blue_core import tables
+    from blue_studio import state as app_state
 
     result = at.session_state["result"]
-    model = ui.get_model(at.session_state["model_name"])
+    model = app_state.get_model(at.session_state["model_name"])
     sample = at.selectbox(key="gep_sample").value
     genes = [g.rstrip(" †") for g in versus[0]["data"][0]["x"]]
-    expected = ui.versus_reference(result, model, sample, genes)
+    expected = tables.versus_reference(result, model, sample, genes)
     z = array(versus[0]["data"][0]["z"]).reshape(expected.shape)
     assert np.allclose(z, expected.to_numpy(), atol=1e-4)  # log2 (predicted + 1) / (reference + 1)
 

@@ -81,10 +81,10 @@ def test_columns_counts_train_and_use() -> None:
     # the download: a zip of safetensors + json that load_model reads back
     import zipfile
 
-    from blue_core import ui
+    from blue_studio import cache
     from blue_core.model import load_model
 
-    archive = zipfile.ZipFile(io.BytesIO(ui.model_zip_bytes(model)))
+    archive = zipfile.ZipFile(io.BytesIO(cache.model_zip_bytes(model)))
     assert sorted(archive.namelist()) == ["tiny/model.json", "tiny/model.safetensors"]
     with tempfile.TemporaryDirectory() as tmp:
         archive.extractall(tmp)
@@ -95,10 +95,10 @@ def test_columns_counts_train_and_use() -> None:
 def test_anndata_download_bytes_round_trip() -> None:
     import anndata as ad
 
-    from blue_core import ui
+    from blue_studio import cache
 
     adata = ad.AnnData(np.arange(6, dtype=np.float32).reshape(2, 3))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "x.h5ad"
-        path.write_bytes(ui.anndata_bytes(adata))
+        path.write_bytes(cache.anndata_bytes(adata))
         assert np.array_equal(ad.read_h5ad(path).X, adata.X)

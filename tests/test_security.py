@@ -23,7 +23,7 @@ import pytest
 import torch
 from _engine_data import synthetic_reference
 
-from blue_core import ui
+from blue_studio import cache, views
 from blue_core.exceptions import BlueInputError, BlueModelError
 from blue_core.files import atomic_directory, check_model_name
 from blue_core.inference import Deconvolution, deconvolve
@@ -80,13 +80,13 @@ def test_train_refuses_a_path_name_before_any_work(monkeypatch):
 
 def test_model_zip_never_writes_outside_a_temporary_folder(tiny_model, tmp_path, monkeypatch):
     before = sorted(p.name for p in (ROOT / "pretrained").iterdir())
-    archive = zipfile.ZipFile(io.BytesIO(ui.model_zip_bytes(tiny_model)))
+    archive = zipfile.ZipFile(io.BytesIO(cache.model_zip_bytes(tiny_model)))
     assert sorted(archive.namelist()) == ["tiny/model.json", "tiny/model.safetensors"]
     planted = tmp_path / "planted"
     tiny_model.name = str(planted)  # a name forced past the constructor's check
     try:
         with pytest.raises(BlueInputError, match="not allowed"):
-            ui.model_zip_bytes(tiny_model)
+            cache.model_zip_bytes(tiny_model)
         with pytest.raises(BlueInputError, match="not allowed"):
             save_model(tiny_model, tmp_path / "elsewhere")
     finally:
@@ -446,7 +446,7 @@ INJECTED = "![pixel](http://evil.example/p.png)[click](http://evil.example) www.
 
 
 def test_markdown_escape():
-    shown = ui.md(INJECTED)
+    shown = views.md(INJECTED)
     for raw in ("![", "](", "[click]", "www.evil", "http://"):
         assert raw not in shown
     assert shown.replace("\\", "") == INJECTED
@@ -458,7 +458,7 @@ def test_plotly_labels_are_plain_text():
     fig = go.Figure(go.Bar(x=["<a href='http://evil.example'>S1</a>", "S2"], y=[1, 2], name="<img src=x>",
                            hovertemplate="%{x}<br>%{y}<extra></extra>"))
     fig.update_layout(title="by <b>group</b>")
-    safe = ui.safe_figure(fig).to_dict()
+    safe = views.safe_figure(fig).to_dict()
     trace = safe["data"][0]
     assert trace["x"][0] == "&lt;a href='http://evil.example'&gt;S1&lt;/a&gt;" and trace["name"] == "&lt;img src=x&gt;"
     assert trace["hovertemplate"] == "%{x}<br>%{y}<extra></extra>"  # the code's own template untouched
@@ -490,13 +490,13 @@ def test_pages_render_injected_names_as_text():
 # ----------------------------------------------------------------------- 9. no user metadata in caches
 def test_identical_bytes_under_two_names_do_not_leak_the_other_name(tiny_model):
     data = _bulk_csv(seed=42)
-    alice, _ = ui.read_bulk_upload(data, "alice_patient_list.csv", None)
-    result_a, _ = ui.run_deconvolution(alice, "k42", tiny_model)
-    bob, messages = ui.read_bulk_upload(data, "bob.csv", None)
-    result_b, _ = ui.run_deconvolution(bob, "k42", tiny_model)  # served from the shared cache
+    alice, _ = cache.read_bulk_upload(data, "alice_patient_list.csv", None)
+    result_a, _ = cache.run_deconvolution(alice, "k42", tiny_model)
+    bob, messages = cache.read_bulk_upload(data, "bob.csv", None)
+    result_b, _ = cache.run_deconvolution(bob, "k42", tiny_model)  # served from the shared cache
     assert bob.uns["blue_input"]["source"] == "bob.csv"
     assert result_b.input_report["source"] == "bob.csv" and result_a.input_report["source"] == "alice_patient_list.csv"
-    assert b"alice" not in ui.anndata_bytes(result_b.to_anndata())
+    assert b"alice" not in cache.anndata_bytes(result_b.to_anndata())
     assert not any("alice" in m for m in messages)
 
 
