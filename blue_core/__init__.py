@@ -42,7 +42,7 @@ from typing import Any
 # threads slow convolutions down ~10x; set before torch is imported. An explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

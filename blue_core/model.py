@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from ._version import __version__
 from .exceptions import BlueModelError
 from .files import check_model_name
 from .module import BlueNet
@@ -271,11 +271,6 @@ class BlueModel:
             geps /= self.n_members
         return props, geps
 
-    def deconvolve(self, bulk, **kwargs):  # noqa: ANN001, ANN201 - see inference.deconvolve
-        """Shortcut for :func:`blue_core.inference.deconvolve` ``(bulk, self, **kwargs)``."""
-        from .inference import deconvolve
-
-        return deconvolve(bulk, self, **kwargs)
 
 
 def _check_consistent(model: BlueModel) -> None:
@@ -447,6 +442,11 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
     describes against the shapes in the safetensors header; then the sha256 of the weights is checked.
     The loaded model records where it came from in ``model.source`` (``"installed"`` or ``"folder"``)
     and ``model.path``.
+
+    Returns
+    -------
+    BlueModel
+        The model in eval mode, with its card (``model.card``) and its gene lists.
 
     Raises
     ------

@@ -17,8 +17,21 @@ if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
     from .inference import Deconvolution
+    from .subtypes import SubtypeClustering
+    from .survival import SurvivalAnalysis
 
-__all__ = ["sample_order", "stacked_bar", "group_box", "scatter_vs", "fit_bar", "interval_table", "interval_bars", "truth_vs_prediction", "heatmap", "forest", "bar_table"]
+__all__ = ["COLORBLIND", "km_curves", "subtype_heatmap", "consensus_matrix", "sample_order", "stacked_bar", "group_box", "scatter_vs", "fit_bar", "interval_table", "interval_bars", "truth_vs_prediction", "heatmap", "forest", "bar_table"]
+
+
+#: Okabe-Ito colour-blind-safe palette (black last): survival groups and other few-category figures.
+COLORBLIND = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+
+def _steps(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of a right-continuous step function (for filled CI bands)."""
+    x = np.repeat(t, 2)[1:]
+    yy = np.repeat(y, 2)[:-1]
+    return x, yy
 
 
 def _palette(names: Sequence[str]) -> dict[str, str]:
@@ -255,4 +268,141 @@ def bar_table(frame: pd.DataFrame, *, x: str, y: str, color: str | None = None, 
                  labels={x: x.replace("_", " "), y: y.replace("_", " "), **({color: color.upper()} if color == "fdr" else {})})
     fig.update_layout(height=max(320, 22 * len(data) + 140), margin=dict(t=50, b=40))
     fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def km_curves(analysis: "SurvivalAnalysis", *, ci: bool = True, title: str | None = None) -> "go.Figure":
+    """Kaplan-Meier curves per group with censoring marks and a numbers-at-risk table.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Top panel: survival probability vs time (``time_unit``), one step curve per group (with
+        95% CI bands when ``ci``), ``+`` marks at censored times; bottom panel: numbers at risk
+        at ``at_risk_.columns``. The log-rank p is in the title.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    analysis._check_fitted()
+    palette = COLORBLIND
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.06,
+    )
+    for i, g in enumerate(analysis.groups_):
+        color = palette[i % len(palette)]
+        kmf = analysis.kmf_[g]
+        sf = kmf.survival_function_
+        t = sf.index.to_numpy(dtype=float)
+        s = sf.iloc[:, 0].to_numpy(dtype=float)
+        n_g = int((analysis.data_["group"] == g).sum())
+        if ci:
+            lo = kmf.confidence_interval_.iloc[:, 0].to_numpy(dtype=float)
+            hi = kmf.confidence_interval_.iloc[:, 1].to_numpy(dtype=float)
+            xs, his = _steps(t, hi)
+            _, los = _steps(t, lo)
+            fig.add_trace(
+                go.Scatter(x=np.r_[xs, xs[::-1]], y=np.r_[his, los[::-1]], fill="toself",
+                           fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
+                           showlegend=False, legendgroup=g),
+                row=1, col=1,
+            )
+        fig.add_trace(
+            go.Scatter(x=t, y=s, mode="lines", line_shape="hv", line={"color": color},
+                       name=f"{g} (n={n_g})", legendgroup=g,
+                       hovertemplate=f"{g}<br>t=%{{x:.0f}}<br>S(t)=%{{y:.2f}}<extra></extra>"),
+            row=1, col=1,
+        )
+        sub = analysis.data_[(analysis.data_["group"] == g) & (analysis.data_["event"] == 0)]
+        if len(sub):
+            fig.add_trace(
+                go.Scatter(x=sub["time"], y=kmf.survival_function_at_times(sub["time"]).to_numpy(),
+                           mode="markers", marker={"symbol": "line-ns-open", "color": color, "size": 8},
+                           showlegend=False, legendgroup=g, hoverinfo="skip"),
+                row=1, col=1,
+            )
+    times = list(analysis.at_risk_.columns)
+    for i, g in enumerate(analysis.groups_):
+        fig.add_trace(
+            go.Scatter(x=times, y=[g] * len(times), mode="text", text=[str(v) for v in analysis.at_risk_.loc[g]],
+                       textfont={"color": palette[i % len(palette)]}, showlegend=False, hoverinfo="skip"),
+            row=2, col=1,
+        )
+    fig.update_yaxes(title_text="survival probability", range=[0, 1.05], row=1, col=1)
+    fig.update_yaxes(title_text="at risk", type="category", range=[len(analysis.groups_) - 0.5, -0.5],
+                     showgrid=False, row=2, col=1)
+    fig.update_xaxes(title_text=f"time ({analysis.time_unit})", tickvals=times, row=2, col=1)
+    fig.update_layout(
+        title=title or f"Kaplan-Meier by group (log-rank p = {analysis.logrank_p_:.3g}, n = {analysis.n_matched_})",
+        height=550,
+    )
+    return fig
+
+
+def subtype_heatmap(clustering: "SubtypeClustering", n_features: int = 40) -> "go.Figure":
+    """Heatmap of the most discriminating z-scored features, samples grouped by subtype.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Top strip: subtype of each sample; main panel: features (rows) x samples (columns), z-scores.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    feats = clustering.top_features(n_features)
+    order = clustering._sample_order()
+    sub_codes = clustering.labels_[order].map(lambda v: int(str(v)[1:])).to_numpy()[None, :]
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.06, 0.94], shared_xaxes=True, vertical_spacing=0.01)
+    fig.add_trace(
+        go.Heatmap(
+            z=sub_codes,
+            x=order,
+            y=["subtype"],
+            colorscale="Viridis",
+            showscale=False,
+            text=clustering.labels_[order].to_numpy()[None, :],
+            hovertemplate="%{x}: %{text}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    z = clustering.data_.loc[order, feats].to_numpy().T
+    fig.add_trace(
+        go.Heatmap(
+            z=np.clip(z, -3, 3),
+            x=order,
+            y=feats,
+            colorscale="RdBu_r",
+            zmid=0,
+            colorbar={"title": "z-score"},
+            hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(type="category", row=2, col=1)
+    fig.update_layout(
+        title=f"Subtype features ({clustering.features}, k={clustering.k_})", height=max(400, 14 * len(feats) + 150)
+    )
+    return fig
+
+
+def consensus_matrix(clustering: "SubtypeClustering") -> "go.Figure":
+    """Consensus matrix of the chosen k, samples ordered by subtype (values in [0, 1])."""
+    import plotly.graph_objects as go
+
+    clustering._check_fitted()
+    order = clustering._sample_order()
+    c = clustering.consensus_.loc[order, order].to_numpy()
+    fig = go.Figure(
+        go.Heatmap(
+            z=c, x=order, y=order, colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "consensus"},
+            hovertemplate="%{x} / %{y}: %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_layout(title=f"Consensus matrix (k={clustering.k_})", height=500)
     return fig

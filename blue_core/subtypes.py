@@ -529,61 +529,12 @@ class SubtypeClustering:
         plotly.graph_objects.Figure
             Top strip: subtype of each sample; main panel: features (rows) x samples (columns), z-scores.
         """
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
+        from .plotting import subtype_heatmap
 
-        feats = self.top_features(n_features)
-        order = self._sample_order()
-        sub_codes = self.labels_[order].map(lambda v: int(str(v)[1:])).to_numpy()[None, :]
-        fig = make_subplots(rows=2, cols=1, row_heights=[0.06, 0.94], shared_xaxes=True, vertical_spacing=0.01)
-        fig.add_trace(
-            go.Heatmap(
-                z=sub_codes,
-                x=order,
-                y=["subtype"],
-                colorscale="Viridis",
-                showscale=False,
-                text=self.labels_[order].to_numpy()[None, :],
-                hovertemplate="%{x}: %{text}<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
-        z = self.data_.loc[order, feats].to_numpy().T
-        fig.add_trace(
-            go.Heatmap(
-                z=np.clip(z, -3, 3),
-                x=order,
-                y=feats,
-                colorscale="RdBu_r",
-                zmid=0,
-                colorbar={"title": "z-score"},
-                hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(type="category", row=2, col=1)
-        fig.update_layout(
-            title=f"Subtype features ({self.features}, k={self.k_})", height=max(400, 14 * len(feats) + 150)
-        )
-        return fig
+        return subtype_heatmap(self, n_features=n_features)
 
     def plot_consensus(self) -> go.Figure:
         """Consensus matrix of the chosen k, samples ordered by subtype (values in [0, 1])."""
-        import plotly.graph_objects as go
+        from .plotting import consensus_matrix
 
-        self._check_fitted()
-        order = self._sample_order()
-        c = self.consensus_.loc[order, order].to_numpy()
-        fig = go.Figure(
-            go.Heatmap(
-                z=c, x=order, y=order, colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "consensus"},
-                hovertemplate="%{x} / %{y}: %{z:.2f}<extra></extra>",
-            )
-        )
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(showticklabels=False, autorange="reversed")
-        fig.update_layout(title=f"Consensus matrix (k={self.k_})", height=500)
-        return fig
+        return consensus_matrix(self)

@@ -119,13 +119,6 @@ def _nice_ticks(t_max: float, n: int = 5) -> list[float]:
     return [float(v) for v in np.arange(0.0, t_max + 1e-9, step)]
 
 
-def _steps(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices of a right-continuous step function (for filled CI bands)."""
-    x = np.repeat(t, 2)[1:]
-    yy = np.repeat(y, 2)[:-1]
-    return x, yy
-
-
 def _group_key(g: str) -> tuple[int, Any]:
     s = str(g)
     if len(s) > 1 and s[0] == "S" and s[1:].isdigit():
@@ -458,60 +451,19 @@ class SurvivalAnalysis:
             95% CI bands when ``ci``), ``+`` marks at censored times; bottom panel: numbers at risk
             at ``at_risk_.columns``. The log-rank p is in the title.
         """
-        import plotly.graph_objects as go
-        from plotly.colors import qualitative
-        from plotly.subplots import make_subplots
+        from .plotting import km_curves
+
+        return km_curves(self, ci=ci, title=title)
+
+    def plot_forest(self) -> go.Figure:
+        """Cox hazard ratios with 95 % CI per group against the reference group (log scale).
+
+        Returns
+        -------
+        plotly.graph_objects.Figure
+            One point per non-reference group (``summary`` rows with a finite HR), the reference at 1.
+        """
+        from .plotting import forest
 
         self._check_fitted()
-        palette = qualitative.Plotly
-        fig = make_subplots(
-            rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.06,
-        )
-        for i, g in enumerate(self.groups_):
-            color = palette[i % len(palette)]
-            kmf = self.kmf_[g]
-            sf = kmf.survival_function_
-            t = sf.index.to_numpy(dtype=float)
-            s = sf.iloc[:, 0].to_numpy(dtype=float)
-            n_g = int((self.data_["group"] == g).sum())
-            if ci:
-                lo = kmf.confidence_interval_.iloc[:, 0].to_numpy(dtype=float)
-                hi = kmf.confidence_interval_.iloc[:, 1].to_numpy(dtype=float)
-                xs, his = _steps(t, hi)
-                _, los = _steps(t, lo)
-                fig.add_trace(
-                    go.Scatter(x=np.r_[xs, xs[::-1]], y=np.r_[his, los[::-1]], fill="toself",
-                               fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
-                               showlegend=False, legendgroup=g),
-                    row=1, col=1,
-                )
-            fig.add_trace(
-                go.Scatter(x=t, y=s, mode="lines", line_shape="hv", line={"color": color},
-                           name=f"{g} (n={n_g})", legendgroup=g,
-                           hovertemplate=f"{g}<br>t=%{{x:.0f}}<br>S(t)=%{{y:.2f}}<extra></extra>"),
-                row=1, col=1,
-            )
-            sub = self.data_[(self.data_["group"] == g) & (self.data_["event"] == 0)]
-            if len(sub):
-                fig.add_trace(
-                    go.Scatter(x=sub["time"], y=kmf.survival_function_at_times(sub["time"]).to_numpy(),
-                               mode="markers", marker={"symbol": "line-ns-open", "color": color, "size": 8},
-                               showlegend=False, legendgroup=g, hoverinfo="skip"),
-                    row=1, col=1,
-                )
-        times = list(self.at_risk_.columns)
-        for i, g in enumerate(self.groups_):
-            fig.add_trace(
-                go.Scatter(x=times, y=[g] * len(times), mode="text", text=[str(v) for v in self.at_risk_.loc[g]],
-                           textfont={"color": palette[i % len(palette)]}, showlegend=False, hoverinfo="skip"),
-                row=2, col=1,
-            )
-        fig.update_yaxes(title_text="survival probability", range=[0, 1.05], row=1, col=1)
-        fig.update_yaxes(title_text="at risk", type="category", range=[len(self.groups_) - 0.5, -0.5],
-                         showgrid=False, row=2, col=1)
-        fig.update_xaxes(title_text=f"time ({self.time_unit})", tickvals=times, row=2, col=1)
-        fig.update_layout(
-            title=title or f"Kaplan-Meier by group (log-rank p = {self.logrank_p_:.3g}, n = {self.n_matched_})",
-            height=550,
-        )
-        return fig
+        return forest(self.summary, reference=self.reference_)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
+from ._version import __version__
 from .exceptions import BlueInputError, BlueWarning
 from .files import check_model_name
 from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE, select_input_genes, select_output_genes

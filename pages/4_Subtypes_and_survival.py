@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import clinical as clinical_rules, plotting
+from blue_core import clinical as clinical_rules
 
 from blue_studio import cache, state as app_state, views
 from blue_core.datasets import validation_cohorts
@@ -90,7 +90,7 @@ with f1:
     st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
     views.csv_download(survival.summary, "survival_summary.csv", key="csv_surv_summary")
 with f2:
-    views.plot(plotting.forest(survival.summary, reference=survival.reference_), name="hazard_ratios",
+    views.plot(survival.plot_forest(), name="hazard_ratios",
             data=survival.summary.set_index("group")[["hr", "hr_lower", "hr_upper", "hr_p"]])
 with st.expander("Pairwise log-rank tests and numbers at risk"):
     st.dataframe(survival.pairwise_, hide_index=True, width="stretch")

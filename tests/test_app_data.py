@@ -65,8 +65,8 @@ def test_uploaded_file_report_and_run() -> None:
     ("content", "filename", "expected"),
     [
         (b"", "empty.csv", "empty"),
-        (b"\x00\x01\x02\x03binary\xff\xfe" * 50, "weird.csv", ""),
-        (b"gene,s1,s2\nCD14,1,abc\nLYZ,2,3\n", "text.csv", ""),
+        (b"\x00\x01\x02\x03binary\xff\xfe" * 50, "weird.csv", "binary"),
+        (b"gene,s1,s2\nCD14,1,abc\nLYZ,2,3\n", "text.csv", "numeric value"),
     ],
 )
 def test_malformed_upload_shows_clear_message(content: bytes, filename: str, expected: str) -> None:

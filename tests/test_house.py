@@ -1,0 +1,153 @@
+"""Issue 12: the house rules, enforced -- a science-only core without import cycles, public-API conventions
+(scanpy-style: data first, options keyword-only, ``Literal`` modes, numpydoc ``Returns``), lifelines-style
+fitters, and strict-JSON model cards."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import blue_core as bc
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "blue_core"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """blue_core modules imported by ``path`` at run time (function-level imports included; imports under
+    ``if TYPE_CHECKING:`` are annotations only and left out)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    own = _module_name(path)
+    package = own if path.name == "__init__.py" else own.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            submodules = {f"{target}.{alias.name}" for alias in node.names} & modules
+            if submodules:  # ``from . import genes`` imports the submodule (and runs the package __init__ first)
+                found |= submodules - {own}
+            elif target in modules and target != own:
+                found.add(target)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in modules and alias.name != own}
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in CORE.rglob("*.py")}
+    return {name: _runtime_imports(path, set(paths)) for name, path in paths.items()}
+
+
+def test_no_import_cycles_inside_blue_core():
+    graph = _import_graph()
+    # submodules never import the package itself (its __init__ imports them: that would be a circle)
+    into_package = sorted(m for m, deps in graph.items() if m != "blue_core" and "blue_core" in deps)
+    assert not into_package, f"modules importing the blue_core package: {into_package}"
+    graph = {m: deps - {"blue_core"} for m, deps in graph.items() if m != "blue_core"}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycles.append(trail[trail.index(dep):] + [dep] if dep in trail else [node, dep])
+            elif dep not in state:
+                visit(dep, trail + [dep])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checker_sees_a_planted_cycle(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    a, b = tmp_path / "pkg" / "a.py", tmp_path / "pkg" / "b.py"
+    a.write_text("def f():\n    from .b import g\n")
+    b.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\nfrom .a import f\n")
+    mods = {"pkg.a", "pkg.b"}
+    global REPO
+    saved, REPO = REPO, tmp_path
+    try:
+        assert _runtime_imports(a, mods) == {"pkg.b"} and _runtime_imports(b, mods) == {"pkg.a"}
+        b.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n")
+        assert _runtime_imports(b, mods) == set()  # annotation-only imports are not edges
+    finally:
+        REPO = saved
+
+
+def test_blue_core_imports_neither_streamlit_nor_the_app():
+    code = ("import sys, blue_core, blue_core.plotting, blue_core.clinical, blue_core.tables, blue_core.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('streamlit', 'blue_studio')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+    for path in CORE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import streamlit" not in text and "blue_studio" not in text.replace("``blue_studio``", ""), path
+
+
+def _public_functions():
+    for name in bc.__all__:
+        obj = getattr(bc, name)
+        if inspect.isfunction(obj):
+            yield name, obj
+
+
+@pytest.mark.parametrize("name, func", list(_public_functions()))
+def test_public_functions_follow_the_api_conventions(name, func):
+    sig = inspect.signature(func)
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert len(positional) <= 2, f"{name}: options after the data must be keyword-only ({[p.name for p in positional]})"
+    unannotated = [p.name for p in params if p.annotation is inspect.Parameter.empty]
+    assert not unannotated and sig.return_annotation is not inspect.Signature.empty, f"{name}: type hints missing"
+    doc = inspect.getdoc(func) or ""
+    assert doc, f"{name}: no docstring"
+    if sig.return_annotation not in (None, "None"):
+        assert "Returns\n-------" in doc, f"{name}: numpydoc Returns section missing"
+    for p in params:
+        if p.name in {"method", "mode", "features", "kind", "how", "normalize"}:
+            assert "Literal" in str(p.annotation), f"{name}({p.name}=...): a mode is a Literal"
+
+
+@pytest.mark.parametrize("cls", [bc.SubtypeClustering, bc.SurvivalAnalysis])
+def test_fitters_are_lifelines_style(cls):
+    fit = inspect.signature(cls.fit)
+    assert str(fit.return_annotation) in (cls.__name__, f"'{cls.__name__}'"), "fit returns self"
+    plots = [m for m in dir(cls) if m.startswith("plot_")]
+    assert plots, f"{cls.__name__} has no plot_* method"
+    for method in plots:  # every figure is drawn in blue_core.plotting; the fitter only delegates
+        assert "from .plotting import" in inspect.getsource(getattr(cls, method)), method
+
+
+def test_every_shipped_card_is_strict_json():
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in a card")
+
+    cards = sorted((REPO / "pretrained").glob("*/model.json"))
+    assert cards
+    for card in cards:
+        json.loads(card.read_text(encoding="utf-8"), parse_constant=refuse)
