@@ -5,11 +5,16 @@ The one home of these rules (the app, the CLI and the validation workflow use th
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
 from .exceptions import BlueInputError
+
+__all__ = ["read_clinical", "read_clinical_table", "guess_time_unit", "guess_column", "categorical_columns",
+           "numeric_columns", "survival_columns", "TIME_COLUMNS", "EVENT_COLUMNS"]
 
 #: Clinical columns guessed as survival time / event, in order of preference.
 TIME_COLUMNS = ("os_days", "os_months", "os_time", "time", "efs_days", "os_months_cbioportal")
@@ -18,41 +23,92 @@ TIME_COLUMNS = ("os_days", "os_months", "os_time", "time", "efs_days", "os_month
 EVENT_COLUMNS = ("os_event", "os_status", "event", "status", "efs_event", "os_status_cbioportal")
 
 
-def read_clinical_table(data: bytes, filename: str) -> pd.DataFrame:
-    """Read an uploaded clinical table (CSV/TSV/TXT, .gz, or XLSX): first column = sample ID.
+def read_clinical(
+    source: str | os.PathLike | bytes, *, filename: str | None = None, sample_col: str | None = None,
+    what: str = "clinical table",
+) -> pd.DataFrame:
+    """Read a per-sample table (CSV/TSV/TXT, optionally .gz, or XLSX): the one reader of clinical tables.
+
+    Parameters
+    ----------
+    source
+        A file path, or the file's bytes (an upload; then ``filename`` gives the format).
+    filename
+        Name used for the format (by extension) and in messages; default: the path's name.
+    sample_col
+        Column holding the sample IDs; default (or when absent) the first column.
+    what
+        What the table is, for messages (e.g. ``"subtype table"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample, index = sample IDs as strings (named ``sample``), the other columns as read.
 
     Raises
     ------
     BlueInputError
-        Unreadable file, fewer than one data column, or duplicated sample IDs.
+        Missing or unreadable file, no data column or row, or duplicated sample IDs; the message says how
+        to fix it.
     """
-    name = filename.lower()
+    if isinstance(source, (bytes, bytearray)):
+        data, name = io.BytesIO(bytes(source)), filename or "the uploaded file"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise BlueInputError(f"The {what} {str(path)!r} does not exist: check the path.")
+        data, name = path, filename or path.name
+    lower = name.lower()
     try:
-        if name.endswith((".xlsx", ".xls")):
-            table = pd.read_excel(io.BytesIO(data), index_col=0)
+        if lower.endswith((".xlsx", ".xls")):
+            table = pd.read_excel(data)
         else:
-            compression = "gzip" if name.endswith(".gz") else None
-            sep = "\t" if name.removesuffix(".gz").endswith((".tsv", ".txt")) else ","
-            table = pd.read_csv(io.BytesIO(data), sep=sep, index_col=0, compression=compression)
+            compression = "gzip" if lower.endswith(".gz") else None
+            tab = lower.removesuffix(".gz").endswith((".tsv", ".txt", ".tab"))
+            table = pd.read_csv(data, sep="\t" if tab else ",", compression=compression)
     except Exception as err:  # noqa: BLE001 - any parser failure becomes a user message
         raise BlueInputError(
-            f"Could not read the clinical table {filename!r} ({type(err).__name__}: {err}). "
-            "Upload a CSV, TSV or XLSX file with one row per sample and the sample ID in the first column."
-        ) from err
-    if table.shape[1] == 0 or table.shape[0] == 0:
+            f"Could not read the {what} {name!r} ({type(err).__name__}: {err}). Give a CSV, TSV or XLSX file "
+            "with a header row, one row per sample and the sample ID in the first column."
+        ) from None
+    if table.shape[1] < 2 or table.shape[0] == 0:
         raise BlueInputError(
-            f"The clinical table {filename!r} has no data columns. Put the sample ID in the first column and "
-            "clinical variables (e.g. os_days, os_event, HbA1c) in the following columns."
+            f"The {what} {name!r} has no data columns or rows. Put the sample ID in the first column and the "
+            "variables (e.g. os_days, os_event, HbA1c) in the following columns, one row per sample."
         )
-    table.index = table.index.astype(str)
+    column = sample_col if sample_col in table.columns else table.columns[0]
+    table = table.set_index(column)
+    table.index = table.index.astype(str).str.strip()
     table.index.name = "sample"
     dup = table.index[table.index.duplicated()].unique()
     if len(dup):
         raise BlueInputError(
-            f"The clinical table has duplicated sample IDs ({', '.join(map(str, dup[:5]))}). "
-            "Keep one row per sample."
+            f"The {what} {name!r} has duplicated sample IDs ({', '.join(map(str, dup[:5]))}). Keep one row per sample."
         )
     return table
+
+
+def read_clinical_table(data: bytes, filename: str) -> pd.DataFrame:
+    """An uploaded clinical table (bytes): :func:`read_clinical` with the sample ID in the first column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index = sample IDs (``sample``), one row per sample.
+    """
+    return read_clinical(data, filename=filename)
+
+
+def guess_time_unit(time_col: str) -> str:
+    """Unit of a survival-time column read from its name: ``"months"``, ``"years"`` or else ``"days"``.
+
+    Returns
+    -------
+    str
+        The unit shown on the Kaplan-Meier axis and in medians.
+    """
+    lower = str(time_col).lower()
+    return "months" if "month" in lower else "years" if "year" in lower else "days"
 
 
 def guess_column(columns: Sequence[str], candidates: Sequence[str]) -> str | None:

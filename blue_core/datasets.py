@@ -22,6 +22,7 @@ import pandas as pd
 
 from .exceptions import BlueInputError
 from .io import read_bulk
+from .resources import package_folder
 
 __all__ = ["validation_cohorts", "SampleCohort", "sample_root", "list_samples", "load_sample"]
 
@@ -32,9 +33,19 @@ _BULK = "bulk.csv.gz"
 
 
 def sample_root() -> Path:
-    """Folder that holds the sample cohorts: ``$BLUE_SAMPLE_DIR`` or the repository's ``sample_data/``."""
+    """Folder that holds the sample cohorts: ``$BLUE_SAMPLE_DIR`` or the installed demos (package
+    ``blue_sample_data``: the checkout's ``sample_data/``).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (it may not exist when nothing is installed; :func:`list_samples` is then empty).
+    """
     env = os.environ.get("BLUE_SAMPLE_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "sample_data"
+    if env:
+        return Path(env)
+    installed = package_folder("blue_sample_data")
+    return installed if installed is not None else Path("/nonexistent/blue_sample_data")
 
 
 @dataclass
@@ -128,9 +139,9 @@ def validation_cohorts(model_name: str, *, exclude: str | None = None) -> list[s
 
 
 def _read_table(path: Path, samples: pd.Index) -> pd.DataFrame:
-    table = pd.read_csv(path, index_col=0)
-    table.index = table.index.astype(str)
-    table.index.name = "sample"
+    from .clinical import read_clinical
+
+    table = read_clinical(path, what="cohort table")
     missing = samples.difference(table.index)
     if len(missing) == len(samples):
         raise BlueInputError(

@@ -1,7 +1,8 @@
 """The model store: pretrained models found by name.
 
 Search path, first match wins: the directories in the environment variable ``BLUE_MODELS_DIR``
-(``os.pathsep``-separated), then the repository's ``pretrained/``. A model is a sub-directory
+(``os.pathsep``-separated), then the installed models (package ``blue_pretrained``: the checkout's
+``pretrained/``, found with :func:`~blue_core.resources.package_folder`). A model is a sub-directory
 ``<name>/`` holding ``model.json`` (+ ``model.safetensors``).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .exceptions import BlueModelError
+from .resources import package_folder
 
 __all__ = ["list_models", "find_model", "search_path"]
 
@@ -26,7 +28,9 @@ COLUMNS = ["name", "tissue", "cell_types", "n_input_genes", "n_output_genes", "d
 def search_path() -> list[Path]:
     """Directories searched for models, in order."""
     paths = [Path(p) for p in os.environ.get("BLUE_MODELS_DIR", "").split(os.pathsep) if p]
-    paths.append(Path(__file__).resolve().parent.parent / "pretrained")
+    installed = package_folder("blue_pretrained")
+    if installed is not None:
+        paths.append(installed)
     return paths
 
 

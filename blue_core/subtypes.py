@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,7 +48,8 @@ from .exceptions import BlueInputError
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-__all__ = ["SubtypeClustering", "subtype_features", "shared_genes"]
+__all__ = ["SubtypeClustering", "subtype_features", "shared_genes", "validation_genes", "CohortValidation",
+           "validate_subtypes"]
 
 logger = logging.getLogger(__name__)
 
@@ -538,3 +540,130 @@ class SubtypeClustering:
         from .plotting import consensus_matrix
 
         return consensus_matrix(self)
+
+
+# ------------------------------------------------------------------------------------- cross-cohort validation
+def validation_genes(
+    discovery: Any, other: Any, *, features: Literal["gep", "proportion"] = "gep",
+    cell_types: Sequence[str] | None = None,
+) -> list[str] | None:
+    """The one rule for a discovery / validation pair of deconvolutions, checked before clustering.
+
+    Subtypes found in ``discovery`` can be assigned in ``other`` only on features both have: the cell
+    types used must exist in ``other``, and GEP features are restricted to the output genes both share.
+
+    Parameters
+    ----------
+    discovery, other
+        ``Deconvolution`` objects of the discovery and the validation cohort.
+    features
+        ``"gep"`` or ``"proportion"`` (as :class:`SubtypeClustering`).
+    cell_types
+        Cell types the clustering uses (default: all of ``discovery``).
+
+    Returns
+    -------
+    list of str or None
+        The shared output genes to pass as ``SubtypeClustering(genes=...)`` for GEP features; None for
+        proportion features.
+
+    Raises
+    ------
+    BlueInputError
+        No shared gene, or a cell type missing in ``other``; the message says how to fix it.
+    """
+    missing = [c for c in (cell_types or discovery.cell_types) if c not in other.cell_types]
+    if missing:
+        raise BlueInputError(
+            f"Cell type(s) {missing} are not in the validation deconvolution ({list(other.cell_types)}); use the "
+            "same model for both cohorts or pick shared cell types."
+        )
+    if features != "gep":
+        return None
+    genes = shared_genes(discovery, other)
+    if not genes:
+        raise BlueInputError("The two deconvolutions share no output genes: deconvolve both cohorts with the same "
+                             "model (or models with shared output genes).")
+    return genes
+
+
+@dataclass(frozen=True)
+class CohortValidation:
+    """Subtypes of one cohort assigned in another, and survival compared there.
+
+    Attributes
+    ----------
+    title
+        The validation cohort's name, for messages.
+    labels
+        Validation sample -> subtype (nearest centroid on the discovery features).
+    survival
+        The fitted :class:`~blue_core.survival.SurvivalAnalysis` of ``labels`` in that cohort.
+    n_features
+        Discovery features found in the validation cohort and used for the assignment.
+    alpha
+        Significance level of the log-rank test.
+    """
+
+    title: str
+    labels: pd.Series
+    survival: Any
+    n_features: int
+    alpha: float = 0.05
+
+    @property
+    def replicated(self) -> bool:
+        """Whether the subtypes separate survival in the validation cohort (log-rank p < ``alpha``)."""
+        p = float(self.survival.logrank_p_)
+        return bool(np.isfinite(p) and p < self.alpha)
+
+    @property
+    def verdict(self) -> str:
+        """The result in plain words, with the log-rank p."""
+        p = float(self.survival.logrank_p_)
+        if self.replicated:
+            return (f"The subtypes also separate survival in {self.title} (log-rank p = {p:.3g}): the split "
+                    "replicates.")
+        return (f"The subtypes do not separate survival in {self.title} (log-rank p = {p:.3g}, not below "
+                f"{self.alpha:g}): the split does not replicate in this cohort.")
+
+
+def validate_subtypes(
+    clustering: SubtypeClustering, other: Any, clinical: pd.DataFrame, *, time_col: str, event_col: str,
+    sample_col: str = "sample", title: str = "the validation cohort", alpha: float = 0.05,
+) -> CohortValidation:
+    """Assign another cohort's samples to fitted subtypes and compare their survival there.
+
+    The app's "Validate on a second cohort" and ``blue subtypes --validate`` both call this.
+
+    Parameters
+    ----------
+    clustering
+        A fitted :class:`SubtypeClustering` of the discovery cohort.
+    other
+        ``Deconvolution`` of the validation cohort (same model, see :func:`validation_genes`).
+    clinical
+        The validation cohort's clinical table (sample IDs as index or in ``sample_col``).
+    time_col, event_col
+        Survival time and event columns; the time unit is read from the column name
+        (:func:`~blue_core.clinical.guess_time_unit`).
+    sample_col
+        Sample-ID column of ``clinical`` (else its index).
+    title
+        Name of the validation cohort in the verdict.
+    alpha
+        Significance level of the log-rank test.
+
+    Returns
+    -------
+    CohortValidation
+        Labels, fitted survival, number of features used, and the verdict.
+    """
+    from .clinical import guess_time_unit
+    from .survival import SurvivalAnalysis
+
+    labels = clustering.predict(other)
+    survival = SurvivalAnalysis(time_col, event_col, sample_col=sample_col,
+                                time_unit=guess_time_unit(time_col)).fit(labels, clinical)
+    return CohortValidation(title=title, labels=labels, survival=survival,
+                            n_features=int(labels.attrs.get("n_features", 0)), alpha=alpha)

@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-
 if TYPE_CHECKING:  # pragma: no cover
-
     from .inference import Deconvolution
     from .model import BlueModel
 

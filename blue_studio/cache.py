@@ -21,6 +21,7 @@ import streamlit as st
 from blue_core.exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from blue_core.subtypes import CohortValidation, SubtypeClustering
 
     from blue_core.inference import Deconvolution
     from blue_core.model import BlueModel
@@ -255,26 +256,27 @@ def fit_subtypes(result: Deconvolution, *, features: str, cell_types: Sequence[s
 
 def fit_survival(labels: pd.Series, clinical: pd.DataFrame, *, time_col: str, event_col: str) -> Any:
     """``SurvivalAnalysis(time_col, event_col).fit(labels, clinical)`` with a unit read from the column name."""
+    from blue_core.clinical import guess_time_unit
     from blue_core.survival import SurvivalAnalysis
 
-    lower = time_col.lower()
-    unit = "months" if "month" in lower else "years" if "year" in lower else "days"
-    return SurvivalAnalysis(time_col, event_col, time_unit=unit).fit(labels, clinical)
+    return SurvivalAnalysis(time_col, event_col, time_unit=guess_time_unit(time_col)).fit(labels, clinical)
 
 
-def validate_on_cohort(name: str, model: BlueModel, subtypes: Any, *, time_col: str, event_col: str) -> dict[str, Any]:
-    """Cross-cohort validation: deconvolve demo cohort ``name`` with ``model``, assign its samples to the
-    fitted subtypes (``subtypes.predict``) and fit survival there. Returns labels, survival and notes."""
+def validate_on_cohort(name: str, model: BlueModel, subtypes: SubtypeClustering, *, discovery: Deconvolution,
+                       time_col: str, event_col: str) -> CohortValidation:
+    """Cross-cohort validation of demo cohort ``name``: deconvolve it with ``model`` (cached), then
+    ``blue_core.subtypes.validate_subtypes`` -- the same rules as ``blue subtypes --validate``."""
+    from blue_core.subtypes import validate_subtypes, validation_genes
+
     cohort = load_sample(name)
-    bulk, messages = read_demo_bulk(name, model.read_genes)
-    other, _ = run_deconvolution(bulk, f"demo:{name}", model)
-    labels = subtypes.predict(other)
     clinical = getattr(cohort, "clinical", None)
     if clinical is None:
         raise BlueInputError(f"The cohort {name!r} has no clinical table, so survival cannot be validated on it.")
-    survival = fit_survival(labels, clinical, time_col=time_col, event_col=event_col)
-    return {"name": name, "title": getattr(cohort, "title", None) or name, "labels": labels, "survival": survival,
-            "messages": messages, "n_features": labels.attrs.get("n_features")}
+    bulk, _ = read_demo_bulk(name, model.read_genes)
+    other, _ = run_deconvolution(bulk, f"demo:{name}", model)
+    validation_genes(discovery, other, features=subtypes.features, cell_types=subtypes.cell_types)
+    return validate_subtypes(subtypes, other, clinical, time_col=time_col, event_col=event_col,
+                             title=getattr(cohort, "title", None) or name)
 
 
 def gene_set_collections() -> pd.DataFrame:

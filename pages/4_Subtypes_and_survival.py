@@ -109,24 +109,22 @@ v1, v2 = st.columns([2, 1])
 other = v1.selectbox("Validation cohort", others, index=others.index(default_other), key="val_cohort")
 if v2.button(f"Validate on {views.md(other)}", type="primary", key="val_run", icon=":material/verified:"):
     try:
-        state["validation"] = cache.validate_on_cohort(other, model, subtypes, time_col=time_col, event_col=event_col)
+        state["validation"] = cache.validate_on_cohort(other, model, subtypes, discovery=result, time_col=time_col,
+                                                       event_col=event_col)
     except BlueInputError as err:
         views.show_error(err)
 validation = state.get("validation")
 if validation is not None:
-    val = validation["survival"]
-    st.markdown(f"Subtypes assigned to **{views.md(validation['title'])}** patients by nearest centroid on "
-                f"{validation['n_features']} shared features, then survival compared there.")
+    val = validation.survival
+    st.markdown(f"Subtypes assigned to **{views.md(validation.title)}** patients by nearest centroid on "
+                f"{validation.n_features} shared features, then survival compared there.")
     w1, w2 = st.columns(2)
     w1.metric("Log-rank p (validation)", f"{val.logrank_p_:.3g}")
     w2.metric("Patients used", val.n_matched_)
-    if val.logrank_p_ < 0.05:
-        st.success(f"The subtypes also separate survival in {views.md(validation['title'])} (log-rank p = "
-                   f"{val.logrank_p_:.3g}): the split replicates.", icon=":material/check_circle:")
+    if validation.replicated:
+        st.success(views.md(validation.verdict), icon=":material/check_circle:")
     else:
-        st.warning(f"The subtypes do **not** separate survival in {views.md(validation['title'])} (log-rank p = "
-                   f"{val.logrank_p_:.3g} ≥ 0.05): the split does not replicate in this cohort.",
-                   icon=":material/warning:")
-    views.plot(val.plot_km(title=f"Validation: {validation['title']}"), name="kaplan_meier_validation",
+        st.warning(views.md(validation.verdict), icon=":material/warning:")
+    views.plot(val.plot_km(title=f"Validation: {validation.title}"), name="kaplan_meier_validation",
             data=val.data_)
     st.dataframe(val.summary, hide_index=True, width="stretch", key="val_summary")

@@ -46,8 +46,9 @@ def test_subtypes_km_cox_and_validation() -> None:
     at.button(key="val_run").click().run()
     assert_clean(at)
     validation = at.session_state["validation"]
-    assert validation["name"] == "target_aml"
-    assert set(validation["labels"].unique()) <= {"S1", "S2", "S3"}
+    assert "TARGET" in validation.title and validation.n_features > 0
+    assert set(validation.labels.unique()) <= {"S1", "S2", "S3"}
+    assert validation.replicated == (validation.survival.logrank_p_ < 0.05)
     metrics = {m.label: m.value for m in at.metric}
     p_val = float(metrics["Log-rank p (validation)"])
     assert 0 <= p_val <= 1

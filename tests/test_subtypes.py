@@ -121,3 +121,23 @@ def test_plots_return_figures():
     fig = sc.plot_heatmap(n_features=10)
     assert len(fig.data) == 2 and fig.data[1].z.shape == (10, 24)
     assert sc.plot_consensus().data[0].z.shape == (24, 24)
+
+
+def test_validation_rules_are_one_and_say_the_result_plainly():
+    """validation_genes / validate_subtypes: the rules the app and `blue subtypes --validate` share."""
+    from blue_core.subtypes import CohortValidation, validation_genes
+
+    a = SimpleNamespace(cell_types=["T", "B"], genes=["G1", "G2", "G3"])
+    b = SimpleNamespace(cell_types=["T", "B"], genes=["G3", "G1"])
+    assert validation_genes(a, b, features="gep") == ["G1", "G3"]
+    assert validation_genes(a, b, features="proportion") is None
+    with pytest.raises(BlueInputError, match="not in the validation"):
+        validation_genes(a, SimpleNamespace(cell_types=["T"], genes=["G1"]), features="gep")
+    with pytest.raises(BlueInputError, match="share no output genes"):
+        validation_genes(a, SimpleNamespace(cell_types=["T", "B"], genes=["X"]), features="gep")
+    labels = pd.Series(["S1", "S2"], index=["p1", "p2"])
+    yes = CohortValidation("TARGET", labels, SimpleNamespace(logrank_p_=0.01), 10)
+    no = CohortValidation("TARGET", labels, SimpleNamespace(logrank_p_=0.2), 10)
+    assert yes.replicated and "replicates" in yes.verdict and "0.01" in yes.verdict
+    assert not no.replicated and "does not replicate" in no.verdict
+    assert not CohortValidation("X", labels, SimpleNamespace(logrank_p_=float("nan")), 1).replicated

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ..exceptions import BlueInputError, BlueModelError
 
 # Modules under blue_core.cli that contribute sub-commands, in help order.
-_COMMAND_MODULES = ("_engine", "_clinical")
+_COMMAND_MODULES = ("_engine", "_clinical", "_app")
 
 
 def build_parser() -> argparse.ArgumentParser:

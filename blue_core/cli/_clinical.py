@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..clinical import guess_time_unit, read_clinical
 from ..exceptions import BlueInputError
 
 logger = logging.getLogger(__name__)
@@ -75,29 +76,6 @@ def register(subparsers: Any) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-def read_table(path: str | Path, what: str = "clinical table") -> pd.DataFrame:
-    """Read a csv / tsv / txt (optionally .gz) or xlsx table; BlueInputError on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise BlueInputError(f"The {what} {str(path)!r} does not exist: check the path.")
-    name = path.name.lower()
-    try:
-        if name.endswith((".xlsx", ".xls")):
-            frame = pd.read_excel(path)
-        elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
-            frame = pd.read_csv(path, sep="\t")
-        else:
-            frame = pd.read_csv(path, sep=None, engine="python")
-    except Exception as err:  # parse errors of any reader
-        raise BlueInputError(
-            f"Could not read the {what} {path.name} ({type(err).__name__}: {err}). "
-            "Give a comma- or tab-separated text file or an .xlsx sheet with a header row."
-        ) from None
-    if frame.empty:
-        raise BlueInputError(f"The {what} {path.name} is empty: it needs a header and one row per sample.")
-    return frame
-
-
 def _read_deconvolution(directory: str | Path) -> Any:
     from ..inference import Deconvolution
 
@@ -108,14 +86,14 @@ def _read_deconvolution(directory: str | Path) -> Any:
 
 
 def _read_labels(path: str | Path) -> pd.Series:
-    frame = read_table(path, "subtype table")
+    frame = read_clinical(path, sample_col="sample", what="subtype table")
     cols = {c.lower(): c for c in frame.columns}
-    if "sample" not in cols or "subtype" not in cols:
+    if "subtype" not in cols:
         raise BlueInputError(
             f"The subtype table {Path(path).name} needs columns 'sample' and 'subtype' (as written by "
-            f"`blue subtypes`); it has {list(frame.columns)}."
+            f"`blue subtypes`); it has {[frame.index.name, *frame.columns]}."
         )
-    return pd.Series(frame[cols["subtype"]].astype(str).to_numpy(), index=frame[cols["sample"]].astype(str), name="subtype")
+    return pd.Series(frame[cols["subtype"]].astype(str).to_numpy(), index=frame.index, name="subtype")
 
 
 def _num(x: Any) -> float | None:
@@ -131,8 +109,9 @@ def _write_labels(labels: pd.Series, path: Path) -> None:
 def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -> dict[str, Any]:
     from ..survival import SurvivalAnalysis
 
-    clinical = read_table(clinical_path)
-    sa = SurvivalAnalysis(args.time_col, args.event_col, sample_col=args.sample_col).fit(labels, clinical)
+    clinical = read_clinical(clinical_path, sample_col=args.sample_col)
+    sa = SurvivalAnalysis(args.time_col, args.event_col, sample_col=args.sample_col,
+                          time_unit=guess_time_unit(args.time_col)).fit(labels, clinical)
     return sa.to_dict()
 
 
@@ -150,7 +129,7 @@ def _report(out: dict[str, Any], title: str) -> None:
 
 # --------------------------------------------------------------------------- commands
 def _run_subtypes(args: argparse.Namespace) -> int:
-    from ..subtypes import SubtypeClustering, shared_genes
+    from ..subtypes import SubtypeClustering, validate_subtypes, validation_genes
 
     if args.validate and not args.validate_clinical:
         raise BlueInputError("--validate needs --validate-clinical FILE (the validation cohort's survival table).")
@@ -159,21 +138,10 @@ def _run_subtypes(args: argparse.Namespace) -> int:
     deconv = _read_deconvolution(args.deconv_dir)
     other = _read_deconvolution(args.validate) if args.validate else None
     genes = None
-    if other is not None and args.features == "gep":
-        genes = shared_genes(deconv, other)
-        if not genes:
-            raise BlueInputError(
-                "The two deconvolutions share no output genes: deconvolve both cohorts with the same model "
-                "(or models with shared output genes)."
-            )
-        logger.info("validation: %d output genes shared by both cohorts", len(genes))
     if other is not None:
-        missing = [c for c in (args.cell_types or deconv.cell_types) if c not in other.cell_types]
-        if missing:
-            raise BlueInputError(
-                f"Cell type(s) {missing} are not in the validation deconvolution ({list(other.cell_types)}); "
-                "use the same model for both cohorts or pick shared cell types with --cell-types."
-            )
+        genes = validation_genes(deconv, other, features=args.features, cell_types=args.cell_types)
+        if genes is not None:
+            logger.info("validation: %d output genes shared by both cohorts", len(genes))
     from tqdm import tqdm
 
     with tqdm(total=args.n_resamples, desc="consensus clustering", unit="resample", file=sys.stderr,
@@ -207,13 +175,18 @@ def _run_subtypes(args: argparse.Namespace) -> int:
         _report(surv, "discovery survival")
         sys.stdout.write(f"wrote {out / 'survival.json'}\n")
     if other is not None:
-        pred = sc.predict(other)
-        _write_labels(pred, out / "validation_subtypes.csv")
-        surv = _survival(pred, args.validate_clinical, args)
+        validation = validate_subtypes(sc, other, read_clinical(args.validate_clinical, sample_col=args.sample_col),
+                                       time_col=args.time_col, event_col=args.event_col, sample_col=args.sample_col,
+                                       title=Path(args.validate).name)
+        _write_labels(validation.labels, out / "validation_subtypes.csv")
+        surv = validation.survival.to_dict()
         surv["classifier"] = {"method": "nearest centroid on within-cohort z-scored features",
-                              "n_features": int(pred.attrs["n_features"])}
+                              "n_features": validation.n_features}
+        surv["replicated"] = validation.replicated
+        surv["verdict"] = validation.verdict
         (out / "validation_survival.json").write_text(json.dumps(surv, indent=2))
         _report(surv, "validation survival")
+        sys.stdout.write(validation.verdict + "\n")
         sys.stdout.write(f"wrote {out / 'validation_subtypes.csv'} and {out / 'validation_survival.json'}\n")
     return 0
 

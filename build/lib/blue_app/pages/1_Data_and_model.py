@@ -1,0 +1,109 @@
+"""Data & model: pick a tissue model, load a demo cohort or upload bulk data, check it, deconvolve."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from blue_studio import cache, state as app_state, views
+from blue_core.exceptions import BlueInputError, BlueModelError
+
+app_state.init_state()
+state = st.session_state
+
+st.title("Data & model")
+st.caption("Pick a tissue model, load your bulk RNA-seq (or a demo cohort), check the input report, run BLUE.")
+
+# 1. model ---------------------------------------------------------------------------------------
+st.subheader("1 · Tissue model")
+options = app_state.model_options()
+model = None
+if not options:
+    st.warning("No model is installed. Train one on **Train a model**, or ask your administrator to install "
+               "the pretrained models in `pretrained/`.")
+else:
+    if state.get("model_name") not in options:
+        state["model_name"] = options[0]
+    state["model_picker"] = state["model_name"]
+    st.selectbox("Model", options, key="model_picker", format_func=app_state.model_label, on_change=app_state.on_model_change,
+                 help="A pretrained model knows one tissue's cell types. Pick the one that matches your samples.")
+    try:
+        model = app_state.get_model(state["model_name"])
+    except BlueModelError as err:
+        views.show_error(err)
+    if model is not None:
+        views.show_model_card(model, expanded=False)
+
+# 2. data ----------------------------------------------------------------------------------------
+st.subheader("2 · Bulk data")
+demo_tab, upload_tab = st.tabs(["Demo cohorts", "Upload your data"])
+with demo_tab:
+    demos = cache.demo_cohorts()
+    if demos.empty:
+        st.caption("No demo cohort is installed.")
+    else:
+        st.caption("Real public cohorts: one click loads the data (and its clinical table) and runs the recommended model.")
+    for row in demos.itertuples(index=False):
+        title = str(getattr(row, "title", None) or row.name)
+        left, right = st.columns([1, 4])
+        left.button(f"Load {title.split(':')[0]}", key=f"demo_{row.name}", on_click=app_state.load_demo,
+                    args=(row.name,), width="stretch", help=title)
+        right.markdown(f"**{views.md(title)}**  \n{views.md(getattr(row, 'description', ''))}")
+    if state.get("demo_notice"):
+        views.show_warnings([state["demo_notice"]])
+with upload_tab:
+    st.file_uploader(
+        "Bulk expression table: genes x samples or samples x genes (CSV, TSV, TXT, XLSX, h5ad; .gz accepted)",
+        type=["csv", "tsv", "txt", "gz", "xlsx", "h5ad"], key="bulk_upload", on_change=app_state.on_bulk_upload,
+        help="Raw counts, TPM/CPM or log values. Gene symbols or Ensembl IDs. "
+             f"Files up to {st.get_option('server.maxUploadSize')} MB; larger files are refused with a message.",
+    )
+    st.file_uploader(
+        "Optional clinical table: one row per sample, sample ID in the first column (CSV, TSV, XLSX)",
+        type=["csv", "tsv", "txt", "gz", "xlsx"], key="clinical_upload", on_change=app_state.on_clinical_upload,
+    )
+    if state.get("clinical_error"):
+        st.error(views.md(state["clinical_error"]), icon=":material/error:")
+
+# 3. input report --------------------------------------------------------------------------------
+try:
+    bulk, messages, bulk_key = app_state.load_current_bulk(model)
+except BlueInputError as err:
+    views.show_error(err)
+    st.stop()
+if bulk is None:
+    st.info("Load a demo cohort or upload a bulk file to begin.")
+    st.stop()
+
+st.subheader("3 · Input report")
+st.markdown(f"**{views.md(state['bulk_label'])}**")
+views.show_input_report(bulk, messages, model)
+if state.get("clinical") is not None:
+    st.caption(f"Clinical table: {views.md(state['clinical_label'])} — {len(state['clinical'])} samples, "
+               f"columns: {', '.join(map(views.md, state['clinical'].columns))}")
+
+# 4. run -----------------------------------------------------------------------------------------
+st.subheader("4 · Deconvolve")
+if model is None:
+    st.info("Pick a model first.")
+    st.stop()
+run_key = (bulk_key, cache.model_key(model))
+if state.get("result_key") != run_key:
+    state["result"] = None
+clicked = st.button("Run deconvolution", type="primary", icon=":material/play_arrow:")
+auto_run, state["auto_run"] = state["auto_run"], False  # a demo was just loaded
+if clicked or (auto_run and state.get("result") is None):
+    try:
+        state["result"], state["run_warnings"] = cache.run_deconvolution(bulk, bulk_key, model)
+        state["result_key"] = run_key
+    except BlueInputError as err:
+        views.show_error(err)
+    else:
+        st.rerun()  # redraw with the result (and the sidebar's status) in place
+result = state.get("result")
+if result is not None:
+    poor = int(result.fit["poorly_explained"].sum())
+    st.success(f"Deconvolved {result.proportions.shape[0]} samples into {result.proportions.shape[1]} cell types "
+               f"with model **{views.md(result.model_name)}**. {poor} sample(s) poorly explained. "
+               "Open **Proportions** in the sidebar.", icon=":material/check_circle:")
+    views.show_warnings(state.get("run_warnings") or [])
+    st.dataframe(result.proportions.round(3), width="stretch", height=240)

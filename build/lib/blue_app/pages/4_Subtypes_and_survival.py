@@ -1,0 +1,132 @@
+"""Subtypes & survival: cluster patients on predicted cell-type expression (or proportions), compare
+their survival (Kaplan-Meier, log-rank, Cox) and validate the subtypes on a second cohort."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from blue_core import clinical as clinical_rules
+
+from blue_studio import cache, state as app_state, views
+from blue_core.datasets import validation_cohorts
+from blue_core.exceptions import BlueInputError
+
+app_state.init_state()
+state = st.session_state
+st.title("Subtypes & survival")
+result = app_state.require_result()
+clinical = state.get("clinical")
+cell_types = [str(c) for c in result.cell_types]
+st.caption("Patients are grouped by consensus clustering of their predicted cell-type expression profiles "
+           "(GEPs) or of their cell-type proportions. Subtypes are then compared for survival.")
+
+# clustering -------------------------------------------------------------------------------------
+with st.form("subtype_form"):
+    c1, c2, c3 = st.columns([1, 2, 1])
+    features = c1.radio("Cluster on", ["gep", "proportions"], key="sub_features",
+                        format_func={"gep": "Cell-type expression (GEPs)", "proportions": "Proportions"}.get)
+    chosen = c2.multiselect("Cell types", cell_types, default=cell_types, key="sub_cell_types",
+                            help="GEPs (or proportions) of these cell types are the clustering features.")
+    k = c3.selectbox("Number of subtypes (k)", ["auto", 2, 3, 4, 5, 6], index=2, key="sub_k",
+                     help="auto: k with the most stable consensus (lowest PAC) between 2 and 6.")
+    submitted = st.form_submit_button("Find subtypes", type="primary", icon=":material/scatter_plot:")
+if submitted:
+    try:
+        state["subtypes"] = cache.fit_subtypes(result, features=features, cell_types=chosen or cell_types,
+                                            k=None if k == "auto" else int(k))
+        state["subtypes_key"] = cache.result_key()
+        state["validation"] = None
+    except BlueInputError as err:
+        views.show_error(err)
+subtypes = state.get("subtypes") if state.get("subtypes_key") == cache.result_key() else None
+if subtypes is None:
+    st.info("Choose the features and k, then press **Find subtypes**.")
+    st.stop()
+
+labels = subtypes.labels_
+st.subheader(f"{subtypes.k_} subtypes")
+s1, s2 = st.columns([1, 2])
+with s1:
+    st.dataframe(subtypes.summary, hide_index=True, width="stretch", key="sub_summary")
+    views.csv_download(labels.rename("subtype").to_frame(), "subtypes.csv", label="Download subtypes (CSV)",
+                    key="csv_subtypes")
+with s2:
+    st.caption("**stability**: mean consensus within the subtype (1 = always clustered together over resamples).")
+    if hasattr(subtypes, "k_scores_"):
+        st.dataframe(subtypes.k_scores_, hide_index=True, width="stretch", key="sub_kscores")
+views.plot(subtypes.plot_heatmap(), name="subtype_heatmap", data=subtypes.data_[subtypes.top_features(40)])
+
+# survival ---------------------------------------------------------------------------------------
+st.subheader("Survival by subtype")
+times, events = clinical_rules.survival_columns(clinical)
+time_default = clinical_rules.guess_column(times, clinical_rules.TIME_COLUMNS)
+event_default = clinical_rules.guess_column(events, clinical_rules.EVENT_COLUMNS)
+manual = False
+if not (time_default and event_default):
+    st.info("Survival needs a clinical table with a follow-up time column and an event column (1 = death), "
+            "e.g. `os_days` and `os_event`: load the AML demo or upload a clinical table on **Data & model**.")
+    manual = bool(times and events) and st.checkbox("Pick the time and event columns myself", key="surv_manual")
+    if not manual:
+        st.stop()
+t1, t2 = st.columns(2)
+time_col = t1.selectbox("Follow-up time", times, index=times.index(time_default or times[0]), key="surv_time")
+event_col = t2.selectbox("Event (1 = death)", events, index=events.index(event_default or events[0]), key="surv_event")
+try:
+    survival = cache.fit_survival(labels, clinical, time_col=time_col, event_col=event_col)
+except BlueInputError as err:
+    views.show_error(err)
+    st.stop()
+m1, m2, m3 = st.columns(3)
+m1.metric("Log-rank p", f"{survival.logrank_p_:.3g}")
+m2.metric("Patients used", survival.n_matched_)
+m3.metric("Events", int(survival.data_["event"].sum()))
+for note in survival.notes_:
+    st.caption(f"Note: {views.md(note)}")
+views.plot(survival.plot_km(), name="kaplan_meier", data=survival.data_)
+st.markdown("**Cox hazard ratios and median survival** (vs the reference subtype "
+            f"{views.md(survival.reference_)}; 95% CI; median survival empty = not reached)")
+f1, f2 = st.columns([3, 2])
+with f1:
+    st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
+    views.csv_download(survival.summary, "survival_summary.csv", key="csv_surv_summary")
+with f2:
+    views.plot(survival.plot_forest(), name="hazard_ratios",
+            data=survival.summary.set_index("group")[["hr", "hr_lower", "hr_upper", "hr_p"]])
+with st.expander("Pairwise log-rank tests and numbers at risk"):
+    st.dataframe(survival.pairwise_, hide_index=True, width="stretch")
+    st.dataframe(survival.at_risk_, width="stretch")
+
+# cross-cohort validation ------------------------------------------------------------------------
+st.subheader("Validate on a second cohort")
+model = app_state.current_model()
+others = validation_cohorts(getattr(model, "name", ""), exclude=state.get("demo_name")) if model is not None else []
+if model is None or not others:
+    st.caption("Validation uses a bundled demo cohort meant for the same model (same cell types and genes) with "
+               "survival data; there is none for this model.")
+    st.stop()
+default_other = others[0]
+v1, v2 = st.columns([2, 1])
+other = v1.selectbox("Validation cohort", others, index=others.index(default_other), key="val_cohort")
+if v2.button(f"Validate on {views.md(other)}", type="primary", key="val_run", icon=":material/verified:"):
+    try:
+        state["validation"] = cache.validate_on_cohort(other, model, subtypes, time_col=time_col, event_col=event_col)
+    except BlueInputError as err:
+        views.show_error(err)
+validation = state.get("validation")
+if validation is not None:
+    val = validation["survival"]
+    st.markdown(f"Subtypes assigned to **{views.md(validation['title'])}** patients by nearest centroid on "
+                f"{validation['n_features']} shared features, then survival compared there.")
+    w1, w2 = st.columns(2)
+    w1.metric("Log-rank p (validation)", f"{val.logrank_p_:.3g}")
+    w2.metric("Patients used", val.n_matched_)
+    if val.logrank_p_ < 0.05:
+        st.success(f"The subtypes also separate survival in {views.md(validation['title'])} (log-rank p = "
+                   f"{val.logrank_p_:.3g}): the split replicates.", icon=":material/check_circle:")
+    else:
+        st.warning(f"The subtypes do **not** separate survival in {views.md(validation['title'])} (log-rank p = "
+                   f"{val.logrank_p_:.3g} ≥ 0.05): the split does not replicate in this cohort.",
+                   icon=":material/warning:")
+    views.plot(val.plot_km(title=f"Validation: {validation['title']}"), name="kaplan_meier_validation",
+            data=val.data_)
+    st.dataframe(val.summary, hide_index=True, width="stretch", key="val_summary")

@@ -1,0 +1,239 @@
+"""``blue subtypes`` and ``blue enrich``: patient subtypes, survival and gene-set enrichment.
+
+Both commands read a directory written by ``blue deconvolve`` (``expression.h5ad``,
+``proportions.csv``, ``fit.csv``). User errors raise ``BlueInputError``; the dispatcher prints them
+as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import BlueInputError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``subtypes`` and ``enrich`` sub-commands."""
+    p = subparsers.add_parser(
+        "subtypes",
+        help="cluster patients into subtypes (GEPs or proportions) and compare their survival",
+        description=(
+            "Consensus clustering of the samples of a deconvolution on predicted cell-type GEPs "
+            "(or proportions), then Kaplan-Meier / log-rank / Cox survival by subtype. Writes "
+            "OUT/subtypes.csv (sample, subtype) and OUT/survival.json. With --validate, a nearest-centroid "
+            "classifier trained on these subtypes (on genes both deconvolutions output) assigns the samples "
+            "of a second cohort: OUT/validation_subtypes.csv and OUT/validation_survival.json."
+        ),
+    )
+    p.add_argument("deconv_dir", metavar="DECONV_DIR", help="output directory of `blue deconvolve`")
+    p.add_argument("--clinical", metavar="FILE", help="clinical table (csv/tsv/xlsx) with sample, time and event columns")
+    p.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    p.add_argument("--k", type=int, default=None, help="number of subtypes (default: chosen by PAC in 2..6)")
+    p.add_argument("--features", choices=["gep", "proportions"], default="gep", help="features to cluster on")
+    p.add_argument("--cell-types", nargs="+", metavar="CT", default=None, help="cell types to use (default all)")
+    p.add_argument("--n-top-genes", type=int, default=200, help="most variable genes per cell type (gep)")
+    p.add_argument("--n-resamples", type=int, default=100, help="consensus-clustering resamples")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--time-col", default="os_days", help="survival time column (default os_days)")
+    p.add_argument("--event-col", default="os_event", help="event column, 1 = death (default os_event)")
+    p.add_argument("--sample-col", default="sample", help="sample ID column of the clinical table")
+    p.add_argument("--validate", metavar="OTHER_DECONV_DIR", default=None, help="deconvolution of a validation cohort")
+    p.add_argument("--validate-clinical", metavar="FILE", default=None, help="clinical table of the validation cohort")
+    p.set_defaults(func=_run_subtypes)
+
+    e = subparsers.add_parser(
+        "enrich",
+        help="gene-set enrichment of one subtype vs the rest within one cell type's GEP",
+        description=(
+            "Ranks the genes of one cell type's predicted GEP by Welch t (GROUP vs the other samples, "
+            "log1p CPM) and runs GSEA preranked (or over-representation) against the shipped Hallmark and "
+            "Reactome gene sets (or your GMT files). Writes a table (csv)."
+        ),
+    )
+    e.add_argument("deconv_dir", metavar="DECONV_DIR", help="output directory of `blue deconvolve`")
+    e.add_argument("--subtypes", metavar="CSV", required=True, help="subtypes.csv from `blue subtypes`")
+    e.add_argument("--group", required=True, help="subtype to test against the rest (e.g. S1)")
+    e.add_argument("--cell-type", required=True, help="cell type whose GEP is ranked")
+    e.add_argument("--out", metavar="CSV", required=True, help="output table")
+    e.add_argument("--gene-sets", nargs="+", default=["hallmark", "reactome"],
+                   help="collections (hallmark, reactome) or .gmt paths")
+    e.add_argument("--method", choices=["prerank", "ora"], default="prerank")
+    e.add_argument("--permutations", type=int, default=1000, help="prerank permutations")
+    e.add_argument("--min-size", type=int, default=None, help="smallest set overlap tested (default adapts)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_run_enrich)
+
+
+# --------------------------------------------------------------------------- helpers
+def read_table(path: str | Path, what: str = "clinical table") -> pd.DataFrame:
+    """Read a csv / tsv / txt (optionally .gz) or xlsx table; BlueInputError on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlueInputError(f"The {what} {str(path)!r} does not exist: check the path.")
+    name = path.name.lower()
+    try:
+        if name.endswith((".xlsx", ".xls")):
+            frame = pd.read_excel(path)
+        elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+            frame = pd.read_csv(path, sep="\t")
+        else:
+            frame = pd.read_csv(path, sep=None, engine="python")
+    except Exception as err:  # parse errors of any reader
+        raise BlueInputError(
+            f"Could not read the {what} {path.name} ({type(err).__name__}: {err}). "
+            "Give a comma- or tab-separated text file or an .xlsx sheet with a header row."
+        ) from None
+    if frame.empty:
+        raise BlueInputError(f"The {what} {path.name} is empty: it needs a header and one row per sample.")
+    return frame
+
+
+def _read_deconvolution(directory: str | Path) -> Any:
+    from ..inference import Deconvolution
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BlueInputError(f"{str(directory)!r} is not a directory: pass the --out directory of `blue deconvolve`.")
+    return Deconvolution.read(directory)
+
+
+def _read_labels(path: str | Path) -> pd.Series:
+    frame = read_table(path, "subtype table")
+    cols = {c.lower(): c for c in frame.columns}
+    if "sample" not in cols or "subtype" not in cols:
+        raise BlueInputError(
+            f"The subtype table {Path(path).name} needs columns 'sample' and 'subtype' (as written by "
+            f"`blue subtypes`); it has {list(frame.columns)}."
+        )
+    return pd.Series(frame[cols["subtype"]].astype(str).to_numpy(), index=frame[cols["sample"]].astype(str), name="subtype")
+
+
+def _num(x: Any) -> float | None:
+    """float, or None for NaN/inf (strict JSON)."""
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _write_labels(labels: pd.Series, path: Path) -> None:
+    labels.rename_axis("sample").rename("subtype").to_frame().to_csv(path)
+
+
+def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -> dict[str, Any]:
+    from ..survival import SurvivalAnalysis
+
+    clinical = read_table(clinical_path)
+    sa = SurvivalAnalysis(args.time_col, args.event_col, sample_col=args.sample_col).fit(labels, clinical)
+    return sa.to_dict()
+
+
+def _report(out: dict[str, Any], title: str) -> None:
+    lines = [f"{title}: n={out['n_matched']} matched, log-rank p = {out['logrank']['p']:.3g}"]
+    for g in out["groups"]:
+        med = "not reached" if g["median_survival"] is None else f"{g['median_survival']:.0f}"
+        hr = "ref" if g["group"] == out["reference"] else (
+            "n/a" if g["hr"] is None else f"{g['hr']:.2f} [{g['hr_lower']:.2f}, {g['hr_upper']:.2f}]")
+        lines.append(f"  {g['group']}: n={g['n']} events={g['events']} median={med} HR={hr}")
+    for note in out["notes"]:
+        lines.append(f"  note: {note}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- commands
+def _run_subtypes(args: argparse.Namespace) -> int:
+    from ..subtypes import SubtypeClustering, shared_genes
+
+    if args.validate and not args.validate_clinical:
+        raise BlueInputError("--validate needs --validate-clinical FILE (the validation cohort's survival table).")
+    if args.validate_clinical and not args.validate:
+        raise BlueInputError("--validate-clinical needs --validate OTHER_DECONV_DIR (the validation deconvolution).")
+    deconv = _read_deconvolution(args.deconv_dir)
+    other = _read_deconvolution(args.validate) if args.validate else None
+    genes = None
+    if other is not None and args.features == "gep":
+        genes = shared_genes(deconv, other)
+        if not genes:
+            raise BlueInputError(
+                "The two deconvolutions share no output genes: deconvolve both cohorts with the same model "
+                "(or models with shared output genes)."
+            )
+        logger.info("validation: %d output genes shared by both cohorts", len(genes))
+    if other is not None:
+        missing = [c for c in (args.cell_types or deconv.cell_types) if c not in other.cell_types]
+        if missing:
+            raise BlueInputError(
+                f"Cell type(s) {missing} are not in the validation deconvolution ({list(other.cell_types)}); "
+                "use the same model for both cohorts or pick shared cell types with --cell-types."
+            )
+    from tqdm import tqdm
+
+    with tqdm(total=args.n_resamples, desc="consensus clustering", unit="resample", file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+
+        def _progress(fraction: float, message: str) -> None:
+            bar.update(round(fraction * args.n_resamples) - bar.n)
+
+        sc = SubtypeClustering(
+            args.k, features=args.features, cell_types=args.cell_types, genes=genes, n_top_genes=args.n_top_genes,
+            n_resamples=args.n_resamples, seed=args.seed,
+        ).fit(deconv, progress=_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_labels(sc.labels_, out / "subtypes.csv")
+    sys.stdout.write(f"subtypes ({args.features}, k={sc.k_}): "
+                     + ", ".join(f"{r.subtype} n={r.n} stability={r.stability:.2f}" for r in sc.summary.itertuples())
+                     + f"\nwrote {out / 'subtypes.csv'}\n")
+    clustering = {
+        "features": args.features, "k": int(sc.k_), "n_features": len(sc.features_),
+        "cell_types": args.cell_types or list(deconv.cell_types),
+        "subtypes": [{"subtype": r.subtype, "n": int(r.n), "stability": _num(r.stability)}
+                     for r in sc.summary.itertuples()],
+        "k_scores": [{"k": int(r.k), "pac": _num(r.pac), "silhouette": _num(r.silhouette)}
+                     for r in sc.k_scores_.itertuples()],
+    }
+    if args.clinical:
+        surv = _survival(sc.labels_, args.clinical, args)
+        surv["clustering"] = clustering
+        (out / "survival.json").write_text(json.dumps(surv, indent=2))
+        _report(surv, "discovery survival")
+        sys.stdout.write(f"wrote {out / 'survival.json'}\n")
+    if other is not None:
+        pred = sc.predict(other)
+        _write_labels(pred, out / "validation_subtypes.csv")
+        surv = _survival(pred, args.validate_clinical, args)
+        surv["classifier"] = {"method": "nearest centroid on within-cohort z-scored features",
+                              "n_features": int(pred.attrs["n_features"])}
+        (out / "validation_survival.json").write_text(json.dumps(surv, indent=2))
+        _report(surv, "validation survival")
+        sys.stdout.write(f"wrote {out / 'validation_subtypes.csv'} and {out / 'validation_survival.json'}\n")
+    return 0
+
+
+def _run_enrich(args: argparse.Namespace) -> int:
+    from ..enrichment import enrich
+
+    deconv = _read_deconvolution(args.deconv_dir)
+    labels = _read_labels(args.subtypes)
+    table = enrich(
+        deconv, labels, group=args.group, cell_type=args.cell_type, gene_sets=args.gene_sets, method=args.method,
+        permutations=args.permutations, min_size=args.min_size, seed=args.seed,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    a = table.attrs
+    sys.stdout.write(
+        f"{a['method']}: {args.group} (n={a['n_group']}) vs rest (n={a['n_rest']}) in {args.cell_type}; "
+        f"{a['n_sets_tested']} of {a['n_sets_total']} sets testable on {a['n_panel_genes']} genes "
+        f"(min_size={a['min_size']}); {int((table['fdr'] < 0.05).sum())} with FDR < 0.05\nwrote {out}\n"
+    )
+    return 0

@@ -1,0 +1,273 @@
+"""``blue simulate``, ``blue train``, ``blue deconvolve`` and ``blue models``.
+
+User errors raise ``BlueInputError`` / ``BlueModelError``; the dispatcher in ``cli/__init__.py`` prints
+them as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import BlueInputError, BlueWarning
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[float, str], None]]:
+    """A tqdm bar on stderr driven by a ``progress(fraction, message)`` callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=description, file=sys.stderr, leave=False, disable=None,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``simulate``, ``train``, ``deconvolve`` and ``models`` sub-commands."""
+    s = subparsers.add_parser(
+        "simulate",
+        help="simulate pseudo-bulk samples with known proportions from a single-cell reference",
+        description=(
+            "Draws cell-type proportions (Dirichlet, dominant-type and sparse samples), draws that many cells "
+            "of each type from the reference and sums their counts. Writes OUT/bulk.csv.gz (genes x samples, "
+            "summed counts; `blue deconvolve OUT` reads it), OUT/truth.csv (sample x cell-type fractions) and "
+            "OUT/profiles.h5ad (per-cell-type CPM profile of each sample, one layer per cell type)."
+        ),
+    )
+    s.add_argument("reference", metavar="REFERENCE.h5ad", help="single-cell reference (cells x genes, raw counts)")
+    s.add_argument("--out", metavar="DIR", required=True, help="output folder (written completely or not at all)")
+    s.add_argument("--overwrite", action="store_true", help="replace what is already in OUT")
+    s.add_argument("--n-samples", type=int, default=100, help="number of pseudo-bulks (default 100)")
+    s.add_argument("--cells-per-sample", type=int, default=500, help="cells per pseudo-bulk (default 500)")
+    _reference_keys(s)
+    _simulation_options(s)
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.set_defaults(func=_run_simulate)
+
+    t = subparsers.add_parser(
+        "train",
+        help="train a BLUE model on a single-cell reference (or a recipe)",
+        description=(
+            "Trains a BLUE model on pseudo-bulk simulated from REFERENCE.h5ad and saves it to OUT "
+            "(model.safetensors + model.json). With --recipe FILE, builds the reference and settings from a "
+            "recipe (as for the pretrained models) instead."
+        ),
+    )
+    t.add_argument("reference", metavar="REFERENCE.h5ad", nargs="?", help="single-cell reference (raw counts)")
+    t.add_argument("--recipe", metavar="FILE", help="a training recipe (TOML); replaces REFERENCE and options")
+    t.add_argument("--out", metavar="DIR", required=True, help="directory to save the model in")
+    t.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
+    _reference_keys(t)
+    t.add_argument("--name", default=None, help="model name (default: the OUT folder name)")
+    t.add_argument("--tissue", default=None, help="tissue written to the model card")
+    t.add_argument("--description", default="", help="description written to the model card")
+    t.add_argument("--input-panel", metavar="FILE", default=None,
+                   help="bulk file whose genes restrict the input genes (e.g. a cohort with a gene panel)")
+    t.add_argument("--n-markers", type=int, default=50, help="input marker genes per cell type (default 50)")
+    t.add_argument("--n-output-genes", type=int, default=2000, help="maximum output (GEP) genes (default 2000)")
+    t.add_argument("--n-samples", type=int, default=8000, help="training pseudo-bulks (default 8000)")
+    t.add_argument("--cells-per-sample", type=int, default=500, help="cells per pseudo-bulk (default 500)")
+    _simulation_options(t)
+    t.add_argument("--epochs", type=int, default=30, help="maximum epochs of the GEP branch (default 30)")
+    t.add_argument("--proportion-epochs", type=int, default=100,
+                   help="maximum epochs of the proportion branch (default 100)")
+    t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.set_defaults(func=_run_train)
+
+    d = subparsers.add_parser(
+        "deconvolve",
+        help="cell-type proportions and GEPs of bulk samples",
+        description=(
+            "Deconvolves BULK (csv/tsv/txt(.gz), xlsx, h5ad or a sample cohort directory such as "
+            "sample_data/monaco_pbmc) with a model. Writes OUT/proportions.csv (first column `sample`), "
+            "OUT/fit.csv (per-sample fit score and poorly_explained flag) and OUT/expression.h5ad (GEPs in CPM, "
+            "one layer per cell type)."
+        ),
+    )
+    d.add_argument("bulk", metavar="BULK", help="bulk expression file or sample cohort directory")
+    d.add_argument("--model", required=True, metavar="NAME_OR_DIR", help="model name (see `blue models`) or directory")
+    d.add_argument("--out", metavar="DIR", required=True,
+                   help="output folder (created; written completely or not at all)")
+    d.add_argument("--overwrite", action="store_true", help="replace a result already in OUT")
+    d.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default 256)")
+    d.set_defaults(func=_run_deconvolve)
+
+    m = subparsers.add_parser(
+        "models",
+        help="list the available models",
+        description="Lists the models found in $BLUE_MODELS_DIR and the repository's pretrained/ folder.",
+    )
+    m.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    m.set_defaults(func=_run_models)
+
+
+def _reference_keys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cell-type-key", default="cell_type", help="obs column with cell-type labels")
+    parser.add_argument("--donor-key", default="donor", help="obs column with donors (optional)")
+
+
+def _simulation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gene-noise-sd", type=float, default=0.0,
+                        help="SD (log) of a per-gene multiplicative factor shared by a batch of samples "
+                             "(platform shift; default 0)")
+    parser.add_argument("--sample-noise-sd", type=float, default=0.0,
+                        help="SD (log) of a per-gene, per-sample multiplicative factor (default 0)")
+    parser.add_argument("--sparse-fraction", type=float, default=0.3,
+                        help="fraction of samples with some cell types absent (default 0.3)")
+    parser.add_argument("--dominant-fraction", type=float, default=0.2,
+                        help="fraction of samples dominated by one cell type (default 0.2)")
+
+
+def _simulation_kwargs(args: argparse.Namespace) -> dict[str, float]:
+    return dict(gene_noise_sd=args.gene_noise_sd, sample_noise_sd=args.sample_noise_sd,
+                sparse_fraction=args.sparse_fraction, dominant_fraction=args.dominant_fraction)
+
+
+def _read_reference(args: argparse.Namespace):  # noqa: ANN202
+    from ..io import read_reference
+
+    path = Path(args.reference)
+    if not path.is_file():
+        raise BlueInputError(f"reference file {path} not found; pass the path of an .h5ad single-cell reference.")
+    donor_key = args.donor_key or None
+    return read_reference(path, cell_type_key=args.cell_type_key, donor_key=donor_key)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..files import atomic_directory, check_output_folder
+    from ..simulation import simulate
+
+    check_output_folder(args.out, overwrite=args.overwrite, what="--out")
+    reference = _read_reference(args)
+    with _progress_bar("simulate") as progress:
+        pb = simulate(reference, args.n_samples, cells_per_sample=args.cells_per_sample, seed=args.seed,
+                      progress=progress, **_simulation_kwargs(args))
+    out = Path(args.out)
+    bulk = pd.DataFrame(pb.bulk.T, index=pd.Index(pb.genes, name="gene"), columns=pb.proportions.index)
+    with atomic_directory(out, overwrite=args.overwrite, what="--out") as tmp:
+        bulk.to_csv(tmp / "bulk.csv.gz", float_format="%.6g")
+        pb.proportions.rename_axis("sample").to_csv(tmp / "truth.csv")
+        pb.profiles_anndata().write_h5ad(tmp / "profiles.h5ad", compression="gzip")
+    print(f"wrote {pb.n_samples} pseudo-bulks ({len(pb.cell_types)} cell types, {len(pb.genes):,} genes) to {out}")
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..model import save_model
+
+    from ..files import check_model_name
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BlueInputError(f"--out {out} is a file, not a folder; choose a folder to save the model in.")
+    if (out / "model.json").exists() and not args.overwrite:
+        raise BlueInputError(f"{out} already holds a model; choose another --out or pass --overwrite.")
+    if not args.recipe:
+        check_model_name(args.name or out.name, what="--name" if args.name else "model name (from --out)")
+    if args.recipe:
+        if args.reference:
+            raise BlueInputError("pass either REFERENCE.h5ad or --recipe FILE, not both.")
+        try:
+            from ..recipes import train_from_recipe
+        except ImportError as err:
+            raise BlueInputError(
+                "training from a recipe needs blue_core.recipes, which is not installed in this version; "
+                "train from a reference file instead (blue train REFERENCE.h5ad --out DIR)."
+            ) from err
+        if not Path(args.recipe).is_file():
+            raise BlueInputError(f"recipe file {args.recipe} not found; pass the path of a recipe TOML file.")
+        with _progress_bar("train") as progress:
+            model = train_from_recipe(args.recipe, progress=progress)
+    else:
+        if not args.reference:
+            raise BlueInputError("give a single-cell reference (blue train REFERENCE.h5ad --out DIR) or --recipe FILE.")
+        from ..training import train_model
+
+        reference = _read_reference(args)
+        panel = None
+        if args.input_panel:
+            from ..io import read_bulk
+
+            panel = list(read_bulk(args.input_panel).var_names)
+        with _progress_bar("train") as progress:
+            model = train_model(
+                reference, input_panel=panel, n_markers=args.n_markers, n_output_genes=args.n_output_genes,
+                n_samples=args.n_samples, cells_per_sample=args.cells_per_sample,
+                simulation=_simulation_kwargs(args), epochs=args.epochs, proportion_epochs=args.proportion_epochs,
+                batch_size=args.batch_size, lr=args.lr,
+                patience=args.patience, seed=args.seed, threads=args.threads, name=args.name or out.name,
+                tissue=args.tissue, description=args.description,
+                provenance={"reference_file": str(args.reference), "command": "blue " + " ".join(sys.argv[1:])},
+                progress=progress,
+            )
+    save_model(model, out, overwrite=args.overwrite)
+    v = model.card.get("validation", {})
+    print(f"saved {model!r} to {out}: validation proportions CCC {v.get('proportion_ccc', float('nan')):.3f}, "
+          f"trained in {model.card.get('training_time_s', float('nan')):.0f} s")
+    return 0
+
+
+def _run_deconvolve(args: argparse.Namespace) -> int:
+    from ..files import check_output_folder
+    from ..inference import deconvolve
+    from ..io import input_report_lines, read_bulk
+    from ..model import load_model
+
+    source = Path(args.bulk)
+    if not source.exists():
+        raise BlueInputError(f"bulk file {source} not found; pass a bulk expression file or a sample cohort folder.")
+    check_output_folder(args.out, overwrite=args.overwrite, what="--out")  # before any work is done
+    model = load_model(args.model)
+    where = "installed model" if model.source == "installed" else "model folder"
+    print(f"model: {where} {model.name!r} ({model.path})", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bulk = read_bulk(source, genes=model.read_genes)
+        with _progress_bar("deconvolve") as progress:
+            result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress)
+    seen = [str(w.message) for w in caught if issubclass(w.category, BlueWarning)]
+    summary, *messages = input_report_lines(result.input_report, seen=seen)
+    print(f"input: {summary}", file=sys.stderr)
+    for text in messages:
+        print(f"input: {text}", file=sys.stderr)
+    result.write(args.out, overwrite=args.overwrite)
+    flagged = int(result.fit["poorly_explained"].sum())
+    print(f"deconvolved {len(result.proportions)} samples with {model.name!r} "
+          f"({result.input_report['n_model_genes_matched']:,}/{result.input_report['n_model_genes']:,} model genes "
+          f"found, {flagged} poorly explained); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad")
+    return 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from ..store import list_models
+
+    table = list_models()
+    if table.empty:
+        print("no models found (looked in $BLUE_MODELS_DIR and pretrained/)")
+        return 0
+    shown = table.drop(columns=["path"]) if not args.csv else table
+    print(shown.to_csv(index=False) if args.csv else shown.to_string(index=False))
+    return 0

@@ -1,0 +1,153 @@
+"""Safe file handling: model names that can never become paths, and all-or-nothing output folders.
+
+Two rules live here, and only here:
+
+* :func:`check_model_name` — a model name is a short slug (letters, digits, ``.``, ``_``, ``-``; starts
+  with a letter or digit; at most 64 characters; no ``..``). A name is never joined onto a path
+  without passing this check, so a name such as ``../../etc`` or ``/srv/pretrained/planted`` cannot
+  place files outside the folder the code chose.
+* :func:`atomic_directory` — results are written into a temporary sibling folder and renamed into
+  place only when complete. An existing result is replaced only with ``overwrite=True``, and on any
+  failure (disk full, interrupt, a bug) the previous result is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from .exceptions import BlueInputError
+
+__all__ = ["check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE"]
+
+logger = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+#: The model-name rule in words (used in every message about a bad name).
+MODEL_NAME_RULE = (
+    "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'"
+)
+
+
+def is_model_name(name: object) -> bool:
+    """True when ``name`` is a valid model name (see :data:`MODEL_NAME_RULE`)."""
+    return isinstance(name, str) and bool(_NAME_RE.fullmatch(name)) and ".." not in name
+
+
+def check_model_name(name: object, *, what: str = "model name") -> str:
+    """Return ``name`` when it is a safe model name, else raise.
+
+    Parameters
+    ----------
+    name
+        The proposed name (e.g. typed into the app's Train page or given as ``--name``).
+    what
+        How the message refers to the value.
+
+    Raises
+    ------
+    BlueInputError
+        The name could be read as a path or holds other characters; the message states the rule and
+        suggests a cleaned-up name.
+    """
+    if is_model_name(name):
+        return str(name)
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).replace("..", ".").strip(".-_")[:64] or "my-model"
+    raise BlueInputError(
+        f"{what} {str(name)[:80]!r} is not allowed: a model name is {MODEL_NAME_RULE} (it is never a path). "
+        f"Try {cleaned!r}."
+    )
+
+
+def check_output_folder(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Path:
+    """Check, before any work is done, that ``target`` may be (re)written as an output folder.
+
+    Raises
+    ------
+    BlueInputError
+        ``target`` is a file, or a non-empty folder and ``overwrite`` is False.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise BlueInputError(f"{what} {target} is a file, not a folder; choose a folder name (it will be created).")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise BlueInputError(
+            f"{what} {target} already exists and is not empty; choose another folder or pass --overwrite "
+            "(overwrite=True) to replace it."
+        )
+    return target
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
+    """Write a folder all at once: yield a temporary sibling, rename it to ``target`` when the block ends.
+
+    Parameters
+    ----------
+    target
+        The folder to create (or replace).
+    overwrite
+        Replace an existing non-empty ``target``. Refused by default.
+    what
+        How messages refer to the folder (e.g. ``"--out"``).
+
+    Yields
+    ------
+    Path
+        An empty temporary folder next to ``target`` (same file system, so the final rename is atomic).
+
+    Raises
+    ------
+    BlueInputError
+        ``target`` is a file, or a non-empty folder and ``overwrite`` is False — raised before anything
+        is written.
+
+    Notes
+    -----
+    With ``overwrite=True`` the old folder is first renamed aside, the new one renamed into place, then
+    the old one deleted; if the second rename fails the old folder is put back. If the block raises,
+    the temporary folder is removed and ``target`` is untouched.
+    """
+    target = check_output_folder(target, overwrite=overwrite, what=what)
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(target, "tmp")
+    tmp.mkdir()  # honours the umask, unlike mkdtemp's 0700
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    backup = None
+    try:
+        if target.exists():
+            backup = _sibling(target, "old")
+            os.replace(target, backup)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if backup is not None:
+                os.replace(backup, target)
+                backup = None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    logger.info("wrote %s", target)
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    """A fresh hidden name next to ``target`` (``.NAME.tmp-1a2b3c4d``)."""
+    while True:
+        candidate = target.parent / f".{target.name}.{kind}-{secrets.token_hex(4)}"
+        if not candidate.exists():
+            return candidate

@@ -1,0 +1,1000 @@
+"""Reading user input: bulk expression tables and single-cell references.
+
+:func:`read_bulk` turns a CSV/TSV/TXT (optionally gzipped), XLSX or h5ad file into the BLUE bulk
+object (AnnData, samples x genes, dense float64, linear scale, current human symbols) and records
+what it found and did in ``uns["blue_input"]``. :func:`read_reference` does the same for a
+single-cell reference (cells x genes, CSR float32 counts).
+
+Decisions (documented for users in the error / warning messages):
+
+- **Orientation** is decided from identifiers first (which axis holds gene-like names: Ensembl IDs,
+  approved symbols), and only when that is inconclusive from the shape (more genes than samples).
+  A single-sample file therefore reads correctly either way round.
+- **Annotation columns** in a genes x samples table (e.g. TARGET's ``symbol``, ``hgnc_id``,
+  ``chrom``) are recognised by name or by being mostly non-numeric and dropped; a ``symbol``-like
+  column is used to name Ensembl IDs that the shipped table cannot name.
+- **Units**: all-integer values are ``"counts"``; other non-negative values are ``"relative"``
+  (TPM / CPM / normalised). Log-scale input is converted back and a
+  :class:`~blue_core.exceptions.LogScaleInputWarning` says how: non-negative, non-integer values
+  with max <= 50 are taken as log2(x + 1) -> ``2**x - 1``; values with a repeated negative floor
+  (log2 CPM, e.g. TARGET's -7.17) -> ``2**x`` with the floor (= zero counts) set to 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import io as _io
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import genes as _genes
+from .exceptions import BlueInputError, BlueWarning, LogScaleInputWarning
+
+__all__ = ["read_bulk", "read_reference", "read_reference_obs", "BulkSource", "InputLimits", "input_report_lines"]
+
+logger = logging.getLogger(__name__)
+
+BulkSource = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Any]
+
+_LOG_MAX = 50.0
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab")
+_ANNOTATION_NAMES = {
+    "symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genename", "name", "hgnc_id", "hgnc",
+    "chrom", "chr", "chromosome", "seqnames", "description", "desc", "biotype", "gene_type", "gene_biotype",
+    "entrez", "entrez_id", "entrezid", "gene_id", "ensembl", "ensembl_id", "ensembl_gene_id", "length",
+    "gene_length", "start", "end", "strand", "width", "location", "band", "type",
+}
+_DECIMAL_COMMA_RE = re.compile(r"(?:^|[;\t])-?\d+,\d+(?:[;\t]|$)", re.MULTILINE)
+_SYMBOL_COLUMNS = {"symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genename"}
+
+
+# --------------------------------------------------------------------------------------- limits
+#: Peak memory of parsing a text table, per byte of (decompressed) text: measured 5.5 for a 52 MB
+#: genes x samples CSV (bench/results/security.md, case 11; 7.1 before the parser kept bytes instead of
+#: a StringIO); the estimate keeps a margin for other layouts (wide tables, many annotation columns).
+TEXT_MEMORY_FACTOR = 12
+#: Peak memory of openpyxl per byte of uncompressed sheet XML (estimate with margin).
+XLSX_MEMORY_FACTOR = 10
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Ceilings that keep one oversized or malicious input from exhausting a shared server's memory.
+
+    Parameters
+    ----------
+    max_decompressed_bytes
+        Largest input after decompression (gzip, or the parts of an .xlsx), in bytes; decompression
+        streams and stops at this ceiling. Environment: ``BLUE_MAX_DECOMPRESSED_MB``. Default 500 MB
+        (a text table that large needs about 6 GB to parse, the default budget).
+    memory_budget_bytes
+        Largest estimated memory to read one input, in bytes: an input whose declared size or shape
+        (text length, .xlsx sheet size, .h5ad matrix shape) needs more is refused before anything is
+        allocated. Environment: ``BLUE_MEMORY_BUDGET_MB``. Default 6,000 MB.
+    """
+
+    max_decompressed_bytes: int = 500_000_000
+    memory_budget_bytes: int = 6_000_000_000
+
+    @classmethod
+    def from_env(cls) -> InputLimits:
+        """Limits from ``BLUE_MAX_DECOMPRESSED_MB`` / ``BLUE_MEMORY_BUDGET_MB`` (defaults where unset)."""
+        values = {}
+        for field, env in (("max_decompressed_bytes", "BLUE_MAX_DECOMPRESSED_MB"),
+                           ("memory_budget_bytes", "BLUE_MEMORY_BUDGET_MB")):
+            raw = os.environ.get(env)
+            if raw:
+                try:
+                    values[field] = int(float(raw) * 1e6)
+                except ValueError:
+                    raise BlueInputError(f"{env}={raw!r} is not a number of megabytes; set e.g. {env}=2000.") from None
+        return cls(**values)
+
+    def check_memory(self, estimate: float, name: str, what: str) -> None:
+        """Raise when reading needs an estimated ``estimate`` bytes, more than the budget."""
+        if estimate > self.memory_budget_bytes:
+            raise BlueInputError(
+                f"{name}: {what} would need about {estimate / 1e9:.1f} GB of memory to read, more than this "
+                f"server's budget of {self.memory_budget_bytes / 1e9:.1f} GB per input. Split the samples into "
+                "several files, keep only the genes you need, or (on your own machine) raise the budget with "
+                "BLUE_MEMORY_BUDGET_MB."
+            )
+
+
+def _gunzip(data: bytes, name: str, limits: InputLimits) -> bytes:
+    """Decompress gzip data by streaming, stopping at ``limits.max_decompressed_bytes``."""
+    ceiling = limits.max_decompressed_bytes
+    try:
+        with gzip.GzipFile(fileobj=_io.BytesIO(data)) as handle:
+            out = handle.read(ceiling + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise BlueInputError(f"{name} looks gzip-compressed but cannot be decompressed ({err}). Re-export the file.") from None
+    if len(out) > ceiling:
+        raise BlueInputError(
+            f"{name} decompresses to more than {ceiling / 1e6:,.0f} MB (from {len(data) / 1e6:,.1f} MB compressed), "
+            "the most this server reads from one file. Split the samples into several files or keep only the "
+            "genes you need; on your own machine the ceiling is set with BLUE_MAX_DECOMPRESSED_MB."
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------- source
+def _load_bytes(source: BulkSource, filename: str | None, limits: InputLimits) -> tuple[bytes, str]:
+    """Return (raw bytes, display name) for a path, bytes or binary file-like."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            cohort = path / "bulk.csv.gz"
+            if not cohort.is_file():
+                raise BlueInputError(
+                    f"{path} is a folder without a bulk.csv.gz. Pass the expression file itself "
+                    "(CSV/TSV/TXT, .gz, XLSX or h5ad), or a sample-cohort folder that holds bulk.csv.gz."
+                )
+            path, name = cohort, filename or f"{path.name}/{cohort.name}"
+        elif not path.is_file():
+            raise BlueInputError(f"File not found: {path}. Check the path and the file name.")
+        else:
+            name = filename or path.name
+        size = path.stat().st_size
+        if size > limits.max_decompressed_bytes:
+            raise BlueInputError(
+                f"{name} is {size / 1e6:,.0f} MB, more than the {limits.max_decompressed_bytes / 1e6:,.0f} MB read "
+                "from one file. Split the samples into several files, or raise BLUE_MAX_DECOMPRESSED_MB."
+            )
+        return path.read_bytes(), name
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), filename or "<bytes>"
+    if hasattr(source, "getvalue"):
+        data = source.getvalue()
+    elif hasattr(source, "read"):
+        data = source.read()
+    else:
+        raise BlueInputError(
+            f"Cannot read input of type {type(source).__name__}. Pass a file path, bytes or an open binary file."
+        )
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    name = filename or str(getattr(source, "name", "") or "<upload>")
+    return bytes(data), os.path.basename(name)
+
+
+def _format_of(data: bytes, name: str, limits: InputLimits) -> tuple[str, bytes]:
+    """Return (format, payload) with format in {"text", "xlsx", "h5ad"}; gzip is unwrapped (bounded)."""
+    lower = name.lower()
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(data, name, limits)
+        lower = lower.removesuffix(".gz")
+    if not data.strip():
+        raise BlueInputError(f"{name} is empty. Export the expression table again (genes x samples with a header row).")
+    if data[:8] == b"\x89HDF\r\n\x1a\n" or lower.endswith(".h5ad"):
+        return "h5ad", data
+    if data[:4] == b"PK\x03\x04" or lower.endswith((".xlsx", ".xlsm")):
+        return "xlsx", data
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" or lower.endswith(".xls"):
+        raise BlueInputError(f"{name} is an old Excel .xls file. Save it as .xlsx or CSV and load it again.")
+    return "text", data
+
+
+def _utf16_encoding(data: bytes) -> str | None:
+    """``"utf-16"`` (with BOM), ``"utf-16-le"`` / ``"utf-16-be"`` (without), or None."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    head = data[:4096]
+    if len(head) >= 16:
+        even, odd = head[0::2], head[1::2]
+        if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+            return "utf-16-le"
+        if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+            return "utf-16-be"
+    return None
+
+
+def _decode_text(data: bytes, name: str) -> str:
+    utf16 = _utf16_encoding(data)
+    if utf16:
+        try:
+            return data.decode(utf16)
+        except UnicodeDecodeError as err:
+            raise BlueInputError(
+                f"{name} looks like UTF-16 text (Excel's \"Unicode Text\") but cannot be decoded ({err.reason}). "
+                "Save it from Excel as \"CSV UTF-8 (comma delimited)\" instead."
+            ) from None
+    head = data[:65536]
+    control = sum(b < 9 or 13 < b < 32 for b in head)
+    if b"\x00" in head or control > 0.01 * len(head):
+        raise BlueInputError(
+            f"{name} is a binary file, not a text table. BLUE reads CSV/TSV/TXT (optionally .gz), "
+            "XLSX and h5ad; R (.rds/.rda) or Python pickle files must be exported as CSV first."
+        )
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise BlueInputError(f"{name} cannot be decoded as text. Save it as UTF-8 CSV.")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------------------- parsing
+@contextlib.contextmanager
+def _wide_fields() -> Iterator[None]:
+    """Let the csv module read whole-transcriptome lines (its default field limit is 128 KiB).
+
+    A samples x genes header of 60,000 genes is ~500 kB, and while the delimiter is being guessed
+    a wrong candidate reads that whole line as one field.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, min(sys.maxsize, 2**31 - 1)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _head_lines(text: str, n: int) -> list[str]:
+    """The first ``n`` lines of ``text`` without splitting the whole text."""
+    out: list[str] = []
+    start = 0
+    while len(out) < n and start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        out.append(text[start:end].rstrip("\r"))
+        start = end + 1
+    return out
+
+
+def _sniff_delimiter(text: str, name: str) -> str:
+    with _wide_fields():
+        return _sniff(text, name)
+
+
+def _sniff(text: str, name: str) -> str:
+    lines = [ln for ln in _head_lines(text, 50) if ln.strip() and not ln.startswith("#")]
+    if text.startswith("#1.") and len(lines) > 2:  # GCT
+        lines = lines[1:]
+    best, best_score = None, 0
+    for delim in ("\t", ",", ";", "|"):
+        counts = [len(fields) - 1 for fields in csv.reader(lines, delimiter=delim)]
+        if min(counts) == 0:
+            continue
+        consistent = sum(c == counts[-1] for c in counts) / len(counts)
+        score = consistent * 1000 + min(counts)
+        if consistent >= 0.8 and score > best_score:
+            best, best_score = delim, score
+    if best is not None:
+        return best
+    counts = [len(ln.split()) for ln in lines]
+    if min(counts) > 1 and len(set(counts[1:])) == 1:
+        return r"\s+"
+    raise BlueInputError(
+        f"{name} has only one column: no tab, comma, semicolon or space delimiter was found. Save the table "
+        "as CSV (comma) or TSV (tab) with genes as rows and samples as columns (first column = gene)."
+    )
+
+
+def _parse_text(text: str, name: str) -> tuple[list[str], pd.DataFrame]:
+    """Return (header, body) where body has one column per header field (first = row identifiers)."""
+    delim = _sniff_delimiter(text, name)
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if text.startswith("#1.") and len(lines) > 1:  # GCT: second line holds the dimensions
+        lines = lines[1:]
+    if delim == r"\s+":
+        header = lines[0].split()
+    else:
+        with _wide_fields():
+            header = next(csv.reader([lines[0]], delimiter=delim))
+    header = [h.strip() for h in header]
+    if len(lines) < 2:
+        return header, pd.DataFrame(columns=range(len(header)))
+    if delim == r"\s+":
+        n_body = len(lines[1].split())
+    else:
+        with _wide_fields():
+            n_body = len(next(csv.reader([lines[1]], delimiter=delim)))
+    if n_body == len(header) + 1:  # R write.table: no header field for the row names
+        header = ["gene"] + header
+    # European CSV: semicolon-delimited with decimal commas ("1,5")
+    decimal = "," if delim in (";", "\t") and _DECIMAL_COMMA_RE.search("\n".join(lines[1:20])) else "."
+    body_bytes = "\n".join(lines[1:]).encode("utf-8")  # bytes: a StringIO would hold 4 bytes per character
+    del lines
+    try:
+        body = pd.read_csv(
+            _io.BytesIO(body_bytes), sep=delim, encoding="utf-8", header=None, names=range(len(header)),
+            engine="python" if delim == r"\s+" else "c", skipinitialspace=True, comment=None, decimal=decimal,
+        )
+    except (pd.errors.ParserError, ValueError) as err:
+        raise BlueInputError(
+            f"{name} could not be parsed as a table ({err}). Check that every row has the same number of "
+            "fields and that the delimiter is consistent."
+        ) from None
+    return header, body
+
+
+def _check_xlsx_size(data: bytes, name: str, limits: InputLimits) -> None:
+    """Refuse a workbook whose parts inflate past the ceiling or the memory budget (zip bomb)."""
+    try:
+        with zipfile.ZipFile(_io.BytesIO(data)) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as err:
+        raise BlueInputError(f"{name} could not be read as an Excel .xlsx workbook ({err}). Save it again as .xlsx or CSV.") from None
+    if inflated > limits.max_decompressed_bytes:
+        raise BlueInputError(
+            f"{name}: the workbook decompresses to {inflated / 1e6:,.0f} MB, more than the "
+            f"{limits.max_decompressed_bytes / 1e6:,.0f} MB read from one file. Save the table as CSV (gzip it if large) "
+            "or split it into several files."
+        )
+    limits.check_memory(inflated * XLSX_MEMORY_FACTOR, name, f"the workbook ({inflated / 1e6:,.0f} MB uncompressed)")
+
+
+def _uncached_formulas(data: bytes) -> int:
+    """Number of formula cells of the first sheet (read-only scan) -- called when values are missing."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(_io.BytesIO(data), read_only=True, data_only=False)
+    try:
+        sheet = book.worksheets[0]
+        return sum(
+            1 for row in sheet.iter_rows(values_only=True) for v in row if isinstance(v, str) and v.startswith("=")
+        )
+    finally:
+        book.close()
+
+
+def _parse_xlsx(data: bytes, name: str, limits: InputLimits) -> tuple[list[str], pd.DataFrame]:
+    _check_xlsx_size(data, name, limits)
+    try:
+        frame = pd.read_excel(_io.BytesIO(data), sheet_name=0, header=None, engine="openpyxl")
+    except Exception as err:  # openpyxl raises many types for corrupted files
+        raise BlueInputError(f"{name} could not be read as an Excel .xlsx workbook ({err}). Save it again as .xlsx or CSV.") from None
+    if frame.isna().to_numpy().any():
+        n_formulas = _uncached_formulas(data)
+        if n_formulas:
+            raise BlueInputError(
+                f"{name}: {n_formulas:,} cells of the first sheet hold formulas whose results were never saved (the "
+                "file was written by a program that does not calculate, or saved without recalculating), so their "
+                "values are missing. Open the file in Excel or LibreOffice and save it again (this stores the "
+                "results), or export the sheet as CSV."
+            )
+    frame = frame.dropna(how="all").dropna(axis=1, how="all")
+    if frame.shape[0] < 2:
+        raise BlueInputError(f"{name}: the first sheet holds no data rows. Put the expression table on the first sheet.")
+    header = ["" if pd.isna(h) else str(h).strip() for h in frame.iloc[0]]
+    body = frame.iloc[1:].reset_index(drop=True)
+    body.columns = range(len(header))
+    return header, body
+
+
+def _numeric_frame(body: pd.DataFrame, labels: Sequence[str], name: str, axis_word: str) -> pd.DataFrame:
+    """Convert every column to float; raise on non-numeric cells, naming one."""
+    if all(dtype.kind in "fiub" for dtype in body.dtypes):  # all numeric already: one block, no per-column loop
+        frame = pd.DataFrame(body.to_numpy(dtype=np.float64), columns=pd.Index(list(labels)), copy=False)
+        return frame
+    out = {}
+    for col, label in zip(body.columns, labels):
+        series = body[col]
+        if series.dtype == object:
+            converted = pd.to_numeric(series.astype(str).str.strip().replace({"": np.nan}), errors="coerce")
+            bad = converted.isna() & series.notna() & (series.astype(str).str.strip() != "")
+            bad &= ~series.astype(str).str.strip().str.lower().isin({"na", "nan", "inf", "-inf", "null", "none"})
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise BlueInputError(
+                    f"{name}: non-numeric value {series.iloc[row]!r} in {axis_word} {label!r} (data row {row + 1}). "
+                    "Expression values must be numbers; remove text cells or annotation columns other than the gene column."
+                )
+            series = converted
+        out[label] = series.astype(np.float64)
+    return pd.DataFrame(out)
+
+
+def _is_annotation(label: str, series: pd.Series) -> bool:
+    if label.strip().lower() in _ANNOTATION_NAMES:
+        return True
+    if series.dtype != object:
+        return False
+    converted = pd.to_numeric(series, errors="coerce")
+    return converted.isna().mean() > 0.5 and series.notna().mean() > 0.5
+
+
+# --------------------------------------------------------------------------------------- units
+def _convert_units(values: np.ndarray, name: str) -> tuple[np.ndarray, str, str | None]:
+    """Return (linear values, units, warning text or None). ``values`` is (n_samples, n_genes)."""
+    vmin, vmax = float(values.min()), float(values.max())
+    integer = bool(np.all(np.abs(values - np.round(values)) < 1e-8))
+    if vmin < 0:
+        n_floor = int(np.isclose(values, vmin, rtol=0, atol=1e-9).sum())
+        floor_frac = n_floor / values.size
+        neg_frac = float(np.mean(values < 0))
+        has_floor = n_floor >= 2 and floor_frac >= 0.001
+        if vmax <= _LOG_MAX and (has_floor or neg_frac < 0.3):
+            linear = np.exp2(values)
+            floor_note = ""
+            if has_floor:
+                linear[np.isclose(values, vmin, rtol=0, atol=1e-9)] = 0.0
+                floor_note = f" The repeated floor {vmin:.4g} ({floor_frac:.1%} of values) marks zero counts and was set to 0."
+            msg = (
+                f"{name}: values look log2-scale with negative values (min {vmin:.3g}, max {vmax:.3g}), "
+                f"e.g. log2 CPM; converted back to linear with 2**x.{floor_note} If this is wrong, "
+                "provide raw counts or TPM."
+            )
+            return linear, "log_converted", msg
+        raise BlueInputError(
+            f"{name} contains negative values (min {vmin:.4g}; {neg_frac:.0%} of values are negative) and does not look "
+            "like log-scale expression. BLUE needs non-negative raw counts or TPM/CPM; centred, scaled (z-score) or "
+            "log-ratio (two-colour microarray) data cannot be deconvolved. Export unnormalised counts or TPM."
+        )
+    if vmax <= _LOG_MAX and not integer:
+        msg = (
+            f"{name}: values look log-transformed (all between {vmin:.3g} and {vmax:.3g}, not integers); assumed "
+            "log2(x + 1) and converted back with 2**x - 1. If they are natural-log or already linear, convert them "
+            "to raw counts or TPM first."
+        )
+        return np.exp2(values) - 1.0, "log_converted", msg
+    return values, "counts" if integer else "relative", None
+
+
+# --------------------------------------------------------------------------------------- orientation
+def _orient(header: list[str], row_ids: list[str], n_rows: int, n_cols: int) -> str:
+    row_like = _genes.gene_like_fraction(row_ids[:2000])
+    col_like = _genes.gene_like_fraction(header[:2000])
+    if max(row_like, col_like) >= 0.2 and abs(row_like - col_like) >= 0.1:
+        return "genes_x_samples" if row_like > col_like else "samples_x_genes"
+    return "genes_x_samples" if n_rows >= n_cols else "samples_x_genes"
+
+
+# --------------------------------------------------------------------------------------- public
+def read_bulk(
+    source: BulkSource,
+    *,
+    genes: Sequence[str] | None = None,
+    min_gene_fraction: float = 0.5,
+    filename: str | None = None,
+    limits: InputLimits | None = None,
+) -> "anndata.AnnData":  # noqa: F821
+    """Read a bulk RNA-seq expression table into BLUE's bulk AnnData.
+
+    Parameters
+    ----------
+    source
+        Path to a CSV/TSV/TXT (optionally ``.gz``), XLSX or h5ad file; a sample-cohort folder holding
+        ``bulk.csv.gz``; raw ``bytes``; or a binary file-like (e.g. Streamlit's ``UploadedFile``).
+        Tables may be genes x samples (first column = gene) or samples x genes.
+    genes
+        Model input genes (symbols). When given, the overlap is reported in ``uns["blue_input"]``
+        and fewer than ``min_gene_fraction`` of them present raises :class:`BlueInputError`.
+    min_gene_fraction
+        Minimal fraction of ``genes`` that must be present, in [0, 1].
+    filename
+        Name used for the format (extension) and messages when ``source`` is bytes or a file-like.
+    limits
+        Decompression ceiling and memory budget (default :meth:`InputLimits.from_env`): larger inputs
+        are refused with a message before they are decompressed further or parsed.
+
+    Returns
+    -------
+    anndata.AnnData
+        Shape (n_samples, n_genes): ``obs_names`` = samples, ``var_names`` = unique human symbols,
+        ``X`` dense float64, non-negative, linear scale (counts, TPM/CPM as given, or log input
+        converted back). ``uns["blue_input"]`` is the input report (see ``DESIGN.md``).
+
+    Raises
+    ------
+    BlueInputError
+        Empty, binary or unparsable file; one column only; NaN/inf, negative (non-log) or non-numeric
+        values; duplicated sample names; mouse genes; too few model genes.
+
+    Warns
+    -----
+    LogScaleInputWarning
+        Log-scale input converted back to linear (the message says which transform).
+    """
+    import anndata
+
+    if not 0.0 <= min_gene_fraction <= 1.0:
+        raise BlueInputError(f"min_gene_fraction must be in [0, 1], got {min_gene_fraction}.")
+    limits = limits or InputLimits.from_env()
+    data, name = _load_bytes(source, filename, limits)
+    fmt, payload = _format_of(data, name, limits)
+    del data
+    report_warnings: list[str] = []
+    dropped: list[str] = []
+    fallback_symbols: list[str] | None = None
+
+    if fmt == "h5ad":
+        matrix, sample_ids, gene_ids, orientation = _bulk_from_h5ad(payload, name, limits)
+    else:
+        if fmt == "xlsx":
+            header, body = _parse_xlsx(payload, name, limits)
+        else:
+            limits.check_memory(len(payload) * TEXT_MEMORY_FACTOR, name, f"this {len(payload) / 1e6:,.0f} MB table")
+            text = _decode_text(payload, name)
+            del payload
+            header, body = _parse_text(text, name)
+            del text
+        if body.shape[0] == 0:
+            raise BlueInputError(f"{name} has a header but no data rows. Export the full expression table.")
+        if len(header) < 2:
+            raise BlueInputError(
+                f"{name} has only one column. Check the delimiter (comma or tab) and that samples are columns."
+            )
+        header, body = _fix_headerless(header, body, report_warnings)
+        header, body = _pick_id_column(header, body, dropped)
+        body, row_ids = _drop_unnamed_rows(body, report_warnings)
+        orientation = _orient(header[1:], row_ids, body.shape[0], len(header) - 1)
+        if orientation == "genes_x_samples":
+            sample_cols, value_cols = [], []
+            for k in range(1, len(header)):
+                if _is_annotation(header[k], body[k]):
+                    dropped.append(header[k])
+                    if header[k].strip().lower() in _SYMBOL_COLUMNS and fallback_symbols is None:
+                        fallback_symbols = ["" if pd.isna(v) else str(v) for v in body[k]]
+                else:
+                    sample_cols.append(header[k])
+                    value_cols.append(k)
+            _check_unique_samples(sample_cols, name)
+            frame = _numeric_frame(body[value_cols], sample_cols, name, "sample")
+            matrix = frame.to_numpy().T
+            sample_ids, gene_ids = sample_cols, row_ids
+        else:
+            _check_unique_samples(row_ids, name)
+            keep = []
+            for k in range(1, len(header)):
+                if body[k].dtype == object and _is_annotation("", body[k]):
+                    dropped.append(header[k])
+                else:
+                    keep.append(k)
+            frame = _numeric_frame(body[keep], [header[k] for k in keep], name, "gene column")
+            matrix = frame.to_numpy()
+            sample_ids, gene_ids = row_ids, [header[k] for k in keep]
+        if dropped:
+            report_warnings.append(f"ignored annotation columns: {', '.join(dropped[:10])}")
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise BlueInputError(f"{name} holds no expression values after removing annotation columns. Check the layout.")
+    _check_finite(matrix, name)
+    matrix, units, log_msg = _convert_units(matrix, name)
+    if log_msg:
+        warnings.warn(log_msg, LogScaleInputWarning, stacklevel=2)
+        report_warnings.append(log_msg)
+
+    _genes.check_not_mouse(gene_ids, what="input")
+    mapping = _genes.map_gene_ids(gene_ids, fallback=fallback_symbols)
+    matrix, symbols, n_summed = _genes.sum_duplicate_genes(matrix, mapping.symbols)
+    if n_summed:
+        report_warnings.append(f"summed {n_summed} duplicated gene rows after mapping identifiers to symbols")
+    if mapping.n_alias_mapped:
+        report_warnings.append(
+            f"renamed {mapping.n_alias_mapped} old gene symbols to current ones (e.g. {', '.join(mapping.alias_examples[:3])})"
+        )
+    recognised = _genes.gene_like_fraction(symbols[:5000])
+    if recognised < 0.2:
+        msg = (
+            f"{name}: only {recognised:.0%} of the gene identifiers are known human genes (e.g. "
+            f"{', '.join(map(str, gene_ids[:3]))}). Use human gene symbols or Ensembl gene IDs (not probe or Entrez IDs)."
+        )
+        warnings.warn(msg, BlueWarning, stacklevel=2)
+        report_warnings.append(msg)
+    if mapping.n_par_y_dropped:
+        report_warnings.append(f"dropped {mapping.n_par_y_dropped} PAR-Y duplicate rows (ENSGR / _PAR_Y)")
+
+    adata = anndata.AnnData(
+        X=np.ascontiguousarray(matrix, dtype=np.float64),
+        obs=pd.DataFrame(index=pd.Index([str(s) for s in sample_ids])),
+        var=pd.DataFrame(index=pd.Index(symbols)),
+    )
+    report: dict[str, Any] = {
+        "source": name,
+        "format": fmt,
+        "n_samples": int(adata.n_obs),
+        "n_genes": int(adata.n_vars),
+        "orientation": orientation,
+        "units": units,
+        "gene_id_type": mapping.id_type,
+        "n_duplicates_summed": int(n_summed),
+        "n_ensembl_mapped": int(mapping.n_ensembl_mapped),
+        "n_alias_mapped": int(mapping.n_alias_mapped),
+        "n_unmapped_ids": int(mapping.n_unmapped),
+        "n_par_y_dropped": int(mapping.n_par_y_dropped),
+        "dropped_columns": list(dropped),
+        "warnings": report_warnings,
+    }
+    if genes is not None:
+        _check_model_genes(adata, list(genes), min_gene_fraction, mapping, gene_ids, name, report)
+    adata.uns["blue_input"] = report
+    logger.info(
+        "read %s: %d samples x %d genes (%s, %s, ids %s)", name, adata.n_obs, adata.n_vars, orientation, units, mapping.id_type
+    )
+    return adata
+
+
+def input_report_lines(report: dict[str, Any], *, seen: Sequence[str] = ()) -> list[str]:
+    """The input report of :func:`read_bulk` as short lines: a summary, then every change and warning.
+
+    The one text of the report: the app shows these lines and ``blue deconvolve`` prints them, so a
+    user sees the same account (duplicates summed, symbols renamed, units converted, ...) either way.
+
+    Parameters
+    ----------
+    report
+        ``bulk.uns["blue_input"]``.
+    seen
+        Texts of warnings raised while reading or deconvolving; merged with ``report["warnings"]``
+        (each text once, in order).
+
+    Returns
+    -------
+    list of str
+        ``[summary, *messages]``.
+    """
+    parts = [
+        f"{report.get('source', 'input')}: {int(report.get('n_samples', 0)):,} samples x "
+        f"{int(report.get('n_genes', 0)):,} genes",
+        str(report.get("orientation", "")).replace("_", " "),
+        f"units {report.get('units', '?')}",
+        f"gene IDs {report.get('gene_id_type', '?')}",
+    ]
+    if report.get("n_model_genes"):
+        parts.append(f"{int(report.get('n_model_genes_matched', 0)):,} of {int(report['n_model_genes']):,} model genes found")
+    messages: list[str] = []
+    for text in [*map(str, seen), *map(str, report.get("warnings") or [])]:
+        if text not in messages:
+            messages.append(text)
+    return ["; ".join(p for p in parts if p)] + messages
+
+
+def _fix_headerless(header: list[str], body: pd.DataFrame, report_warnings: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """A genes x samples table without a header row: the first line is data (gene name + numbers)."""
+    def is_number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    if len(header) < 2 or not all(is_number(h) for h in header[1:]) or is_number(header[0]):
+        return header, body
+    if _genes.gene_like_fraction([header[0]] + [str(v) for v in body[0].head(200)]) < 0.2:
+        return header, body
+    first = pd.DataFrame([[header[0], *[float(h) for h in header[1:]]]], columns=body.columns)
+    names = ["sample_1"] if len(header) == 2 else [f"sample_{k}" for k in range(1, len(header))]
+    report_warnings.append(f"no header row found: the first line is data; samples named {names[0]}..{names[-1]}")
+    return ["gene", *names], pd.concat([first, body], ignore_index=True)
+
+
+def _pick_id_column(header: list[str], body: pd.DataFrame, dropped: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """Use a later text column as the gene column when the first one is a bare row index (0, 1, 2, ...)."""
+    first = [str(v).strip() for v in body[0].head(2000)]
+    if _genes.gene_like_fraction(first) >= 0.2 or _genes.gene_like_fraction(header[1:2000]) >= 0.2:
+        return header, body
+    for k in range(1, len(header)):
+        if body[k].dtype == object and _genes.gene_like_fraction([str(v).strip() for v in body[k].head(2000)]) >= 0.5:
+            dropped.append(header[0] or "(row index)")
+            order = [k] + [j for j in range(1, len(header)) if j != k]
+            new_body = body[order]
+            new_body.columns = range(len(order))
+            return [header[j] for j in order], new_body
+    return header, body
+
+
+def _drop_unnamed_rows(body: pd.DataFrame, report_warnings: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Remove rows whose identifier (first column) is empty; return (body, identifiers)."""
+    ids = body[0].astype(str).str.strip()
+    empty = body[0].isna().to_numpy() | (ids == "").to_numpy()
+    if empty.any():
+        report_warnings.append(f"ignored {int(empty.sum())} rows without an identifier in the first column")
+        body = body.loc[~empty].reset_index(drop=True)
+        ids = ids[~empty]
+    return body, list(ids)
+
+
+def _check_unique_samples(samples: Sequence[str], name: str) -> None:
+    counts = pd.Series(list(samples)).value_counts()
+    dups = counts[counts > 1]
+    if len(dups):
+        raise BlueInputError(
+            f"{name}: duplicated sample names: {', '.join(map(str, dups.index[:5]))}. Give every sample a unique name "
+            "(e.g. add a replicate suffix) and load the file again."
+        )
+
+
+def _check_finite(matrix: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        n_nan, n_inf = int(np.isnan(matrix).sum()), int(np.isinf(matrix).sum())
+        raise BlueInputError(
+            f"{name} has {n_nan} missing (NaN/empty) and {n_inf} infinite values. BLUE needs a complete matrix: "
+            "fill missing expression with 0 (not detected) or remove the affected genes/samples."
+        )
+
+
+def _check_model_genes(
+    adata: Any,
+    model_genes: list[str],
+    min_fraction: float,
+    mapping: _genes.GeneMapping,
+    raw_ids: Sequence[str],
+    name: str,
+    report: dict[str, Any],
+) -> None:
+    """Record the model-gene overlap in ``report``; raise when under ``min_fraction``."""
+    present = set(adata.var_names)
+    matched = [g for g in model_genes if g in present]
+    n, m = len(model_genes), len(matched)
+    report["n_model_genes"] = n
+    report["n_model_genes_matched"] = m
+    report["missing_model_genes"] = [g for g in model_genes if g not in present]
+    if n and m < min_fraction * n:
+        kind = {
+            "ensembl_versioned": "Ensembl IDs with versions",
+            "ensembl": "Ensembl IDs",
+            "symbol": "gene symbols",
+            "mixed": "a mix of Ensembl IDs and symbols",
+        }[mapping.id_type]
+        examples = ", ".join(list(raw_ids)[:3])
+        if np.mean([str(i).isdigit() for i in raw_ids]) > 0.5:
+            kind = "numeric IDs (Entrez gene IDs?)"
+        converted = (
+            f", {mapping.n_ensembl_mapped:,} of them converted to symbols" if mapping.n_ensembl_mapped else ""
+        )
+        raise BlueInputError(
+            f"{name}: genes look like {kind} (e.g. {examples}{converted}); {m:,} of {n:,} model genes matched "
+            f"(need at least {min_fraction:.0%}; the file has {adata.n_vars:,} genes). Use human gene symbols or "
+            "Ensembl gene IDs, check that this is the right model for the tissue, and that the file covers the "
+            "whole transcriptome rather than a small gene panel."
+        )
+
+
+def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits) -> tuple[str, tuple[int, int], int, np.dtype]:
+    """Inspect an h5ad's expression matrix without reading it: (key, shape, stored values, dtype).
+
+    ``key`` is ``"layers/counts"`` when present, else ``"X"``. Raises a clear error when the file is not
+    HDF5, has no matrix (``X`` is None) or a non-numeric one, or when its datasets declare more
+    (decompressed) bytes than the ceiling -- HDF5 compression can hide a bomb as well as gzip.
+    """
+    import h5py
+
+    if data[:8] != b"\x89HDF\r\n\x1a\n":
+        raise BlueInputError(f"{name} is not an HDF5 .h5ad file. Save the AnnData with adata.write_h5ad() or use CSV.")
+    try:
+        with h5py.File(_io.BytesIO(data), "r") as handle:
+            key = "layers/counts" if "layers" in handle and "counts" in handle["layers"] else "X"
+            if key not in handle:
+                raise BlueInputError(
+                    f"{name} has no expression matrix: X is empty (None) and there is no layers['counts']. Put the "
+                    "expression values in adata.X (or adata.layers['counts']) and save the file again."
+                )
+            declared = [0]
+
+            def count(_: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    declared[0] += int(obj.size) * max(int(obj.dtype.itemsize), 8 if obj.dtype.kind == "O" else 1)
+
+            handle.visititems(count)
+            if declared[0] > limits.max_decompressed_bytes:
+                raise BlueInputError(
+                    f"{name}: its datasets hold {declared[0] / 1e6:,.0f} MB once decompressed, more than the "
+                    f"{limits.max_decompressed_bytes / 1e6:,.0f} MB read from one file. Split the data into several "
+                    "files, or raise BLUE_MAX_DECOMPRESSED_MB on your own machine."
+                )
+            node = handle[key]
+            if isinstance(node, h5py.Dataset):
+                shape, n_values, dtype = tuple(node.shape), int(np.prod(node.shape)), node.dtype
+            else:
+                encoding = node.attrs.get("encoding-type", "")
+                if "data" not in node or "shape" not in node.attrs:
+                    raise BlueInputError(
+                        f"{name}: {key} is a {encoding or 'group'} that BLUE cannot read as a matrix. Store a dense "
+                        "or CSR/CSC sparse numeric matrix in adata.X."
+                    )
+                shape, n_values, dtype = tuple(int(v) for v in node.attrs["shape"]), int(node["data"].shape[0]), node["data"].dtype
+    except BlueInputError:
+        raise
+    except Exception as err:  # h5py raises many types for malformed files
+        raise BlueInputError(f"{name} could not be read as an AnnData .h5ad file ({err}). Re-save it with anndata.") from None
+    if len(shape) != 2:
+        raise BlueInputError(f"{name}: {key} has shape {shape}; an expression matrix has two axes (samples x genes).")
+    if dtype.kind not in "fiub":
+        raise BlueInputError(
+            f"{name}: {key} holds {'text' if dtype.kind in 'SUO' else dtype} values, not numbers. Store the numeric "
+            "expression values in adata.X (annotations belong in obs/var) and save the file again."
+        )
+    return key, shape, n_values, dtype
+
+
+def _bulk_from_h5ad(data: bytes, name: str, limits: InputLimits) -> tuple[np.ndarray, list[str], list[str], str]:
+    _, shape, _, _ = _h5ad_matrix_info(data, name, limits)
+    # dense float64 result plus one working copy
+    limits.check_memory(2 * 8 * shape[0] * shape[1] + len(data), name, f"a {shape[0]:,} x {shape[1]:,} matrix")
+    adata = _read_h5ad_bytes(data, name)
+    matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    matrix = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+    obs, var = [str(v) for v in adata.obs_names], [str(v) for v in adata.var_names]
+    orientation = "samples_x_genes"
+    if _genes.gene_like_fraction(obs[:2000]) > _genes.gene_like_fraction(var[:2000]) + 0.1:
+        matrix, obs, var, orientation = matrix.T, var, obs, "genes_x_samples"
+    _check_unique_samples(obs, name)
+    return np.asarray(matrix, dtype=np.float64), obs, var, orientation
+
+
+def _read_h5ad_bytes(data: bytes, name: str) -> "anndata.AnnData":  # noqa: F821
+    """Read an h5ad from bytes via a temporary file (HDF5 only; nothing is unpickled)."""
+    import anndata
+
+    if data[:8] != b"\x89HDF\r\n\x1a\n":
+        raise BlueInputError(f"{name} is not an HDF5 .h5ad file. Save the AnnData with adata.write_h5ad() or use CSV.")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input.h5ad"
+        path.write_bytes(data)
+        try:
+            adata = anndata.read_h5ad(path)
+        except Exception as err:  # h5py/anndata raise many types for malformed files
+            raise BlueInputError(f"{name} could not be read as an AnnData .h5ad file ({err}). Re-save it with anndata.") from None
+    return adata
+
+
+def read_reference_obs(
+    source: BulkSource, *, filename: str | None = None, limits: InputLimits | None = None
+) -> pd.DataFrame:
+    """The cell annotations (``obs``) of an .h5ad reference, read without its expression matrix.
+
+    For picking the cell-type and donor columns before the full (checked) read. The file passes the
+    same size checks as :func:`read_reference`.
+
+    Returns
+    -------
+    DataFrame
+        ``(n_cells, n_annotations)``, index = cell names.
+
+    Raises
+    ------
+    BlueInputError
+        Not an h5ad, no or non-numeric expression matrix, too large, or unreadable annotations.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    limits = limits or InputLimits.from_env()
+    data, name = _load_bytes(source, filename, limits)
+    fmt, payload = _format_of(data, name, limits)
+    if fmt != "h5ad":
+        raise BlueInputError(f"{name}: a single-cell reference must be an AnnData .h5ad file (cells x genes).")
+    _h5ad_matrix_info(payload, name, limits)
+    try:
+        with h5py.File(_io.BytesIO(payload), "r") as handle:
+            if "obs" not in handle:
+                raise BlueInputError(f"{name} has no obs (cell annotations). Add a cell-type column to adata.obs.")
+            obs = read_elem(handle["obs"])
+    except BlueInputError:
+        raise
+    except Exception as err:  # h5py / anndata raise many types for malformed files
+        raise BlueInputError(
+            f"{name}: the cell annotations (obs) could not be read ({type(err).__name__}: {err}). Re-save the "
+            "AnnData with anndata (adata.write_h5ad)."
+        ) from None
+    return pd.DataFrame(obs)
+
+
+def read_reference(
+    source: BulkSource,
+    *,
+    cell_type_key: str = "cell_type",
+    donor_key: str | None = "donor",
+    filename: str | None = None,
+    min_cells_per_type: int = 10,
+    limits: InputLimits | None = None,
+) -> "anndata.AnnData":  # noqa: F821
+    """Read and check a single-cell reference (.h5ad) for simulation and training.
+
+    Parameters
+    ----------
+    source
+        Path, bytes or binary file-like of an ``.h5ad`` file (cells x genes).
+    cell_type_key
+        ``obs`` column with the cell-type labels.
+    donor_key
+        ``obs`` column with donor IDs; optional (ignored when absent or ``None``).
+    filename
+        Name used in messages when ``source`` is bytes or a file-like.
+    min_cells_per_type
+        Cell types with fewer cells trigger a :class:`BlueWarning`.
+    limits
+        Decompression ceiling and memory budget (default :meth:`InputLimits.from_env`).
+
+    Returns
+    -------
+    anndata.AnnData
+        Shape (n_cells, n_genes): ``X`` CSR float32 counts (``layers["counts"]`` is used when present),
+        ``var_names`` unique human symbols (duplicates summed), ``obs["cell_type"]`` str categorical,
+        ``obs["donor"]`` str when a donor column exists; the other ``obs`` columns are kept as given.
+        Cells without a label are removed.
+
+    Raises
+    ------
+    BlueInputError
+        Not an h5ad, missing key (the message lists the obs columns), log-normalised or negative
+        values, NaN values, fewer than two cell types, mouse genes.
+    """
+    import anndata
+
+    limits = limits or InputLimits.from_env()
+    data, name = _load_bytes(source, filename, limits)
+    fmt, payload = _format_of(data, name, limits)
+    if fmt != "h5ad":
+        raise BlueInputError(f"{name}: a single-cell reference must be an AnnData .h5ad file (cells x genes).")
+    _, shape, n_values, dtype = _h5ad_matrix_info(payload, name, limits)
+    # sparse float32 values + int32 indices, a few working copies
+    limits.check_memory(4 * 8 * n_values + len(payload), name, f"a {shape[0]:,} x {shape[1]:,} matrix with {n_values:,} values")
+    adata = _read_h5ad_bytes(payload, name)
+    if cell_type_key not in adata.obs.columns:
+        raise BlueInputError(
+            f"{name}: obs has no column {cell_type_key!r}. Available obs columns: {', '.join(map(str, adata.obs.columns)) or '(none)'}. "
+            "Pass the column holding the cell-type labels as cell_type_key."
+        )
+    matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    values = matrix.data
+    if values.size and not np.all(np.isfinite(values)):
+        raise BlueInputError(f"{name}: X has NaN or infinite values. Provide raw counts without missing values.")
+    if values.size and values.min() < 0:
+        raise BlueInputError(
+            f"{name}: X has negative values (min {values.min():.3g}): it looks scaled/centred. Provide raw counts in X or layers['counts']."
+        )
+    if values.size and not np.allclose(values, np.round(values), atol=1e-3):
+        if values.max() <= _LOG_MAX:
+            raise BlueInputError(
+                f"{name}: X looks log-normalised (non-integer values, max {values.max():.3g}). BLUE builds pseudo-bulk by "
+                "summing raw counts; put the raw counts in X or layers['counts'] (e.g. adata.raw or the count matrix)."
+            )
+        warnings.warn(
+            f"{name}: X is not integer (max {values.max():.3g}); it is used as linear expression (e.g. TPM). Raw counts are preferred.",
+            BlueWarning,
+            stacklevel=2,
+        )
+    labels = adata.obs[cell_type_key]
+    keep = labels.notna().to_numpy() & (labels.astype(str).str.strip() != "").to_numpy()
+    if not keep.all():
+        warnings.warn(f"{name}: {int((~keep).sum())} cells without a {cell_type_key!r} label were removed.", BlueWarning, stacklevel=2)
+    obs = adata.obs.loc[keep].copy()
+    obs.index = pd.Index([str(v) for v in adata.obs_names[keep]])
+    obs["cell_type"] = pd.Categorical(labels[keep].astype(str).to_numpy())
+    if donor_key is not None and donor_key in adata.obs.columns:
+        obs["donor"] = adata.obs[donor_key][keep].astype(str).to_numpy()
+    n_types = obs["cell_type"].nunique()
+    if n_types < 2:
+        raise BlueInputError(
+            f"{name}: only {n_types} cell type in obs[{cell_type_key!r}]. Deconvolution needs at least 2 labelled cell types; "
+            "check cell_type_key (available columns: " + ", ".join(map(str, adata.obs.columns)) + ")."
+        )
+    counts = obs["cell_type"].value_counts()
+    rare = counts[counts < min_cells_per_type]
+    if len(rare):
+        warnings.warn(
+            f"{name}: cell types with fewer than {min_cells_per_type} cells: "
+            + ", ".join(f"{k} ({v})" for k, v in rare.items())
+            + ". Their profiles will be noisy; consider merging them or adding cells.",
+            BlueWarning,
+            stacklevel=2,
+        )
+    ref = anndata.AnnData(X=matrix[keep], obs=obs, var=pd.DataFrame(index=pd.Index([str(v) for v in adata.var_names])))
+    ref = _genes.harmonize_var_names(ref, what="reference")
+    ref.X = sp.csr_matrix(ref.X, dtype=np.float32)
+    from .qc import check_reference_markers, marker_qc_messages
+
+    for text in marker_qc_messages(check_reference_markers(ref), name=name):
+        warnings.warn(text, BlueWarning, stacklevel=2)
+    logger.info("reference %s: %d cells x %d genes, %d cell types", name, ref.n_obs, ref.n_vars, n_types)
+    return ref

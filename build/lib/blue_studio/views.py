@@ -1,0 +1,227 @@
+"""Widgets and messages: escaping of user text, figures shown with their data, model card, input report."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from blue_core.tables import unmeasured_genes
+
+from .state import model_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
+
+    from blue_core.inference import Deconvolution
+    from blue_core.model import BlueModel
+
+__all__ = ["show_error", "show_warnings", "csv_download", "mark_unmeasured", "md", "safe_figure", "plot", "sidebar_status", "card_table", "show_model_card", "show_input_report"]
+
+
+def show_error(err: BaseException) -> None:
+    """Show a user error as a clear message (never a traceback)."""
+    st.error(md(err), icon=":material/error:")
+
+
+def show_warnings(messages: Sequence[str]) -> None:
+    """Show warning texts (they quote file, gene and sample names: shown as plain text)."""
+    for text in messages:
+        st.warning(md(text), icon=":material/warning:")
+
+
+def csv_download(frame: pd.DataFrame, filename: str, *, label: str = "Download data (CSV)", key: str | None = None) -> None:
+    """A download button for ``frame`` as CSV (index included)."""
+    st.download_button(
+        label,
+        frame.to_csv().encode("utf-8"),
+        file_name=filename,
+        mime="text/csv",
+        key=key or f"csv_{filename}",
+        icon=":material/download:",
+    )
+
+
+def mark_unmeasured(frame: pd.DataFrame, result: Deconvolution, *, axis: str = "columns") -> pd.DataFrame:
+    """``frame`` with ``" †"`` appended to the names of genes (columns or index) the input did not measure."""
+    missing = unmeasured_genes(result)
+    if not missing:
+        return frame
+    rename = {g: f"{g} †" for g in (frame.columns if axis == "columns" else frame.index) if g in missing}
+    return frame.rename(columns=rename) if axis == "columns" else frame.rename(index=rename)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:@=&^\"'])")
+
+
+def md(text: object) -> str:
+    """User-supplied text (file, sample, gene, cell-type, column or model names; messages quoting them)
+    made safe to put inside Markdown: every Markdown/Streamlit special character is backslash-escaped,
+    so ``![x](http://...)`` or ``[link](...)`` show as typed and never become an image, a link, an
+    autolink, a colour directive or a formula. Newlines become spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+#: Plotly keys whose strings are templates written by the code (they hold intended ``<br>`` tags).
+_PLOTLY_TEMPLATE_KEYS = frozenset({"hovertemplate", "texttemplate", "template"})
+
+
+def _escape_plotly(value: Any, key: str = "") -> Any:
+    """Escape every string of a figure dict for plotly's HTML-like text (``<a href>``, ``<img>`` ...).
+
+    Plotly renders names, tick labels, hover text and titles as a subset of HTML: a sample called
+    ``<a href="...">`` would become a link in the axis. ``&``, ``<`` and ``>`` are turned into entities,
+    which plotly displays as the characters typed; colours, modes and other settings contain none of
+    them and are unchanged. Templates written by the code (``hovertemplate``) are left alone.
+    """
+    if key in _PLOTLY_TEMPLATE_KEYS:
+        return value
+    if isinstance(value, str):
+        return html.escape(value, quote=False)
+    if isinstance(value, dict):
+        return {k: _escape_plotly(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_plotly(v, key) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
+        return np.vectorize(lambda v: html.escape(v, quote=False) if isinstance(v, str) else v, otypes=[object])(value)
+    return value
+
+
+def safe_figure(fig: "go.Figure") -> "go.Figure":
+    """A copy of ``fig`` whose texts show user-supplied names as plain text (see :func:`_escape_plotly`)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(_escape_plotly(fig.to_dict()))
+
+
+def plot(fig: "go.Figure", *, data: pd.DataFrame | None = None, name: str, key: str | None = None) -> None:
+    """Show a plotly figure (its toolbar saves a PNG) and a CSV download of the data behind it.
+
+    Every text in the figure is shown as plain text (:func:`safe_figure`): names from the user's files
+    can never become links or images in another user's browser.
+    """
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2}}
+    st.plotly_chart(safe_figure(fig), width="stretch", config=config, key=key or f"fig_{name}")
+    if data is not None:
+        csv_download(data, f"{name}.csv", label="Download chart data (CSV)", key=f"chartcsv_{key or name}")
+
+
+def sidebar_status() -> None:
+    """A short summary, in the sidebar, of what is loaded (data, model, result)."""
+    state = st.session_state
+    with st.sidebar:
+        st.caption("Current session")
+        st.markdown(
+            f"**Data:** {md(state.get('bulk_label') or '—')}  \n"
+            f"**Model:** {md(model_label(state['model_name']) if state.get('model_name') else '—')}  \n"
+            f"**Clinical:** {md(state.get('clinical_label') or '—')}  \n"
+            f"**Result:** {'ready' if state.get('result') is not None else '—'}"
+        )
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts / lists of dicts -> {"a.b": scalar} for display."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    if isinstance(value, (list, tuple)):
+        return {prefix: f"{len(value)} items" if len(value) > 12 else ", ".join(map(str, value))}
+    return {prefix: value}
+
+
+def card_table(section: Any) -> pd.DataFrame:
+    """A model-card section (nested dict) as a two-column table: item, value."""
+    flat = _flatten(section or {})
+    rows = [(k, (f"{v:.3g}" if isinstance(v, float) else str(v))) for k, v in flat.items() if k]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def show_model_card(model: BlueModel, *, expanded: bool = True) -> None:
+    """The model card: tissue, cell types, genes, training data, validation numbers."""
+    card = getattr(model, "card", {}) or {}
+    with st.expander(f"Model card: {md(getattr(model, 'name', ''))}", expanded=expanded):
+        if card.get("description"):
+            st.markdown(md(card["description"]))
+        if card.get("limitations"):
+            st.warning(f"**Known limitations (from validation):** {md(card['limitations'])}")
+        cols = st.columns(4)
+        cols[0].metric("Tissue", str(card.get("tissue", "—")))
+        cols[1].metric("Cell types", len(model.cell_types))
+        cols[2].metric("Input genes", f"{len(model.input_genes):,}")
+        cols[3].metric("Output genes (GEPs)", f"{len(model.output_genes):,}")
+        st.markdown("**Cell types:** " + ", ".join(map(md, model.cell_types)))
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Training data**")
+            provenance = dict(card.get("provenance") or {})
+            provenance.pop("recipe", None)  # the recipe file itself; its content is summarised below
+            references = provenance.pop("references", None)
+            per_type = provenance.pop("cells_per_type", None)
+            command = provenance.pop("rebuild_command", None)
+            if references:
+                st.dataframe(pd.DataFrame(references), hide_index=True, width="stretch")
+            if per_type:
+                st.dataframe(pd.Series(per_type, name="cells").rename_axis("cell type").to_frame(), width="stretch")
+            if provenance:
+                st.dataframe(card_table(provenance), hide_index=True, width="stretch")
+            if command:
+                st.code(command, language="bash")
+            if card.get("training_time_s"):
+                st.caption(f"Training time: {float(card['training_time_s']) / 60:.1f} min")
+            if not (references or per_type or provenance or command):
+                st.caption("No provenance recorded in this model's card.")
+        with right:
+            real = card.get("real_data_validation")
+            if real:
+                st.markdown("**Validation on real cohorts**")
+                st.dataframe(pd.DataFrame(real), hide_index=True, width="stretch")
+            st.markdown("**Validation on simulated mixtures** (pseudo-bulk from held-out cells, not real bulk: "
+                        "an upper bound on real-data accuracy)")
+            validation = card.get("validation")
+            if validation:
+                st.dataframe(card_table(validation), hide_index=True, width="stretch")
+            else:
+                st.caption("No validation numbers recorded in this model's card.")
+
+
+def show_input_report(bulk: Any, messages: Sequence[str], model: BlueModel | None = None) -> None:
+    """The input report of ``read_bulk``: samples, genes, units, genes matched, every warning.
+
+    "Model genes found" comes from ``model.match_genes`` (the rule ``deconvolve`` decides with), so a
+    multi-panel model shows the genes of the panel it will read.
+    """
+    report = dict(bulk.uns.get("blue_input", {}) or {})
+    if model is not None and hasattr(model, "match_genes"):
+        match = model.match_genes(bulk.var_names)
+        report.update(n_model_genes=match.n_expected, n_model_genes_matched=match.n_matched)
+    cols = st.columns(5)
+    cols[0].metric("Samples", f"{report.get('n_samples', bulk.n_obs):,}")
+    cols[1].metric("Genes", f"{report.get('n_genes', bulk.n_vars):,}")
+    cols[2].metric("Units detected", str(report.get("units", "—")))
+    cols[3].metric("Gene IDs", str(report.get("gene_id_type", "—")))
+    if report.get("n_model_genes"):
+        matched, total = report.get("n_model_genes_matched", 0), report["n_model_genes"]
+        cols[4].metric("Model genes found", f"{matched:,} / {total:,}", f"{100 * matched / total:.0f}%",
+                       delta_color="off")
+    else:
+        cols[4].metric("Model genes found", "—")
+    details = {k: report[k] for k in ("source", "orientation", "n_duplicates_summed") if k in report}
+    if details:
+        st.caption(" · ".join(f"{k.replace('_', ' ')}: {md(v)}" for k, v in details.items()))
+    show_warnings(messages)
+    missing = report.get("missing_model_genes")
+    if missing:
+        with st.expander(f"{len(missing):,} model genes missing from the data"):
+            st.text(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
