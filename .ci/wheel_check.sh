@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work="$(mktemp -d)"
 trap 'kill "${app_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
-python -m pip wheel -q --no-deps --no-build-isolation -w "$work/dist" . >/dev/null
+python -m pip wheel -q --no-deps -w "$work/dist" . >/dev/null
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --upgrade pip
 "$work/venv/bin/pip" install -q torch==2.13.0

@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="pbmc")
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
+    global RESULTS
+    RESULTS = Path(args.out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     model = bc.load_model(args.model)
     single = BlueModel(model.name, model.cell_types, model.input_genes, model.output_genes, model.preprocessing,
                        model.network, {k: v for k, v in model.card.items() if k not in ("intervals", "n_members")})

@@ -252,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--islets", default="pancreas", help="islet model name or folder")
     parser.add_argument("--lopo", choices=["plain", "states", "donors"], help="only add the van Galen leave-one-patient-out "
                         "rows (b) to this label, training the aml recipe without the held-out patient")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
+    global RESULTS
+    RESULTS = Path(args.out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     store = RESULTS / "gep_shifts.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
     if args.lopo:

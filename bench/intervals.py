@@ -79,7 +79,14 @@ def monaco_coverage(model: bc.BlueModel) -> dict[str, float]:
             "rmse": float("nan"), "types": ", ".join(one_to_one), "n_pairs": int(inside.size)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "bench" / "results"),
+                        help="folder for the result tables (default bench/results)")
+    out_dir = Path(parser.parse_args(argv).out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     root = data_root(_base("pbmc"))
     hao = _load_one(HAO, root)
     pbmc3k = _load_one(PBMC3K_FULL, root)
@@ -111,8 +118,8 @@ def main() -> int:
     lines = ["# Interval calibration (issue 10)", "", "Produced by `python bench/intervals.py` from the members of "
              "`python bench/selection.py --tissue pbmc`. Goal: >= 80 % coverage on the left-out reference.", "",
              markdown_table(table), ""]
-    (RESULTS / "intervals.md").write_text("\n".join(lines))
-    (RESULTS / "intervals.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
+    (out_dir / "intervals.md").write_text("\n".join(lines))
+    (out_dir / "intervals.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -717,9 +717,11 @@ def _f(x, digits: int = 2) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines + [""]
+    """Rows of pre-formatted cells as markdown lines (through the benches' one table writer)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _tables import markdown_table
+
+    return markdown_table(pd.DataFrame(rows, columns=header), number_format=None).splitlines() + [""]
 
 
 def _task_results(outputs: dict, task: str, group: str, methods) -> dict[str, dict]:
@@ -893,15 +895,14 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
         scores[task] = {}
         for m, r in res.items():
             scores[task][m] = score_proportions(tasks[task]["truth"], r["proportions"], renormalise=task == "monaco")
-        rows = [[LABELS[m], _f(s["ccc"]), _f(s["r"]), _f(s["rmse"], 3),
-                 _f(REFERENCE_POINTS.get((task, m)))] for m, s in scores[task].items()]
+        rows = [[LABELS[m], _f(s["ccc"]), _f(s["r"]), _f(s["rmse"], 3)] for m, s in scores[task].items()]
         prop_rows.append((title, rows))
         types = list(tasks[task]["truth"].columns)
         per_type_blocks.append((title, types, [[LABELS[m]] + [f"{_f(s['per_type'][t]['r'])} / {_f(s['per_type'][t]['rmse'], 3)}"
                                                                for t in types] for m, s in scores[task].items()]))
     for title, rows in prop_rows:
         lines += [f"**{title}**", ""]
-        lines += _table(["method", "CCC", "Pearson r", "RMSE", "earlier reference CCC"], rows)
+        lines += _table(["method", "CCC", "Pearson r", "RMSE"], rows)
     lines += ["Per cell type (Pearson r / RMSE):", ""]
     for title, types, rows in per_type_blocks:
         lines += [f"*{title}*", ""] + _table(["method"] + types, rows)
@@ -918,9 +919,9 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
     lines += ["## Fadista islets: predicted beta-cell fraction vs HbA1c", "",
               "Pearson r across donors (a lower, i.e. more negative, r is the expected biology: beta-cell loss with "
               "rising HbA1c).", ""]
-    lines += _table(["method", "r", "p", "n", "earlier reference r"],
-                    [[LABELS[m], _f(s["r"]), f"{s['p']:.2g}" if np.isfinite(s["p"]) else "n/a", s["n"],
-                      _f(REFERENCE_POINTS.get(("fadista", m)))] for m, s in scores["fadista"].items()])
+    lines += _table(["method", "r", "p", "n"],
+                    [[LABELS[m], _f(s["r"]), f"{s['p']:.2g}" if np.isfinite(s["p"]) else "n/a", s["n"]]
+                     for m, s in scores["fadista"].items()])
 
     # --- GEPs ---
     lines += ["## Cell-type expression (GEPs)", ""]
@@ -1028,6 +1029,11 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
     lines.append("")
     files = _plots(scores, tasks, methods, outdir, cost_series)
     lines += ["## Plots", ""] + [f"![{f}]({f})" for f in files] + [""]
+    lines += ["## Earlier figures (not from this run)", "",
+              "Source: single runs of the same peers on this machine in issue 6 (scTAPE defaults, full references, "
+              "6 coarse types), recorded in the first bench/results/peers.md; kept for comparison only.", ""]
+    lines += _table(["cohort", "method", "earlier value"],
+                    [[cohort, LABELS[m], _f(v)] for (cohort, m), v in REFERENCE_POINTS.items()])
     path = outdir / "peers.md"
     path.write_text("\n".join(lines))
     (outdir / "peers_scores.json").write_text(json.dumps(

@@ -44,7 +44,14 @@ def variants(base: dict) -> dict[str, dict]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "bench" / "results"),
+                        help="folder for the result tables (default bench/results)")
+    out_dir = Path(parser.parse_args(argv).out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     base = read_recipe(REPO_ROOT / "pretrained" / "pbmc" / "recipe.toml")
@@ -67,7 +74,7 @@ def main() -> int:
     text = "\n".join(["# Robustness choices for the blood model (proxy data, not the evaluation truth)", "",
                       "Command: `python bench/robustness.py`. Kang labels are derived (see bench/validate.py).", "",
                       table, ""])
-    (REPO_ROOT / "bench" / "results" / "robustness.md").write_text(text)
+    (out_dir / "robustness.md").write_text(text)
     print(table)
     return 0
 

@@ -315,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", nargs="*", help="only these candidates")
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--report", action="store_true", help="only rewrite selection.md")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
+    global RESULTS
+    RESULTS = Path(args.out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
     if not args.report:
         done = {(r["candidate"], r["seed"]) for r in _load_runs() if r["tissue"] == args.tissue}

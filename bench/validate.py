@@ -309,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=list(VALIDATORS))
     parser.add_argument("--update-cards", action="store_true", help="store the numbers in each model card")
     parser.add_argument("--quick", action="store_true", help="smaller leave-donor-out retraining (AML)")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
+    global RESULTS
+    RESULTS = Path(args.out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out_json = RESULTS / "validation.json"
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
@@ -325,14 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {name}\n")
         print(markdown_table(table, number_format="{:.3g}"))
         sys.stdout.flush()
-        if args.update_cards:
-            from blue_core.model import CARD_FILE, _jsonable
-
-            card_path = REPO_ROOT / "pretrained" / name / CARD_FILE
-            card = json.loads(card_path.read_text())
-            card["real_data_validation"] = results[name]["rows"]
-            card["real_data_validation_command"] = "python bench/validate.py --update-cards"
-            card_path.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n")  # strict JSON
+        if args.update_cards:  # only save_model writes a card (strict JSON, checked, atomic)
+            model.card["real_data_validation"] = results[name]["rows"]
+            model.card["real_data_validation_command"] = "python bench/validate.py --update-cards"
+            bc.save_model(model, REPO_ROOT / "pretrained" / name, overwrite=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1))
     lines = ["# Validation of the pretrained models on real cohorts", "",

@@ -126,6 +126,11 @@ def test_gep_references_leave_the_proportion_branch_and_genes_unchanged():
     assert recorded["n_cells"] == conditions.n_obs
     assert recorded["simulation"] == {"state_key": "condition", "single_state_fraction": 0.5}
     assert plain.card["training"]["gep_references"] is None
+    assert extra.card["training"]["gep_early_stopping"] == "main"
+    watched_all = train_model(main, gep_references={"cond": conditions}, gep_early_stopping="all", **_SMALL)
+    assert watched_all.card["training"]["gep_early_stopping"] == "all"
+    with pytest.raises(BlueInputError, match="gep_early_stopping"):
+        train_model(main, gep_references={"cond": conditions}, gep_early_stopping="some", **_SMALL)
 
 
 def test_gep_references_are_checked():
