@@ -351,3 +351,28 @@ def train_with_progress(reference: Any, **settings: Any) -> Any:
     model = train_model(reference, progress=progress, **settings)
     bar.progress(1.0, text="Training finished")
     return model
+
+
+@st.cache_data(show_spinner="Checking which model fits these data ...", max_entries=16, ttl=3600)
+def _recommend(bulk_key: str, _bulk: Any) -> pd.DataFrame:
+    from blue_core.trust import recommend_model
+
+    names = [str(n) for n in pretrained_models()["name"]]
+    return recommend_model(_bulk, [load_pretrained(n) for n in names])
+
+
+def recommend(bulk: Any, bulk_key: str) -> pd.DataFrame:
+    """``blue_core.trust.recommend_model`` over the installed models, cached on the data's content key."""
+    return _recommend(bulk_key.rsplit(":", 1)[0], bulk)  # the data part of the key (not the model genes)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=3600)
+def _assess(bulk_key: str, model_key_: str, _bulk: Any, _model: BlueModel, _result: Deconvolution) -> Any:
+    from blue_core.trust import assess
+
+    return assess(_bulk, _model, _result)
+
+
+def trust_report(bulk: Any, bulk_key: str, model: BlueModel, result: Deconvolution) -> Any:
+    """``blue_core.trust.assess`` of a result (cached on the data and model keys)."""
+    return _assess(bulk_key, model_key(model), bulk, model, result)

@@ -18,7 +18,7 @@ from .cache import content_hash, load_pretrained, load_sample, pretrained_models
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.model import BlueModel
 
-__all__ = ["TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
+__all__ = ["use_model", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
 
 #: Session-state keys of models trained in this session start with this prefix.
@@ -46,6 +46,7 @@ _STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
     "validation": lambda: None,  # dict: cross-cohort validation outputs
     "demo_notice": lambda: None,  # message when a demo's recommended model is missing
     "auto_run": lambda: False,  # a demo was just loaded: deconvolve it without another click
+    "model_chosen": lambda: False,  # the user (or a demo) picked the model; else the data's recommendation wins
     "run_warnings": list,  # warnings raised by the last deconvolution
     "clinical_error": lambda: None,  # message of an unusable clinical upload
     "ref_bytes": lambda: None,  # Train page: uploaded single-cell reference (h5ad bytes)
@@ -129,6 +130,15 @@ def require_result() -> Any:
 def on_model_change() -> None:
     """Model picker callback: remember the choice and drop results of the previous model."""
     st.session_state["model_name"] = st.session_state.get("model_picker")
+    st.session_state["model_chosen"] = True
+    reset_results()
+
+
+def use_model(name: str) -> None:
+    """Button callback: switch to the model recommended for the data."""
+    st.session_state["model_name"] = name
+    st.session_state["model_picker"] = name
+    st.session_state["model_chosen"] = True
     reset_results()
 
 
@@ -187,6 +197,7 @@ def load_demo(name: str) -> None:
     if recommended and recommended in model_options():
         state["model_name"] = recommended
         state["model_picker"] = recommended
+        state["model_chosen"] = True
     elif recommended:
         state["demo_notice"] = (f"This demo is meant for the {recommended!r} model, which is not installed; "
                                 f"it is run with {state.get('model_name')!r} instead.")

@@ -13,7 +13,7 @@ import streamlit as st
 
 from blue_core.tables import unmeasured_genes
 
-from .state import model_label
+from .state import model_label, use_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
@@ -225,3 +225,48 @@ def show_input_report(bulk: Any, messages: Sequence[str], model: BlueModel | Non
     if missing:
         with st.expander(f"{len(missing):,} model genes missing from the data"):
             st.text(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
+
+
+def show_recommendation(ranking: pd.DataFrame, *, current: str | None) -> None:
+    """Which installed model fits the loaded data (``blue_core.trust.recommend_model``), with a switch button."""
+    if ranking is None or not len(ranking):
+        return
+    best = ranking.iloc[0]
+    if not bool(best["readable"]):
+        st.error("None of the installed models can read these data (too few of their genes are measured). "
+                 "Upload a whole-transcriptome table or train a model on a reference with these genes.",
+                 icon=":material/error:")
+        return
+    name = str(best["model"])
+    fits = float(best["share_without_cause"])
+    text = f"Recommended for these data: **{md(name)}** — {md(best['reason'])}."
+    if fits < 0.5:
+        text += " No installed model fits most samples: read every result with caution."
+    if name == current:
+        st.caption(text + " (This is the model in use.)")
+        return
+    left, right = st.columns([4, 1])
+    left.info(text, icon=":material/recommend:")
+    right.button(f"Use {name}", key="use_recommended", on_click=use_model, args=(name,), type="primary")
+
+
+def show_trust(report: Any, result: Deconvolution) -> None:
+    """The trust verdict of a result: one line in the colour of the worst case, and the reasons per sample."""
+    counts = report.counts
+    n = len(report.table)
+    text = (f"Deconvolved {n} samples into {result.proportions.shape[1]} cell types with model "
+            f"**{md(result.model_name)}**. {md(report.summary)} ({counts['ok']} ok, {counts['caution']} caution, "
+            f"{counts['wrong input']} wrong input.) Open **Proportions** in the sidebar.")
+    if counts["wrong input"]:
+        st.error(text, icon=":material/report:")
+    elif counts["caution"]:
+        st.warning(text, icon=":material/warning:")
+    else:
+        st.success(text, icon=":material/check_circle:")
+    flagged = report.table[report.table["verdict"] != "ok"]
+    if len(flagged):
+        with st.expander(f"Why {len(flagged)} sample(s) are not 'ok'", expanded=bool(counts["wrong input"])):
+            st.caption("Verdicts are calibrated on real bulk cohorts of each model's tissue (bench/results/trust.md): "
+                       "'wrong input' = a tissue check names a cause; 'caution' = the fit or the ensemble spread is "
+                       "worse than in 95% of real samples of the model's tissue.")
+            st.dataframe(flagged[["verdict", "fit_r", "reasons"]], width="stretch", key="trust_table")

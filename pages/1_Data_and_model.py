@@ -69,10 +69,21 @@ try:
     bulk, messages, bulk_key = app_state.load_current_bulk(model)
 except BlueInputError as err:
     views.show_error(err)
+    try:  # the data may suit another model: read them without this model's genes and say which
+        raw, _, raw_key = app_state.load_current_bulk(None)
+    except BlueInputError:
+        st.stop()
+    views.show_recommendation(cache.recommend(raw, raw_key), current=getattr(model, "name", None))
     st.stop()
 if bulk is None:
     st.info("Load a demo cohort or upload a bulk file to begin.")
     st.stop()
+recommendation = cache.recommend(bulk, bulk_key)
+if not state.get("model_chosen") and len(recommendation) and bool(recommendation["readable"].iloc[0]) \
+        and recommendation["model"].iloc[0] != getattr(model, "name", None):
+    app_state.use_model(str(recommendation["model"].iloc[0]))  # the data choose the model until the user does
+    st.rerun()
+views.show_recommendation(recommendation, current=getattr(model, "name", None))
 
 st.subheader("3 · Input report")
 st.markdown(f"**{views.md(state['bulk_label'])}**")
@@ -101,9 +112,6 @@ if clicked or (auto_run and state.get("result") is None):
         st.rerun()  # redraw with the result (and the sidebar's status) in place
 result = state.get("result")
 if result is not None:
-    poor = int(result.fit["poorly_explained"].sum())
-    st.success(f"Deconvolved {result.proportions.shape[0]} samples into {result.proportions.shape[1]} cell types "
-               f"with model **{views.md(result.model_name)}**. {poor} sample(s) poorly explained. "
-               "Open **Proportions** in the sidebar.", icon=":material/check_circle:")
-    views.show_warnings(state.get("run_warnings") or [])
+    views.show_trust(cache.trust_report(bulk, bulk_key, model, result), result)
+    views.show_warnings([w for w in state.get("run_warnings") or [] if "poorly explained" not in w])
     st.dataframe(result.proportions.round(3), width="stretch", height=240)

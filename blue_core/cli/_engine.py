@@ -254,10 +254,16 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     for text in messages:
         print(f"input: {text}", file=sys.stderr)
     result.write(args.out, overwrite=args.overwrite)
-    flagged = int(result.fit["poorly_explained"].sum())
+    from ..trust import assess
+
+    trust = assess(bulk, model, result)
+    print(f"trust: {trust.summary}", file=sys.stderr)
+    for cause, n in (trust.checks["cause"].value_counts().items() if len(trust.checks) else []):
+        print(f"trust: {n} sample(s): {cause}", file=sys.stderr)
     print(f"deconvolved {len(result.proportions)} samples with {model.name!r} "
           f"({result.input_report['n_model_genes_matched']:,}/{result.input_report['n_model_genes']:,} model genes "
-          f"found, {flagged} poorly explained); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad")
+          f"found; {trust.counts['ok']} ok, {trust.counts['caution']} caution, {trust.counts['wrong input']} wrong "
+          f"input); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad")
     return 0
 
 

@@ -31,7 +31,7 @@ from blue_core.io import InputLimits, read_bulk, read_reference, read_reference_
 from blue_core.model import load_model, save_model
 from blue_core.training import train_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=2, proportion_epochs=2, batch_size=16,
             network=dict(hidden=16, signal_length=16, base_channels=2, depth=2, dropout=0.3), n_markers=10,
             n_output_genes=40)

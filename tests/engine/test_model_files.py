@@ -6,25 +6,17 @@ import json
 
 import numpy as np
 import pytest
-from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueModelError
 from blue_core.model import load_model, save_model
-from blue_core.simulation import simulate
 from blue_core.store import list_models
-from blue_core.training import train_model
 from blue_core.inference import deconvolve
 
 
 @pytest.fixture(scope="module")
-def trained():
-    ref = synthetic_reference(n_cells=150, n_genes=60, seed=2)
-    model = train_model(ref, n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1,
-                        proportion_epochs=2, batch_size=32,
-                        network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10,
-                        threads=1, name="tiny", tissue="synthetic", description="unit-test model")
-    bulk = simulate(ref, 12, cells_per_sample=30, seed=7).bulk_frame()
-    return model, bulk
+def trained(tiny_trained):
+    return tiny_trained(n_genes=60, seed=2, n_markers=10, bulk_seed=7, n_bulk=12, tissue="synthetic",
+                        description="unit-test model")
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ import pytest
 
 import blue_core as bc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "blue_core"
 
 

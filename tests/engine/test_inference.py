@@ -8,23 +8,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueInputError, GeneOverlapWarning
 from blue_core.inference import Deconvolution, deconvolve, fit_scores
-from blue_core.simulation import simulate
-from blue_core.training import train_model
 
 
 @pytest.fixture(scope="module")
-def setup():
-    ref = synthetic_reference(n_cells=150, n_genes=80, seed=4)
-    model = train_model(ref, n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1,
-                        proportion_epochs=2, batch_size=32,
-                        network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=20,
-                        threads=1, name="tiny")
-    bulk = simulate(ref, 10, cells_per_sample=30, seed=8).bulk_frame()
-    return model, bulk
+def setup(tiny_trained):
+    return tiny_trained(n_genes=80, seed=4, n_markers=20, bulk_seed=8, n_bulk=10)
 
 
 def test_shapes_invariants_and_determinism(setup):

@@ -1,0 +1,323 @@
+"""Trust signals: does this bulk sample fit the model it was given, and if not, why?
+
+Three signals, each calibrated on real bulk cohorts (``bench/trust.py`` writes the calibration into
+``data/trust_calibration.json``; every number there is traceable to ``bench/results/trust.md``):
+
+1. **Tissue checks with named causes.** Marker sets of compartments (neutrophils, islet endocrine cells,
+   pancreatic exocrine cells, leukocytes) are scored per sample as the median within-sample percentile rank of
+   the set's measured genes (0 = lowest expressed gene of the sample, 1 = highest): robust to units, library
+   size and gene panels. A model says which compartments it expects and which it lacks; a lacking compartment
+   scoring above its calibrated ceiling, or an expected one below its floor, is a named cause ("neutrophil genes
+   are high: this looks like whole blood, and this PBMC model has no neutrophils").
+2. **Reconstruction fit on real in-tissue bulk.** ``fit_r`` (see :mod:`blue_core.inference`) is compared with the
+   model's real-cohort floor (a low quantile of ``fit_r`` over real in-tissue samples), not with simulated
+   mixtures, which real bulk always fits worse.
+3. **Ensemble spread** (ensemble models): ``fit["member_spread"]`` from :func:`~blue_core.inference.deconvolve`
+   against the model's real-cohort ceiling (the 95 % quantile over real in-tissue samples).
+
+:func:`assess` combines them into one verdict per sample (``ok`` / ``caution`` / ``wrong input``) with the
+reasons, and :func:`recommend_model` ranks installed models for a cohort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import anndata as ad
+
+    from .inference import Deconvolution
+    from .model import BlueModel
+
+__all__ = ["MARKER_SETS", "EXPECTATIONS", "compartment_scores", "tissue_checks", "assess", "recommend_model",
+           "TrustReport", "load_calibration"]
+
+logger = logging.getLogger(__name__)
+
+#: Marker genes of compartments that tell tissues apart (well-known, specific, and highly expressed).
+MARKER_SETS: dict[str, tuple[str, ...]] = {
+    "neutrophil": ("FCGR3B", "CXCR2", "CSF3R", "FPR1", "CMTM2", "CXCR1", "MME", "PROK2"),
+    "islet endocrine": ("INS", "GCG", "SST", "PPY", "IAPP", "TTR", "PCSK1", "CHGA"),
+    "pancreatic exocrine": ("PRSS1", "CPA1", "CELA3A", "CTRB1", "PNLIP", "CPB1", "CEL", "PLA2G1B"),
+    "leukocyte": ("PTPRC", "CORO1A", "LAPTM5", "CD53", "LCP1", "ARHGDIB", "CD37", "CYTIP"),
+    "myeloid progenitor": ("MPO", "ELANE", "AZU1", "PRTN3", "CTSG", "CD34", "MS4A3", "RNASE2"),
+}
+
+#: Per model tissue (``card["tissue"]`` contains the key): compartments the model expects (floor checked) and
+#: compartments it does not model (ceiling checked), with the plain-words cause shown to the user.
+EXPECTATIONS: dict[str, dict[str, Any]] = {
+    "blood": {"expects": {"leukocyte": "this does not look like blood cells"},
+              "lacks": {"neutrophil": "this looks like whole blood (or granulocyte-rich), and this PBMC model has no "
+                                      "neutrophils: their share is given to the other types",
+                        "myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this PBMC model "
+                                              "has no progenitor cells",
+                        "islet endocrine": "this looks like pancreatic islets; the selected model is blood"}},
+    "bone marrow": {"expects": {"leukocyte": "this does not look like blood or bone marrow",
+                                "myeloid progenitor": "this does not look like bone marrow or AML (few progenitor or "
+                                                      "blast transcripts); for PBMC use the blood model"},
+                    "lacks": {"islet endocrine": "this looks like pancreatic islets; the selected model is bone marrow"}},
+    "pancreatic islets": {"expects": {"islet endocrine": "this does not look like pancreatic islets"},
+                          "lacks": {"leukocyte": "this looks like blood or immune cells; the selected model is "
+                                                 "pancreatic islets"}},
+}
+
+_CALIBRATION = Path(__file__).parent / "data" / "trust_calibration.json"
+
+
+def load_calibration(path: str | Path | None = None) -> dict[str, Any]:
+    """The shipped calibration (``data/trust_calibration.json``, written by ``bench/trust.py``).
+
+    Returns
+    -------
+    dict
+        ``{"ceilings": {set: rank}, "floors": {set: rank}, "fit_floor": {model: fit_r}, "spread_ceiling":
+        {model: spread}, "source": ...}``;
+        empty sections when no calibration is shipped.
+    """
+    target = Path(path) if path is not None else _CALIBRATION
+    if not target.is_file():
+        return {"ceilings": {}, "floors": {}, "fit_floor": {}, "spread_ceiling": {}}
+    return json.loads(target.read_text(encoding="utf-8"))
+
+
+#: Fewest measured genes for the tissue checks: percentile ranks are comparable only over a whole transcriptome
+#: (a 714-gene panel ranks a gene among other panel genes), so panel data get the fit signals only.
+MIN_GENES_FOR_CHECKS = 10_000
+
+
+def compartment_scores(bulk: ad.AnnData | pd.DataFrame, *, min_genes: int = 3) -> pd.DataFrame:
+    """Per sample and compartment: the median within-sample percentile rank of the set's measured genes
+    (ranked among the genes the sample expresses; an unexpressed marker ranks 0).
+
+    Parameters
+    ----------
+    bulk
+        Samples x genes (AnnData from ``read_bulk`` or a DataFrame), any linear unit.
+    min_genes
+        Fewest measured genes of a set for a score (else NaN: a gene panel may miss a set).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Samples x compartments (``MARKER_SETS`` keys), values in [0, 1] (NaN = too few genes measured, or
+        fewer than ``MIN_GENES_FOR_CHECKS`` genes in the sample: a panel).
+    """
+    frame = bulk if isinstance(bulk, pd.DataFrame) else bulk.to_df()
+    if frame.shape[1] < MIN_GENES_FOR_CHECKS:
+        return pd.DataFrame(np.nan, index=frame.index, columns=list(MARKER_SETS))
+    # Ranks among the genes the sample expresses (zeros rank 0): files that list many unexpressed genes
+    # (e.g. 51,574 annotation rows, 30,000 of them zero) then score as files filtered to expressed genes.
+    ranks = frame.where(frame > 0).rank(axis=1, pct=True, method="average").fillna(0.0)
+    out = {}
+    for name, genes in MARKER_SETS.items():
+        present = [g for g in genes if g in ranks.columns]
+        out[name] = ranks[present].median(axis=1) if len(present) >= min_genes else pd.Series(np.nan, index=frame.index)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _expectations(tissue: str | None) -> dict[str, Any]:
+    text = (tissue or "").lower()
+    for key, value in EXPECTATIONS.items():
+        if key in text:
+            return value
+    return {"expects": {}, "lacks": {}}
+
+
+def tissue_checks(scores: pd.DataFrame, tissue: str | None, *, calibration: Mapping[str, Any] | None = None
+                  ) -> pd.DataFrame:
+    """Named causes per sample: compartments the model lacks that score high, expected ones that score low.
+
+    Parameters
+    ----------
+    scores
+        :func:`compartment_scores` output.
+    tissue
+        The model's ``card["tissue"]``.
+    calibration
+        :func:`load_calibration` output (default: the shipped one).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (sample, cause): columns ``sample``, ``compartment``, ``score``, ``limit``, ``cause``
+        (plain words naming the marker genes). Empty when nothing fires or nothing is calibrated.
+    """
+    cal = calibration if calibration is not None else load_calibration()
+    expect = _expectations(tissue)
+    rows = []
+    for compartment, cause in expect["lacks"].items():
+        limit = cal.get("ceilings", {}).get(compartment)
+        if limit is None or compartment not in scores:
+            continue
+        for sample, value in scores[compartment].items():
+            if np.isfinite(value) and value > limit:
+                genes = ", ".join(MARKER_SETS[compartment][:3])
+                rows.append((sample, compartment, float(value), float(limit),
+                             f"{compartment} genes ({genes}...) are high: {cause}."))
+    for compartment, cause in expect["expects"].items():
+        limit = cal.get("floors", {}).get(compartment)
+        if limit is None or compartment not in scores:
+            continue
+        for sample, value in scores[compartment].items():
+            if np.isfinite(value) and value < limit:
+                genes = ", ".join(MARKER_SETS[compartment][:3])
+                rows.append((sample, compartment, float(value), float(limit),
+                             f"{compartment} genes ({genes}...) are low: {cause}."))
+    return pd.DataFrame(rows, columns=["sample", "compartment", "score", "limit", "cause"])
+
+
+@dataclass
+class TrustReport:
+    """One verdict per sample, and why.
+
+    Attributes
+    ----------
+    table
+        Index sample; ``verdict`` (``"ok"``, ``"caution"``, ``"wrong input"``), ``fit_r``, ``fit_floor``,
+        ``reasons`` (plain words, "; "-joined).
+    checks
+        The :func:`tissue_checks` rows.
+    summary
+        One sentence for the whole cohort.
+    """
+
+    table: pd.DataFrame
+    checks: pd.DataFrame
+    summary: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def assess(bulk: ad.AnnData | pd.DataFrame, model: BlueModel, result: Deconvolution, *,
+           calibration: Mapping[str, Any] | None = None) -> TrustReport:
+    """Combine tissue checks, the real-cohort fit floor and ensemble disagreement into a verdict per sample.
+
+    ``wrong input`` = a tissue check fired (a named cause); ``caution`` = the fit is below the model's real
+    in-tissue floor or the ensemble members disagree; ``ok`` otherwise.
+
+    Parameters
+    ----------
+    bulk
+        The samples x genes input that was deconvolved.
+    model
+        The model used.
+    result
+        Its :class:`~blue_core.inference.Deconvolution`.
+    calibration
+        :func:`load_calibration` output (default: the shipped one).
+
+    Returns
+    -------
+    TrustReport
+        Per-sample verdicts with reasons, the tissue-check rows and a one-line summary.
+    """
+    cal = calibration if calibration is not None else load_calibration()
+    scores = compartment_scores(bulk)
+    checks = tissue_checks(scores, (model.card or {}).get("tissue"), calibration=cal)
+    floor = cal.get("fit_floor", {}).get(model.name)
+    fit = result.fit
+    rows = {}
+    for sample in fit.index:
+        reasons = list(checks.loc[checks["sample"] == sample, "cause"]) if len(checks) else []
+        verdict = "wrong input" if reasons else "ok"
+        r = float(fit.loc[sample, "fit_r"])
+        if floor is not None and not (r >= floor):
+            reasons.append(f"the model reconstructs this sample worse (fit r {r:.2f}) than 95% of real samples of "
+                           f"its tissue (floor {floor:.2f})")
+            verdict = verdict if verdict == "wrong input" else "caution"
+        spread_limit = cal.get("spread_ceiling", {}).get(model.name)
+        if "member_spread" in fit and spread_limit is not None and float(fit.loc[sample, "member_spread"]) > spread_limit:
+            reasons.append(f"the ensemble members disagree on this sample more than on 95% of real samples of its "
+                           f"tissue (spread {float(fit.loc[sample, 'member_spread']):.3f} > {spread_limit:.3f})")
+            verdict = verdict if verdict == "wrong input" else "caution"
+        rows[sample] = {"verdict": verdict, "fit_r": r, "fit_floor": floor, "reasons": "; ".join(reasons)}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "sample"
+    counts = {k: int((table["verdict"] == k).sum()) for k in ("ok", "caution", "wrong input")}
+    n = len(table)
+    if counts["wrong input"]:
+        causes = checks["cause"].value_counts()
+        summary = (f"{counts['wrong input']} of {n} samples do not look like what model {model.name!r} was built for: "
+                   f"{causes.index[0]} ({int(causes.iloc[0])} samples).")
+    elif counts["caution"]:
+        summary = f"{counts['caution']} of {n} samples fit model {model.name!r} worse than real samples of its tissue."
+    else:
+        summary = f"All {n} samples look like the tissue of model {model.name!r} and fit it as real samples of it do."
+    if floor is None and not len(cal.get("ceilings", {})):
+        summary += " (No real-cohort calibration is shipped for this model.)"
+    return TrustReport(table=table, checks=checks, summary=summary, counts=counts)
+
+
+def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel], *,
+                    calibration: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Rank models for a cohort by how well its samples look like and fit each model's tissue.
+
+    For each model, in order: whether it can read the genes; the share of samples without a tissue check (named
+    cause); the distance of the cohort's median compartment scores to those of the model's real in-tissue
+    cohorts (``calibration["centroids"]``; whole-transcriptome data only); the median fit r minus the model's
+    real-cohort floor.
+
+    Parameters
+    ----------
+    bulk
+        Samples x genes (AnnData from ``read_bulk``).
+    models
+        Candidate models (e.g. every installed one).
+    calibration
+        :func:`load_calibration` output (default: the shipped one).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model, best first: ``model``, ``tissue``, ``readable`` (the model can read these genes),
+        ``share_without_cause``, ``tissue_distance``, ``median_fit_r``,
+        ``fit_margin`` (median fit r minus the floor; NaN without one), ``reason``.
+    """
+    import warnings
+
+    from .inference import deconvolve
+
+    cal = calibration if calibration is not None else load_calibration()
+    scores = compartment_scores(bulk)
+    rows = []
+    for model in models:
+        tissue = (model.card or {}).get("tissue")
+        checks = tissue_checks(scores, tissue, calibration=cal)
+        flagged = set(checks["sample"]) if len(checks) else set()
+        share = 1.0 - len(flagged) / max(len(scores), 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit_r = float(np.nanmedian(deconvolve(bulk, model).fit["fit_r"]))
+        except Exception as err:  # noqa: BLE001 - a model that cannot read these data is ranked last
+            logger.info("model %s cannot read these data: %s", model.name, err)
+            fit_r = float("nan")
+        floor = cal.get("fit_floor", {}).get(model.name)
+        margin = fit_r - floor if floor is not None and np.isfinite(fit_r) else float("nan")
+        centroid = cal.get("centroids", {}).get(model.name)
+        if centroid:
+            shared = [c for c in centroid if c in scores and scores[c].notna().any()]
+            distance = float(np.sqrt(np.nanmean([(scores[c].median() - centroid[c]) ** 2 for c in shared]))) \
+                if shared else float("nan")
+        else:
+            distance = float("nan")
+        cause = checks["cause"].value_counts().index[0] if len(checks) else ""
+        reason = (cause if cause else f"its tissue markers fit; median fit r {fit_r:.2f}"
+                  + (f" (real-tissue floor {floor:.2f})" if floor is not None else ""))
+        readable = bool(np.isfinite(fit_r))
+        if not readable:
+            reason = "this model cannot read these data (too few of its genes are measured)"
+        rows.append({"model": model.name, "tissue": tissue, "readable": readable, "share_without_cause": share,
+                     "tissue_distance": distance, "median_fit_r": fit_r, "fit_margin": margin, "reason": reason})
+    table = pd.DataFrame(rows)
+    key = table["fit_margin"].fillna(table["median_fit_r"] - 1.0).fillna(-np.inf)
+    closeness = (-table["tissue_distance"]).fillna(-np.inf)
+    return table.assign(_k=key, _c=closeness).sort_values(["readable", "share_without_cause", "_c", "_k"],
+                                                          ascending=False).drop(columns=["_k", "_c"]).reset_index(drop=True)
