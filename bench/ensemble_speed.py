@@ -50,12 +50,12 @@ def _time(bulk: ad.AnnData, model: BlueModel, repeats: int = 3) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="pbmc")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
-    global RESULTS
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     model = bc.load_model(args.model)

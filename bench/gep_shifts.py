@@ -246,15 +246,18 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", required=True, help="column name for these models (e.g. before, after)")
     parser.add_argument("--blood", default="pbmc", help="blood model name or folder (default: installed pbmc)")
     parser.add_argument("--islets", default="pancreas", help="islet model name or folder")
+    parser.add_argument("--kang-held-out", action="store_true",
+                        help="score (a) only on the Kang cells the blood model's [[gep_references]] subset left out "
+                             "(for a model trained with half of the Kang cells)")
     parser.add_argument("--lopo", choices=["plain", "states", "donors"], help="only add the van Galen leave-one-patient-out "
                         "rows (b) to this label, training the aml recipe without the held-out patient")
     parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
-    global RESULTS
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     store = RESULTS / "gep_shifts.json"
@@ -266,12 +269,19 @@ def main(argv: list[str] | None = None) -> int:
         store.write_text(json.dumps(results, indent=1, default=float) + "\n")
         return _write(results)
     blood, islets = bc.load_model(args.blood), bc.load_model(args.islets)
-    rows = {**kang_shift(blood), **monaco_beyond_mean(blood), **fadista_beta(islets)}
+    cells = None
+    if args.kang_held_out:
+        from blue_core.recipes import gep_reference_subset
+
+        spec = next(g for g in (_recipe(blood, "pbmc").get("gep_references") or []) if "kang" in g["path"])
+        cells = ~gep_reference_subset(spec, _kang_labels(data_root(_base("pbmc"))).obs)
+    rows = {**kang_shift(blood, cells=cells), **monaco_beyond_mean(blood), **fadista_beta(islets)}
     results[args.label] = {"blood": str(blood.path), "islets": str(islets.path),
                            "blood_simulation": (blood.card.get("training") or {}).get("simulation"),
                            "islets_simulation": (islets.card.get("training") or {}).get("simulation"),
                            "blood_gep_simulation": (blood.card.get("training") or {}).get("gep_simulation"),
                            "islets_gep_simulation": (islets.card.get("training") or {}).get("gep_simulation"),
+                           "kang_cells": "held-out half" if cells is not None else "all",
                            "rows": {**rows, **{k: v for k, v in results.get(args.label, {}).get("rows", {}).items()
                                             if k.startswith("van Galen")}}}
     store.write_text(json.dumps(results, indent=1, default=float) + "\n")
@@ -282,7 +292,7 @@ def _describe(label: str, entry: dict) -> str:
     if "blood" not in entry:  # a label with van Galen rows only
         return f"**{label}**: van Galen leave-one-patient-out only (`--lopo {entry.get('lopo')}`)"
     return (f"**{label}**: blood `{_rel(entry['blood'])}` (simulation {entry['blood_simulation']}, GEP branch "
-            f"{entry.get('blood_gep_simulation') or 'the same'}), islets `{_rel(entry['islets'])}` (simulation "
+            f"{entry.get('blood_gep_simulation') or 'the same'}; Kang cells scored: {entry.get('kang_cells', 'all')}), islets `{_rel(entry['islets'])}` (simulation "
             f"{entry['islets_simulation']}, GEP branch {entry.get('islets_gep_simulation') or 'the same'})")
 
 

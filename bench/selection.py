@@ -309,6 +309,7 @@ def write_report() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tissue", required=True, choices=sorted(SCORERS))
     parser.add_argument("--workers", type=int, default=1)
@@ -317,7 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="only rewrite selection.md")
     parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
-    global RESULTS
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)

@@ -305,13 +305,13 @@ VALIDATORS = {"pbmc": validate_pbmc, "pancreas": validate_pancreas, "aml": valid
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(VALIDATORS))
     parser.add_argument("--update-cards", action="store_true", help="store the numbers in each model card")
     parser.add_argument("--quick", action="store_true", help="smaller leave-donor-out retraining (AML)")
     parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
-    global RESULTS
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .exceptions import BlueInputError
 
-__all__ = ["read_clinical", "read_clinical_table", "guess_time_unit", "guess_column", "categorical_columns",
+__all__ = ["is_survival_column", "read_clinical", "read_clinical_table", "guess_time_unit", "guess_column", "categorical_columns",
            "numeric_columns", "survival_columns", "TIME_COLUMNS", "EVENT_COLUMNS"]
 
 #: Clinical columns guessed as survival time / event, in order of preference.
@@ -127,12 +127,31 @@ def categorical_columns(clinical: pd.DataFrame | None, *, max_levels: int = 8) -
     return [str(c) for c in clinical.columns if 2 <= clinical[c].nunique(dropna=True) <= max_levels]
 
 
+_SURVIVAL_WORDS = ("os_", "efs", "pfs", "dfs", "rfs", "survival", "days_to", "vital", "follow", "censor", "death")
+
+
+def is_survival_column(name: str) -> bool:
+    """Whether a column holds survival time or status (then it is censored: never a plain covariate).
+
+    Returns
+    -------
+    bool
+        True for the known time/event names and names containing survival words (os_, efs, pfs, survival,
+        days_to, vital, follow-up, censor, death).
+    """
+    lower = str(name).lower()
+    return lower in TIME_COLUMNS or lower in EVENT_COLUMNS or any(word in lower for word in _SURVIVAL_WORDS)
+
+
 def numeric_columns(clinical: pd.DataFrame | None, *, min_levels: int = 9) -> list[str]:
-    """Numeric clinical columns with many distinct values (usable as a covariate)."""
+    """Numeric clinical columns with many distinct values, usable as a covariate (survival columns left out:
+    a correlation with censored survival times is not meaningful; use Kaplan-Meier / Cox instead)."""
     if clinical is None:
         return []
     out = []
     for c in clinical.columns:
+        if is_survival_column(c):
+            continue
         values = pd.to_numeric(clinical[c], errors="coerce")
         if values.notna().sum() >= 3 and values.nunique() >= min_levels:
             out.append(str(c))

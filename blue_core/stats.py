@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from scipy import stats as _sps
@@ -161,9 +163,12 @@ def correlate(
     frame: pd.DataFrame,
     covariate: pd.Series,
     *,
-    method: str = "spearman",
+    method: Literal["spearman", "pearson"] = "spearman",
 ) -> pd.DataFrame:
     """Correlate each column of ``frame`` with a numeric per-sample covariate (e.g. HbA1c).
+
+    A survival time or status (by its name, :func:`~blue_core.clinical.is_survival_column`) is refused:
+    censored times cannot be correlated; compare groups with Kaplan-Meier / Cox instead.
 
     Parameters
     ----------
@@ -187,6 +192,13 @@ def correlate(
     """
     if method not in ("spearman", "pearson"):
         raise BlueInputError(f"method must be 'spearman' or 'pearson', not {method!r}.")
+    from .clinical import is_survival_column
+
+    if getattr(covariate, "name", None) is not None and is_survival_column(str(covariate.name)):
+        raise BlueInputError(
+            f"{covariate.name!r} is a survival time or status: censored times cannot be correlated with a "
+            "Spearman or Pearson r. Compare groups on Subtypes & survival (Kaplan-Meier, log-rank, Cox) instead."
+        )
     values = pd.to_numeric(pd.Series(covariate), errors="coerce").dropna()
     shared = frame.index.intersection(values.index)
     if len(shared) < 3:

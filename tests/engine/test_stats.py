@@ -148,3 +148,22 @@ def test_significance_needs_an_effect_size():
     loose = compare_groups(frame, groups, fold_change=True, min_abs_log2_fold_change=0.0)
     assert loose.loc["tiny", "significant"]
     assert "significant" not in compare_groups(frame, groups).columns  # proportions: no fold change
+
+
+def test_censored_survival_is_never_correlated():
+    """Issue 13: no correlation against censored survival times -- refused, and not offered as a covariate."""
+    import numpy as np
+
+    from blue_core.clinical import is_survival_column, numeric_columns
+    from blue_core.stats import correlate
+
+    rng = np.random.default_rng(0)
+    samples = [f"s{i}" for i in range(30)]
+    clinical = pd.DataFrame({"os_days": rng.uniform(10, 2000, 30), "hba1c": rng.uniform(4, 9, 30),
+                             "OS_months": rng.uniform(1, 60, 30), "age": rng.integers(20, 80, 30)}, index=samples)
+    assert numeric_columns(clinical) == ["hba1c", "age"]
+    assert is_survival_column("efs_days") and is_survival_column("Vital_status") and not is_survival_column("hba1c")
+    frame = pd.DataFrame({"B": rng.uniform(0, 1, 30)}, index=samples)
+    with pytest.raises(BlueInputError, match="censored"):
+        correlate(frame, clinical["os_days"])
+    assert len(correlate(frame, clinical["hba1c"])) == 1
