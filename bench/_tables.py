@@ -20,3 +20,16 @@ def markdown_table(frame: pd.DataFrame, *, number_format: str | None = "{:.3f}")
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def results_folder(argv: list[str] | None, description: str | None):  # noqa: ANN201 - a pathlib.Path
+    """The ``--out`` folder of a bench script without other options (default ``bench/results``), created."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+                        help="folder for the result tables (default bench/results)")
+    out = Path(parser.parse_args(argv).out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

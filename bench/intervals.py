@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table  # noqa: E402
+from _tables import markdown_table, results_folder  # noqa: E402
 from selection import HAO, PBMC3K_FULL, WORK, _base  # noqa: E402
 from validate import pseudo_bulk_anndata  # noqa: E402
 
@@ -80,13 +80,9 @@ def monaco_coverage(model: bc.BlueModel) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "bench" / "results"),
-                        help="folder for the result tables (default bench/results)")
-    out_dir = Path(parser.parse_args(argv).out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+    out_dir = results_folder(argv, __doc__.splitlines()[0] if __doc__ else None)
     root = data_root(_base("pbmc"))
     hao = _load_one(HAO, root)
     pbmc3k = _load_one(PBMC3K_FULL, root)

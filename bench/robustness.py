@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blue_core.metrics import ccc  # noqa: E402
 from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe, train_recipe  # noqa: E402
-from _tables import markdown_table  # noqa: E402
+from _tables import markdown_table, results_folder  # noqa: E402
 from validate import kang_pseudo_bulk, label_kang, quiet_deconvolve  # noqa: E402
 
 PBMC3K = {"name": "pbmc3k", "path": "pbmc/pbmc3k_clustifyr.h5ad", "cell_type_key": "cell_type",
@@ -45,13 +45,9 @@ def variants(base: dict) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "bench" / "results"),
-                        help="folder for the result tables (default bench/results)")
-    out_dir = Path(parser.parse_args(argv).out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+    out_dir = results_folder(argv, __doc__.splitlines()[0] if __doc__ else None)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     base = read_recipe(REPO_ROOT / "pretrained" / "pbmc" / "recipe.toml")

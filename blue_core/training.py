@@ -715,24 +715,19 @@ def train_model(
         # Local generators only: the process-wide numpy / torch generators are shared by every thread
         # (e.g. every app session), so seeding them would not make a run reproducible.
         torch_generator = torch.Generator().manual_seed(seed)
-        splits = {}
-        for ref_name, ref in references.items():
-            train_r, val_r, _ = split_reference(
-                ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
-                seed=seed if split_seed is None else split_seed,
-            )
-            if val_r.n_obs == 0 or train_r.n_obs == 0:
-                raise BlueInputError(f"the reference {ref_name!r} is too small to hold out validation cells; add cells.")
-            splits[ref_name] = (train_r, val_r)
-        extra_splits = {}
-        for ref_name, ref in extra_refs.items():
-            train_r, val_r, _ = split_reference(
-                ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
-                seed=seed if split_seed is None else split_seed,
-            )
-            if val_r.n_obs == 0 or train_r.n_obs == 0:
-                raise BlueInputError(f"the GEP reference {ref_name!r} is too small to hold out validation cells.")
-            extra_splits[ref_name] = (train_r, val_r)
+        def split(refs: dict[str, ad.AnnData], what: str) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
+            out = {}
+            for ref_name, ref in refs.items():
+                train_r, val_r, _ = split_reference(
+                    ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
+                    seed=seed if split_seed is None else split_seed,
+                )
+                if val_r.n_obs == 0 or train_r.n_obs == 0:
+                    raise BlueInputError(f"the {what} {ref_name!r} is too small to hold out validation cells; add cells.")
+                out[ref_name] = (train_r, val_r)
+            return out
+
+        splits, extra_splits = split(references, "reference"), split(extra_refs, "GEP reference")
         report(0.01, "selecting genes")
         selection = dict(exclude=gene_exclude, min_fold_change=min_fold_change)
         if input_genes is None:
