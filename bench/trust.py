@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                              "ok": np.nan, "caution": np.nan, "wrong input": np.nan, "ok (LOCO)": np.nan,
                              "top cause": "model cannot read these genes"})
                 continue
-            report = assess(bulk, model, res, calibration=cal)
-            report_loco = assess(bulk, model, res, calibration=loco)
+            report = assess(bulk, res, model=model, calibration=cal)
+            report_loco = assess(bulk, res, model=model, calibration=loco)
             n = len(report.table)
             cause = report.checks["cause"].value_counts().index[0] if len(report.checks) else ""
             rows.append({"cohort": cohort, "tissue": tissue, "model": m, "right tissue": TISSUE_OF[m] == tissue,

@@ -73,6 +73,10 @@ _EXPORTS: dict[str, str] = {
     "SurvivalAnalysis": "survival",
     "enrich": "enrichment",
     "compare_groups": "stats",
+    "assess": "trust",
+    "recommend_model": "trust",
+    "read_clinical": "clinical",
+    "validate_subtypes": "subtypes",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

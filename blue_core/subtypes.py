@@ -629,7 +629,7 @@ class CohortValidation:
 
 
 def validate_subtypes(
-    clustering: SubtypeClustering, other: Any, clinical: pd.DataFrame, *, time_col: str, event_col: str,
+    clustering: SubtypeClustering, other: Any, *, clinical: pd.DataFrame, time_col: str, event_col: str,
     sample_col: str = "sample", title: str = "the validation cohort", alpha: float = 0.05,
 ) -> CohortValidation:
     """Assign another cohort's samples to fitted subtypes and compare their survival there.

@@ -195,7 +195,7 @@ class TrustReport:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def assess(bulk: ad.AnnData | pd.DataFrame, model: BlueModel, result: Deconvolution, *,
+def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: BlueModel,
            calibration: Mapping[str, Any] | None = None) -> TrustReport:
     """Combine tissue checks, the real-cohort fit floor and ensemble disagreement into a verdict per sample.
 
@@ -206,10 +206,10 @@ def assess(bulk: ad.AnnData | pd.DataFrame, model: BlueModel, result: Deconvolut
     ----------
     bulk
         The samples x genes input that was deconvolved.
-    model
-        The model used.
     result
         Its :class:`~blue_core.inference.Deconvolution`.
+    model
+        The model used.
     calibration
         :func:`load_calibration` output (default: the shipped one).
 

@@ -275,7 +275,7 @@ def validate_on_cohort(name: str, model: BlueModel, subtypes: SubtypeClustering,
     bulk, _ = read_demo_bulk(name, model.read_genes)
     other, _ = run_deconvolution(bulk, f"demo:{name}", model)
     validation_genes(discovery, other, features=subtypes.features, cell_types=subtypes.cell_types)
-    return validate_subtypes(subtypes, other, clinical, time_col=time_col, event_col=event_col,
+    return validate_subtypes(subtypes, other, clinical=clinical, time_col=time_col, event_col=event_col,
                              title=getattr(cohort, "title", None) or name)
 
 
@@ -370,7 +370,7 @@ def recommend(bulk: Any, bulk_key: str) -> pd.DataFrame:
 def _assess(bulk_key: str, model_key_: str, _bulk: Any, _model: BlueModel, _result: Deconvolution) -> Any:
     from blue_core.trust import assess
 
-    return assess(_bulk, _model, _result)
+    return assess(_bulk, _result, model=_model)
 
 
 def trust_report(bulk: Any, bulk_key: str, model: BlueModel, result: Deconvolution) -> Any:

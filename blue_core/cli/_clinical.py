@@ -175,7 +175,7 @@ def _run_subtypes(args: argparse.Namespace) -> int:
         _report(surv, "discovery survival")
         sys.stdout.write(f"wrote {out / 'survival.json'}\n")
     if other is not None:
-        validation = validate_subtypes(sc, other, read_clinical(args.validate_clinical, sample_col=args.sample_col),
+        validation = validate_subtypes(sc, other, clinical=read_clinical(args.validate_clinical, sample_col=args.sample_col),
                                        time_col=args.time_col, event_col=args.event_col, sample_col=args.sample_col,
                                        title=Path(args.validate).name)
         _write_labels(validation.labels, out / "validation_subtypes.csv")

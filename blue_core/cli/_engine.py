@@ -256,7 +256,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     result.write(args.out, overwrite=args.overwrite)
     from ..trust import assess
 
-    trust = assess(bulk, model, result)
+    trust = assess(bulk, result, model=model)
     print(f"trust: {trust.summary}", file=sys.stderr)
     for cause, n in (trust.checks["cause"].value_counts().items() if len(trust.checks) else []):
         print(f"trust: {n} sample(s): {cause}", file=sys.stderr)

@@ -51,10 +51,10 @@ def test_assess_combines_causes_fit_floor_and_says_it_plainly():
     bulk = _bulk(None)
     fit = pd.DataFrame({"fit_r": [0.8, 0.3, np.nan], "poorly_explained": [False, True, True]}, index=bulk.index)
     model = SimpleNamespace(name="blood_model", card={"tissue": "blood"})
-    report = assess(bulk, model, SimpleNamespace(fit=fit), calibration=CAL)
+    report = assess(bulk, SimpleNamespace(fit=fit), model=model, calibration=CAL)
     assert list(report.table["verdict"]) == ["ok", "caution", "caution"]
     assert "worse" in report.table.loc["s1", "reasons"] and report.counts == {"ok": 1, "caution": 2, "wrong input": 0}
-    wrong = assess(_bulk("islet endocrine"), model, SimpleNamespace(fit=fit), calibration=CAL)
+    wrong = assess(_bulk("islet endocrine"), SimpleNamespace(fit=fit), model=model, calibration=CAL)
     assert set(wrong.table["verdict"]) == {"wrong input"}
     assert "pancreatic islets" in wrong.summary
 
