@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from .config import NetworkConfig
+
 __all__ = ["BlueNet", "SeededDropout"]
 
 
@@ -124,13 +126,13 @@ class BlueNet(nn.Module):
         n_output_genes: int,
         n_cell_types: int,
         *,
-        hidden: int = 256,
-        n_layers: int = 2,
-        signal_length: int = 256,
-        base_channels: int = 16,
-        depth: int = 3,
-        kernel_size: int = 5,
-        dropout: float = 0.1,
+        hidden: int = NetworkConfig.hidden,
+        n_layers: int = NetworkConfig.n_layers,
+        signal_length: int = NetworkConfig.signal_length,
+        base_channels: int = NetworkConfig.base_channels,
+        depth: int = NetworkConfig.depth,
+        kernel_size: int = NetworkConfig.kernel_size,
+        dropout: float = NetworkConfig.dropout,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from ._version import __version__
+from .config import NetworkConfig
 from .exceptions import BlueInputError, BlueWarning
 from .files import check_model_name
 from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE, select_input_genes, select_output_genes
@@ -42,10 +43,8 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-#: Default BlueNet hyper-parameters (chosen with bench/architecture.py).
-DEFAULT_NETWORK: dict[str, Any] = dict(
-    hidden=512, n_layers=3, signal_length=128, base_channels=8, depth=2, kernel_size=5, dropout=0.1
-)
+#: Default BlueNet hyper-parameters, from their one home :class:`~blue_core.config.NetworkConfig`.
+DEFAULT_NETWORK: dict[str, Any] = NetworkConfig().as_dict()
 
 #: Quantile of validation fit scores used as the poorly-explained threshold.
 FIT_QUANTILE = 0.01
@@ -705,7 +704,7 @@ def train_model(
         if bad:
             raise BlueInputError(f"gep_reference_simulation[{ref_name!r}] may not set {sorted(bad)}.")
     gep_branch_own = bool(gep_simulation) or bool(extra_refs)
-    net_kwargs = {**DEFAULT_NETWORK, **(network or {})}
+    net_kwargs = NetworkConfig.from_dict(network).as_dict()
     report = progress or (lambda fraction, message: None)
     t_start = time.perf_counter()
     previous_threads = torch.get_num_threads()

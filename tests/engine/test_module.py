@@ -62,3 +62,20 @@ def test_type_baseline_initialisation():
     assert torch.allclose(gep.mean(0), mean, atol=0.5)  # the output starts near each type's baseline
     with pytest.raises(ValueError, match="shape"):
         net.init_type_baseline(torch.zeros(3, 4))
+
+
+def test_network_defaults_have_one_home():
+    """Issue 12: BlueNet's signature, train_model and recipes take their defaults from NetworkConfig."""
+    import inspect
+
+    from blue_core.config import NetworkConfig
+    from blue_core.exceptions import BlueInputError
+    from blue_core.module import BlueNet
+    from blue_core.training import DEFAULT_NETWORK
+
+    signature = inspect.signature(BlueNet.__init__).parameters
+    for name, value in NetworkConfig().as_dict().items():
+        assert signature[name].default == value == DEFAULT_NETWORK[name], name
+    assert NetworkConfig.from_dict({"hidden": 64}).hidden == 64
+    with pytest.raises(BlueInputError, match="unknown network setting"):
+        NetworkConfig.from_dict({"hiden": 64})
