@@ -6,7 +6,9 @@ No state, no Streamlit; plotly is imported when a figure is built.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .subtypes import SubtypeClustering
     from .survival import SurvivalAnalysis
 
-__all__ = ["COLORBLIND", "km_curves", "subtype_heatmap", "consensus_matrix", "sample_order", "stacked_bar", "group_box", "scatter_vs", "fit_bar", "interval_table", "interval_bars", "truth_vs_prediction", "heatmap", "forest", "bar_table"]
+__all__ = ["COLORBLIND", "km_curves", "save_km", "subtype_heatmap", "consensus_matrix", "sample_order", "stacked_bar", "group_box", "scatter_vs", "fit_bar", "interval_table", "interval_bars", "truth_vs_prediction", "heatmap", "forest", "bar_table"]
 
 
 #: Okabe-Ito colour-blind-safe palette (black last): survival groups and other few-category figures.
@@ -406,3 +408,57 @@ def consensus_matrix(clustering: "SubtypeClustering") -> "go.Figure":
     fig.update_yaxes(showticklabels=False, autorange="reversed")
     fig.update_layout(title=f"Consensus matrix (k={clustering.k_})", height=500)
     return fig
+
+
+def save_km(analysis: "SurvivalAnalysis", folder: str | os.PathLike, *, name: str = "kaplan_meier",
+            title: str | None = None) -> list[Path]:
+    """Write a fitted survival analysis's Kaplan-Meier curves as ``<name>.html`` (interactive, plotly.js inline:
+    opens offline) and ``<name>.png`` (matplotlib; same colours, CI bands, censoring marks, numbers at risk).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The two files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / f"{name}.html"
+    km_curves(analysis, title=title).write_html(html, include_plotlyjs=True, full_html=True)
+    analysis._check_fitted()
+    fig, (ax, risk) = plt.subplots(2, 1, figsize=(7, 5.5), height_ratios=[4, 1], sharex=True)
+    for i, group in enumerate(analysis.groups_):
+        color = COLORBLIND[i % len(COLORBLIND)]
+        kmf = analysis.kmf_[group]
+        sf = kmf.survival_function_
+        t, y = sf.index.to_numpy(dtype=float), sf.iloc[:, 0].to_numpy(dtype=float)
+        n = int((analysis.data_["group"] == group).sum())
+        ax.step(t, y, where="post", color=color, label=f"{group} (n={n})")
+        ci = kmf.confidence_interval_
+        ax.fill_between(t, ci.iloc[:, 0].to_numpy(dtype=float), ci.iloc[:, 1].to_numpy(dtype=float), step="post",
+                        color=color, alpha=0.15, linewidth=0)
+        censored = analysis.data_[(analysis.data_["group"] == group) & (analysis.data_["event"] == 0)]["time"]
+        if len(censored):
+            ax.plot(censored, kmf.survival_function_at_times(censored).to_numpy(), "|", color=color, markersize=8)
+    times = [float(x) for x in analysis.at_risk_.columns]
+    for i, group in enumerate(analysis.groups_):
+        for x, count in zip(times, analysis.at_risk_.loc[group]):
+            risk.text(x, i, str(int(count)), ha="center", va="center", color=COLORBLIND[i % len(COLORBLIND)], fontsize=8)
+    risk.set_yticks(range(len(analysis.groups_)), [str(g) for g in analysis.groups_])
+    risk.set_ylim(len(analysis.groups_) - 0.5, -0.5)
+    risk.set_xlabel(f"time ({analysis.time_unit})")
+    risk.set_ylabel("at risk")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("survival probability")
+    ax.set_title(title or f"Kaplan-Meier by group (log-rank p = {analysis.logrank_p_:.3g}, n = {analysis.n_matched_})",
+                 fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    png = folder / f"{name}.png"
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return [html, png]

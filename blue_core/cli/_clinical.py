@@ -106,13 +106,12 @@ def _write_labels(labels: pd.Series, path: Path) -> None:
     labels.rename_axis("sample").rename("subtype").to_frame().to_csv(path)
 
 
-def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -> dict[str, Any]:
+def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -> Any:
     from ..survival import SurvivalAnalysis
 
     clinical = read_clinical(clinical_path, sample_col=args.sample_col)
-    sa = SurvivalAnalysis(args.time_col, args.event_col, sample_col=args.sample_col,
-                          time_unit=guess_time_unit(args.time_col)).fit(labels, clinical)
-    return sa.to_dict()
+    return SurvivalAnalysis(args.time_col, args.event_col, sample_col=args.sample_col,
+                            time_unit=guess_time_unit(args.time_col)).fit(labels, clinical)
 
 
 def _report(out: dict[str, Any], title: str) -> None:
@@ -169,11 +168,15 @@ def _run_subtypes(args: argparse.Namespace) -> int:
                      for r in sc.k_scores_.itertuples()],
     }
     if args.clinical:
-        surv = _survival(sc.labels_, args.clinical, args)
+        from ..plotting import save_km
+
+        analysis = _survival(sc.labels_, args.clinical, args)
+        surv = analysis.to_dict()
         surv["clustering"] = clustering
         (out / "survival.json").write_text(json.dumps(surv, indent=2))
+        figures = save_km(analysis, out, name="kaplan_meier")
         _report(surv, "discovery survival")
-        sys.stdout.write(f"wrote {out / 'survival.json'}\n")
+        sys.stdout.write(f"wrote {out / 'survival.json'}, {', '.join(str(f) for f in figures)}\n")
     if other is not None:
         validation = validate_subtypes(sc, other, clinical=read_clinical(args.validate_clinical, sample_col=args.sample_col),
                                        time_col=args.time_col, event_col=args.event_col, sample_col=args.sample_col,
@@ -185,6 +188,9 @@ def _run_subtypes(args: argparse.Namespace) -> int:
         surv["replicated"] = validation.replicated
         surv["verdict"] = validation.verdict
         (out / "validation_survival.json").write_text(json.dumps(surv, indent=2))
+        from ..plotting import save_km
+
+        save_km(validation.survival, out, name="kaplan_meier_validation", title=f"Validation: {validation.title}")
         _report(surv, "validation survival")
         sys.stdout.write(validation.verdict + "\n")
         sys.stdout.write(f"wrote {out / 'validation_subtypes.csv'} and {out / 'validation_survival.json'}\n")

@@ -51,7 +51,14 @@ def test_subtypes_validate_and_enrich(tmp_path, capsys):
     assert len(val) == 40 and val["sample"].str.startswith("V").all()
     vsurv = json.loads((out / "validation_survival.json").read_text())
     assert vsurv["n_matched"] == 40 and vsurv["classifier"]["n_features"] > 0
-    assert "log-rank p" in capsys.readouterr().out
+    assert vsurv["replicated"] == (vsurv["logrank"]["p"] < 0.05) and "replicate" in vsurv["verdict"]
+    printed = capsys.readouterr().out
+    assert "log-rank p" in printed and "replicate" in printed
+    # the KM figures next to the tables: interactive HTML (plotly.js inline) and a PNG
+    for name in ("kaplan_meier", "kaplan_meier_validation"):
+        html = (out / f"{name}.html").read_text()
+        assert "plotly" in html and "S1" in html and len(html) > 100_000
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     gmt = tmp_path / "sets.gmt"
     gmt.write_text("UP\tplanted\t" + "\t".join(f"G{i}" for i in range(8)) + "\n"
