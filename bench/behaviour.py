@@ -56,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Behaviour across the refactor (issue 12)", "",
              "Produced by `python bench/behaviour.py --record <label>` on each tree; a cohort is identical when the "
              "SHA-256 of its proportions and of its GEP tensor (float32 bytes) agree.", "",
-             "| cohort | model | " + " | ".join(labels) + " | identical |", "|---|---|" + "---|" * (len(labels) + 1)]
+             "Cells: proportions hash / GEP hash (first 12 hex digits).", "",
+             "| cohort | model | " + " | ".join(labels) + " | proportions identical | GEPs identical |",
+             "|---|---|" + "---|" * (len(labels) + 2)]
     for name in data[labels[0]]:
-        cells = [data[lab].get(name, {}).get("proportions_sha256", "-")[:12] + " / " +
-                 data[lab].get(name, {}).get("geps_sha256", "-")[:12] for lab in labels]
-        same = len({c for c in cells}) == 1
-        lines.append(f"| {name} | {data[labels[0]][name]['model']} | " + " | ".join(cells) + f" | {'yes' if same else 'NO'} |")
+        props = [data[lab].get(name, {}).get("proportions_sha256", "-")[:12] for lab in labels]
+        geps = [data[lab].get(name, {}).get("geps_sha256", "-")[:12] for lab in labels]
+        cells = [f"{a} / {b}" for a, b in zip(props, geps)]
+        lines.append(f"| {name} | {data[labels[0]][name]['model']} | " + " | ".join(cells)
+                     + f" | {'yes' if len(set(props)) == 1 else 'NO'} | {'yes' if len(set(geps)) == 1 else 'NO'} |")
     (out / "behaviour.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

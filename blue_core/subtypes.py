@@ -457,6 +457,40 @@ class SubtypeClustering:
             }
         )
 
+    #: Limits of :meth:`support_warnings`: PAC above, silhouette below, subtypes smaller than.
+    PAC_LIMIT = 0.3
+    SILHOUETTE_LIMIT = 0.1
+    MIN_SUBTYPE_SIZE = 3
+
+    def support_warnings(self) -> list[str]:
+        """Plain-words warnings when the data do not support the chosen k (the app and the CLI show these).
+
+        Rules: a subtype with fewer than ``MIN_SUBTYPE_SIZE`` samples (or under 5 % of them) is outliers, not a
+        group; PAC above ``PAC_LIMIT`` means many sample pairs are clustered together only sometimes; a
+        silhouette below ``SILHOUETTE_LIMIT`` means the groups are not separated.
+
+        Returns
+        -------
+        list of str
+            Empty when k is supported.
+        """
+        self._check_fitted()
+        out = []
+        counts = self.labels_.value_counts()
+        small = [s for s, c in counts.items() if c < max(self.MIN_SUBTYPE_SIZE, 0.05 * len(self.labels_))]
+        if small:
+            out.append(f"Subtype(s) {', '.join(sorted(small))} hold only {', '.join(str(int(counts[s])) for s in sorted(small))} "
+                       f"sample(s): at k={self.k_} the clustering splits off outliers rather than groups; try a smaller k.")
+        row = self.k_scores_.set_index("k").loc[self.k_]
+        if np.isfinite(row["pac"]) and row["pac"] > self.PAC_LIMIT:
+            out.append(f"PAC {row['pac']:.2f} at k={self.k_} (> {self.PAC_LIMIT}): many pairs of samples are grouped "
+                       "together in some resamples and apart in others, so the subtypes are not stable.")
+        if not np.isfinite(row["silhouette"]) or row["silhouette"] < self.SILHOUETTE_LIMIT:
+            sil = "undefined" if not np.isfinite(row["silhouette"]) else f"{row['silhouette']:.2f}"
+            out.append(f"Silhouette {sil} at k={self.k_} (< {self.SILHOUETTE_LIMIT}): the samples do not fall into "
+                       "well-separated groups; treat the subtypes as a partition of a continuum.")
+        return out
+
     # ------------------------------------------------------------------ predict
     def predict(self, other: Any, *, min_features: int = 5) -> pd.Series:
         """Assign the samples of another cohort to the fitted subtypes (nearest centroid).

@@ -27,8 +27,9 @@ with st.form("subtype_form"):
                         format_func={"gep": "Cell-type expression (GEPs)", "proportions": "Proportions"}.get)
     chosen = c2.multiselect("Cell types", cell_types, default=cell_types, key="sub_cell_types",
                             help="GEPs (or proportions) of these cell types are the clustering features.")
-    k = c3.selectbox("Number of subtypes (k)", ["auto", 2, 3, 4, 5, 6], index=2, key="sub_k",
-                     help="auto: k with the most stable consensus (lowest PAC) between 2 and 6.")
+    k = c3.selectbox("Number of subtypes (k)", ["auto", 2, 3, 4, 5, 6], index=0, key="sub_k",
+                     help="auto: k with the most stable consensus (lowest PAC) between 2 and 6 -- the same rule as "
+                          "`blue subtypes` without --k.")
     submitted = st.form_submit_button("Find subtypes", type="primary", icon=":material/scatter_plot:")
 if submitted:
     try:
@@ -51,9 +52,15 @@ with s1:
     views.csv_download(labels.rename("subtype").to_frame(), "subtypes.csv", label="Download subtypes (CSV)",
                     key="csv_subtypes")
 with s2:
-    st.caption("**stability**: mean consensus within the subtype (1 = always clustered together over resamples).")
+    st.caption("**stability**: mean consensus within the subtype (1 = always clustered together over resamples).  \n"
+               "**PAC** (proportion of ambiguous clustering): the share of sample pairs clustered together in "
+               "between 10 % and 90 % of the resamples -- lower is more stable; 'auto' picks the k with the lowest.  \n"
+               "**silhouette**: how much closer samples are to their own subtype than to the next one (-1 to 1; "
+               "above about 0.25 the groups are separated).")
     if hasattr(subtypes, "k_scores_"):
         st.dataframe(subtypes.k_scores_, hide_index=True, width="stretch", key="sub_kscores")
+for text in subtypes.support_warnings():
+    st.warning(views.md(text), icon=":material/warning:")
 views.plot(subtypes.plot_heatmap(), name="subtype_heatmap", data=subtypes.data_[subtypes.top_features(40)])
 
 # survival ---------------------------------------------------------------------------------------

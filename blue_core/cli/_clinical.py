@@ -159,6 +159,8 @@ def _run_subtypes(args: argparse.Namespace) -> int:
     sys.stdout.write(f"subtypes ({args.features}, k={sc.k_}): "
                      + ", ".join(f"{r.subtype} n={r.n} stability={r.stability:.2f}" for r in sc.summary.itertuples())
                      + f"\nwrote {out / 'subtypes.csv'}\n")
+    for text in sc.support_warnings():
+        sys.stdout.write(f"warning: {text}\n")
     clustering = {
         "features": args.features, "k": int(sc.k_), "n_features": len(sc.features_),
         "cell_types": args.cell_types or list(deconv.cell_types),
@@ -166,6 +168,7 @@ def _run_subtypes(args: argparse.Namespace) -> int:
                      for r in sc.summary.itertuples()],
         "k_scores": [{"k": int(r.k), "pac": _num(r.pac), "silhouette": _num(r.silhouette)}
                      for r in sc.k_scores_.itertuples()],
+        "support_warnings": sc.support_warnings(),
     }
     if args.clinical:
         from ..plotting import save_km

@@ -141,3 +141,19 @@ def test_validation_rules_are_one_and_say_the_result_plainly():
     assert yes.replicated and "replicates" in yes.verdict and "0.01" in yes.verdict
     assert not no.replicated and "does not replicate" in no.verdict
     assert not CohortValidation("X", labels, SimpleNamespace(logrank_p_=float("nan")), 1).replicated
+
+
+def test_support_warnings_say_when_k_is_not_supported():
+    rng = np.random.default_rng(0)
+    samples = [f"s{i}" for i in range(40)]
+    centers = np.where(np.arange(40)[:, None] < 20, 3.0, -3.0)
+    data = pd.DataFrame(centers + rng.normal(0, 0.5, size=(40, 12)), index=samples,
+                        columns=[f"T|G{j}" for j in range(12)])
+    good = SubtypeClustering(2, features="proportions", n_resamples=20, seed=0).fit(data)
+    assert good.support_warnings() == []
+    forced = SubtypeClustering(6, features="proportions", n_resamples=20, seed=0).fit(data)
+    said = " ".join(forced.support_warnings())
+    assert "k=6" in said and ("outliers" in said or "PAC" in said or "Silhouette" in said)
+    noise = pd.DataFrame(rng.normal(size=(40, 12)), index=samples, columns=data.columns)
+    assert any("Silhouette" in w or "PAC" in w
+               for w in SubtypeClustering(3, features="proportions", n_resamples=20, seed=0).fit(noise).support_warnings())
