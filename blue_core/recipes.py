@@ -12,6 +12,7 @@ Schema::
     title = "Human PBMC"
     description = "..."
     limitations = "..."                 # known limitations from validation, copied to the card
+    fractions_of = "..."                # what the proportions are fractions of (shown beside every chart)
     data_root = "../shared/data"        # optional; relative to the repo root; env BLUE_SHARED_DATA wins
 
     [[references]]
@@ -447,7 +448,7 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
         network=recipe.get("network"),
         **recipe.get("training", {}),
     )
-    for key in ("title", "limitations"):
+    for key in ("title", "limitations", "fractions_of"):
         if key in recipe:
             model.card[key] = recipe[key]
     return model

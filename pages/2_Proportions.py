@@ -17,8 +17,12 @@ result = app_state.require_result()
 props = result.proportions
 clinical = st.session_state.get("clinical")
 truth = st.session_state.get("truth")
+model = app_state.current_model()
+fractions_of = ((getattr(model, "card", None) or {}).get("fractions_of") if model is not None else None) \
+    or "the cells of the cell types this model knows"
 st.caption(f"{props.shape[0]} samples x {props.shape[1]} cell types, model **{views.md(result.model_name)}**. "
            "Each bar is one sample; the coloured segments are the fractions of its cells (they sum to 1).")
+st.info(f"Fractions of: {views.md(fractions_of)}.", icon=":material/info:")
 
 # stacked bars -----------------------------------------------------------------------------------
 left, right = st.columns(2)

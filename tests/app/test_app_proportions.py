@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _app_helpers import array, assert_clean, figures, page, seed, table_with, texts
+from _app_helpers import array, assert_clean, figures, page, plain, seed, table_with, texts
 
 PAGE = "2_Proportions.py"
 
@@ -60,6 +60,8 @@ def test_sort_by_cell_type_orders_samples() -> None:
 
 def test_pancreas_groups_tests_and_hba1c() -> None:
     at = seed(page(PAGE), "fadista_islets").run()
+    said = " ".join(plain(i.value) for i in at.info)
+    assert "Fractions of: endocrine islet cells only" in said and "exocrine" in said  # what the fractions are of
     at.selectbox(key="prop_group").select("hba1c_class2").run()
     assert_clean(at)
     result = at.session_state["result"]
