@@ -38,7 +38,7 @@ from .exceptions import BlueModelError
 from .files import check_model_name
 from .module import BlueNet
 
-__all__ = ["BlueModel", "GeneMatch", "save_model", "load_model", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "save_model", "load_model", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
 
 logger = logging.getLogger(__name__)
 
@@ -649,3 +649,76 @@ def _check_weights_header(weights: Path, network: dict[str, Any], n_members: int
                 f"{found[key][1]} {found[key][0]} in the file, F32 {shape} in the card); the files do not belong "
                 "together — re-train the model."
             )
+
+
+#: Largest model zip :func:`load_model_zip` accepts, compressed and uncompressed (bytes).
+MAX_MODEL_ZIP_BYTES = 200 * 1024 * 1024
+
+
+def load_model_zip(data: bytes, *, max_bytes: int = MAX_MODEL_ZIP_BYTES) -> BlueModel:
+    """Load a model from the zip BLUE studio's "Download the model" gives (``<name>/model.json`` +
+    ``<name>/model.safetensors``).
+
+    Safe for a file a stranger uploads: the archive's size and every member's declared size are limited, only
+    those two files are read (no other file, no absolute path, no ``..``, no link is accepted), the members are
+    read into a fresh temporary folder whose names this code chooses, and the model then passes every check of
+    :func:`load_model` (card schema, shapes, weights' sha256; safetensors only, never pickle).
+
+    Parameters
+    ----------
+    data
+        The zip file's bytes.
+    max_bytes
+        Ceiling on the zip's size and on the sum of its members' uncompressed sizes.
+
+    Returns
+    -------
+    BlueModel
+        The model (``source`` = ``"folder"``; its temporary folder is gone once loaded).
+
+    Raises
+    ------
+    BlueModelError
+        Not a zip, too large, unexpected or unsafe members, or a model that fails the checks; the message says
+        what to upload instead.
+    """
+    import io
+    import stat
+    import tempfile
+    import zipfile
+
+    hint = "Upload the zip that 'Download the model' produced (one folder with model.json and model.safetensors)."
+    if len(data) > max_bytes:
+        raise BlueModelError(f"the model zip is {len(data) / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit. {hint}")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise BlueModelError(f"this file is not a zip archive. {hint}") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        wanted = {CARD_FILE, WEIGHTS_FILE}
+        names = {}
+        for member in members:
+            parts = member.filename.replace("\\", "/").split("/")
+            if member.filename.startswith(("/", "\\")) or ".." in parts or ":" in member.filename \
+                    or stat.S_ISLNK(member.external_attr >> 16) or len(parts) > 2 or parts[-1] not in wanted:
+                raise BlueModelError(f"the zip holds an unexpected entry {member.filename!r}. {hint}")
+            if parts[-1] in names:
+                raise BlueModelError(f"the zip holds {parts[-1]} twice. {hint}")
+            names[parts[-1]] = member
+        if set(names) != wanted:
+            raise BlueModelError(f"the zip lacks {sorted(wanted - set(names))}. {hint}")
+        if sum(m.file_size for m in names.values()) > max_bytes:
+            raise BlueModelError(f"the zip's files would take more than {max_bytes / 1e6:.0f} MB. {hint}")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "model"  # a name this code chose
+            folder.mkdir()
+            for name, member in names.items():
+                with archive.open(member) as source, open(folder / name, "wb") as target:
+                    remaining = max_bytes
+                    while chunk := source.read(1 << 20):
+                        remaining -= len(chunk)
+                        if remaining < 0:  # the declared size lied
+                            raise BlueModelError(f"{name} inflates past the {max_bytes / 1e6:.0f} MB limit. {hint}")
+                        target.write(chunk)
+            return load_model(folder)

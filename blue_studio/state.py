@@ -18,7 +18,7 @@ from .cache import content_hash, load_pretrained, load_sample, pretrained_models
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.model import BlueModel
 
-__all__ = ["use_model", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
+__all__ = ["on_model_zip_upload", "use_model", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
 
 #: Session-state keys of models trained in this session start with this prefix.
@@ -51,7 +51,8 @@ _STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
     "clinical_error": lambda: None,  # message of an unusable clinical upload
     "ref_bytes": lambda: None,  # Train page: uploaded single-cell reference (h5ad bytes)
     "ref_filename": lambda: None,
-    "last_trained": lambda: None,  # name of the last model trained in this session
+    "last_trained": lambda: None,  # name of the last model trained (or loaded from its zip) in this session
+    "model_zip_error": lambda: None,  # message of an unusable model zip
 }
 
 
@@ -238,6 +239,25 @@ def on_reference_upload() -> None:
     upload = state.get("reference_upload")
     state["ref_bytes"] = upload.getvalue() if upload is not None else None
     state["ref_filename"] = upload.name if upload is not None else None
+
+
+def on_model_zip_upload() -> None:
+    """Model-zip uploader callback: load a model downloaded earlier into this session (``load_model_zip``)."""
+    from blue_core.exceptions import BlueModelError
+    from blue_core.model import load_model_zip
+
+    state = st.session_state
+    upload = state.get("model_zip_upload")
+    state["model_zip_error"] = None
+    if upload is None:
+        return
+    try:
+        model = load_model_zip(upload.getvalue())
+    except BlueModelError as err:
+        state["model_zip_error"] = str(err)
+        return
+    state["trained_models"][model.name] = model
+    state["last_trained"] = model.name
 
 
 def use_trained_model(name: str) -> None:

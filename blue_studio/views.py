@@ -270,3 +270,32 @@ def show_trust(report: Any, result: Deconvolution) -> None:
                        "'wrong input' = a tissue check names a cause; 'caution' = the fit or the ensemble spread is "
                        "worse than in 95% of real samples of the model's tissue.")
             st.dataframe(flagged[["verdict", "fit_r", "reasons"]], width="stretch", key="trust_table")
+
+
+def show_trained_model(name: str | None) -> bool:
+    """A model trained (or loaded from its zip) in this session: summary, card, 'use' and 'download' buttons.
+
+    Returns
+    -------
+    bool
+        Whether there was such a model to show.
+    """
+    from .cache import model_zip_bytes
+    from .state import TRAINED_PREFIX, use_trained_model
+
+    model = st.session_state.get("trained_models", {}).get(name) if name else None
+    if model is None:
+        return False
+    st.success(f"Model **{md(model.name)}** is ready: {len(model.cell_types)} cell types, "
+               f"{len(model.input_genes):,} input genes, {len(model.output_genes):,} output genes.",
+               icon=":material/check_circle:")
+    show_model_card(model, expanded=False)
+    b1, b2 = st.columns(2)
+    b1.button("Use this model now", type="primary", key="train_use", on_click=use_trained_model,
+              args=(model.name,), icon=":material/play_arrow:")
+    b2.download_button("Download the model (zip: safetensors + json)", lambda: model_zip_bytes(model),
+                       file_name=f"{model.name}.zip", mime="application/zip", key="train_download",
+                       icon=":material/download:")
+    if st.session_state.get("model_name") == TRAINED_PREFIX + model.name:
+        st.caption("This model is selected: go to **Data & model** to load data and run it.")
+    return True

@@ -19,10 +19,19 @@ st.caption("BLUE learns from pseudo-bulk mixtures simulated from a labelled sing
            "(an AnnData .h5ad file: cells x genes raw counts, with a cell-type column), check the cell counts, "
            "train, then use the model at once or download it.")
 
+with st.expander("Load a model you trained before (its zip)", expanded=False):
+    st.file_uploader("Model zip (from 'Download the model')", type=["zip"], key="model_zip_upload",
+                     on_change=app_state.on_model_zip_upload,
+                     help="The zip holds model.json and model.safetensors; both are checked before the model is used "
+                          "(no code is run from it).")
+    if state.get("model_zip_error"):
+        st.error(views.md(state["model_zip_error"]), icon=":material/error:")
+
 st.file_uploader("Single-cell reference (.h5ad)", type=["h5ad"], key="reference_upload",
                  on_change=app_state.on_reference_upload, help=f"Raw counts, human gene symbols. Files up to {st.get_option('server.maxUploadSize')} MB.")
 if not state.get("ref_bytes"):
-    st.info("Upload a single-cell reference to begin.")
+    if not views.show_trained_model(state.get("last_trained")):
+        st.info("Upload a single-cell reference to begin.")
     st.stop()
 
 try:
@@ -99,18 +108,4 @@ if start:
 elif state.get("train_cancel"):
     st.warning("Training cancelled.", icon=":material/cancel:")
 
-trained = state.get("last_trained")
-if trained and trained in state["trained_models"]:
-    model = state["trained_models"][trained]
-    st.success(f"Model **{views.md(model.name)}** is ready: {len(model.cell_types)} cell types, "
-               f"{len(model.input_genes):,} input genes, {len(model.output_genes):,} output genes.",
-               icon=":material/check_circle:")
-    views.show_model_card(model, expanded=False)
-    b1, b2 = st.columns(2)
-    b1.button("Use this model now", type="primary", key="train_use", on_click=app_state.use_trained_model,
-              args=(model.name,), icon=":material/play_arrow:")
-    b2.download_button("Download the model (zip: safetensors + json)", lambda: cache.model_zip_bytes(model),
-                       file_name=f"{model.name}.zip", mime="application/zip", key="train_download",
-                       icon=":material/download:")
-    if state.get("model_name") == app_state.TRAINED_PREFIX + model.name:
-        st.caption("This model is selected: go to **Data & model** to load data and run it.")
+views.show_trained_model(state.get("last_trained"))

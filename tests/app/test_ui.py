@@ -114,3 +114,17 @@ def test_clinical_callback_shows_errors_and_keeps_tables(fake_state: dict) -> No
     state["clinical_upload"] = None
     app_state.on_clinical_upload()
     assert state["clinical"] is None
+
+
+def test_model_zip_upload_adds_the_model_to_this_session(fake_state: dict, tiny_trained) -> None:
+    """Issue 13.7: the Train page's zip uploader loads a downloaded model back (and explains a bad file)."""
+    model, _ = tiny_trained(n_genes=60, seed=2, n_markers=10, bulk_seed=7, n_bulk=12, tissue="synthetic",
+                            description="unit-test model")
+    state = fake_state
+    state["model_zip_upload"] = _Upload("tiny.zip", cache.model_zip_bytes(model))
+    app_state.on_model_zip_upload()
+    assert state["model_zip_error"] is None and state["last_trained"] == "tiny"
+    assert state["trained_models"]["tiny"].output_genes == model.output_genes
+    state["model_zip_upload"] = _Upload("notes.zip", b"not a zip")
+    app_state.on_model_zip_upload()
+    assert "not a zip archive" in state["model_zip_error"]

@@ -109,3 +109,45 @@ def test_list_models_empty(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "search_path", lambda: [tmp_path])
     table = list_models()
     assert table.empty and list(table.columns) == store.COLUMNS
+
+
+def _zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (0o120777 << 16)
+            archive.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+def test_model_zip_round_trip_and_refusals(trained, saved):
+    """Issue 13.7: a trained model loads back from its zip; unsafe or wrong archives are refused with a message."""
+    from blue_core.model import load_model_zip
+
+    model, bulk = trained
+    files = {name: (saved / name).read_bytes() for name in ("model.json", "model.safetensors")}
+    good = _zip({f"tiny/{k}": v for k, v in files.items()})
+    loaded = load_model_zip(good)
+    assert loaded.name == "tiny" and loaded.cell_types == model.cell_types
+    assert np.array_equal(deconvolve(bulk, loaded).proportions.to_numpy(), deconvolve(bulk, model).proportions.to_numpy())
+    bad_cases = {
+        "not a zip": b"PK-not-really",
+        "unexpected entry": _zip({**{f"tiny/{k}": v for k, v in files.items()}, "tiny/run.py": b"print(1)"}),
+        "unexpected entry '../": _zip({f"../{k}": v for k, v in files.items()}),
+        "unexpected entry '/": _zip({f"/abs/{k}": v for k, v in files.items()}),
+        "lacks": _zip({"tiny/model.json": files["model.json"]}),
+        "unexpected entry 'tiny/link": _zip({f"tiny/{k}": v for k, v in files.items()}, symlink="tiny/link"),
+        "sha256": _zip({"tiny/model.json": files["model.json"],
+                        "tiny/model.safetensors": files["model.safetensors"][:-4] + b"\x00\x00\x00\x01"}),
+    }
+    for expected, data in bad_cases.items():
+        with pytest.raises(BlueModelError, match=expected.split(" '")[0] if expected != "sha256" else "sha256|weights"):
+            load_model_zip(data)
+    with pytest.raises(BlueModelError, match="limit"):
+        load_model_zip(good, max_bytes=1000)
