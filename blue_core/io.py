@@ -46,7 +46,26 @@ import scipy.sparse as sp
 from . import genes as _genes
 from .exceptions import BlueInputError, BlueWarning, LogScaleInputWarning
 
-__all__ = ["read_bulk", "read_reference", "read_reference_obs", "BulkSource", "InputLimits", "input_report_lines"]
+__all__ = ["REPORT_WORDS", "report_words", "read_bulk", "read_reference", "read_reference_obs", "BulkSource", "InputLimits", "input_report_lines"]
+
+#: Plain words for the input report's codes (the app's tiles; ``uns["blue_input"]`` keeps the codes).
+REPORT_WORDS: dict[str, dict[str, str]] = {
+    "units": {"counts": "raw counts", "relative": "TPM / CPM", "log_converted": "log, converted"},
+    "gene_id_type": {"symbol": "gene symbols", "ensembl": "Ensembl IDs", "ensembl_versioned": "Ensembl IDs",
+                     "mixed": "mixed IDs"},
+    "orientation": {"genes_x_samples": "genes in rows", "samples_x_genes": "samples in rows"},
+}
+
+
+def report_words(field: str, code: object) -> str:
+    """The plain words for an input-report code (e.g. ``units="relative"`` -> ``"TPM / CPM"``).
+
+    Returns
+    -------
+    str
+        The words, or the code itself when it has none.
+    """
+    return REPORT_WORDS.get(field, {}).get(str(code), str(code))
 
 logger = logging.getLogger(__name__)
 

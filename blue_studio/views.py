@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from blue_core.io import report_words
 from blue_core.tables import unmeasured_genes
 
 from .state import model_label, use_model
@@ -209,17 +210,19 @@ def show_input_report(bulk: Any, messages: Sequence[str], model: BlueModel | Non
     cols = st.columns(5)
     cols[0].metric("Samples", f"{report.get('n_samples', bulk.n_obs):,}")
     cols[1].metric("Genes", f"{report.get('n_genes', bulk.n_vars):,}")
-    cols[2].metric("Units detected", str(report.get("units", "—")))
-    cols[3].metric("Gene IDs", str(report.get("gene_id_type", "—")))
+    cols[2].metric("Units detected", report_words("units", report.get("units", "—")))
+    cols[3].metric("Gene IDs", report_words("gene_id_type", report.get("gene_id_type", "—")))
     if report.get("n_model_genes"):
         matched, total = report.get("n_model_genes_matched", 0), report["n_model_genes"]
         cols[4].metric("Model genes found", f"{matched:,} / {total:,}", f"{100 * matched / total:.0f}%",
                        delta_color="off")
     else:
         cols[4].metric("Model genes found", "—")
-    details = {k: report[k] for k in ("source", "orientation", "n_duplicates_summed") if k in report}
+    details = {"file": report.get("source"), "layout": report_words("orientation", report.get("orientation")),
+               "duplicated gene rows summed": report.get("n_duplicates_summed")}
+    details = {k: v for k, v in details.items() if v not in (None, "None", "")}
     if details:
-        st.caption(" · ".join(f"{k.replace('_', ' ')}: {md(v)}" for k, v in details.items()))
+        st.caption(" · ".join(f"{k}: {md(v)}" for k, v in details.items()))
     show_warnings(messages)
     missing = report.get("missing_model_genes")
     if missing:

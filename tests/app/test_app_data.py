@@ -27,12 +27,16 @@ def test_blood_demo_end_to_end_in_one_click() -> None:
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Samples"] == "12"
+    assert metrics["Units detected"] == "TPM / CPM" and metrics["Gene IDs"] == "gene symbols"  # plain words
     assert metrics["Tissue"]  # the model card is shown
     assert any("Known limitations" in plain(w.value) and "CCC 0.77" in plain(w.value) for w in at.warning)  # validation misses
     matched, total = (int(x.replace(",", "")) for x in metrics["Model genes found"].split(" / "))
     assert 0.5 * total <= matched <= total
     result = at.session_state["result"]
     assert result.proportions.shape[0] == 12
+    # the trust verdict: Monaco is the blood model's own tissue, so no sample is called wrong input
+    verdict = " ".join(plain(s.value) for s in [*at.success, *at.warning, *at.error] if "Deconvolved" in plain(s.value))
+    assert "12 samples" in verdict and "0 wrong input" in verdict
     assert result.proportions.sum(axis=1).round(4).eq(1).all()
     assert "Deconvolved 12 samples" in at.success[0].value
     assert at.dataframe[-1].value.shape[0] == 12  # the proportions table
@@ -102,3 +106,31 @@ def test_model_genes_found_for_a_multi_panel_model() -> None:
     tiles = {m.label: m.value for m in at.metric}
     match = model.match_genes(bc.load_sample("tcga_laml").bulk.var_names)
     assert tiles["Model genes found"] == f"{match.n_matched:,} / {match.n_expected:,}" and match.panel
+
+
+def test_islet_data_with_the_blood_model_get_a_named_cause_and_a_recommendation() -> None:
+    """Issue 13.3: the blood model on islets says why it is wrong input and recommends the islet model."""
+    require_model("pbmc")
+    require_model("pancreas")
+    at = page(PAGE)
+    at.session_state["model_name"] = "pbmc"
+    at.session_state["model_chosen"] = True  # the user insists on the blood model
+    at.session_state["bulk_source"] = "demo"
+    at.session_state["demo_name"] = "fadista_islets"
+    at.session_state["bulk_label"] = "islets"
+    at.run()
+    assert_clean(at)
+    said = " ".join(plain(i.value) for i in at.info)
+    assert "Recommended for these data: **pancreas**" in said
+    assert any(b.key == "use_recommended" for b in at.button)
+    [b for b in at.button if b.label == "Run deconvolution"][0].click().run()
+    assert not at.exception
+    errors = " ".join(plain(e.value) for e in at.error)
+    assert "wrong input" in errors and "islet endocrine genes (INS, GCG, SST" in errors
+    # when the user has not chosen, the data choose the model
+    fresh = page(PAGE)
+    fresh.session_state["bulk_source"] = "demo"
+    fresh.session_state["demo_name"] = "fadista_islets"
+    fresh.session_state["bulk_label"] = "islets"
+    fresh.run()
+    assert fresh.session_state["model_name"] == "pancreas"

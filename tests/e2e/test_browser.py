@@ -130,11 +130,12 @@ def test_train_page_cancel(page: Any, shot: Any, tmp_path: Path) -> None:
     """Upload a reference, see the counts per type, start training, cancel it."""
     import sys
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "app"))
     from test_app_train import _reference_bytes
 
     _open(page, "Train a model")
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+    reference = page.get_by_test_id("stFileUploader").filter(has_text="Single-cell reference")
+    reference.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
         files=[{"name": "tiny_blood.h5ad", "mimeType": "application/octet-stream", "buffer": _reference_bytes()}])
     page.get_by_text("Training settings").wait_for()
     assert page.get_by_test_id("stMetricValue").filter(has_text="180").count() == 1  # cells
