@@ -19,12 +19,12 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from .exceptions import BlueInputError
 
-__all__ = ["check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE"]
+__all__ = ["extract_zip", "check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +151,72 @@ def _sibling(target: Path, kind: str) -> Path:
         candidate = target.parent / f".{target.name}.{kind}-{secrets.token_hex(4)}"
         if not candidate.exists():
             return candidate
+
+
+def extract_zip(data: bytes, target: str | os.PathLike, *, allowed: Collection[str], max_bytes: int,
+                what: str = "zip", hint: str = "") -> dict[str, Path]:
+    """Extract the members of a user's zip that this code expects, safely (the one home of that rule).
+
+    Only members whose path, without a single leading folder, is in ``allowed`` are accepted; any other
+    member, an absolute path, ``..``, a drive letter or a link is refused. The archive's size and its members'
+    total inflated size are limited by ``max_bytes`` (checked while streaming, so a lying header does not
+    help). Files are written under ``target`` with the names in ``allowed`` (never the archive's paths).
+
+    Parameters
+    ----------
+    data
+        The archive's bytes.
+    target
+        Existing folder to write into (e.g. a fresh temporary folder).
+    allowed
+        Relative names accepted, e.g. ``{"model.json", "model.safetensors"}`` or ``{"deconvolution/fit.csv"}``.
+    max_bytes
+        Ceiling on the archive and on the sum of its inflated members.
+    what, hint
+        Name of the archive and what to upload instead, for messages.
+
+    Returns
+    -------
+    dict
+        Accepted name -> written path.
+
+    Raises
+    ------
+    BlueInputError
+        Not a zip, too large, unexpected, repeated or unsafe members.
+    """
+    import io
+    import stat
+    import zipfile
+
+    if len(data) > max_bytes:
+        raise BlueInputError(f"the {what} is {len(data) / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit. {hint}")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise BlueInputError(f"this file is not a zip archive. {hint}") from None
+    written: dict[str, Path] = {}
+    budget = max_bytes
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        for member in members:
+            raw = member.filename.replace("\\", "/")
+            parts = raw.split("/")
+            relative = "/".join(parts[1:]) if len(parts) > 1 and "/".join(parts[1:]) in allowed else raw
+            if raw.startswith("/") or ".." in parts or ":" in raw or stat.S_ISLNK(member.external_attr >> 16) \
+                    or relative not in allowed:
+                raise BlueInputError(f"the {what} holds an unexpected entry {member.filename!r}. {hint}")
+            if relative in written:
+                raise BlueInputError(f"the {what} holds {relative} twice. {hint}")
+            if member.file_size > budget:
+                raise BlueInputError(f"the {what}'s files would take more than {max_bytes / 1e6:.0f} MB. {hint}")
+            path = Path(target).joinpath(*relative.split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as source, open(path, "wb") as sink:
+                while chunk := source.read(1 << 20):
+                    budget -= len(chunk)
+                    if budget < 0:  # the declared size lied
+                        raise BlueInputError(f"the {what} inflates past the {max_bytes / 1e6:.0f} MB limit. {hint}")
+                    sink.write(chunk)
+            written[relative] = path
+    return written

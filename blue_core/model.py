@@ -34,7 +34,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ._version import __version__
-from .exceptions import BlueModelError
+from .exceptions import BlueInputError, BlueModelError
+from .strictjson import dumps as strict_dumps
 from .files import check_model_name
 from .module import BlueNet
 
@@ -338,7 +339,7 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
     try:
         save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
         card = _final_card(model, _sha256(tmp_weights))
-        tmp_card.write_text(json.dumps(_jsonable(card), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        tmp_card.write_text(strict_dumps(card) + "\n", encoding="utf-8")
         os.chmod(tmp_weights, tmp_card.stat().st_mode & 0o777)  # safetensors writes 0600; follow the umask
         os.replace(tmp_weights, weights)
         os.replace(tmp_card, card_path)
@@ -375,22 +376,6 @@ def _final_card(model: BlueModel, weights_sha256: str) -> dict[str, Any]:
         weights_sha256=weights_sha256,
     )
     return card
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def resolve_model(name_or_directory: str | os.PathLike) -> tuple[Path, str]:
@@ -682,43 +667,20 @@ def load_model_zip(data: bytes, *, max_bytes: int = MAX_MODEL_ZIP_BYTES) -> Blue
         Not a zip, too large, unexpected or unsafe members, or a model that fails the checks; the message says
         what to upload instead.
     """
-    import io
-    import stat
     import tempfile
-    import zipfile
+
+    from .files import extract_zip
 
     hint = "Upload the zip that 'Download the model' produced (one folder with model.json and model.safetensors)."
-    if len(data) > max_bytes:
-        raise BlueModelError(f"the model zip is {len(data) / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit. {hint}")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise BlueModelError(f"this file is not a zip archive. {hint}") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        wanted = {CARD_FILE, WEIGHTS_FILE}
-        names = {}
-        for member in members:
-            parts = member.filename.replace("\\", "/").split("/")
-            if member.filename.startswith(("/", "\\")) or ".." in parts or ":" in member.filename \
-                    or stat.S_ISLNK(member.external_attr >> 16) or len(parts) > 2 or parts[-1] not in wanted:
-                raise BlueModelError(f"the zip holds an unexpected entry {member.filename!r}. {hint}")
-            if parts[-1] in names:
-                raise BlueModelError(f"the zip holds {parts[-1]} twice. {hint}")
-            names[parts[-1]] = member
-        if set(names) != wanted:
-            raise BlueModelError(f"the zip lacks {sorted(wanted - set(names))}. {hint}")
-        if sum(m.file_size for m in names.values()) > max_bytes:
-            raise BlueModelError(f"the zip's files would take more than {max_bytes / 1e6:.0f} MB. {hint}")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "model"  # a name this code chose
-            folder.mkdir()
-            for name, member in names.items():
-                with archive.open(member) as source, open(folder / name, "wb") as target:
-                    remaining = max_bytes
-                    while chunk := source.read(1 << 20):
-                        remaining -= len(chunk)
-                        if remaining < 0:  # the declared size lied
-                            raise BlueModelError(f"{name} inflates past the {max_bytes / 1e6:.0f} MB limit. {hint}")
-                        target.write(chunk)
-            return load_model(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"  # a name this code chose
+        folder.mkdir()
+        try:
+            written = extract_zip(data, folder, allowed={CARD_FILE, WEIGHTS_FILE}, max_bytes=max_bytes,
+                                  what="model zip", hint=hint)
+        except BlueInputError as err:
+            raise BlueModelError(str(err)) from None
+        missing = sorted({CARD_FILE, WEIGHTS_FILE} - set(written))
+        if missing:
+            raise BlueModelError(f"the model zip lacks {missing}. {hint}")
+        return load_model(folder)

@@ -376,3 +376,27 @@ def _assess(bulk_key: str, model_key_: str, _bulk: Any, _model: BlueModel, _resu
 def trust_report(bulk: Any, bulk_key: str, model: BlueModel, result: Deconvolution) -> Any:
     """``blue_core.trust.assess`` of a result (cached on the data and model keys)."""
     return _assess(bulk_key, model_key(model), bulk, model, result)
+
+
+def analysis_zip_bytes() -> bytes:
+    """This session's analysis as one zip (``blue_core.bundle.write_bundle``): inputs' names, model,
+    proportions, GEPs, fit, trust verdicts, subtypes and survival when they exist."""
+    from blue_core.bundle import write_bundle
+    from blue_core.trust import assess
+
+    from .state import current_model
+
+    state = st.session_state
+    result = state["result"]
+    model = current_model()
+    trust = None
+    if model is not None and state.get("bulk_source") in ("upload", "demo"):
+        from .state import load_current_bulk
+
+        bulk, _, _ = load_current_bulk(model)
+        trust = assess(bulk, result, model=model) if bulk is not None else None
+    subtypes = state.get("subtypes")
+    labels = subtypes.labels_ if subtypes is not None and state.get("subtypes_key") == result_key() else None
+    return write_bundle(result, model=model, inputs={"bulk": state.get("bulk_label"),
+                                                     "clinical": state.get("clinical_label")},
+                        trust=trust, subtypes=labels, survival=state.get("survival") if labels is not None else None)

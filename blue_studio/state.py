@@ -18,7 +18,7 @@ from .cache import content_hash, load_pretrained, load_sample, pretrained_models
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.model import BlueModel
 
-__all__ = ["on_model_zip_upload", "use_model", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
+__all__ = ["on_analysis_upload", "on_model_zip_upload", "use_model", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
 
 #: Session-state keys of models trained in this session start with this prefix.
@@ -43,7 +43,9 @@ _STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
     "result_key": lambda: None,  # (bulk key, model key) the result was computed from
     "subtypes": lambda: None,  # fitted SubtypeClustering
     "subtypes_key": lambda: None,
-    "validation": lambda: None,  # dict: cross-cohort validation outputs
+    "validation": lambda: None,  # CohortValidation of the fitted subtypes in a second cohort
+    "survival": lambda: None,  # SurvivalAnalysis of the subtypes last shown (goes into the analysis zip)
+    "analysis_error": lambda: None,  # message of an unusable analysis zip
     "demo_notice": lambda: None,  # message when a demo's recommended model is missing
     "auto_run": lambda: False,  # a demo was just loaded: deconvolve it without another click
     "model_chosen": lambda: False,  # the user (or a demo) picked the model; else the data's recommendation wins
@@ -65,7 +67,7 @@ def init_state() -> None:
 
 def reset_results() -> None:
     """Forget results computed from the previous data or model (call when either changes)."""
-    for key in ("result", "result_key", "subtypes", "subtypes_key", "validation"):
+    for key in ("result", "result_key", "subtypes", "subtypes_key", "validation", "survival"):
         st.session_state[key] = None
 
 
@@ -258,6 +260,35 @@ def on_model_zip_upload() -> None:
         return
     state["trained_models"][model.name] = model
     state["last_trained"] = model.name
+
+
+def on_analysis_upload() -> None:
+    """Saved-analysis uploader callback: reopen a zip from 'Download this analysis' (``read_bundle``)."""
+    from blue_core.bundle import read_bundle
+
+    state = st.session_state
+    upload = state.get("analysis_upload")
+    state["analysis_error"] = None
+    if upload is None:
+        return
+    try:
+        bundle = read_bundle(upload.getvalue())
+    except BlueInputError as err:
+        state["analysis_error"] = str(err)
+        return
+    reset_results()
+    manifest = bundle.manifest
+    state["bulk_source"] = "bundle"
+    state["bulk_bytes"] = state["bulk_filename"] = state["demo_name"] = None
+    state["clinical"] = state["truth"] = state["cohort_info"] = None
+    state["clinical_label"] = None
+    state["bulk_label"] = f"saved analysis: {(manifest.get('inputs') or {}).get('bulk') or upload.name}"
+    model_name = (manifest.get("model") or {}).get("name")
+    if model_name in model_options():
+        state["model_name"] = state["model_picker"] = model_name
+        state["model_chosen"] = True
+    state["result"] = bundle.result
+    state["result_key"] = (f"bundle:{content_hash(upload.getvalue())}", str(model_name))
 
 
 def use_trained_model(name: str) -> None:

@@ -123,6 +123,14 @@ def sidebar_status() -> None:
             f"**Clinical:** {md(state.get('clinical_label') or '—')}  \n"
             f"**Result:** {'ready' if state.get('result') is not None else '—'}"
         )
+        if state.get("result") is not None:
+            from .cache import analysis_zip_bytes
+
+            st.download_button("Download this analysis (zip)", analysis_zip_bytes, file_name="blue_analysis.zip",
+                               mime="application/zip", key="download_analysis", icon=":material/download:",
+                               help="Proportions, cell-type expression, fit and trust verdicts, subtypes and survival "
+                                    "(when found), with the names of the inputs and the model. Reopen it on Data & "
+                                    "model, tab 'Saved analysis'.")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

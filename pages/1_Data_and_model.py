@@ -35,7 +35,7 @@ else:
 
 # 2. data ----------------------------------------------------------------------------------------
 st.subheader("2 · Bulk data")
-demo_tab, upload_tab = st.tabs(["Demo cohorts", "Upload your data"])
+demo_tab, upload_tab, saved_tab = st.tabs(["Demo cohorts", "Upload your data", "Saved analysis"])
 with demo_tab:
     demos = cache.demo_cohorts()
     if demos.empty:
@@ -63,6 +63,19 @@ with upload_tab:
     )
     if state.get("clinical_error"):
         st.error(views.md(state["clinical_error"]), icon=":material/error:")
+
+with saved_tab:
+    st.file_uploader("A zip from 'Download this analysis' (sidebar)", type=["zip"], key="analysis_upload",
+                     on_change=app_state.on_analysis_upload,
+                     help="Reopens the proportions, expression and fit of an earlier session (checked; no code runs).")
+    if state.get("analysis_error"):
+        st.error(views.md(state["analysis_error"]), icon=":material/error:")
+if state.get("bulk_source") == "bundle" and state.get("result") is not None:
+    opened = state["result"]
+    st.success(f"Opened {views.md(state['bulk_label'])}: {opened.proportions.shape[0]} samples x "
+               f"{opened.proportions.shape[1]} cell types (model {views.md(opened.model_name)}). Open **Proportions** "
+               "in the sidebar.", icon=":material/folder_open:")
+    st.stop()
 
 # 3. input report --------------------------------------------------------------------------------
 try:

@@ -80,6 +80,7 @@ time_col = t1.selectbox("Follow-up time", times, index=times.index(time_default 
 event_col = t2.selectbox("Event (1 = death)", events, index=events.index(event_default or events[0]), key="surv_event")
 try:
     survival = cache.fit_survival(labels, clinical, time_col=time_col, event_col=event_col)
+    state["survival"] = survival  # goes into 'Download this analysis'
 except BlueInputError as err:
     views.show_error(err)
     st.stop()

@@ -8,9 +8,7 @@ as one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..clinical import guess_time_unit, read_clinical
+from ..strictjson import dumps, jsonable
 from ..exceptions import BlueInputError
 
 logger = logging.getLogger(__name__)
@@ -96,12 +95,6 @@ def _read_labels(path: str | Path) -> pd.Series:
     return pd.Series(frame[cols["subtype"]].astype(str).to_numpy(), index=frame.index, name="subtype")
 
 
-def _num(x: Any) -> float | None:
-    """float, or None for NaN/inf (strict JSON)."""
-    v = float(x)
-    return v if math.isfinite(v) else None
-
-
 def _write_labels(labels: pd.Series, path: Path) -> None:
     labels.rename_axis("sample").rename("subtype").to_frame().to_csv(path)
 
@@ -164,9 +157,9 @@ def _run_subtypes(args: argparse.Namespace) -> int:
     clustering = {
         "features": args.features, "k": int(sc.k_), "n_features": len(sc.features_),
         "cell_types": args.cell_types or list(deconv.cell_types),
-        "subtypes": [{"subtype": r.subtype, "n": int(r.n), "stability": _num(r.stability)}
+        "subtypes": [{"subtype": r.subtype, "n": int(r.n), "stability": jsonable(float(r.stability))}
                      for r in sc.summary.itertuples()],
-        "k_scores": [{"k": int(r.k), "pac": _num(r.pac), "silhouette": _num(r.silhouette)}
+        "k_scores": [{"k": int(r.k), "pac": jsonable(float(r.pac)), "silhouette": jsonable(float(r.silhouette))}
                      for r in sc.k_scores_.itertuples()],
         "support_warnings": sc.support_warnings(),
     }
@@ -176,7 +169,7 @@ def _run_subtypes(args: argparse.Namespace) -> int:
         analysis = _survival(sc.labels_, args.clinical, args)
         surv = analysis.to_dict()
         surv["clustering"] = clustering
-        (out / "survival.json").write_text(json.dumps(surv, indent=2))
+        (out / "survival.json").write_text(dumps(surv))
         figures = save_km(analysis, out, name="kaplan_meier")
         _report(surv, "discovery survival")
         sys.stdout.write(f"wrote {out / 'survival.json'}, {', '.join(str(f) for f in figures)}\n")
@@ -190,7 +183,7 @@ def _run_subtypes(args: argparse.Namespace) -> int:
                               "n_features": validation.n_features}
         surv["replicated"] = validation.replicated
         surv["verdict"] = validation.verdict
-        (out / "validation_survival.json").write_text(json.dumps(surv, indent=2))
+        (out / "validation_survival.json").write_text(dumps(surv))
         from ..plotting import save_km
 
         save_km(validation.survival, out, name="kaplan_meier_validation", title=f"Validation: {validation.title}")

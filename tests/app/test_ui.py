@@ -128,3 +128,21 @@ def test_model_zip_upload_adds_the_model_to_this_session(fake_state: dict, tiny_
     state["model_zip_upload"] = _Upload("notes.zip", b"not a zip")
     app_state.on_model_zip_upload()
     assert "not a zip archive" in state["model_zip_error"]
+
+
+def test_saved_analysis_reopens_in_a_new_session(fake_state: dict, tiny_trained) -> None:
+    """Issue 13.8: a bundle from 'Download this analysis' reopens as the current result."""
+    from blue_core.bundle import write_bundle
+    from blue_core.inference import deconvolve
+
+    model, bulk = tiny_trained()
+    result = deconvolve(bulk, model)
+    state = fake_state
+    state["analysis_upload"] = _Upload("blue_analysis.zip", write_bundle(result, model=model, inputs={"bulk": "x.csv"}))
+    app_state.on_analysis_upload()
+    assert state["analysis_error"] is None and state["bulk_source"] == "bundle"
+    assert state["bulk_label"] == "saved analysis: x.csv"
+    assert np.allclose(state["result"].proportions.to_numpy(), result.proportions.to_numpy())
+    state["analysis_upload"] = _Upload("bad.zip", b"nope")
+    app_state.on_analysis_upload()
+    assert "not a zip archive" in state["analysis_error"]
