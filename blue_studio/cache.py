@@ -342,15 +342,35 @@ def train_with_progress(reference: Any, **settings: Any) -> Any:
     Pressing any button while it runs (the page's Cancel) makes Streamlit stop this script at the
     next progress update, which ends the training.
     """
+    import time
+
     from blue_core.training import train_model
+
     bar = st.progress(0.0, text="Starting training ...")
+    start = time.perf_counter()
 
     def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Training ...")
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        left = time_left(fraction, time.perf_counter() - start)
+        bar.progress(fraction, text=f"{message or 'Training ...'}{f' — {left}' if left else ''}")
 
     model = train_model(reference, progress=progress, **settings)
-    bar.progress(1.0, text="Training finished")
+    bar.progress(1.0, text=f"Training finished in {time.perf_counter() - start:.0f} s")
     return model
+
+
+def time_left(fraction: float, elapsed_s: float) -> str:
+    """A rough "about N min left" from the fraction done and the seconds spent ("" until 5 % and 5 s in).
+
+    Returns
+    -------
+    str
+        E.g. ``"about 3 min left"`` or ``"about 40 s left"``; empty while an estimate would be noise.
+    """
+    if fraction < 0.05 or elapsed_s < 5 or fraction >= 1:
+        return ""
+    remaining = elapsed_s * (1 - fraction) / fraction
+    return f"about {remaining / 60:.0f} min left" if remaining >= 90 else f"about {max(remaining, 1):.0f} s left"
 
 
 @st.cache_data(show_spinner="Checking which model fits these data ...", max_entries=16, ttl=3600)

@@ -82,7 +82,7 @@ with st.form("train_form"):
     s3, s4 = st.columns(2)
     n_samples = s3.slider("Pseudo-bulk training samples", 200, 8000, 4000, step=100, key="train_n_samples",
                           help="More samples: better models, longer training.")
-    epochs = s4.slider("Epochs (training stops early when validation stops improving)", 1, 40, 20,
+    epochs = s4.slider("Epochs per branch (training stops early when validation stops improving)", 1, 40, 20,
                        key="train_epochs")
     start = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
 
@@ -95,7 +95,7 @@ if start:
     st.button("Cancel training", key="train_cancel", icon=":material/cancel:")
     try:
         model = cache.train_with_progress(
-            reference, n_samples=int(n_samples), epochs=int(epochs), name=model_name,
+            reference, n_samples=int(n_samples), epochs=int(epochs), proportion_epochs=int(epochs), name=model_name,
             tissue=tissue or None, description=f"Trained in BLUE studio on {state.get('ref_filename')}",
             provenance={"reference_file": state.get("ref_filename"), "cell_type_column": cell_type_key,
                         "donor_column": None if donor_key == "(none)" else donor_key},

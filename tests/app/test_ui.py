@@ -146,3 +146,10 @@ def test_saved_analysis_reopens_in_a_new_session(fake_state: dict, tiny_trained)
     state["analysis_upload"] = _Upload("bad.zip", b"nope")
     app_state.on_analysis_upload()
     assert "not a zip archive" in state["analysis_error"]
+
+
+def test_training_time_left_estimate() -> None:
+    assert cache.time_left(0.02, 60) == "" and cache.time_left(0.5, 2) == ""  # too early to say
+    assert cache.time_left(0.5, 30) == "about 30 s left"
+    assert cache.time_left(0.25, 120) == "about 6 min left"
+    assert cache.time_left(1.0, 120) == ""
