@@ -7,6 +7,7 @@ ever gets back a result computed from byte-identical input. Every number comes f
 from __future__ import annotations
 
 import hashlib
+import logging
 import io
 import tempfile
 import warnings
@@ -18,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-from blue_core.exceptions import BlueInputError
+from blue_core.exceptions import BlueInputError, BlueModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.subtypes import CohortValidation, SubtypeClustering
 
     from blue_core.inference import Deconvolution
     from blue_core.model import BlueModel
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["content_hash", "frame_hash", "pretrained_models", "load_pretrained", "model_key", "read_bulk_upload", "load_sample", "demo_cohorts", "read_demo_bulk", "run_deconvolution", "anndata_bytes", "model_zip_bytes", "result_key", "fit_subtypes", "fit_survival", "validate_on_cohort", "gene_set_collections", "run_enrichment", "reference_obs", "read_reference_upload", "train_with_progress"]
 
@@ -377,8 +380,13 @@ def time_left(fraction: float, elapsed_s: float) -> str:
 def _recommend(bulk_key: str, _bulk: Any) -> pd.DataFrame:
     from blue_core.trust import recommend_model
 
-    names = [str(n) for n in pretrained_models()["name"]]
-    return recommend_model(_bulk, [load_pretrained(n) for n in names])
+    models = []
+    for name in (str(n) for n in pretrained_models()["name"]):
+        try:
+            models.append(load_pretrained(name))
+        except (BlueModelError, OSError, ValueError) as err:  # a broken install must not break the page
+            logger.warning("model %s not considered for the recommendation: %s", name, err)
+    return recommend_model(_bulk, models)
 
 
 def recommend(bulk: Any, bulk_key: str) -> pd.DataFrame:

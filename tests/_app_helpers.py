@@ -121,3 +121,32 @@ def table_with(at: Any, column: str) -> Any:
         if column in element.value.columns:
             return element.value
     raise AssertionError(f"no table with a {column!r} column; tables: {[list(e.value.columns) for e in at.dataframe]}")
+
+
+def reference_bytes() -> bytes:
+    """A small labelled single-cell reference (3 cell types with distinct marker genes), as h5ad bytes."""
+    import tempfile
+
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    n_per, n_genes = 60, 120
+    genes = [f"GENE{i}" for i in range(n_genes)]
+    genes[:9] = ["CD3E", "CD3D", "IL7R", "CD14", "LYZ", "S100A8", "MS4A1", "CD79A", "CD19"]
+    blocks, labels = [], []
+    for k, name in enumerate(["T", "Mono", "B"]):
+        mean = np.full(n_genes, 1.0)
+        mean[3 * k : 3 * k + 3] = 30.0
+        blocks.append(rng.poisson(mean, size=(n_per, n_genes)))
+        labels += [name] * n_per
+    adata = ad.AnnData(sp.csr_matrix(np.vstack(blocks).astype(np.float32)),
+                       obs=pd.DataFrame({"celltype": labels, "patient": np.tile(["d1", "d2", "d3"], 3 * n_per // 3)},
+                                        index=[f"c{i}" for i in range(3 * n_per)]),
+                       var=pd.DataFrame(index=genes))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ref.h5ad"
+        adata.write_h5ad(path)
+        return path.read_bytes()

@@ -7,37 +7,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from _app_helpers import assert_clean, page, table_with
+from _app_helpers import assert_clean, page, reference_bytes, table_with
 
 PAGE = "6_Train_a_model.py"
 
 
-def _reference_bytes() -> bytes:
-    """A small labelled single-cell reference (3 cell types with distinct marker genes), as h5ad bytes."""
-    import anndata as ad
-    import scipy.sparse as sp
-
-    rng = np.random.default_rng(0)
-    n_per, n_genes = 60, 120
-    genes = [f"GENE{i}" for i in range(n_genes)]
-    genes[:9] = ["CD3E", "CD3D", "IL7R", "CD14", "LYZ", "S100A8", "MS4A1", "CD79A", "CD19"]
-    blocks, labels = [], []
-    for k, name in enumerate(["T", "Mono", "B"]):
-        mean = np.full(n_genes, 1.0)
-        mean[3 * k : 3 * k + 3] = 30.0
-        blocks.append(rng.poisson(mean, size=(n_per, n_genes)))
-        labels += [name] * n_per
-    adata = ad.AnnData(sp.csr_matrix(np.vstack(blocks).astype(np.float32)),
-                       obs=pd.DataFrame({"celltype": labels, "patient": np.tile(["d1", "d2", "d3"], 3 * n_per // 3)},
-                                        index=[f"c{i}" for i in range(3 * n_per)]),
-                       var=pd.DataFrame(index=genes))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ref.h5ad"
-        adata.write_h5ad(path)
-        return path.read_bytes()
 
 
 def test_guard_without_reference() -> None:
@@ -58,7 +34,7 @@ def test_bad_reference_shows_message() -> None:
 @pytest.mark.slow
 def test_columns_counts_train_and_use() -> None:
     at = page(PAGE)
-    at.session_state["ref_bytes"] = _reference_bytes()
+    at.session_state["ref_bytes"] = reference_bytes()
     at.session_state["ref_filename"] = "tiny_blood.h5ad"
     at.run()
     assert_clean(at)

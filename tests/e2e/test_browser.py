@@ -128,10 +128,7 @@ def test_blood_demo_shows_flow_truth(page: Any, shot: Any) -> None:
 
 def test_train_page_cancel(page: Any, shot: Any, tmp_path: Path) -> None:
     """Upload a reference, see the counts per type, start training, cancel it."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests" / "app"))
-    from test_app_train import _reference_bytes
+    from _app_helpers import reference_bytes as _reference_bytes
 
     _open(page, "Train a model")
     reference = page.get_by_test_id("stFileUploader").filter(has_text="Single-cell reference")

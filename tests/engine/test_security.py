@@ -97,7 +97,7 @@ def test_model_zip_never_writes_outside_a_temporary_folder(tiny_model, tmp_path,
 
 def test_train_page_refuses_a_path_name():
     from _app_helpers import page
-    from test_app_train import _reference_bytes
+    from _app_helpers import reference_bytes as _reference_bytes
 
     before = sorted(p.name for p in (ROOT / "pretrained").iterdir())
     at = page("6_Train_a_model.py")
@@ -399,7 +399,7 @@ def test_h5ad_with_text_x(tmp_path):
 
 
 def test_reference_obs_only():
-    from test_app_train import _reference_bytes
+    from _app_helpers import reference_bytes as _reference_bytes
 
     obs = read_reference_obs(_reference_bytes(), filename="r.h5ad")
     assert list(obs.columns) == ["celltype", "patient"] and len(obs) == 180
