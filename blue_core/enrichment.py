@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import BlueInputError, BlueWarning
+from .stats import benjamini_hochberg
 
 __all__ = ["enrich", "rank_genes", "list_gene_set_collections", "load_gene_sets"]
 
@@ -232,19 +233,6 @@ def _adaptive_min_size(n_genes: int) -> int:
     return 5
 
 
-def _bh(p: np.ndarray) -> np.ndarray:
-    p = np.asarray(p, dtype=float)
-    n = p.size
-    if n == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * n / np.arange(1, n + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(q, 1.0)
-    return out
-
-
 def enrich(
     data: Any,
     labels: pd.Series,
@@ -360,14 +348,19 @@ def _prerank(
         threads=int(threads), seed=int(seed), outdir=None, no_plot=True, verbose=False,
     )
     r = res.res2d
+    # A permutation p-value is never 0: with none of the permutations as extreme, p <= 1 / (permutations + 1)
+    # (Phipson & Smyth 2010). The FDR is Benjamini-Hochberg over these p (one rule for prerank and ORA), so a
+    # table never shows p = 0 beside FDR = 1.
+    p = pd.to_numeric(r["NOM p-val"], errors="coerce").to_numpy(dtype=float)
+    p = np.where(np.isfinite(p), np.maximum(p, 1.0 / (int(permutations) + 1)), np.nan)
     return pd.DataFrame(
         {
             "term": r["Term"].astype(str).to_numpy(),
             "nes": pd.to_numeric(r["NES"], errors="coerce").to_numpy(dtype=float),
             "es": pd.to_numeric(r["ES"], errors="coerce").to_numpy(dtype=float),
             "odds_ratio": np.nan,
-            "p": pd.to_numeric(r["NOM p-val"], errors="coerce").to_numpy(dtype=float),
-            "fdr": pd.to_numeric(r["FDR q-val"], errors="coerce").to_numpy(dtype=float),
+            "p": p,
+            "fdr": benjamini_hochberg(p),
             "leading_genes": r["Lead_genes"].astype(str).to_numpy(),
         }
     )
@@ -391,5 +384,5 @@ def _ora(ranks: pd.Series, sets: dict[str, list[str]], top: int | None) -> pd.Da
         rows.append({"term": name, "nes": np.nan, "es": np.nan, "odds_ratio": odds, "p": p,
                      "leading_genes": ";".join(hits)})
     table = pd.DataFrame(rows)
-    table["fdr"] = _bh(table["p"].to_numpy())
+    table["fdr"] = benjamini_hochberg(table["p"].to_numpy())
     return table

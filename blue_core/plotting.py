@@ -109,8 +109,12 @@ def stacked_bar(proportions: pd.DataFrame, *, order: Sequence[str] | None = None
 
 
 def group_box(frame: pd.DataFrame, groups: pd.Series, *, value_name: str = "fraction",
-              title: str = "") -> "go.Figure":
-    """Box plots with every sample as a point: one box per (feature, group)."""
+              title: str = "", scale_per_feature: bool = False) -> "go.Figure":
+    """Box plots with every sample as a point: one box per (feature, group).
+
+    ``scale_per_feature`` draws one panel per feature with its own y axis (genes' CPM differ by orders of
+    magnitude; fractions share one axis).
+    """
     import plotly.express as px
 
     data = frame.copy()
@@ -118,6 +122,13 @@ def group_box(frame: pd.DataFrame, groups: pd.Series, *, value_name: str = "frac
     data["group"] = groups.reindex(data.index).astype(str)
     data = data[groups.reindex(data.index).notna().to_numpy()]
     long = data.reset_index(names="sample").melt(id_vars=["sample", "group"], var_name="feature", value_name=value_name)
+    if scale_per_feature and frame.shape[1] > 1:
+        fig = px.box(long, x="group", y=value_name, color="group", points="all", hover_data=["sample"], title=title,
+                     facet_col="feature", facet_col_wrap=min(3, frame.shape[1]), facet_row_spacing=0.12)
+        fig.update_yaxes(matches=None, showticklabels=True)
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+        fig.update_layout(height=300 * -(-frame.shape[1] // 3) + 80, margin=dict(t=60, b=40), showlegend=False)
+        return fig
     fig = px.box(long, x="feature", y=value_name, color="group", points="all", hover_data=["sample"], title=title)
     fig.update_layout(xaxis_title="", legend_title_text="group", height=430, margin=dict(t=50, b=40))
     return fig

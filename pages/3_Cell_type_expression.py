@@ -107,10 +107,12 @@ else:
             lambda row: ["" if row["significant"] else "color: #9e9e9e" for _ in row], axis=1),
             width="stretch", key="gep_tests")
         views.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
-        top = list(table.index[:6])
-        views.plot(plotting.group_box(result.gep(test_type)[top], clinical[group_by], value_name="CPM",
-                             title=f"Top genes of {test_type} by {group_by}"),
-                name=f"gep_top_{test_type}_{group_by}", data=result.gep(test_type)[top])
+        top = list(table.index[significant.to_numpy()][:6])  # only genes that pass: nothing drawn otherwise
+        if top:
+            views.plot(plotting.group_box(result.gep(test_type)[top], clinical[group_by], value_name="CPM",
+                                          title=f"Significant genes of {test_type} by {group_by} (own scale each)",
+                                          scale_per_feature=True),
+                       name=f"gep_top_{test_type}_{group_by}", data=result.gep(test_type)[top])
     except BlueInputError as err:
         views.show_error(err)
 

@@ -64,9 +64,14 @@ st.caption(f"{attrs.get('n_sets_tested')} of {attrs.get('n_sets_total')} gene se
            f"{attrs.get('n_panel_genes')} genes of the model's GEPs ≥ {attrs.get('min_size')}); "
            f"{attrs.get('n_group')} samples in the group, {attrs.get('n_rest')} in the rest.")
 score = "nes" if attrs.get("method") == "prerank" else "odds_ratio"
-top = table.head(20).set_index("term")
-views.plot(plotting.bar_table(top, x=score, y="term", color="fdr",
-                     title=f"Top gene sets ({'normalised enrichment score' if score == 'nes' else 'odds ratio'})"),
-        name="enrichment", data=top)
+passing = table[table["fdr"] < 0.05]
+if passing.empty:  # nothing is drawn as if it were a finding
+    st.info(f"Nothing significant at FDR < 0.05 ({len(table)} gene sets tested). The table below lists them all "
+            "for reference; no set is enriched beyond chance.", icon=":material/info:")
+else:
+    top = passing.head(20).set_index("term")
+    views.plot(plotting.bar_table(top, x=score, y="term", color="fdr",
+                                  title=f"Gene sets at FDR < 0.05 ({'normalised enrichment score' if score == 'nes' else 'odds ratio'})"),
+               name="enrichment", data=top)
 st.dataframe(table.dropna(axis=1, how="all"), hide_index=True, width="stretch", key="enr_result")
 views.csv_download(table, "enrichment.csv", label="Download enrichment table (CSV)", key="csv_enrichment")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _app_helpers import array, assert_clean, figures, page, seed, table_with
+from _app_helpers import array, assert_clean, figures, page, plain, seed, table_with
 
 PAGE = "5_Enrichment.py"
 
@@ -31,7 +31,12 @@ def test_enrichment_table_and_plot() -> None:
     assert len(table) >= 1
     assert set(table["collection"]) == {"hallmark"}
     assert table["p"].between(0, 1).all() and table["fdr"].between(0, 1).all()
-    bars = figures(at)[0]
-    assert bars["data"][0]["type"] == "bar"
-    assert len(array(bars["data"][0]["x"])) == min(20, len(table))
+    passing = table[table["fdr"] < 0.05]
+    if len(passing):  # only sets that pass FDR are drawn
+        bars = figures(at)[0]
+        assert bars["data"][0]["type"] == "bar"
+        assert len(array(bars["data"][0]["x"])) == min(20, len(passing))
+    else:  # nothing is drawn as a finding, and the page says so
+        assert not figures(at)
+        assert any("Nothing significant at FDR < 0.05" in plain(i.value) for i in at.info)
     assert any(b.label == "Download enrichment table (CSV)" for b in at.get("download_button"))

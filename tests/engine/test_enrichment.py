@@ -73,3 +73,19 @@ def test_errors():
         enrich(-x, labels, group="A", gene_sets=sets)
     with pytest.raises(BlueInputError, match="No sample IDs"):
         enrich(x, labels.rename(lambda s: s + "x"), group="A", gene_sets=sets)
+
+
+def test_prerank_p_is_never_zero_and_fdr_agrees_with_it():
+    """Issue 13.5: no p = 0 beside FDR = 1 -- permutation p >= 1/(permutations + 1), FDR = BH over those p."""
+    import numpy as np
+
+    from blue_core.enrichment import _prerank
+    from blue_core.stats import benjamini_hochberg
+
+    rng = np.random.default_rng(0)
+    genes = [f"G{i}" for i in range(200)]
+    ranks = pd.Series(np.sort(rng.normal(size=200))[::-1], index=genes)
+    sets = {"TOP": genes[:15], "RANDOM": list(rng.choice(genes, 15, replace=False)), "BOTTOM": genes[-15:]}
+    table = _prerank(ranks, sets, 5, 500, 50, 0, 1)
+    assert (table["p"] >= 1 / 51).all()
+    assert np.allclose(table["fdr"], benjamini_hochberg(table["p"]))
