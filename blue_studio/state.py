@@ -198,6 +198,11 @@ def load_demo(name: str) -> None:
     recommended = getattr(cohort, "recommended_model", None)
     state["demo_notice"] = None
     if recommended and recommended in model_options():
+        previous = state.get("model_name")
+        if previous and str(previous).startswith(TRAINED_PREFIX) and previous != recommended:
+            state["demo_notice"] = (f"This demo is meant for the {recommended!r} model, so it is now selected instead of "
+                                    f"your trained model {previous[len(TRAINED_PREFIX):]!r}; yours stays available in "
+                                    "the model picker.")
         state["model_name"] = recommended
         state["model_picker"] = recommended
         state["model_chosen"] = True

@@ -3,12 +3,13 @@
 The app (``app.py`` + ``pages/``, package ``blue_app``) is found with
 :func:`~blue_core.resources.package_folder`; its ``.streamlit/config.toml`` is passed as command-line
 options, because Streamlit reads that file only from the working directory. Streamlit is started as a
-child process (``python -m streamlit run``): the engine never imports it.
+separate program (``python -m streamlit run``, exec'd in place of ``blue app``): the engine never imports it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tomllib
@@ -53,7 +54,9 @@ def streamlit_command(*, port: int | None = None, address: str | None = None, he
 def _cmd_app(args: argparse.Namespace) -> int:
     command = streamlit_command(port=args.port, address=args.address, headless=not args.browser)
     print(f"Starting BLUE studio: {Path(command[4]).parent} (stop with Ctrl+C)", file=sys.stderr, flush=True)
-    return subprocess.call(command)
+    if hasattr(os, "execv"):  # become the server process: a signal to `blue app` reaches Streamlit itself
+        os.execv(command[0], command)
+    return subprocess.call(command)  # pragma: no cover - platforms without exec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

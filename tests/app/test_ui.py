@@ -153,3 +153,13 @@ def test_training_time_left_estimate() -> None:
     assert cache.time_left(0.5, 30) == "about 30 s left"
     assert cache.time_left(0.25, 120) == "about 6 min left"
     assert cache.time_left(1.0, 120) == ""
+
+
+def test_a_demo_says_when_it_replaces_a_trained_model(fake_state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13.7: a demo click does not silently replace the model the user trained."""
+    state = fake_state
+    monkeypatch.setattr(app_state, "model_options", lambda: ["pbmc", app_state.TRAINED_PREFIX + "mine"])
+    state["model_name"] = app_state.TRAINED_PREFIX + "mine"
+    app_state.load_demo("monaco_pbmc")
+    assert state["model_name"] == "pbmc"
+    assert "your trained model 'mine'" in state["demo_notice"] and "stays available" in state["demo_notice"]
