@@ -18,7 +18,6 @@ import logging
 import re
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._types import Progress, log1p_cpm
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .model import BlueModel, preprocess
 
@@ -35,7 +35,6 @@ __all__ = ["Deconvolution", "deconvolve", "fit_scores", "proportion_intervals", 
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 
 #: Below this fraction of the model's input genes found in the bulk, deconvolution is refused.
 MIN_GENE_FRACTION = 0.5
@@ -242,11 +241,7 @@ def fit_scores(
     recon = np.einsum("nk,nkg->ng", proportions.astype(np.float64), expression[:, :, present].astype(np.float64))
     observed = np.asarray(bulk, dtype=np.float64)[:, present]
 
-    def log_cpm(m: np.ndarray) -> np.ndarray:
-        total = m.sum(1, keepdims=True)
-        return np.log1p(np.divide(m * 1e6, total, out=np.zeros_like(m), where=total > 0))
-
-    a, b = log_cpm(recon), log_cpm(observed)
+    a, b = log1p_cpm(recon), log1p_cpm(observed)
     a -= a.mean(1, keepdims=True)
     b -= b.mean(1, keepdims=True)
     denominator = np.sqrt((a**2).sum(1) * (b**2).sum(1))

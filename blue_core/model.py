@@ -33,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ._types import log1p_cpm
 from ._version import __version__
 from .exceptions import BlueInputError, BlueModelError
 from .strictjson import dumps as strict_dumps
@@ -82,8 +83,7 @@ def preprocess(values: np.ndarray, present: np.ndarray | None = None) -> np.ndar
     if present is None:
         present = np.ones(x.shape[1], dtype=bool)
     x = np.where(present[None, :], x, 0.0)
-    library = x.sum(axis=1, keepdims=True)
-    x = np.log1p(np.divide(x * 1e6, library, out=np.zeros_like(x), where=library > 0))
+    x = log1p_cpm(x)
     sub = x[:, present]
     mean = sub.mean(axis=1, keepdims=True)
     sd = sub.std(axis=1, keepdims=True)

@@ -71,7 +71,6 @@ import logging
 import os
 import warnings
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._types import Progress
 from .exceptions import BlueInputError
 
 __all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "REPO_ROOT"]
@@ -88,7 +88,6 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-Progress = Callable[[float, str], None]
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anndata as ad
@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._types import Progress
 from .exceptions import BlueInputError
 
 __all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of"]
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 
 #: Samples simulated per chunk; bounds the temporary memory of the sparse products.
 _CHUNK = 2000

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._types import Progress
 from ._version import __version__
 from .config import NetworkConfig
 from .exceptions import BlueInputError, BlueWarning
@@ -41,7 +42,6 @@ __all__ = ["Loss", "blue_loss", "train_model", "platform_factors", "DEFAULT_NETW
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 
 #: Default BlueNet hyper-parameters, from their one home :class:`~blue_core.config.NetworkConfig`.
 DEFAULT_NETWORK: dict[str, Any] = NetworkConfig().as_dict()
