@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     cal["models"] = {m: models[m].card.get("weights_sha256", "") for m in models}
     CALIBRATION.write_text(json.dumps(cal, indent=1) + "\n")
     rows = []
+    pooled = {"right": [0, 0], "right_loco": [0, 0], "wrong": [0, 0]}  # [flagged, samples]
     for cohort, (tissue, bulk) in data.items():
         loco = calibrate(data, results, leave_out=cohort) if tissue != "whole blood" else cal
         for m, model in models.items():
@@ -160,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             report = assess(bulk, res, model=model, calibration=cal)
             report_loco = assess(bulk, res, model=model, calibration=loco)
             n = len(report.table)
+            if TISSUE_OF[m] == tissue:
+                pooled["right"][0] += n - report.counts["ok"]
+                pooled["right_loco"][0] += n - report_loco.counts["ok"]
+                pooled["right"][1] += n
+                pooled["right_loco"][1] += n
+            else:
+                pooled["wrong"][0] += report.counts["wrong input"]
+                pooled["wrong"][1] += n
             cause = report.checks["cause"].value_counts().index[0] if len(report.checks) else ""
             rows.append({"cohort": cohort, "tissue": tissue, "model": m, "right tissue": TISSUE_OF[m] == tissue,
                          "ok": report.counts["ok"] / n, "caution": report.counts["caution"] / n,
@@ -187,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
              f"- Right tissue: mean share `ok` {right['ok'].mean():.2f} (leave-one-cohort-out {right['ok (LOCO)'].mean():.2f}); "
              f"share `wrong input` {right['wrong input'].mean():.2f}.",
              f"- Wrong tissue (incl. derived whole blood through the PBMC model): mean share `wrong input` "
-             f"{wrong['wrong input'].mean():.2f}, `ok` {wrong['ok'].mean():.2f}.", "",
+             f"{wrong['wrong input'].mean():.2f}, `ok` {wrong['ok'].mean():.2f}.",
+             f"- Pooled over samples (the issue's goals): right-tissue samples flagged (not `ok`) "
+             f"{pooled['right'][0]}/{pooled['right'][1]} = {pooled['right'][0] / pooled['right'][1]:.1%} "
+             f"(leave-one-cohort-out {pooled['right_loco'][0] / pooled['right_loco'][1]:.1%}; goal <= 10 %); wrong-tissue "
+             f"samples flagged `wrong input` with a named cause {pooled['wrong'][0]}/{pooled['wrong'][1]} = "
+             f"{pooled['wrong'][0] / pooled['wrong'][1]:.1%} (goal >= 90 %; pairs a model cannot read are not counted).", "",
              "## Recommended model per cohort (`blue_core.trust.recommend_model`)", "",
              markdown_table(recs, number_format=None), ""]
     (out_dir / "trust.md").write_text("\n".join(lines))
