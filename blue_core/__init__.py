@@ -77,6 +77,9 @@ _EXPORTS: dict[str, str] = {
     "recommend_model": "trust",
     "read_clinical": "clinical",
     "validate_subtypes": "subtypes",
+    "open_bulk": "streaming",
+    "deconvolve_chunked": "streaming",
+    "deconvolve_dask": "streaming",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -111,6 +111,19 @@ def register(subparsers: Any) -> None:
                    help="output folder (created; written completely or not at all)")
     d.add_argument("--overwrite", action="store_true", help="replace a result already in OUT")
     d.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default 256)")
+    big = d.add_argument_group(
+        "archive scale", "Stream a large cohort in sample chunks with bounded memory (h5ad, ARCHS4-layout HDF5, zarr, or "
+        "samples x genes CSV/TSV): OUT gets proportions/fit as CSV + parquet and the GEPs in expression.zarr; an "
+        "interrupted run resumes where it stopped. Used when --chunk-size or --scheduler is given, or BULK is .h5/.zarr.")
+    big.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (e.g. 10000)")
+    big.add_argument("--no-gep", action="store_true", help="do not store the GEPs")
+    big.add_argument("--gep-dtype", choices=["float32", "float16"], default="float32",
+                     help="float16 halves the GEP store and holds log1p(CPM)")
+    big.add_argument("--cell-types", nargs="+", default=None, help="store the GEPs of these cell types only")
+    big.add_argument("--genes", nargs="+", default=None, help="store the GEPs of these output genes only")
+    big.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the chunks on a Dask cluster (tcp://host:8786) or 'local' (threads); proportions "
+                          "and fit only")
     d.set_defaults(func=_run_deconvolve)
 
     m = subparsers.add_parser(
@@ -230,7 +243,39 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_streaming(args: argparse.Namespace) -> int:
+    from ..files import atomic_directory, check_output_folder
+    from ..model import load_model
+    from ..streaming import deconvolve_chunked, deconvolve_dask, open_bulk
+
+    check_output_folder(args.out, overwrite=args.overwrite, what="--out")
+    model = load_model(args.model)
+    source = open_bulk(args.bulk)
+    chunk = int(args.chunk_size or 10_000)
+    print(f"model: {model.name!r} ({model.path}); input: {source.n_samples:,} samples x {len(source.genes):,} genes "
+          f"({source.layout}), chunks of {chunk:,}", file=sys.stderr)
+    if args.scheduler:
+        table = deconvolve_dask(source, model, chunk_size=chunk, batch_size=args.batch_size,
+                                scheduler=None if args.scheduler == "local" else args.scheduler)
+        with atomic_directory(args.out, overwrite=args.overwrite, what="output folder") as tmp:
+            table.to_csv(tmp / "results.csv")
+            table.to_parquet(tmp / "results.parquet")
+        print(f"deconvolved {len(table):,} samples with {model.name!r} on Dask; wrote {args.out}/results.csv, "
+              "results.parquet (proportions, intervals and fit)")
+        return 0
+    with _progress_bar("deconvolve") as progress:
+        result = deconvolve_chunked(source, model, out=args.out, chunk_size=chunk, gep=not args.no_gep,
+                                    gep_dtype=args.gep_dtype, cell_types=args.cell_types, genes=args.genes,
+                                    overwrite=args.overwrite, batch_size=args.batch_size, progress=progress)
+    resumed = f", {result.n_resumed} resumed" if result.n_resumed else ""
+    print(f"deconvolved {result.n_samples:,} samples with {model.name!r} in {result.n_chunks} chunks{resumed}; wrote "
+          + ", ".join(f"{args.out}/{f}" for f in result.files))
+    return 0
+
+
 def _run_deconvolve(args: argparse.Namespace) -> int:
+    if args.chunk_size or args.scheduler or str(args.bulk).lower().endswith((".h5", ".hdf5", ".zarr")):
+        return _run_streaming(args)
     from ..files import check_output_folder
     from ..inference import deconvolve
     from ..io import input_report_lines, read_bulk

@@ -1,0 +1,457 @@
+"""Archive scale: deconvolve cohorts that do not fit in memory, chunk by chunk, resumably, and with Dask.
+
+Inputs (:func:`open_bulk`), read in sample chunks with bounded memory:
+
+* **h5ad** (AnnData, samples x genes; opened backed, dense or sparse ``X``);
+* **HDF5, ARCHS4 layout**: ``data/expression`` (genes x samples, counts), ``meta/genes/symbol`` (or
+  ``meta/genes/gene_symbol``) and ``meta/samples/geo_accession`` (or ``meta/samples/sample``);
+* **zarr** folder written by this module's benchmarks or by ``anndata.AnnData.write_zarr`` (samples x genes);
+* **CSV/TSV, samples x genes** (first column = sample ID), read by row chunks. A genes x samples text table cannot
+  be streamed by sample: convert it (``blue deconvolve`` in memory, or to h5ad) first.
+
+The gene axis is harmonized once (:func:`~blue_core.genes.map_gene_ids`; duplicated symbols are summed per
+chunk) and matched to the model once; every chunk then goes through the same
+:func:`~blue_core.inference.deconvolve` as an in-memory run, so the results are identical per sample. Values must
+be linear (counts, TPM); the first chunk is checked and log-scale input is refused with the fix.
+
+Outputs (:func:`deconvolve_chunked`), into a temporary sibling folder renamed when complete:
+``proportions.csv`` + ``proportions.parquet`` (with ``<type>_lo/_hi`` for ensembles), ``fit.csv`` +
+``fit.parquet``, and ``expression.zarr`` (samples x cell types x genes, chunked by samples; optional float16,
+subsets of cell types and genes, or none). An interrupted run resumes: finished chunks are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ._types import Progress
+from .exceptions import BlueInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import BlueModel
+
+__all__ = ["ChunkedBulk", "open_bulk", "deconvolve_chunked", "deconvolve_dask", "StreamResult"]
+
+logger = logging.getLogger(__name__)
+
+_STREAMABLE = (".h5ad", ".h5", ".hdf5", ".zarr", ".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+
+
+@dataclass
+class ChunkedBulk:
+    """A samples x genes source read in sample chunks.
+
+    Attributes
+    ----------
+    path
+        The file or folder.
+    samples
+        Sample IDs, shape (n_samples,).
+    genes
+        Harmonized gene symbols of the source's columns, shape (n_columns,) (duplicates possible: summed).
+    layout
+        ``"h5ad"``, ``"archs4"``, ``"zarr"`` or ``"csv"``.
+    """
+
+    path: Path
+    samples: list[str]
+    genes: list[str]
+    layout: str
+    _reader: Any = field(default=None, repr=False)
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples."""
+        return len(self.samples)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a dense float64 array, shape (stop - start, n_columns).
+
+        Returns
+        -------
+        numpy.ndarray
+            The values as stored (linear scale expected).
+        """
+        return np.asarray(self._reader(start, stop), dtype=np.float64)
+
+    def chunks(self, chunk_size: int) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of each chunk of at most ``chunk_size`` samples."""
+        for start in range(0, self.n_samples, chunk_size):
+            yield start, min(start + chunk_size, self.n_samples)
+
+
+def _harmonize(names: Sequence[str]) -> list[str]:
+    from .genes import check_not_mouse, map_gene_ids
+
+    names = [str(n) for n in names]
+    check_not_mouse(names, what="bulk")
+    mapped = map_gene_ids(names)
+    return [s if s is not None else "" for s in mapped.symbols]
+
+
+def open_bulk(path: str | os.PathLike) -> ChunkedBulk:
+    """Open a large samples x genes input for chunked reading (layouts in the module docstring).
+
+    Returns
+    -------
+    ChunkedBulk
+        Sample IDs, harmonized genes and a reader of row ranges; nothing but the axes is loaded.
+
+    Raises
+    ------
+    BlueInputError
+        Missing file, unsupported layout, or a text table with genes in rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BlueInputError(f"{path} does not exist: check the path.")
+    name = path.name.lower()
+    if name.endswith(".h5ad"):
+        import anndata as ad
+
+        adata = ad.read_h5ad(path, backed="r")
+
+        def read_h5ad(start: int, stop: int) -> np.ndarray:
+            block = adata.X[start:stop]
+            return block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+
+        return ChunkedBulk(path, [str(s) for s in adata.obs_names], _harmonize(adata.var_names), "h5ad", read_h5ad)
+    if name.endswith((".h5", ".hdf5")):
+        import h5py
+
+        handle = h5py.File(path, "r")
+        try:
+            matrix = handle["data/expression"]
+            genes_ds = next(handle[k] for k in ("meta/genes/symbol", "meta/genes/gene_symbol") if k in handle)
+            samples_ds = next(handle[k] for k in ("meta/samples/geo_accession", "meta/samples/sample") if k in handle)
+        except (KeyError, StopIteration):
+            handle.close()
+            raise BlueInputError(
+                f"{path.name} is not in the supported HDF5 layout: data/expression (genes x samples), "
+                "meta/genes/symbol and meta/samples/geo_accession (ARCHS4). Convert it to h5ad instead."
+            ) from None
+        genes = [g.decode() if isinstance(g, bytes) else str(g) for g in genes_ds[()]]
+        samples = [s.decode() if isinstance(s, bytes) else str(s) for s in samples_ds[()]]
+        if matrix.shape != (len(genes), len(samples)):
+            handle.close()
+            raise BlueInputError(f"{path.name}: data/expression is {matrix.shape}, but there are {len(genes)} genes and "
+                                 f"{len(samples)} samples; the matrix must be genes x samples.")
+        return ChunkedBulk(path, samples, _harmonize(genes), "archs4", lambda a, b: matrix[:, a:b].T)
+    if name.endswith(".zarr"):
+        import zarr
+
+        root = zarr.open_group(str(path), mode="r")
+        try:
+            matrix = root["X"]
+            samples = [str(s) for s in root["obs_names"][:]]
+            genes = [str(g) for g in root["var_names"][:]]
+        except KeyError:
+            raise BlueInputError(f"{path.name}: a zarr input needs arrays X (samples x genes), obs_names and "
+                                 "var_names.") from None
+        return ChunkedBulk(path, samples, _harmonize(genes), "zarr", lambda a, b: matrix[a:b])
+    if name.endswith((".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")):
+        sep = "," if ".csv" in name else "\t"
+        header = pd.read_csv(path, sep=sep, nrows=0)
+        ids = pd.read_csv(path, sep=sep, usecols=[0]).iloc[:, 0].astype(str).tolist()
+        columns = [str(c) for c in header.columns[1:]]
+        from .genes import gene_like_fraction
+
+        if gene_like_fraction(ids[:500]) > 0.5 and gene_like_fraction(columns[:500]) < 0.5:
+            raise BlueInputError(f"{path.name} has genes in rows: a text table can be streamed only with samples in "
+                                 "rows. Transpose it, or convert it to h5ad, then run again.")
+
+        def read_csv(start: int, stop: int) -> np.ndarray:
+            frame = pd.read_csv(path, sep=sep, skiprows=range(1, start + 1), nrows=stop - start, index_col=0)
+            return frame.to_numpy(dtype=np.float64)
+
+        return ChunkedBulk(path, ids, _harmonize(columns), "csv", read_csv)
+    raise BlueInputError(f"{path.name}: streaming reads {', '.join(_STREAMABLE)}; convert the file to h5ad.")
+
+
+def _column_plan(source: ChunkedBulk, genes: Sequence[str]) -> tuple[list[str], list[np.ndarray]]:
+    """For each wanted gene present in the source: the source columns that sum into it."""
+    positions: dict[str, list[int]] = {}
+    for j, symbol in enumerate(source.genes):
+        if symbol:
+            positions.setdefault(symbol, []).append(j)
+    present = [g for g in genes if g in positions]
+    return present, [np.asarray(positions[g]) for g in present]
+
+
+def _model_genes(model: BlueModel) -> list[str]:
+    """Every gene the model reads or scores its fit on (input genes, then output genes)."""
+    return list(dict.fromkeys([*map(str, model.read_genes), *map(str, model.output_genes)]))
+
+
+def _check_overlap(source: ChunkedBulk, model: BlueModel, present: list[str]) -> None:
+    """The in-memory overlap rule (``BlueModel.match_genes`` and ``inference.MIN_GENE_FRACTION``), before any work."""
+    from .inference import MIN_GENE_FRACTION
+
+    match = model.match_genes(present)
+    if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
+        raise BlueInputError(f"{source.path.name}: {match.n_matched:,} of {match.n_expected:,} model input genes are "
+                             f"in the file (need >= {MIN_GENE_FRACTION:.0%}); use gene symbols or Ensembl IDs.")
+
+
+def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str], plan: list[np.ndarray]) -> pd.DataFrame:
+    values = source.read(start, stop)
+    if values.size and (~np.isfinite(values)).any():
+        raise BlueInputError(f"{source.path.name}: samples {start}-{stop} hold NaN or infinite values.")
+    matrix = np.stack([values[:, cols].sum(axis=1) for cols in plan], axis=1) if plan else np.zeros((stop - start, 0))
+    return pd.DataFrame(matrix, index=source.samples[start:stop], columns=present)
+
+
+def _check_linear(frame: pd.DataFrame, source: ChunkedBulk) -> None:
+    values = frame.to_numpy()
+    if values.size and values.min() < 0:
+        raise BlueInputError(f"{source.path.name}: negative values (log-scale or centred data). Streaming needs linear "
+                             "counts or TPM: convert back (2**x - 1 for log2(x + 1)) or deconvolve in memory.")
+    if values.size and values.max() < 50 and not np.allclose(values, np.round(values)):
+        raise BlueInputError(f"{source.path.name}: the values look log-scale (max {values.max():.1f}). Streaming needs "
+                             "linear counts or TPM: convert back, or deconvolve in memory (which converts).")
+
+
+def _quiet_deconvolve(frame: pd.DataFrame, model: BlueModel, batch_size: int):  # noqa: ANN202
+    from .inference import deconvolve
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-chunk warnings are summarised once at the end
+        return deconvolve(frame, model, batch_size=batch_size)
+
+
+@dataclass
+class StreamResult:
+    """What :func:`deconvolve_chunked` wrote.
+
+    Attributes
+    ----------
+    directory
+        The finished output folder.
+    n_samples, n_chunks, n_resumed
+        Samples, chunks, and chunks skipped because an interrupted run had finished them.
+    files
+        Names of the files written.
+    """
+
+    directory: Path
+    n_samples: int
+    n_chunks: int
+    n_resumed: int
+    files: list[str]
+
+
+def deconvolve_chunked(
+    source: ChunkedBulk | str | os.PathLike,
+    model: BlueModel,
+    *,
+    out: str | os.PathLike,
+    chunk_size: int = 10_000,
+    gep: bool = True,
+    gep_dtype: Literal["float32", "float16"] = "float32",
+    cell_types: Sequence[str] | None = None,
+    genes: Sequence[str] | None = None,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+    fail_after_chunks: int | None = None,
+) -> StreamResult:
+    """Deconvolve a large cohort chunk by chunk with bounded memory; resumable; never half-written.
+
+    Parameters
+    ----------
+    source
+        A :class:`ChunkedBulk` or a path for :func:`open_bulk`.
+    model
+        The model.
+    out
+        Output folder (must be absent or empty, unless ``overwrite``).
+    chunk_size
+        Samples per chunk (memory ~ chunk_size x (input genes + cell types x output genes) x 4 bytes).
+    gep
+        Write the GEPs to ``expression.zarr``.
+    gep_dtype
+        ``"float16"`` halves the GEP store; it then holds ``log1p(CPM)`` (CPM reaches 1e6, past float16's range;
+        ~3 significant digits), as the store's ``units`` attribute says.
+    cell_types, genes
+        Subsets of the GEPs to store (default: all of the model's).
+    overwrite
+        Replace a non-empty ``out``.
+    batch_size
+        Inference batch size.
+    progress
+        ``progress(fraction, message)``.
+    fail_after_chunks
+        Testing hook: raise after this many newly computed chunks (simulates an interruption).
+
+    Returns
+    -------
+    StreamResult
+        The folder and what was done.
+
+    Raises
+    ------
+    BlueInputError
+        Bad input or options; the previous ``out`` is left untouched.
+    """
+    from .files import check_output_folder
+
+    source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
+    if chunk_size < 1:
+        raise BlueInputError(f"chunk_size must be >= 1, got {chunk_size}.")
+    target = Path(out)
+    check_output_folder(target, overwrite=overwrite, what="--out")
+    present, plan = _column_plan(source, _model_genes(model))
+    _check_overlap(source, model, present)
+    keep_types = list(cell_types) if cell_types else list(model.cell_types)
+    keep_genes = list(genes) if genes else list(model.output_genes)
+    unknown = sorted(set(keep_types) - set(model.cell_types)) + sorted(set(keep_genes) - set(model.output_genes))
+    if unknown:
+        raise BlueInputError(f"not among the model's cell types / output genes: {unknown[:5]}.")
+    type_idx = [model.cell_types.index(t) for t in keep_types]
+    gene_idx = [model.output_genes.index(g) for g in keep_genes]
+    partial = target.with_name(target.name + ".partial")
+    manifest = {"source": str(source.path.resolve()), "n_samples": source.n_samples, "model": model.name,
+                "weights_sha256": (model.card or {}).get("weights_sha256"), "chunk_size": chunk_size, "gep": gep,
+                "gep_dtype": gep_dtype, "cell_types": keep_types, "genes": keep_genes}
+    if partial.exists():
+        try:
+            same = json.loads((partial / "manifest.json").read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (partial / "parts").mkdir(exist_ok=True)
+    store = None
+    if gep:
+        import zarr
+
+        path = partial / "expression.zarr"
+        if (path / "zarr.json").exists():
+            store = zarr.open_group(str(path), mode="r+")
+        else:
+            store = zarr.open_group(str(path), mode="w")
+            store.create_array("expression", shape=(source.n_samples, len(keep_types), len(keep_genes)),
+                               chunks=(min(chunk_size, source.n_samples), len(keep_types), len(keep_genes)),
+                               dtype=gep_dtype)
+            store.create_array("samples", data=np.asarray(source.samples, dtype=str))
+            store.create_array("cell_types", data=np.asarray(keep_types, dtype=str))
+            store.create_array("genes", data=np.asarray(keep_genes, dtype=str))
+            store.attrs.update(units="log1p(CPM) over the model's output genes" if gep_dtype == "float16"
+                               else "CPM over the model's output genes", model=model.name)
+    chunks = list(source.chunks(chunk_size))
+    resumed = computed = 0
+    for i, (start, stop) in enumerate(chunks):
+        done = partial / "parts" / f"{i:06d}.done"
+        if done.exists():
+            resumed += 1
+            continue
+        frame = _chunk_frame(source, start, stop, present, plan)
+        if i == 0 or computed == 0:
+            _check_linear(frame, source)
+        result = _quiet_deconvolve(frame, model, batch_size)
+        result.proportions_table().rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.proportions.parquet")
+        result.fit.rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.fit.parquet")
+        if store is not None:
+            block = result.expression[:, type_idx][:, :, gene_idx]
+            if gep_dtype == "float16":  # CPM reaches 1e6, past float16's 65,504: store log1p(CPM) instead
+                block = np.log1p(block)
+            store["expression"][start:stop] = block.astype(gep_dtype)
+        done.write_text("ok")
+        computed += 1
+        if progress is not None:
+            progress((i + 1) / len(chunks), f"chunk {i + 1}/{len(chunks)} ({stop:,} of {source.n_samples:,} samples)")
+        if fail_after_chunks is not None and computed >= fail_after_chunks:
+            raise KeyboardInterrupt(f"simulated interruption after {computed} chunks")
+    files = _assemble(partial, len(chunks))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial, target)
+    logger.info("deconvolved %d samples in %d chunks (%d resumed) into %s", source.n_samples, len(chunks), resumed, target)
+    return StreamResult(directory=target, n_samples=source.n_samples, n_chunks=len(chunks), n_resumed=resumed,
+                        files=files)
+
+
+def _assemble(partial: Path, n_chunks: int) -> list[str]:
+    """Concatenate the per-chunk tables (one chunk in memory at a time) into CSV and parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = []
+    for kind in ("proportions", "fit"):
+        writer = None
+        csv_path, pq_path = partial / f"{kind}.csv", partial / f"{kind}.parquet"
+        with open(csv_path, "w", encoding="utf-8") as csv:
+            for i in range(n_chunks):
+                part = pd.read_parquet(partial / "parts" / f"{i:06d}.{kind}.parquet")
+                part.to_csv(csv, header=i == 0)
+                table = pa.Table.from_pandas(part)
+                writer = writer or pq.ParquetWriter(pq_path, table.schema)
+                writer.write_table(table)
+        if writer is not None:
+            writer.close()
+        files += [csv_path.name, pq_path.name]
+    shutil.rmtree(partial / "parts")
+    if (partial / "expression.zarr").exists():
+        files.append("expression.zarr")
+    return files
+
+
+def deconvolve_dask(
+    source: ChunkedBulk | str | os.PathLike,
+    model: BlueModel,
+    *,
+    chunk_size: int = 10_000,
+    scheduler: str | None = None,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Proportions and fit of a large cohort as a ``dask`` pipeline over sample chunks.
+
+    Each chunk is read and deconvolved by a task (``dask.delayed`` over the chunks, the model broadcast once per
+    worker as a scattered object); on the local machine by default (threads), or on an existing
+    ``dask.distributed`` cluster when ``scheduler`` is its address (``tcp://host:8786``; every worker must see
+    ``source``'s path). Results are identical to :func:`deconvolve_chunked`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index sample; the proportions table (``<type>_lo/_hi`` for ensembles) followed by the fit columns.
+    """
+    import dask
+
+    source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
+    present, plan = _column_plan(source, _model_genes(model))
+    _check_overlap(source, model, present)
+    path = str(source.path)
+
+    def run(start: int, stop: int, shared_model: Any) -> pd.DataFrame:
+        local = open_bulk(path)  # each task opens the file itself (workers may be other machines)
+        frame = _chunk_frame(local, start, stop, present, plan)
+        result = _quiet_deconvolve(frame, shared_model, batch_size)
+        return result.proportions_table().join(result.fit)
+
+    first = _chunk_frame(source, 0, min(chunk_size, source.n_samples), present, plan)
+    _check_linear(first, source)
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            shared = client.scatter(model, broadcast=True)
+            futures = [client.submit(run, a, b, shared, pure=False) for a, b in source.chunks(chunk_size)]
+            parts = client.gather(futures)
+    else:
+        tasks = [dask.delayed(run)(a, b, model) for a, b in source.chunks(chunk_size)]
+        parts = dask.compute(*tasks, scheduler="threads")
+    return pd.concat(parts).rename_axis("sample")
