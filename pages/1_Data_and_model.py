@@ -57,6 +57,12 @@ with upload_tab:
         help="Raw counts, TPM/CPM or log values. Gene symbols or Ensembl IDs. "
              f"Files up to {st.get_option('server.maxUploadSize')} MB; larger files are refused with a message.",
     )
+    with st.expander("A cohort too large to upload (thousands of samples or more)?"):
+        st.caption("Uploads are limited in size. The command line streams any size in chunks with bounded memory "
+                   "(h5ad, ARCHS4-layout HDF5, zarr or a samples x genes CSV), resumes if interrupted, and can use a "
+                   "Dask cluster (`--scheduler tcp://...`). With the model picked above:")
+        st.code(f"blue deconvolve my_cohort.h5ad --model {getattr(model, 'name', None) or 'pbmc'} --out results "
+                "--chunk-size 5000", language="bash")
     st.file_uploader(
         "Optional clinical table: one row per sample, sample ID in the first column (CSV, TSV, XLSX)",
         type=["csv", "tsv", "txt", "gz", "xlsx"], key="clinical_upload", on_change=app_state.on_clinical_upload,

@@ -115,7 +115,7 @@ def register(subparsers: Any) -> None:
         "archive scale", "Stream a large cohort in sample chunks with bounded memory (h5ad, ARCHS4-layout HDF5, zarr, or "
         "samples x genes CSV/TSV): OUT gets proportions/fit as CSV + parquet and the GEPs in expression.zarr; an "
         "interrupted run resumes where it stopped. Used when --chunk-size or --scheduler is given, or BULK is .h5/.zarr.")
-    big.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (e.g. 10000)")
+    big.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default 5000; memory grows with it)")
     big.add_argument("--no-gep", action="store_true", help="do not store the GEPs")
     big.add_argument("--gep-dtype", choices=["float32", "float16"], default="float32",
                      help="float16 halves the GEP store and holds log1p(CPM)")
@@ -251,7 +251,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
     check_output_folder(args.out, overwrite=args.overwrite, what="--out")
     model = load_model(args.model)
     source = open_bulk(args.bulk)
-    chunk = int(args.chunk_size or 10_000)
+    chunk = int(args.chunk_size or 5_000)
     print(f"model: {model.name!r} ({model.path}); input: {source.n_samples:,} samples x {len(source.genes):,} genes "
           f"({source.layout}), chunks of {chunk:,}", file=sys.stderr)
     if args.scheduler:
