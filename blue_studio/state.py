@@ -248,20 +248,30 @@ def on_reference_upload() -> None:
     state["ref_filename"] = upload.name if upload is not None else None
 
 
+def _open_upload(key: str, error_key: str, reader: Callable[[bytes], Any]) -> tuple[Any, Any]:
+    """``(upload, reader(bytes))`` of the uploader ``key``; ``(None, None)`` when removed or unreadable (the
+    message is kept in ``error_key`` for the page to show)."""
+    from blue_core.exceptions import BlueModelError
+
+    state = st.session_state
+    upload = state.get(key)
+    state[error_key] = None
+    if upload is None:
+        return None, None
+    try:
+        return upload, reader(upload.getvalue())
+    except (BlueInputError, BlueModelError) as err:
+        state[error_key] = str(err)
+        return None, None
+
+
 def on_model_zip_upload() -> None:
     """Model-zip uploader callback: load a model downloaded earlier into this session (``load_model_zip``)."""
-    from blue_core.exceptions import BlueModelError
     from blue_core.model import load_model_zip
 
     state = st.session_state
-    upload = state.get("model_zip_upload")
-    state["model_zip_error"] = None
-    if upload is None:
-        return
-    try:
-        model = load_model_zip(upload.getvalue())
-    except BlueModelError as err:
-        state["model_zip_error"] = str(err)
+    _, model = _open_upload("model_zip_upload", "model_zip_error", load_model_zip)
+    if model is None:
         return
     state["trained_models"][model.name] = model
     state["last_trained"] = model.name
@@ -272,14 +282,8 @@ def on_analysis_upload() -> None:
     from blue_core.bundle import read_bundle
 
     state = st.session_state
-    upload = state.get("analysis_upload")
-    state["analysis_error"] = None
-    if upload is None:
-        return
-    try:
-        bundle = read_bundle(upload.getvalue())
-    except BlueInputError as err:
-        state["analysis_error"] = str(err)
+    upload, bundle = _open_upload("analysis_upload", "analysis_error", read_bundle)
+    if bundle is None:
         return
     reset_results()
     manifest = bundle.manifest
