@@ -171,9 +171,25 @@ def open_bulk(path: str | os.PathLike) -> ChunkedBulk:
             raise BlueInputError(f"{path.name} has genes in rows: a text table can be streamed only with samples in "
                                  "rows. Transpose it, or convert it to h5ad, then run again.")
 
+        position: dict[str, Any] = {"reader": None, "next": 0, "buffer": None}
+
         def read_csv(start: int, stop: int) -> np.ndarray:
-            frame = pd.read_csv(path, sep=sep, skiprows=range(1, start + 1), nrows=stop - start, index_col=0)
-            return frame.to_numpy(dtype=np.float64)
+            # Sequential chunks (the streaming loop) continue one pass over the file; any other range reopens it.
+            if position["reader"] is None or start != position["next"]:
+                position["reader"] = pd.read_csv(path, sep=sep, index_col=0, chunksize=max(stop - start, 1),
+                                                 skiprows=range(1, start + 1))
+                position["buffer"] = None
+            parts, need = [], stop - start
+            while need > 0:
+                block = position["buffer"] if position["buffer"] is not None else next(position["reader"])
+                position["buffer"] = None
+                values = block.to_numpy(dtype=np.float64)
+                parts.append(values[:need])
+                if len(values) > need:
+                    position["buffer"] = block.iloc[need:]
+                need -= len(values[:need])
+            position["next"] = stop
+            return np.vstack(parts)
 
         return ChunkedBulk(path, ids, _harmonize(columns), "csv", read_csv)
     raise BlueInputError(f"{path.name}: streaming reads {', '.join(_STREAMABLE)}; convert the file to h5ad.")

@@ -126,3 +126,11 @@ def test_cli_streams_and_runs_on_dask(cohort, tmp_path, capsys):
     assert np.array_equal(table[list(memory.proportions.columns)].to_numpy(), memory.proportions.to_numpy())
     assert main(["deconvolve", str(folder / "cohort.h5ad"), "--model", str(model_dir), "--out", str(tmp_path / "a"),
                  "--chunk-size", "16"]) == 2  # a finished result is not overwritten without --overwrite
+
+
+def test_csv_reads_any_row_range_in_one_pass_when_sequential(cohort):
+    _, folder, _ = cohort
+    frame = pd.read_csv(folder / "cohort.csv", index_col=0)
+    source = open_bulk(folder / "cohort.csv")
+    for start, stop in ((16, 32), (0, 8), (8, 40), (3, 5)):
+        assert np.array_equal(source.read(start, stop), frame.iloc[start:stop].to_numpy(dtype=np.float64))
