@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Sequence, Union
+from typing import IO, Any, Literal, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -431,8 +431,14 @@ def _is_annotation(label: str, series: pd.Series) -> bool:
 
 
 # --------------------------------------------------------------------------------------- units
-def _convert_units(values: np.ndarray, name: str) -> tuple[np.ndarray, str, str | None]:
+_LOG10_AUTO_MAX = 7.0
+_LOG_BASES = {"2": (2.0, "log2", "2**x"), "10": (10.0, "log10", "10**x"), "e": (np.e, "natural-log", "exp(x)")}
+
+
+def _convert_units(values: np.ndarray, name: str, *, log_base: str = "auto") -> tuple[np.ndarray, str, str | None]:
     """Return (linear values, units, warning text or None). ``values`` is (n_samples, n_genes)."""
+    if log_base not in ("auto", *_LOG_BASES):
+        raise BlueInputError(f"log_base must be 'auto', '2', '10' or 'e', not {log_base!r}.")
     vmin, vmax = float(values.min()), float(values.max())
     integer = bool(np.all(np.abs(values - np.round(values)) < 1e-8))
     if vmin < 0:
@@ -441,15 +447,16 @@ def _convert_units(values: np.ndarray, name: str) -> tuple[np.ndarray, str, str 
         neg_frac = float(np.mean(values < 0))
         has_floor = n_floor >= 2 and floor_frac >= 0.001
         if vmax <= _LOG_MAX and (has_floor or neg_frac < 0.3):
-            linear = np.exp2(values)
+            base, word, inverse = _LOG_BASES["2" if log_base == "auto" else log_base]
+            linear = np.power(base, values)
             floor_note = ""
             if has_floor:
                 linear[np.isclose(values, vmin, rtol=0, atol=1e-9)] = 0.0
                 floor_note = f" The repeated floor {vmin:.4g} ({floor_frac:.1%} of values) marks zero counts and was set to 0."
             msg = (
-                f"{name}: values look log2-scale with negative values (min {vmin:.3g}, max {vmax:.3g}), "
-                f"e.g. log2 CPM; converted back to linear with 2**x.{floor_note} If this is wrong, "
-                "provide raw counts or TPM."
+                f"{name}: values look {word}-scale with negative values (min {vmin:.3g}, max {vmax:.3g}), "
+                f"e.g. {word} CPM; converted back to linear with {inverse}.{floor_note} If this is wrong, "
+                "set the log base (log_base= / --log-base) or provide raw counts or TPM."
             )
             return linear, "log_converted", msg
         raise BlueInputError(
@@ -458,12 +465,16 @@ def _convert_units(values: np.ndarray, name: str) -> tuple[np.ndarray, str, str 
             "log-ratio (two-colour microarray) data cannot be deconvolved. Export unnormalised counts or TPM."
         )
     if vmax <= _LOG_MAX and not integer:
+        key = log_base if log_base != "auto" else ("10" if vmax < _LOG10_AUTO_MAX else "2")
+        base, word, inverse = _LOG_BASES[key]
+        why = (f" (read as log10 because the largest value, {vmax:.3g}, would be only {2 ** vmax:.0f} as log2 -- no "
+               "RNA-seq sample tops out that low)" if log_base == "auto" and key == "10" else "")
         msg = (
             f"{name}: values look log-transformed (all between {vmin:.3g} and {vmax:.3g}, not integers); assumed "
-            "log2(x + 1) and converted back with 2**x - 1. If they are natural-log or already linear, convert them "
-            "to raw counts or TPM first."
+            f"{word}(x + 1){why} and converted back with {inverse} - 1. If this is wrong, set the log base "
+            "(log_base= / --log-base 2|10|e) or provide raw counts or TPM."
         )
-        return np.exp2(values) - 1.0, "log_converted", msg
+        return np.power(base, values) - 1.0, "log_converted", msg
     return values, "counts" if integer else "relative", None
 
 
@@ -484,6 +495,7 @@ def read_bulk(
     min_gene_fraction: float = 0.5,
     filename: str | None = None,
     limits: InputLimits | None = None,
+    log_base: Literal["auto", "2", "10", "e"] = "auto",
 ) -> "anndata.AnnData":  # noqa: F821
     """Read a bulk RNA-seq expression table into BLUE's bulk AnnData.
 
@@ -503,6 +515,11 @@ def read_bulk(
     limits
         Decompression ceiling and memory budget (default :meth:`InputLimits.from_env`): larger inputs
         are refused with a message before they are decompressed further or parsed.
+    log_base
+        Base of log-transformed input (``log(x + 1)``, or log CPM with negative values). ``"auto"``: log2, except
+        non-negative non-integer values whose maximum is below 7, which are read as log10(x + 1) (a log2 file
+        would then have no gene above 128 CPM, which RNA-seq never shows); a warning always names the choice.
+        Linear input is never converted.
 
     Returns
     -------
@@ -585,7 +602,7 @@ def read_bulk(
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise BlueInputError(f"{name} holds no expression values after removing annotation columns. Check the layout.")
     _check_finite(matrix, name)
-    matrix, units, log_msg = _convert_units(matrix, name)
+    matrix, units, log_msg = _convert_units(matrix, name, log_base=log_base)
     if log_msg:
         warnings.warn(log_msg, LogScaleInputWarning, stacklevel=2)
         report_warnings.append(log_msg)

@@ -111,6 +111,9 @@ def register(subparsers: Any) -> None:
                    help="output folder (created; written completely or not at all)")
     d.add_argument("--overwrite", action="store_true", help="replace a result already in OUT")
     d.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default 256)")
+    d.add_argument("--log-base", choices=["auto", "2", "10", "e"], default="auto",
+                   help="base of log-transformed input (default auto: log2, or log10 when the largest value is "
+                        "below 7; the input report says which)")
     big = d.add_argument_group(
         "archive scale", "Stream a large cohort in sample chunks with bounded memory (h5ad, ARCHS4-layout HDF5, zarr, or "
         "samples x genes CSV/TSV): OUT gets proportions/fit as CSV + parquet and the GEPs in expression.zarr; an "
@@ -290,7 +293,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"model: {where} {model.name!r} ({model.path})", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bulk = read_bulk(source, genes=model.read_genes)
+        bulk = read_bulk(source, genes=model.read_genes, log_base=args.log_base)
         with _progress_bar("deconvolve") as progress:
             result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress)
     seen = [str(w.message) for w in caught if issubclass(w.category, BlueWarning)]

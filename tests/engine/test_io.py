@@ -79,6 +79,26 @@ def test_log2p1_round_trip_warns():
     np.testing.assert_allclose(bulk.X, frame.to_numpy().T, rtol=1e-9)
 
 
+def test_log10_input_is_recognised_or_set_explicitly():
+    """Issue 15.1: log10(TPM + 1) (e.g. Leucegene, max ~5.3) is read back as log10, not log2, and says so."""
+    frame = _counts() * 50.0 + 0.5  # linear values up to well above 1,000
+    logged = np.log10(frame + 1.0)
+    assert logged.to_numpy().max() < 7
+    with pytest.warns(LogScaleInputWarning, match=r"log10\(x \+ 1\).*no RNA-seq sample tops out that low"):
+        bulk = read_bulk(_csv(logged), filename="log10.csv")
+    np.testing.assert_allclose(bulk.X, frame.to_numpy().T, rtol=1e-9)
+    log2 = np.log2(frame + 1.0)  # a real log2 file has values above 7: unchanged rule
+    assert log2.to_numpy().max() >= 7
+    with pytest.warns(LogScaleInputWarning, match=r"log2\(x \+ 1\)"):
+        np.testing.assert_allclose(read_bulk(_csv(log2), filename="log2.csv").X, frame.to_numpy().T, rtol=1e-9)
+    small = np.log2(_counts() / 10 + 1.0)  # a log2 file with a low maximum: the user sets the base
+    with pytest.warns(LogScaleInputWarning, match="log2"):
+        np.testing.assert_allclose(read_bulk(_csv(small), filename="s.csv", log_base="2").X,
+                                   (_counts() / 10).to_numpy().T, rtol=1e-9)
+    with pytest.raises(BlueInputError, match="log_base"):
+        read_bulk(_csv(small), filename="s.csv", log_base="7")
+
+
 def test_log2_cpm_with_floor_round_trip():
     frame = _counts()
     frame.iloc[3:6, :] = 0.0
