@@ -34,7 +34,6 @@ condition, the one with the highest mean Kang r.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table  # noqa: E402
+from _tables import markdown_table, results_folder  # noqa: E402
 from gep_shifts import _quiet, kang_shift, monaco_beyond_mean  # noqa: E402
 from selection import _base, _kang_labels  # noqa: E402
 
@@ -100,11 +99,7 @@ def monaco_ccc(model: bc.BlueModel) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for condition_refs.md/.json")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_folder(argv, __doc__.splitlines()[0])
     kang = _kang_labels(data_root(_base("pbmc")))
     held_out = ~gep_reference_subset(KANG, kang.obs)
     rows = []

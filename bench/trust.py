@@ -31,7 +31,6 @@ Declared before the run (rules fixed in this docstring):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table  # noqa: E402
+from _tables import markdown_table, results_folder  # noqa: E402
 
 import blue_core as bc  # noqa: E402
 from blue_core.io import read_bulk  # noqa: E402
@@ -135,11 +134,7 @@ def calibrate(data: dict, results: dict, *, leave_out: str | None = None) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for trust.md / trust.json")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_folder(argv, __doc__.splitlines()[0])
     models = {name: bc.load_model(name) for name in TISSUE_OF}
     data = cohorts()
     results = {(c, m): _deconvolve(bulk, model) for c, (_, bulk) in data.items() for m, model in models.items()}

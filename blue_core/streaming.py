@@ -92,12 +92,11 @@ class ChunkedBulk:
 
 
 def _harmonize(names: Sequence[str]) -> list[str]:
-    from .genes import check_not_mouse, map_gene_ids
+    """Current symbols of a file's gene axis (:func:`~blue_core.genes.harmonize_gene_ids`; "" where dropped)."""
+    from .genes import harmonize_gene_ids
 
-    names = [str(n) for n in names]
-    check_not_mouse(names, what="bulk")
-    mapped = map_gene_ids(names)
-    return [s if s is not None else "" for s in mapped.symbols]
+    symbols, _ = harmonize_gene_ids([str(n) for n in names])
+    return [s if s is not None else "" for s in symbols]
 
 
 def open_bulk(path: str | os.PathLike) -> ChunkedBulk:
@@ -221,21 +220,26 @@ def _check_overlap(source: ChunkedBulk, model: BlueModel, present: list[str]) ->
 
 
 def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str], plan: list[np.ndarray]) -> pd.DataFrame:
+    from .io import _check_finite
+
     values = source.read(start, stop)
-    if values.size and (~np.isfinite(values)).any():
-        raise BlueInputError(f"{source.path.name}: samples {start}-{stop} hold NaN or infinite values.")
+    _check_finite(values, f"{source.path.name} (samples {start}-{stop})")
     matrix = np.stack([values[:, cols].sum(axis=1) for cols in plan], axis=1) if plan else np.zeros((stop - start, 0))
     return pd.DataFrame(matrix, index=source.samples[start:stop], columns=present)
 
 
 def _check_linear(frame: pd.DataFrame, source: ChunkedBulk) -> None:
+    """``read_bulk``'s units rule (``io._convert_units``) on a chunk: streaming takes linear values only."""
+    from .io import _convert_units
+
     values = frame.to_numpy()
-    if values.size and values.min() < 0:
-        raise BlueInputError(f"{source.path.name}: negative values (log-scale or centred data). Streaming needs linear "
-                             "counts or TPM: convert back (2**x - 1 for log2(x + 1)) or deconvolve in memory.")
-    if values.size and values.max() < 50 and not np.allclose(values, np.round(values)):
-        raise BlueInputError(f"{source.path.name}: the values look log-scale (max {values.max():.1f}). Streaming needs "
-                             "linear counts or TPM: convert back, or deconvolve in memory (which converts).")
+    if not values.size:
+        return
+    _, units, _ = _convert_units(values, source.path.name)  # raises for negative values that are not log-scale
+    if units == "log_converted":
+        raise BlueInputError(f"{source.path.name}: the values look log-scale (min {values.min():.3g}, max "
+                             f"{values.max():.3g}). Streaming needs linear counts or TPM: convert back, or deconvolve "
+                             "in memory (which converts).")
 
 
 def _quiet_deconvolve(frame: pd.DataFrame, model: BlueModel, batch_size: int):  # noqa: ANN202
@@ -376,7 +380,7 @@ def deconvolve_chunked(
             resumed += 1
             continue
         frame = _chunk_frame(source, start, stop, present, plan)
-        if i == 0 or computed == 0:
+        if computed == 0:  # the first chunk this run reads
             _check_linear(frame, source)
         result = _quiet_deconvolve(frame, model, batch_size)
         result.proportions_table().rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.proportions.parquet")

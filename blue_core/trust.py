@@ -224,15 +224,16 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
     floor = cal.get("fit_floor", {}).get(model.name)
     fit = result.fit
     rows = {}
+    causes = checks.groupby("sample", sort=False)["cause"].apply(list).to_dict() if len(checks) else {}
+    spread_limit = cal.get("spread_ceiling", {}).get(model.name)
     for sample in fit.index:
-        reasons = list(checks.loc[checks["sample"] == sample, "cause"]) if len(checks) else []
+        reasons = list(causes.get(sample, []))
         verdict = "wrong input" if reasons else "ok"
         r = float(fit.loc[sample, "fit_r"])
         if floor is not None and not (r >= floor):
             reasons.append(f"the model reconstructs this sample worse (fit r {r:.2f}) than 95% of real samples of "
                            f"its tissue (floor {floor:.2f})")
             verdict = verdict if verdict == "wrong input" else "caution"
-        spread_limit = cal.get("spread_ceiling", {}).get(model.name)
         if "member_spread" in fit and spread_limit is not None and float(fit.loc[sample, "member_spread"]) > spread_limit:
             reasons.append(f"the ensemble members disagree on this sample more than on 95% of real samples of its "
                            f"tissue (spread {float(fit.loc[sample, 'member_spread']):.3f} > {spread_limit:.3f})")

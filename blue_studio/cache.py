@@ -410,7 +410,6 @@ def analysis_zip_bytes() -> bytes:
     """This session's analysis as one zip (``blue_core.bundle.write_bundle``): inputs' names, model,
     proportions, GEPs, fit, trust verdicts, subtypes and survival when they exist."""
     from blue_core.bundle import write_bundle
-    from blue_core.trust import assess
 
     from .state import current_model
 
@@ -421,8 +420,8 @@ def analysis_zip_bytes() -> bytes:
     if model is not None and state.get("bulk_source") in ("upload", "demo"):
         from .state import load_current_bulk
 
-        bulk, _, _ = load_current_bulk(model)
-        trust = assess(bulk, result, model=model) if bulk is not None else None
+        bulk, _, bulk_key = load_current_bulk(model)  # cached reads: the verdict the Data page already computed
+        trust = trust_report(bulk, bulk_key, model, result) if bulk is not None else None
     subtypes = state.get("subtypes")
     labels = subtypes.labels_ if subtypes is not None and state.get("subtypes_key") == result_key() else None
     return write_bundle(result, model=model, inputs={"bulk": state.get("bulk_label"),
