@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     pooled = {"right": [0, 0], "right_loco": [0, 0], "wrong": [0, 0]}  # [flagged, samples]
     for cohort, (tissue, bulk) in data.items():
-        loco = calibrate(data, results, leave_out=cohort) if tissue != "whole blood" else cal
+        loco = (dict(calibrate(data, results, leave_out=cohort), models=cal["models"])
+                if tissue != "whole blood" else cal)
         for m, model in models.items():
             res = results[(cohort, m)]
             if res is None:

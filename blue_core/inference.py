@@ -6,9 +6,11 @@ the network in batches, and scored.
 
 Fit score (``fit_r``): Pearson r, over the model's output genes measured in the bulk, between
 ``log1p(sum_k p_k * GEP_k)`` and ``log1p(bulk)``, both rescaled to CPM over those genes. A sample is
-``poorly_explained`` when ``fit_r`` is below the model's threshold (``card['validation']
-['fit_r_threshold']``: the 1 % quantile of the fit score on the model's validation pseudo-bulk), i.e.
-it is explained worse than 99 % of the mixtures the model was validated on.
+``poorly_explained`` when ``fit_r`` is below the model's threshold (:func:`blue_core.calibration.fit_threshold`):
+for a shipped model whose weights were calibrated on real cohorts, the 5 % quantile of ``fit_r`` over real
+in-tissue samples (so about 1 in 20 samples of the right tissue is flagged); for any other model the card's
+``validation.fit_r_threshold``, the 1 % quantile over the model's simulated validation mixtures, which real bulk
+fits worse (so real samples are flagged far more often; the input report says which basis applied).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._types import Progress, log1p_cpm
+from .calibration import fit_threshold, spread_threshold
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .model import BlueModel, preprocess
 
@@ -377,7 +380,7 @@ def deconvolve(
             fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], out_values, out_present)
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
-    threshold = model.fit_r_threshold
+    threshold, basis = fit_threshold(model)
     poorly = ~(fit_r >= threshold)
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
     fit = pd.DataFrame({"fit_r": fit_r, "poorly_explained": poorly}, index=index)
@@ -386,13 +389,13 @@ def deconvolve(
         lo, hi, spread = proportion_intervals(member_props, model.card.get("intervals"), model.cell_types)
         intervals = {name: pd.DataFrame(v, index=index, columns=model.cell_types)
                      for name, v in (("proportions_lo", lo), ("proportions_hi", hi), ("member_spread", spread))}
-        limit = (model.card.get("intervals") or {}).get("spread_threshold")
+        limit, _ = spread_threshold(model)
         fit["member_spread"] = spread.max(axis=1)
         fit["members_disagree"] = fit["member_spread"] > float(limit) if limit is not None else False
     if poorly.any():
         warnings.warn(
             f"{int(poorly.sum())} of {n} samples are poorly explained by model {model.name!r} (fit r < "
-            f"{threshold:.2f}, the model's validation 1% quantile); treat their estimates with caution "
+            f"{threshold:.2f}, {_BASIS_WORDS[basis]}); treat their estimates with caution "
             "(wrong tissue, strong platform or batch effects, or cell types missing from the model).",
             PoorFitWarning,
             stacklevel=2,
@@ -407,12 +410,16 @@ def deconvolve(
         n_output_genes_in_bulk=int(out_present.sum()),
         unmeasured_output_genes=[g for g, ok in zip(model.output_genes, out_present) if not ok],
         fit_r_threshold=threshold,
+        fit_r_threshold_basis=basis,
     )
     logger.info("deconvolved %d samples with %r in %.2f s", n, model.name, time.perf_counter() - t0)
     proportions = pd.DataFrame(props, index=index, columns=model.cell_types)
     return Deconvolution(proportions, expression, list(model.cell_types), list(model.output_genes), fit,
                          model.name, report, **intervals)
 
+
+_BASIS_WORDS = {"real cohorts": "the floor of 95% of real samples of the model's tissue",
+                "simulated mixtures": "the model's 1% quantile on simulated validation mixtures"}
 
 #: Two-sided 90 % normal quantile used for the intervals.
 Z90 = 1.6448536269514722

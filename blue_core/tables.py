@@ -1,5 +1,5 @@
 """Result tables the app and the CLI show: mean and per-sample cell-type profiles, the comparison with the
-reference mean, the measured-truth mapping of a cohort."""
+reference mean, the measured-truth mapping of a cohort, survival tables with units and no empty cells."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Deconvolution
     from .model import BlueModel
+    from .survival import SurvivalAnalysis
 
-__all__ = ["mean_profiles", "unmeasured_genes", "versus_reference", "sample_profiles", "truth_mapping"]
+__all__ = ["mean_profiles", "unmeasured_genes", "versus_reference", "sample_profiles", "truth_mapping",
+           "survival_table", "at_risk_table", "pairwise_table"]
 
 
 def mean_profiles(result: Deconvolution) -> pd.DataFrame:
@@ -50,3 +52,50 @@ def truth_mapping(cohort_info: dict | None, model_name: str) -> tuple[dict[str, 
     if not entry or not entry.get("model") or not entry.get("truth"):
         return None
     return dict(entry["model"]), dict(entry["truth"])
+
+
+def _p_text(p: float) -> str:
+    return "" if not np.isfinite(p) else f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def survival_table(survival: SurvivalAnalysis) -> pd.DataFrame:
+    """What a clinician reads of a fitted :class:`~blue_core.survival.SurvivalAnalysis`: one row per group in the
+    analysis' natural order (S1, S2, ..., S10), every cell filled and every time with its unit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subtype``, ``patients``, ``deaths``, ``median survival (<unit>)`` ("not reached" when fewer than
+        half died), ``hazard ratio (95% CI)`` ("1 (reference)" for the reference group), ``Cox p``. Text
+        cells (for display and CSV); the numbers are in ``survival.summary``.
+    """
+    unit = survival.time_unit
+    rows = []
+    for _, g in survival.summary.iterrows():
+        reference = g["group"] == survival.reference_
+        ok = np.isfinite(g["hr"]) and np.isfinite(g["hr_lower"]) and np.isfinite(g["hr_upper"])
+        hr = ("1 (reference)" if reference else
+              f"{g['hr']:.2f} ({g['hr_lower']:.2f}-{g['hr_upper']:.2f})" if ok else "not estimable")
+        rows.append({"subtype": str(g["group"]), "patients": int(g["n"]), "deaths": int(g["events"]),
+                     f"median survival ({unit})": (f"{g['median_survival']:.0f}" if np.isfinite(g["median_survival"])
+                                                   else "not reached"),
+                     "hazard ratio (95% CI)": hr,
+                     "Cox p": "reference" if reference else (_p_text(float(g["hr_p"])) or "not estimable")})
+    return pd.DataFrame(rows)
+
+
+def at_risk_table(survival: SurvivalAnalysis) -> pd.DataFrame:
+    """Numbers at risk per group (rows, natural order) at the Kaplan-Meier ticks (columns named with the unit,
+    e.g. ``"500 days"``)."""
+    table = survival.at_risk_.copy()
+    table.columns = [f"{t:g} {survival.time_unit}" for t in table.columns]
+    return table.rename_axis("subtype")
+
+
+def pairwise_table(survival: SurvivalAnalysis) -> pd.DataFrame:
+    """Pairwise log-rank tests with plain column names (``p`` unadjusted, ``p (Bonferroni)`` over the pairs)."""
+    pw = survival.pairwise_
+    return pd.DataFrame({"subtype A": pw["group_a"].astype(str), "subtype B": pw["group_b"].astype(str),
+                         "log-rank statistic": pw["statistic"].round(2),
+                         "p": [_p_text(float(p)) for p in pw["p"]],
+                         "p (Bonferroni)": [_p_text(float(p)) for p in pw["p_bonferroni"]]})

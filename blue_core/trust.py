@@ -21,15 +21,15 @@ reasons, and :func:`recommend_model` ranks installed models for a cohort.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from .calibration import for_model, load_calibration
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata as ad
@@ -68,25 +68,6 @@ EXPECTATIONS: dict[str, dict[str, Any]] = {
                           "lacks": {"leukocyte": "this looks like blood or immune cells; the selected model is "
                                                  "pancreatic islets"}},
 }
-
-_CALIBRATION = Path(__file__).parent / "data" / "trust_calibration.json"
-
-
-def load_calibration(path: str | Path | None = None) -> dict[str, Any]:
-    """The shipped calibration (``data/trust_calibration.json``, written by ``bench/trust.py``).
-
-    Returns
-    -------
-    dict
-        ``{"ceilings": {set: rank}, "floors": {set: rank}, "fit_floor": {model: fit_r}, "spread_ceiling":
-        {model: spread}, "source": ...}``;
-        empty sections when no calibration is shipped.
-    """
-    target = Path(path) if path is not None else _CALIBRATION
-    if not target.is_file():
-        return {"ceilings": {}, "floors": {}, "fit_floor": {}, "spread_ceiling": {}}
-    return json.loads(target.read_text(encoding="utf-8"))
-
 
 #: Fewest measured genes for the tissue checks: percentile ranks are comparable only over a whole transcriptome
 #: (a 714-gene panel ranks a gene among other panel genes), so panel data get the fit signals only.
@@ -221,11 +202,12 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
     cal = calibration if calibration is not None else load_calibration()
     scores = compartment_scores(bulk)
     checks = tissue_checks(scores, (model.card or {}).get("tissue"), calibration=cal)
-    floor = cal.get("fit_floor", {}).get(model.name)
+    own = for_model(model, calibration=cal)
+    floor = own.get("fit_floor")
     fit = result.fit
     rows = {}
     causes = checks.groupby("sample", sort=False)["cause"].apply(list).to_dict() if len(checks) else {}
-    spread_limit = cal.get("spread_ceiling", {}).get(model.name)
+    spread_limit = own.get("spread_ceiling")
     for sample in fit.index:
         reasons = list(causes.get(sample, []))
         verdict = "wrong input" if reasons else "ok"
@@ -300,9 +282,10 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
         except Exception as err:  # noqa: BLE001 - a model that cannot read these data is ranked last
             logger.info("model %s cannot read these data: %s", model.name, err)
             fit_r = float("nan")
-        floor = cal.get("fit_floor", {}).get(model.name)
+        own = for_model(model, calibration=cal)
+        floor = own.get("fit_floor")
         margin = fit_r - floor if floor is not None and np.isfinite(fit_r) else float("nan")
-        centroid = cal.get("centroids", {}).get(model.name)
+        centroid = own.get("centroid")
         if centroid:
             shared = [c for c in centroid if c in scores and scores[c].notna().any()]
             distance = float(np.sqrt(np.nanmean([(scores[c].median() - centroid[c]) ** 2 for c in shared]))) \

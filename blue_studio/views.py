@@ -153,8 +153,27 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def card_table(section: Any) -> pd.DataFrame:
     """A model-card section (nested dict) as a two-column table: item, value."""
     flat = _flatten(section or {})
-    rows = [(k, (f"{v:.3g}" if isinstance(v, float) else str(v))) for k, v in flat.items() if k]
+    rows = [(k, cell_text(v)) for k, v in flat.items() if k]
     return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def cell_text(value: Any, *, missing: str = "not recorded") -> str:
+    """A table cell as text: floats to 3 significant digits, None and NaN as ``missing`` (never "None"/"nan")."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return missing
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def real_validation_table(rows: Any) -> pd.DataFrame:
+    """A card's ``real_data_validation`` rows (metric, blue, nnls_baseline) for display: every cell filled."""
+    frame = pd.DataFrame(rows)
+    out = pd.DataFrame({"metric": frame["metric"].astype(str)}) if "metric" in frame else pd.DataFrame(index=frame.index)
+    for column, title in (("blue", "BLUE"), ("nnls_baseline", "NNLS baseline")):
+        if column in frame:
+            out[title] = [cell_text(v, missing="not computed") for v in frame[column]]
+    for column in frame.columns.difference(["metric", "blue", "nnls_baseline"]):
+        out[str(column)] = [cell_text(v) for v in frame[column]]
+    return out
 
 
 def show_model_card(model: BlueModel, *, expanded: bool = True) -> None:
@@ -195,7 +214,7 @@ def show_model_card(model: BlueModel, *, expanded: bool = True) -> None:
             real = card.get("real_data_validation")
             if real:
                 st.markdown("**Validation on real cohorts**")
-                st.dataframe(pd.DataFrame(real), hide_index=True, width="stretch")
+                st.dataframe(real_validation_table(real), hide_index=True, width="stretch")
             st.markdown("**Validation on simulated mixtures** (pseudo-bulk from held-out cells, not real bulk: "
                         "an upper bound on real-data accuracy)")
             validation = card.get("validation")

@@ -115,8 +115,17 @@ if truth is not None:
 st.subheader("How well each sample is explained")
 fit = result.fit
 poor = fit.index[fit["poorly_explained"].astype(bool)]
-threshold = (getattr(result, "input_report", None) or {}).get("fit_r_threshold")
+report = getattr(result, "input_report", None) or {}
+threshold = report.get("fit_r_threshold")
+real_floor = report.get("fit_r_threshold_basis") == "real cohorts"
 views.plot(plotting.fit_bar(fit, threshold=threshold), data=fit, name="fit_score")
+if threshold is not None:
+    st.caption(f"fit r: correlation between the input and the mixture the model reconstructs from its proportions "
+               f"and cell-type profiles. The line at {threshold:.2f} is "
+               + ("the fit that 95 % of real samples of this model's tissue reach (measured on real cohorts)."
+                  if real_floor else
+                  "the fit that 99 % of this model's simulated validation mixtures reach; real bulk fits worse than "
+                  "simulations, so expect real samples below it (this model has no real-cohort calibration)."))
 if len(poor):
     st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(views.md, poor[:20]))}. "
                "Their estimates deserve caution: they may come from another tissue, hold cell types the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import clinical as clinical_rules
+from blue_core import clinical as clinical_rules, tables
 
 from blue_studio import cache, state as app_state, views
 from blue_core.datasets import validation_cohorts
@@ -95,14 +95,15 @@ st.markdown("**Cox hazard ratios and median survival** (vs the reference subtype
             f"{views.md(survival.reference_)}; 95% CI; median survival empty = not reached)")
 f1, f2 = st.columns([3, 2])
 with f1:
-    st.dataframe(survival.summary, hide_index=True, width="stretch", key="surv_summary")
-    views.csv_download(survival.summary, "survival_summary.csv", key="csv_surv_summary")
+    st.dataframe(tables.survival_table(survival), hide_index=True, width="stretch", key="surv_summary")
+    views.csv_download(tables.survival_table(survival), "survival_summary.csv", key="csv_surv_summary")
 with f2:
     views.plot(survival.plot_forest(), name="hazard_ratios",
             data=survival.summary.set_index("group")[["hr", "hr_lower", "hr_upper", "hr_p"]])
 with st.expander("Pairwise log-rank tests and numbers at risk"):
-    st.dataframe(survival.pairwise_, hide_index=True, width="stretch")
-    st.dataframe(survival.at_risk_, width="stretch")
+    st.dataframe(tables.pairwise_table(survival), hide_index=True, width="stretch", key="surv_pairwise")
+    st.caption("Patients still followed (alive and not censored) at each time:")
+    st.dataframe(tables.at_risk_table(survival), width="stretch", key="surv_at_risk")
 
 # cross-cohort validation ------------------------------------------------------------------------
 st.subheader("Validate on a second cohort")
@@ -135,4 +136,4 @@ if validation is not None:
         st.warning(views.md(validation.verdict), icon=":material/warning:")
     views.plot(val.plot_km(title=f"Validation: {validation.title}"), name="kaplan_meier_validation",
             data=val.data_)
-    st.dataframe(val.summary, hide_index=True, width="stretch", key="val_summary")
+    st.dataframe(tables.survival_table(val), hide_index=True, width="stretch", key="val_summary")

@@ -110,7 +110,7 @@ def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -
 def _report(out: dict[str, Any], title: str) -> None:
     lines = [f"{title}: n={out['n_matched']} matched, log-rank p = {out['logrank']['p']:.3g}"]
     for g in out["groups"]:
-        med = "not reached" if g["median_survival"] is None else f"{g['median_survival']:.0f}"
+        med = "not reached" if g["median_survival"] is None else f"{g['median_survival']:.0f} {out['time_unit']}"
         hr = "ref" if g["group"] == out["reference"] else (
             "n/a" if g["hr"] is None else f"{g['hr']:.2f} [{g['hr_lower']:.2f}, {g['hr_upper']:.2f}]")
         lines.append(f"  {g['group']}: n={g['n']} events={g['events']} median={med} HR={hr}")

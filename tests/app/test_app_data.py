@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from _app_helpers import assert_clean, installed_models, page, plain, require_model
+from _app_helpers import assert_clean, installed_models, page, plain, require_model, table_with
 
 PAGE = "1_Data_and_model.py"
 
@@ -43,6 +43,13 @@ def test_blood_demo_end_to_end_in_one_click() -> None:
     assert "Deconvolved 12 samples" in at.success[0].value
     assert at.dataframe[-1].value.shape[0] == 12  # the proportions table
     assert at.session_state["truth"] is not None  # flow truth comes with the blood demo
+    # model-card tables: every cell filled (issue 13.7: no "None"/"nan"; a baseline not computed says so)
+    real = table_with(at, "NNLS baseline")
+    assert "not computed" in set(real["NNLS baseline"])
+    for element in at.dataframe:
+        frame = element.value
+        cells = set(frame.astype(str).to_numpy().ravel()) if frame.shape[1] else set()
+        assert not {"None", "nan", "NaN", "<NA>"} & cells, list(frame.columns)
 
 
 def test_uploaded_file_report_and_run() -> None:

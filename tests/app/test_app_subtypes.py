@@ -39,8 +39,15 @@ def test_subtypes_km_cox_and_validation() -> None:
     assert km, "no Kaplan-Meier figure with numbers at risk"
     forest = [f for f in figures(at) if "hazard ratio" in json_text(f)]
     assert forest and forest[0]["layout"]["xaxis"]["type"] == "log"
-    cox = table_with(at, "hr")
-    assert list(cox["group"]) == ["S1", "S2", "S3"] and cox["n"].sum() == int(metrics["Patients used"])
+    cox = table_with(at, "hazard ratio (95% CI)")
+    assert list(cox["subtype"]) == ["S1", "S2", "S3"] and cox["patients"].sum() == int(metrics["Patients used"])
+    # units and no empty cells (issue 13.7): days named, the reference row says so, no None/nan
+    assert "median survival (days)" in cox.columns and cox.loc[0, "hazard ratio (95% CI)"] == "1 (reference)"
+    at_risk = table_with(at, "0 days")
+    assert list(at_risk.index) == ["S1", "S2", "S3"] and all(c.endswith(" days") for c in at_risk.columns)
+    for frame in (cox, at_risk, table_with(at, "p (Bonferroni)")):
+        cells = frame.astype(str).to_numpy().ravel()
+        assert not {"None", "nan", "NaN", "<NA>", ""} & set(cells)
     # one click: validate on TARGET-AML -- the only other cohort the AML model reads (no islets, no PBMC)
     assert at.selectbox(key="val_cohort").options == ["target_aml"]
     at.button(key="val_run").click().run()

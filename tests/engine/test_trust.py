@@ -11,7 +11,8 @@ import pytest
 from blue_core.trust import MARKER_SETS, MIN_GENES_FOR_CHECKS, assess, compartment_scores, load_calibration, tissue_checks
 
 CAL = {"ceilings": {"neutrophil": 0.9, "islet endocrine": 0.2, "leukocyte": 0.7},
-       "floors": {"leukocyte": 0.95}, "fit_floor": {"blood_model": 0.5}, "spread_ceiling": {}}
+       "floors": {"leukocyte": 0.95}, "fit_floor": {"blood_model": 0.5}, "spread_ceiling": {},
+       "models": {"blood_model": "a" * 64}}
 
 
 def _bulk(high: str | None, n_samples: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -50,13 +51,28 @@ def test_named_causes_fire_only_for_what_the_model_lacks():
 def test_assess_combines_causes_fit_floor_and_says_it_plainly():
     bulk = _bulk(None)
     fit = pd.DataFrame({"fit_r": [0.8, 0.3, np.nan], "poorly_explained": [False, True, True]}, index=bulk.index)
-    model = SimpleNamespace(name="blood_model", card={"tissue": "blood"})
+    model = SimpleNamespace(name="blood_model", card={"tissue": "blood", "weights_sha256": "a" * 64})
     report = assess(bulk, SimpleNamespace(fit=fit), model=model, calibration=CAL)
     assert list(report.table["verdict"]) == ["ok", "caution", "caution"]
     assert "worse" in report.table.loc["s1", "reasons"] and report.counts == {"ok": 1, "caution": 2, "wrong input": 0}
     wrong = assess(_bulk("islet endocrine"), SimpleNamespace(fit=fit), model=model, calibration=CAL)
     assert set(wrong.table["verdict"]) == {"wrong input"}
     assert "pancreatic islets" in wrong.summary
+
+
+def test_model_calibration_applies_only_to_the_weights_it_was_measured_with():
+    from blue_core.calibration import fit_threshold, for_model
+
+    same = SimpleNamespace(name="blood_model", card={"weights_sha256": "a" * 64}, fit_r_threshold=0.9)
+    other = SimpleNamespace(name="blood_model", card={"weights_sha256": "b" * 64}, fit_r_threshold=0.9)
+    assert for_model(same, calibration=CAL)["fit_floor"] == 0.5 and for_model(other, calibration=CAL) == {}
+    assert fit_threshold(same, calibration=CAL) == (0.5, "real cohorts")
+    assert fit_threshold(other, calibration=CAL) == (0.9, "simulated mixtures")
+    bulk = _bulk(None)
+    fit = pd.DataFrame({"fit_r": [0.8, 0.3, 0.4], "poorly_explained": False}, index=bulk.index)
+    report = assess(bulk, SimpleNamespace(fit=fit), model=SimpleNamespace(name="blood_model", card=other.card),
+                    calibration=CAL)  # a retrained model of the same name gets no real-cohort floor
+    assert set(report.table["verdict"]) == {"ok"}
 
 
 def test_shipped_calibration_comes_from_the_bench():
@@ -80,3 +96,33 @@ def test_recommend_model_picks_the_tissue_of_real_demos():
         for demo, expected in (("monaco_pbmc", "pbmc"), ("fadista_islets", "pancreas"), ("tcga_laml", "aml")):
             ranking = recommend_model(bc.load_sample(demo).bulk, models)
             assert ranking["model"].iloc[0] == expected, (demo, ranking)
+
+
+def test_shipped_calibration_holds_the_shipped_weights():
+    """A rebuilt model must come with a re-run of bench/trust.py, or its real-cohort floors silently lapse."""
+    import blue_core as bc
+
+    cal = load_calibration()
+    for name in ("pbmc", "pancreas", "aml"):
+        assert cal["models"][name] == bc.load_model(name).card["weights_sha256"], name
+
+
+@pytest.mark.slow
+def test_poorly_explained_agrees_with_the_trust_verdict_on_the_models_own_tissue():
+    """Issue 13.3: the Proportions page flagged 11 of 12 Monaco PBMC as poorly explained (a simulated-mixture
+    threshold) while the trust verdict called all 12 ok; both now read the same real-cohort floor."""
+    import warnings
+
+    import blue_core as bc
+    from blue_core.trust import assess
+
+    model = bc.load_model("pbmc")
+    bulk = bc.load_sample("monaco_pbmc").bulk
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bc.deconvolve(bulk, model)
+    assert result.input_report["fit_r_threshold_basis"] == "real cohorts"
+    report = assess(bulk, result, model=model)
+    flagged = set(result.fit.index[result.fit["poorly_explained"]])
+    cautioned = set(report.table.index[report.table["reasons"].str.contains("reconstructs this sample worse")])
+    assert flagged == cautioned and len(flagged) <= 2
