@@ -77,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "recommend_model": "trust",
     "read_clinical": "clinical",
     "validate_subtypes": "subtypes",
+    "validate_across": "subtypes",
     "open_bulk": "streaming",
     "deconvolve_chunked": "streaming",
     "deconvolve_dask": "streaming",

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
+from .exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
@@ -422,15 +423,19 @@ def consensus_matrix(clustering: "SubtypeClustering") -> "go.Figure":
 
 
 def save_km(analysis: "SurvivalAnalysis", folder: str | os.PathLike, *, name: str = "kaplan_meier",
-            title: str | None = None) -> list[Path]:
+            title: str | None = None, formats: Sequence[Literal["html", "png"]] = ("html", "png")) -> list[Path]:
     """Write a fitted survival analysis's Kaplan-Meier curves as ``<name>.html`` (interactive, plotly.js inline:
-    opens offline) and ``<name>.png`` (matplotlib; same colours, CI bands, censoring marks, numbers at risk).
+    opens offline; about 5 MB) and ``<name>.png`` (matplotlib; same colours, CI bands, censoring marks, numbers
+    at risk); ``formats`` chooses which.
 
     Returns
     -------
     list of pathlib.Path
-        The two files written.
+        The files written, in ``formats`` order.
     """
+    unknown = set(formats) - {"html", "png"}
+    if unknown or not formats:
+        raise BlueInputError(f"formats must be a non-empty subset of ('html', 'png'), got {tuple(formats)!r}.")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -438,9 +443,13 @@ def save_km(analysis: "SurvivalAnalysis", folder: str | os.PathLike, *, name: st
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    html = folder / f"{name}.html"
-    km_curves(analysis, title=title).write_html(html, include_plotlyjs=True, full_html=True)
+    written = {}
+    if "html" in formats:
+        written["html"] = folder / f"{name}.html"
+        km_curves(analysis, title=title).write_html(written["html"], include_plotlyjs=True, full_html=True)
     analysis._check_fitted()
+    if "png" not in formats:
+        return [written[f] for f in formats]
     fig, (ax, risk) = plt.subplots(2, 1, figsize=(7, 5.5), height_ratios=[4, 1], sharex=True)
     for i, group in enumerate(analysis.groups_):
         color = COLORBLIND[i % len(COLORBLIND)]
@@ -469,7 +478,7 @@ def save_km(analysis: "SurvivalAnalysis", folder: str | os.PathLike, *, name: st
                  fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    png = folder / f"{name}.png"
-    fig.savefig(png, dpi=120)
+    written["png"] = folder / f"{name}.png"
+    fig.savefig(written["png"], dpi=120)
     plt.close(fig)
-    return [html, png]
+    return [written[f] for f in formats]

@@ -24,7 +24,7 @@ from scipy import stats as _sps
 
 from .exceptions import BlueInputError
 
-__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "zscore", "top_genes", "collapse_columns", "specific_genes"]
+__all__ = ["compare_groups", "correlate", "benjamini_hochberg", "holm", "zscore", "top_genes", "collapse_columns", "specific_genes"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,36 @@ def benjamini_hochberg(p: np.ndarray | pd.Series) -> np.ndarray:
     ok = ~np.isnan(p)
     if ok.any():
         out[ok] = _sps.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def holm(p: np.ndarray | pd.Series, *, n_tests: int | None = None) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error control).
+
+    Parameters
+    ----------
+    p
+        Raw p-values, shape (n,). NaN entries (tests that could not be run) stay NaN.
+    n_tests
+        Size of the pre-declared family (default: the number of non-NaN p). A test of the family that could
+        not be run counts as p = 1, so declaring 9 tests and running 7 is as strict as running all 9.
+
+    Returns
+    -------
+    ndarray
+        Adjusted p-values, shape (n,), in [0, 1], monotone in the raw p-values.
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok) if n_tests is None else int(n_tests)
+    if m < len(ok):
+        raise BlueInputError(f"n_tests={n_tests} is smaller than the {len(ok)} p-values given.")
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
     return out
 
 

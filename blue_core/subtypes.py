@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
 __all__ = ["SubtypeClustering", "subtype_features", "shared_genes", "validation_genes", "CohortValidation",
-           "validate_subtypes"]
+           "validate_subtypes", "validate_across"]
 
 logger = logging.getLogger(__name__)
 
@@ -637,6 +637,11 @@ class CohortValidation:
         Discovery features found in the validation cohort and used for the assignment.
     alpha
         Significance level of the log-rank test.
+    discovery_best
+        The discovery cohort's best-prognosis subtype (:func:`~blue_core.survival.best_prognosis_group`); when
+        given, a replication also needs it to be the best subtype here (the same direction, not only a split).
+    p_adjusted
+        Holm-adjusted log-rank p when several cohorts were validated together (:func:`validate_across`).
     """
 
     title: str
@@ -644,27 +649,54 @@ class CohortValidation:
     survival: Any
     n_features: int
     alpha: float = 0.05
+    discovery_best: str | None = None
+    p_adjusted: float | None = None
+
+    @property
+    def best_group(self) -> str | None:
+        """The best-prognosis subtype in this cohort (None when it cannot be told)."""
+        from .survival import best_prognosis_group
+
+        try:
+            return best_prognosis_group(self.survival)
+        except Exception:  # noqa: BLE001 - a stand-in survival object (tests) or an unfitted one
+            return None
+
+    @property
+    def p_value(self) -> float:
+        """The p used for the verdict: the Holm-adjusted one when cohorts were validated together, else raw."""
+        return float(self.p_adjusted if self.p_adjusted is not None else self.survival.logrank_p_)
 
     @property
     def replicated(self) -> bool:
-        """Whether the subtypes separate survival in the validation cohort (log-rank p < ``alpha``)."""
-        p = float(self.survival.logrank_p_)
-        return bool(np.isfinite(p) and p < self.alpha)
+        """Whether the split replicates: log-rank p (Holm-adjusted over the cohorts validated together) below
+        ``alpha`` and, when ``discovery_best`` is known, the same best-prognosis subtype."""
+        p = self.p_value
+        same = self.discovery_best is None or self.best_group == self.discovery_best
+        return bool(np.isfinite(p) and p < self.alpha and same)
 
     @property
     def verdict(self) -> str:
         """The result in plain words, with the log-rank p."""
         p = float(self.survival.logrank_p_)
+        p_text = f"log-rank p = {p:.3g}" + (f", Holm-adjusted {self.p_adjusted:.3g}" if self.p_adjusted is not None
+                                            else "")
+        separates = np.isfinite(self.p_value) and self.p_value < self.alpha
         if self.replicated:
-            return (f"The subtypes also separate survival in {self.title} (log-rank p = {p:.3g}): the split "
-                    "replicates.")
-        return (f"The subtypes do not separate survival in {self.title} (log-rank p = {p:.3g}, not below "
+            same = (f"; {self.discovery_best} has the best survival here too" if self.discovery_best else "")
+            return f"The subtypes also separate survival in {self.title} ({p_text}{same}): the split replicates."
+        if separates:
+            return (f"The subtypes separate survival in {self.title} ({p_text}), but the subtype with the best "
+                    f"survival there is {self.best_group}, not {self.discovery_best} as in the discovery cohort: "
+                    "the split does not replicate in this cohort.")
+        return (f"The subtypes do not separate survival in {self.title} ({p_text}, not below "
                 f"{self.alpha:g}): the split does not replicate in this cohort.")
 
 
 def validate_subtypes(
     clustering: SubtypeClustering, other: Any, *, clinical: pd.DataFrame, time_col: str, event_col: str,
     sample_col: str = "sample", title: str = "the validation cohort", alpha: float = 0.05,
+    discovery_best: str | None = None,
 ) -> CohortValidation:
     """Assign another cohort's samples to fitted subtypes and compare their survival there.
 
@@ -687,6 +719,8 @@ def validate_subtypes(
         Name of the validation cohort in the verdict.
     alpha
         Significance level of the log-rank test.
+    discovery_best
+        The discovery cohort's best-prognosis subtype; when given, a replication also needs the same best subtype.
 
     Returns
     -------
@@ -700,4 +734,28 @@ def validate_subtypes(
     survival = SurvivalAnalysis(time_col, event_col, sample_col=sample_col,
                                 time_unit=guess_time_unit(time_col)).fit(labels, clinical)
     return CohortValidation(title=title, labels=labels, survival=survival,
-                            n_features=int(labels.attrs.get("n_features", 0)), alpha=alpha)
+                            n_features=int(labels.attrs.get("n_features", 0)), alpha=alpha,
+                            discovery_best=discovery_best)
+
+
+def validate_across(validations: Sequence[CohortValidation]) -> list[CohortValidation]:
+    """Several validation cohorts tested together: the same validations with Holm-adjusted log-rank p
+    (family = the cohorts given), so "replicates in at least one of three" is not three chances at 5 %.
+
+    Parameters
+    ----------
+    validations
+        :func:`validate_subtypes` results of one discovery clustering in different cohorts.
+
+    Returns
+    -------
+    list of CohortValidation
+        Copies with ``p_adjusted`` set, in the given order.
+    """
+    from dataclasses import replace
+
+    from .stats import holm
+
+    adjusted = holm(np.array([float(v.survival.logrank_p_) for v in validations], dtype=float),
+                    n_tests=len(validations))
+    return [replace(v, p_adjusted=float(p) if np.isfinite(p) else 1.0) for v, p in zip(validations, adjusted)]

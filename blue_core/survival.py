@@ -30,7 +30,7 @@ from .exceptions import BlueInputError
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-__all__ = ["SurvivalAnalysis", "EVENT_SPELLINGS"]
+__all__ = ["SurvivalAnalysis", "EVENT_SPELLINGS", "best_prognosis_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,11 @@ class SurvivalAnalysis:
         Times at which numbers at risk are reported; default ~5 evenly spaced round times.
     time_unit
         Unit of ``time_col`` used in labels (default ``"days"``).
+    adjust_for
+        Clinical columns (e.g. age, cytogenetic risk) for a second, adjusted Cox model
+        (``adjusted_hazard_ratios_``): a column whose values are numbers enters as is, any other as
+        dummy-coded levels (reference = the most frequent level); patients missing any of them are left out
+        of the adjusted model only (``n_adjusted_``).
 
     Attributes
     ----------
@@ -174,6 +179,10 @@ class SurvivalAnalysis:
         ``group``, ``hr``, ``hr_lower``, ``hr_upper``, ``p`` vs ``reference_`` (NaN where Cox failed).
     at_risk_ : pandas.DataFrame
         Numbers at risk: groups (rows) x times (columns).
+    adjusted_hazard_ratios_ : pandas.DataFrame or None
+        As ``hazard_ratios_`` from the Cox model with the ``adjust_for`` covariates (None without them).
+    n_adjusted_ : int
+        Patients in the adjusted model (complete cases).
     """
 
     def __init__(
@@ -185,7 +194,9 @@ class SurvivalAnalysis:
         reference: str | None = None,
         at_risk_times: Sequence[float] | None = None,
         time_unit: str = "days",
+        adjust_for: Sequence[str] = (),
     ) -> None:
+        self.adjust_for = [str(c) for c in adjust_for]
         self.time_col = time_col
         self.event_col = event_col
         self.sample_col = sample_col
@@ -328,6 +339,15 @@ class SurvivalAnalysis:
         pw["p_bonferroni"] = np.minimum(pw["p"] * len(pw), 1.0)
         self.pairwise_ = pw
         self.hazard_ratios_ = self._cox(df)
+        self.adjusted_hazard_ratios_, self.n_adjusted_ = None, 0
+        if self.adjust_for:
+            covariates = self._covariates(clinical, df.index)
+            complete = covariates.notna().all(axis=1)
+            if (~complete).any():
+                self.notes_.append(f"adjusted Cox: {int((~complete).sum())} patient(s) without "
+                                   f"{', '.join(self.adjust_for)} left out")
+            self.n_adjusted_ = int(complete.sum())
+            self.adjusted_hazard_ratios_ = self._cox(df[complete.to_numpy()], covariates=covariates[complete])
         times = self.at_risk_times or _nice_ticks(float(df["time"].max()))
         self.at_risk_ = pd.DataFrame(
             {t: [int((df.loc[df["group"] == g, "time"] >= t).sum()) for g in self.groups_] for t in times},
@@ -338,7 +358,25 @@ class SurvivalAnalysis:
         )
         return self
 
-    def _cox(self, df: pd.DataFrame) -> pd.DataFrame:
+    def _covariates(self, clinical: pd.DataFrame, samples: pd.Index) -> pd.DataFrame:
+        """The ``adjust_for`` columns for ``samples``, numbers as float, other values as text (NaN = missing)."""
+        missing = [c for c in self.adjust_for if c not in clinical.columns]
+        if missing:
+            raise BlueInputError(f"adjust_for: the clinical table has no column(s) {missing}; its columns are "
+                                 f"{list(clinical.columns)[:15]}.")
+        if self.sample_col in clinical.columns:
+            table = clinical.set_index(clinical[self.sample_col].astype(str).str.strip())
+        else:
+            table = clinical.set_axis(pd.Index(clinical.index).astype(str).str.strip(), axis=0)
+        out = pd.DataFrame(index=samples)
+        for column in self.adjust_for:
+            values = table[column].reindex(samples)
+            numbers = pd.to_numeric(values, errors="coerce")
+            out[column] = numbers if numbers.notna().sum() == values.notna().sum() else values.astype("object").where(
+                values.notna(), None)
+        return out
+
+    def _cox(self, df: pd.DataFrame, *, covariates: pd.DataFrame | None = None) -> pd.DataFrame:
         from lifelines import CoxPHFitter
         from lifelines.exceptions import ConvergenceWarning
 
@@ -346,6 +384,14 @@ class SurvivalAnalysis:
         design = pd.DataFrame({"time": df["time"], "event": df["event"]})
         for g in others:
             design[f"group_{g}"] = (df["group"] == g).astype(float)
+        for column in (covariates.columns if covariates is not None else []):
+            values = covariates[column]
+            if pd.api.types.is_numeric_dtype(values):
+                design[f"cov_{column}"] = values.astype(float).to_numpy()
+                continue
+            levels = values.astype(str).value_counts()
+            for level in sorted(levels.index[1:]):  # reference = the most frequent level
+                design[f"cov_{column}={level}"] = (values.astype(str) == level).astype(float).to_numpy()
         rows = []
         try:
             with warnings.catch_warnings():
@@ -407,7 +453,7 @@ class SurvivalAnalysis:
         ``notes``, ``logrank`` (``statistic``, ``df``, ``p``), ``reference``, ``groups`` (list of
         per-group dicts: ``group``, ``n``, ``events``, ``median_survival`` (None = not reached), ``hr``,
         ``hr_lower``, ``hr_upper``, ``hr_p``), ``pairwise`` (list of dicts), ``at_risk``
-        (``times`` and group -> counts).
+        (``times`` and group -> counts); ``adjusted`` (``for``, ``n``, ``hazard_ratios``) with ``adjust_for``.
         """
         self._check_fitted()
         groups = []
@@ -439,6 +485,10 @@ class SurvivalAnalysis:
                 "times": [float(t) for t in self.at_risk_.columns],
                 "counts": {g: [int(v) for v in self.at_risk_.loc[g]] for g in self.groups_},
             },
+            **({"adjusted": {"for": list(self.adjust_for), "n": int(self.n_adjusted_), "hazard_ratios": [
+                {k: (str(v) if k == "group" else _finite_or_none(v)) for k, v in r.items()}
+                for r in self.adjusted_hazard_ratios_.to_dict(orient="records")]}}
+               if getattr(self, "adjusted_hazard_ratios_", None) is not None else {}),
         }
 
     def plot_km(self, *, ci: bool = True, title: str | None = None) -> go.Figure:
@@ -467,3 +517,25 @@ class SurvivalAnalysis:
 
         self._check_fitted()
         return forest(self.summary, reference=self.reference_)
+
+
+def best_prognosis_group(analysis: SurvivalAnalysis) -> str:
+    """The group with the best overall survival: the longest median survival; if any group's median is not
+    reached (fewer than half died), the lowest Cox hazard instead (the rule of ``bench/aml_protocol.md``).
+
+    Parameters
+    ----------
+    analysis
+        A fitted :class:`SurvivalAnalysis`.
+
+    Returns
+    -------
+    str
+        The group's name.
+    """
+    analysis._check_fitted()
+    med = analysis.median_survival().astype(float)
+    if np.isfinite(med.to_numpy()).all():
+        return str(med.idxmax())
+    hr = analysis.hazard_ratios_.set_index("group")["hr"].astype(float).fillna(np.inf)
+    return str(hr.idxmin())

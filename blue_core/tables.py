@@ -12,10 +12,11 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Deconvolution
     from .model import BlueModel
+    from .subtypes import CohortValidation
     from .survival import SurvivalAnalysis
 
 __all__ = ["mean_profiles", "unmeasured_genes", "versus_reference", "sample_profiles", "truth_mapping",
-           "survival_table", "at_risk_table", "pairwise_table"]
+           "survival_table", "at_risk_table", "pairwise_table", "validation_table"]
 
 
 def mean_profiles(result: Deconvolution) -> pd.DataFrame:
@@ -99,3 +100,19 @@ def pairwise_table(survival: SurvivalAnalysis) -> pd.DataFrame:
                          "log-rank statistic": pw["statistic"].round(2),
                          "p": [_p_text(float(p)) for p in pw["p"]],
                          "p (Bonferroni)": [_p_text(float(p)) for p in pw["p_bonferroni"]]})
+
+
+def validation_table(validations: Sequence[CohortValidation]) -> pd.DataFrame:
+    """One row per validation cohort: ``cohort``, ``patients``, ``deaths``, ``log-rank p``, ``Holm p``,
+    ``best subtype there``, ``replicates`` ("yes" / "no: <why>"); every cell filled."""
+    rows = []
+    for v in validations:
+        sa = v.survival
+        separates = np.isfinite(v.p_value) and v.p_value < v.alpha
+        why = ("yes" if v.replicated else
+               f"no: best there is {v.best_group}" if separates else f"no: p >= {v.alpha:g}")
+        rows.append({"cohort": str(v.title), "patients": int(sa.n_matched_), "deaths": int(sa.data_["event"].sum()),
+                     "log-rank p": _p_text(float(sa.logrank_p_)),
+                     "Holm p": _p_text(float(v.p_adjusted)) if v.p_adjusted is not None else "not adjusted",
+                     "best subtype there": str(v.best_group or "not estimable"), "replicates": why})
+    return pd.DataFrame(rows)

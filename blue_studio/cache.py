@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["content_hash", "frame_hash", "pretrained_models", "load_pretrained", "model_key", "read_bulk_upload", "load_sample", "demo_cohorts", "read_demo_bulk", "run_deconvolution", "anndata_bytes", "model_zip_bytes", "result_key", "fit_subtypes", "fit_survival", "validate_on_cohort", "gene_set_collections", "run_enrichment", "reference_obs", "read_reference_upload", "train_with_progress"]
+__all__ = ["content_hash", "frame_hash", "pretrained_models", "load_pretrained", "model_key", "read_bulk_upload", "load_sample", "demo_cohorts", "read_demo_bulk", "run_deconvolution", "anndata_bytes", "model_zip_bytes", "result_key", "fit_subtypes", "fit_survival", "validate_on_cohorts", "gene_set_collections", "run_enrichment", "reference_obs", "read_reference_upload", "train_with_progress"]
 
 
 def content_hash(data: bytes | str) -> str:
@@ -265,21 +265,27 @@ def fit_survival(labels: pd.Series, clinical: pd.DataFrame, *, time_col: str, ev
     return SurvivalAnalysis(time_col, event_col, time_unit=guess_time_unit(time_col)).fit(labels, clinical)
 
 
-def validate_on_cohort(name: str, model: BlueModel, subtypes: SubtypeClustering, *, discovery: Deconvolution,
-                       time_col: str, event_col: str) -> CohortValidation:
-    """Cross-cohort validation of demo cohort ``name``: deconvolve it with ``model`` (cached), then
-    ``blue_core.subtypes.validate_subtypes`` -- the same rules as ``blue subtypes --validate``."""
-    from blue_core.subtypes import validate_subtypes, validation_genes
+def validate_on_cohorts(names: list[str], model: BlueModel, subtypes: SubtypeClustering, *, discovery: Deconvolution,
+                        survival: Any, time_col: str, event_col: str) -> list[CohortValidation]:
+    """Cross-cohort validation in demo cohorts ``names``: each deconvolved with ``model`` (cached), then
+    ``blue_core.subtypes.validate_subtypes`` with the discovery's best-prognosis subtype, and
+    ``validate_across`` (Holm over the cohorts) -- the same rules as ``blue subtypes --validate``."""
+    from blue_core.subtypes import validate_across, validate_subtypes, validation_genes
+    from blue_core.survival import best_prognosis_group
 
-    cohort = load_sample(name)
-    clinical = getattr(cohort, "clinical", None)
-    if clinical is None:
-        raise BlueInputError(f"The cohort {name!r} has no clinical table, so survival cannot be validated on it.")
-    bulk, _ = read_demo_bulk(name, model.read_genes)
-    other, _ = run_deconvolution(bulk, f"demo:{name}", model)
-    validation_genes(discovery, other, features=subtypes.features, cell_types=subtypes.cell_types)
-    return validate_subtypes(subtypes, other, clinical=clinical, time_col=time_col, event_col=event_col,
-                             title=getattr(cohort, "title", None) or name)
+    best = best_prognosis_group(survival)
+    out = []
+    for name in names:
+        cohort = load_sample(name)
+        clinical = getattr(cohort, "clinical", None)
+        if clinical is None:
+            raise BlueInputError(f"The cohort {name!r} has no clinical table, so survival cannot be validated on it.")
+        bulk, _ = read_demo_bulk(name, model.read_genes)
+        other, _ = run_deconvolution(bulk, f"demo:{name}", model)
+        validation_genes(discovery, other, features=subtypes.features, cell_types=subtypes.cell_types)
+        out.append(validate_subtypes(subtypes, other, clinical=clinical, time_col=time_col, event_col=event_col,
+                                     title=getattr(cohort, "title", None) or name, discovery_best=best))
+    return validate_across(out)
 
 
 def gene_set_collections() -> pd.DataFrame:

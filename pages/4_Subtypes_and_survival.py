@@ -106,34 +106,44 @@ with st.expander("Pairwise log-rank tests and numbers at risk"):
     st.dataframe(tables.at_risk_table(survival), width="stretch", key="surv_at_risk")
 
 # cross-cohort validation ------------------------------------------------------------------------
-st.subheader("Validate on a second cohort")
+st.subheader("Validate in other cohorts")
 model = app_state.current_model()
 others = validation_cohorts(getattr(model, "name", ""), exclude=state.get("demo_name")) if model is not None else []
 if model is None or not others:
-    st.caption("Validation uses a bundled demo cohort meant for the same model (same cell types and genes) with "
+    st.caption("Validation uses bundled demo cohorts meant for the same model (same cell types and genes) with "
                "survival data; there is none for this model.")
     st.stop()
-default_other = others[0]
-v1, v2 = st.columns([2, 1])
-other = v1.selectbox("Validation cohort", others, index=others.index(default_other), key="val_cohort")
-if v2.button(f"Validate on {views.md(other)}", type="primary", key="val_run", icon=":material/verified:"):
+st.caption("Each cohort's patients are assigned to the subtypes found here (nearest centroid), then survival is "
+           "compared there. A split **replicates** when the log-rank p, Holm-adjusted over the cohorts tested "
+           "together, is below 0.05 **and** the subtype with the best survival here is also the best there.")
+chosen = st.multiselect("Validation cohorts (same model)", others, default=others, key="val_cohorts")
+label = f"Validate in {len(chosen)} cohort{'s' if len(chosen) != 1 else ''}"
+if st.button(label, type="primary", key="val_run", icon=":material/verified:", disabled=not chosen):
     try:
-        state["validation"] = cache.validate_on_cohort(other, model, subtypes, discovery=result, time_col=time_col,
-                                                       event_col=event_col)
+        state["validation"] = cache.validate_on_cohorts(chosen, model, subtypes, discovery=result, survival=survival,
+                                                        time_col=time_col, event_col=event_col)
     except BlueInputError as err:
         views.show_error(err)
-validation = state.get("validation")
-if validation is not None:
-    val = validation.survival
-    st.markdown(f"Subtypes assigned to **{views.md(validation.title)}** patients by nearest centroid on "
-                f"{validation.n_features} shared features, then survival compared there.")
-    w1, w2 = st.columns(2)
-    w1.metric("Log-rank p (validation)", f"{val.logrank_p_:.3g}")
-    w2.metric("Patients used", val.n_matched_)
-    if validation.replicated:
-        st.success(views.md(validation.verdict), icon=":material/check_circle:")
+validations = state.get("validation") or []
+if validations:
+    best = validations[0].discovery_best
+    st.markdown(f"Best survival here: subtype **{views.md(best)}**. Results in {len(validations)} cohort(s):")
+    st.dataframe(tables.validation_table(validations), hide_index=True, width="stretch", key="val_table")
+    n_rep = sum(v.replicated for v in validations)
+    if n_rep:
+        st.success(f"The split replicates in {n_rep} of {len(validations)} cohort(s).", icon=":material/check_circle:")
     else:
-        st.warning(views.md(validation.verdict), icon=":material/warning:")
-    views.plot(val.plot_km(title=f"Validation: {validation.title}"), name="kaplan_meier_validation",
-            data=val.data_)
-    st.dataframe(tables.survival_table(val), hide_index=True, width="stretch", key="val_summary")
+        st.warning(f"The split does not replicate in any of the {len(validations)} cohort(s) tested.",
+                   icon=":material/warning:")
+    tabs = st.tabs([views.md(v.title) for v in validations])
+    for tab, validation in zip(tabs, validations):
+        with tab:
+            val = validation.survival
+            if validation.replicated:
+                st.success(views.md(validation.verdict), icon=":material/check_circle:")
+            else:
+                st.warning(views.md(validation.verdict), icon=":material/warning:")
+            st.caption(f"Assigned on {validation.n_features} shared features; {val.n_matched_} patients used.")
+            views.plot(val.plot_km(title=f"Validation: {validation.title}"), name=f"kaplan_meier_validation_{validation.title}",
+                       data=val.data_)
+            st.dataframe(tables.survival_table(val), hide_index=True, width="stretch")

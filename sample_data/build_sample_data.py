@@ -35,12 +35,13 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
 
 def _write_card(directory: Path, card: dict, bulk: pd.DataFrame) -> None:
     n_samples = int(bulk.select_dtypes("number").shape[1])  # annotation columns (TARGET) are not samples
-    card = {**card, "n_genes": int(bulk.shape[0]), "n_samples": n_samples}
+    extra = {k: card.pop(k) for k in ("truth_mapping",) if k in card}  # written after the counts
+    card = {**card, "n_genes": int(bulk.shape[0]), "n_samples": n_samples, **extra}
     (directory / "cohort.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
 def build(shared: Path) -> None:
-    """Write the four cohorts (bulk.csv.gz, clinical/truth tables, cohort.json)."""
+    """Write the five cohorts (bulk.csv.gz, clinical/truth tables, cohort.json)."""
     # Monaco PBMC: TPM as given + flow-cytometry truth
     out = HERE / "monaco_pbmc"
     bulk = pd.read_csv(shared / "pbmc/monaco_abis_bulk_tpm.csv.gz", index_col=0)
@@ -62,6 +63,8 @@ def build(shared: Path) -> None:
         "of human immune cell types. Cell Rep 2019;26:1627-1640",
         "licence": "GEO public data; flow truth as distributed in granulator (GPL-3)",
         "recommended_model": "pbmc",
+        # flow types <-> model types (blue_core.tables.truth_mapping): the common vocabulary of the accuracy view
+        "truth_mapping": {"pbmc": {"model": {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte", "mDC": "DC", "pDC": "DC"}, "truth": {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocyte": "Monocyte", "DC": "DC"}}},
     }, bulk)
 
     # Fadista islets: raw counts, genes with < 10 reads over all 77 donors removed
@@ -140,6 +143,41 @@ def build(shared: Path) -> None:
         "citation": "Bolouri H et al. The molecular landscape of pediatric acute myeloid leukemia reveals recurrent "
         "structural alterations and age-specific mutational interactions. Nat Med 2018;24:103-112",
         "licence": "TARGET open-access data; package DESCRIPTION says MIT",
+        "recommended_model": "aml",
+    }, bulk)
+
+    # Leucegene (aml/leucegene373_*) is not shipped: its expression file fails integrity checks (EEF1A1 and HBB
+    # are 0 in every sample, the Y-linked ZFY is as high in women as in men; bench/results/aml_subtypes.md,
+    # "Data checks"), so its gene labels do not match its values.
+
+    # BeatAML: 469 high-variance genes, log2 as given; diagnostic AML specimens only (the survival population)
+    out = HERE / "beataml"
+    bulk = pd.read_csv(shared / "aml/beataml_469genes_expression.csv.gz", index_col=0)
+    clinical = pd.read_csv(shared / "aml/beataml_clinical.csv", index_col=0).loc[bulk.columns]
+    diagnostic = ((clinical["disease_stage_at_specimen"] == "Initial Diagnosis")
+                  & clinical["dx_at_inclusion"].astype(str).str.startswith("ACUTE MYELOID"))
+    bulk = bulk.loc[:, diagnostic.to_numpy()]
+    _write_bulk(bulk, out)
+    keep = ["os_days", "os_event", "vital_status", "eln2017_risk", "age_at_diagnosis", "sex", "cohort",
+            "specimen_type", "disease_stage_at_specimen", "is_denovo", "is_transformed", "specific_dx_at_inclusion",
+            "fab", "flt3_itd", "npm1", "wbc_count", "pct_blasts_bm", "pct_blasts_pb", "response_to_induction"]
+    _write_table(clinical.loc[bulk.columns, keep], out / "clinical.csv")
+    _write_card(out, {
+        "name": "beataml",
+        "tissue": "bone marrow / blood (adult AML)",
+        "title": f"BeatAML: {bulk.shape[1]} adult AML specimens at diagnosis, 469 high-variance genes, overall survival",
+        "description": "Adult AML bulk RNA-seq (BeatAML waves 1-4), the specimens taken at initial diagnosis of "
+        "patients with AML at inclusion (residual, relapse and remission specimens and non-AML diagnoses left "
+        "out), on 469 protein-coding genes the source selected for high variance. clinical.csv: overall "
+        "survival (os_days, os_event; NaN where vital status is unknown), ELN 2017 risk, age, FLT3-ITD, NPM1. "
+        "Values are log2 normalised expression; BLUE converts them back with a warning.",
+        "units": "log2 normalised expression (RPKM-based, as distributed by BeatAML2)",
+        "source": "JenniferCrockett/AMLsubtypes_geneExpression data/rna_normexp_filt.RDS and "
+        "raw_data/beataml_wv1to4_clinical.xlsx (commit c606a64; 49 duplicate columns dropped)",
+        "accession": "dbGaP phs001657 (BeatAML)",
+        "citation": "Tyner JW et al. Functional genomic landscape of acute myeloid leukaemia. Nature "
+        "2018;562:526-531; Bottomly D et al. Cancer Cell 2022;40:850-864",
+        "licence": "BeatAML2 public data (no licence file in the source repository)",
         "recommended_model": "aml",
     }, bulk)
 

@@ -122,6 +122,7 @@ def _report(out: dict[str, Any], title: str) -> None:
 # --------------------------------------------------------------------------- commands
 def _run_subtypes(args: argparse.Namespace) -> int:
     from ..subtypes import SubtypeClustering, validate_subtypes, validation_genes
+    from ..survival import best_prognosis_group
 
     if args.validate and not args.validate_clinical:
         raise BlueInputError("--validate needs --validate-clinical FILE (the validation cohort's survival table).")
@@ -163,6 +164,7 @@ def _run_subtypes(args: argparse.Namespace) -> int:
                      for r in sc.k_scores_.itertuples()],
         "support_warnings": sc.support_warnings(),
     }
+    analysis = None
     if args.clinical:
         from ..plotting import save_km
 
@@ -176,7 +178,8 @@ def _run_subtypes(args: argparse.Namespace) -> int:
     if other is not None:
         validation = validate_subtypes(sc, other, clinical=read_clinical(args.validate_clinical, sample_col=args.sample_col),
                                        time_col=args.time_col, event_col=args.event_col, sample_col=args.sample_col,
-                                       title=Path(args.validate).name)
+                                       title=Path(args.validate).name,
+                                       discovery_best=best_prognosis_group(analysis) if analysis is not None else None)
         _write_labels(validation.labels, out / "validation_subtypes.csv")
         surv = validation.survival.to_dict()
         surv["classifier"] = {"method": "nearest centroid on within-cohort z-scored features",

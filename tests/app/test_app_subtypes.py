@@ -48,20 +48,23 @@ def test_subtypes_km_cox_and_validation() -> None:
     for frame in (cox, at_risk, table_with(at, "p (Bonferroni)")):
         cells = frame.astype(str).to_numpy().ravel()
         assert not {"None", "nan", "NaN", "<NA>", ""} & set(cells)
-    # one click: validate on TARGET-AML -- the only other cohort the AML model reads (no islets, no PBMC)
-    assert at.selectbox(key="val_cohort").options == ["target_aml"]
+    # one click: validate in every other cohort the AML model reads (no islets, no PBMC), Holm over them
+    assert at.multiselect(key="val_cohorts").options == ["beataml", "target_aml"]
+    assert at.multiselect(key="val_cohorts").value == ["beataml", "target_aml"]
     at.button(key="val_run").click().run()
     assert_clean(at)
-    validation = at.session_state["validation"]
-    assert "TARGET" in validation.title and validation.n_features > 0
-    assert set(validation.labels.unique()) <= {"S1", "S2", "S3"}
-    assert validation.replicated == (validation.survival.logrank_p_ < 0.05)
-    metrics = {m.label: m.value for m in at.metric}
-    p_val = float(metrics["Log-rank p (validation)"])
-    assert 0 <= p_val <= 1
-    assert any("Validation" in json_text(f) for f in figures(at))
+    validations = at.session_state["validation"]
+    assert [v.title.split(":")[0] for v in validations] == ["BeatAML", "TARGET-AML"]
+    for v in validations:
+        assert v.n_features > 0 and set(v.labels.unique()) <= {"S1", "S2", "S3"}
+        assert v.p_adjusted >= v.survival.logrank_p_ and v.discovery_best == validations[0].discovery_best
+        assert v.replicated == (v.p_adjusted < 0.05 and v.best_group == v.discovery_best)
+    summary = table_with(at, "Holm p")
+    assert list(summary["replicates"].str.split(":").str[0]) == ["yes" if v.replicated else "no" for v in validations]
+    assert sum("Validation" in json_text(f) for f in figures(at)) == 2
     said = " ".join(plain(el.value) for el in [*at.success, *at.warning])
-    assert ("the split replicates" in said) if p_val < 0.05 else ("the split does not replicate" in said)
+    n_rep = sum(v.replicated for v in validations)
+    assert (f"replicates in {n_rep} of 2" in said) if n_rep else ("does not replicate in any of the 2" in said)
 
 
 def test_proportion_features_auto_k() -> None:
@@ -98,7 +101,7 @@ def test_cohort_without_survival_columns_explains() -> None:
 def test_validation_cohorts_are_those_the_same_model_reads() -> None:
     from blue_core.datasets import validation_cohorts
 
-    assert validation_cohorts("aml", exclude="tcga_laml") == ["target_aml"]
-    assert validation_cohorts("aml", exclude="target_aml") == ["tcga_laml"]
+    assert validation_cohorts("aml", exclude="tcga_laml") == ["beataml", "target_aml"]
+    assert validation_cohorts("aml", exclude="target_aml") == ["beataml", "tcga_laml"]
     assert validation_cohorts("pancreas", exclude="fadista_islets") == []
     assert validation_cohorts("my-own-model") == []

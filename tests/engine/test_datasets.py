@@ -17,6 +17,7 @@ EXPECTED = {  # name: (n_samples, units, recommended model, clinical columns tha
     "fadista_islets": (77, "counts", "pancreas", ["hba1c", "age", "bmi"]),
     "tcga_laml": (173, "relative", "aml", ["os_days", "os_event", "patient"]),
     "target_aml": (145, "log_converted", "aml", ["os_days", "os_event", "efs_days", "efs_event", "risk_group"]),
+    "beataml": (409, "log_converted", "aml", ["os_days", "os_event", "eln2017_risk", "age_at_diagnosis"]),
 }
 
 
@@ -36,7 +37,7 @@ def test_load_sample(name):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cohort = datasets.load_sample(name)
-    assert cohort.bulk.n_obs == n and cohort.bulk.n_vars > 500
+    assert cohort.bulk.n_obs == n and cohort.bulk.n_vars >= 469  # BeatAML: a 469-gene panel
     assert cohort.bulk.uns["blue_input"]["units"] == units
     assert (units == "log_converted") == any(issubclass(w.category, LogScaleInputWarning) for w in caught)
     assert np.isfinite(cohort.bulk.X).all() and (cohort.bulk.X >= 0).all()

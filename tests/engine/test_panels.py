@@ -79,7 +79,8 @@ def test_shipped_recipes_parse(name):
 
 @pytest.mark.parametrize(
     "cohort, model",
-    [("monaco_pbmc", "pbmc"), ("fadista_islets", "pancreas"), ("tcga_laml", "aml"), ("target_aml", "aml")],
+    [("monaco_pbmc", "pbmc"), ("fadista_islets", "pancreas"), ("tcga_laml", "aml"), ("target_aml", "aml"),
+     ("beataml", "aml")],
 )
 def test_cli_deconvolves_each_demo_cohort_with_its_pretrained_model(cohort, model, tmp_path):
     from blue_core.cli import main

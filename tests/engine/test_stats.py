@@ -167,3 +167,16 @@ def test_censored_survival_is_never_correlated():
     with pytest.raises(BlueInputError, match="censored"):
         correlate(frame, clinical["os_days"])
     assert len(correlate(frame, clinical["hba1c"])) == 1
+
+
+def test_holm_matches_the_step_down_rule_and_counts_declared_tests():
+    from blue_core.stats import holm
+
+    p = np.array([0.01, 0.04, 0.03, np.nan, 0.005])
+    out = holm(p)
+    # sorted 0.005, 0.01, 0.03, 0.04 with m = 4: 0.02, 0.03, 0.06, max(0.06, 0.04)
+    assert np.allclose(out[[4, 0, 2, 1]], [0.02, 0.03, 0.06, 0.06]) and np.isnan(out[3])
+    declared = holm(p, n_tests=9)  # two of nine declared tests could not be run: as strict as p = 1
+    assert np.allclose(declared[[4, 0]], [0.045, 0.08])
+    with pytest.raises(BlueInputError):
+        holm(p, n_tests=2)

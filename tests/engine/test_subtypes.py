@@ -143,6 +143,29 @@ def test_validation_rules_are_one_and_say_the_result_plainly():
     assert not CohortValidation("X", labels, SimpleNamespace(logrank_p_=float("nan")), 1).replicated
 
 
+def test_validation_needs_the_same_best_group_and_holm_across_cohorts():
+    """Issue 15.4: a split replicates only with the discovery's best-prognosis subtype best again, and cohorts
+    validated together share one Holm family."""
+    from blue_core.subtypes import CohortValidation, validate_across
+    from blue_core.survival import SurvivalAnalysis, best_prognosis_group
+
+    rng = np.random.default_rng(0)
+    n = 90
+    labels = pd.Series(np.repeat(["S1", "S2", "S3"], n // 3), index=[f"p{i}" for i in range(n)])
+    scale = labels.map({"S1": 3000.0, "S2": 600.0, "S3": 300.0}).to_numpy()
+    clinical = pd.DataFrame({"os_days": rng.exponential(scale), "os_event": 1}, index=labels.index)
+    sa = SurvivalAnalysis().fit(labels, clinical)
+    assert best_prognosis_group(sa) == "S1" and sa.logrank_p_ < 1e-4
+    same = CohortValidation("A", labels, sa, 10, discovery_best="S1")
+    flipped = CohortValidation("B", labels, sa, 10, discovery_best="S3")
+    assert same.replicated and "S1 has the best survival here too" in same.verdict
+    assert not flipped.replicated and "best survival there is S1, not S3" in flipped.verdict
+    null = SurvivalAnalysis().fit(labels, clinical.assign(os_days=rng.exponential(1000, n)))
+    together = validate_across([same, CohortValidation("C", labels, null, 10, discovery_best="S1")])
+    assert together[0].p_adjusted == pytest.approx(min(1.0, 2 * sa.logrank_p_))
+    assert together[1].p_adjusted >= null.logrank_p_ and "Holm-adjusted" in together[1].verdict
+
+
 def test_support_warnings_say_when_k_is_not_supported():
     rng = np.random.default_rng(0)
     samples = [f"s{i}" for i in range(40)]

@@ -108,3 +108,27 @@ def test_group_without_events_reports_nan_hazard_ratio():
     assert any("Cox" in n for n in sa.notes_)
     assert sa.to_dict()["groups"][1]["hr"] is None  # strict JSON: NaN -> null
     assert sa.to_dict()["groups"][1]["median_survival"] is None  # not reached
+
+
+def test_adjusted_cox_uses_numeric_and_categorical_covariates_on_complete_cases():
+    rng = np.random.default_rng(3)
+    n = 400
+    age = rng.uniform(20, 80, n)
+    risk = rng.choice(["favourable", "intermediate", "adverse"], n, p=[0.3, 0.5, 0.2])
+    flip = rng.random(n) < 0.2
+    group = np.where((risk == "adverse") ^ flip, "S2", "S1")  # the groups carry the risk effect only
+    hazard = np.exp(0.03 * (age - 50) + 1.2 * (risk == "adverse"))
+    time = rng.exponential(1000 / hazard)
+    clinical = pd.DataFrame({"os_days": time, "os_event": 1, "age": age, "risk": risk},
+                            index=[f"p{i}" for i in range(n)])
+    clinical.loc["p0", "age"] = np.nan  # one patient without age: out of the adjusted model only
+    labels = pd.Series(group, index=clinical.index)
+    sa = SurvivalAnalysis(adjust_for=["age", "risk"]).fit(labels, clinical)
+    crude = sa.hazard_ratios_.set_index("group").loc["S2", "hr"]
+    adjusted = sa.adjusted_hazard_ratios_.set_index("group").loc["S2"]
+    assert crude > 1.3 and sa.n_adjusted_ == n - 1 and sa.n_matched_ == n
+    assert adjusted["hr_lower"] < 1 < adjusted["hr_upper"] and adjusted["hr"] < crude  # explained by risk
+    assert any("adjusted Cox" in note for note in sa.notes_)
+    assert sa.to_dict()["adjusted"]["n"] == n - 1
+    with pytest.raises(BlueInputError, match="no column"):
+        SurvivalAnalysis(adjust_for=["ecog"]).fit(labels, clinical)
