@@ -27,7 +27,10 @@ Declared before the run (rules fixed in this docstring):
   floor to 0.02. Its expression file fails integrity checks (``bench/aml_subtypes.py``, "Data checks": EEF1A1 and
   HBB are 0 in every sample, the Y-linked ZFY is as high in women as in men, gene means correlate r 0.03 with the
   van Galen reference vs 0.62-0.66 for the other AML cohorts): its gene labels do not match its values. It is
-  therefore scored as **defective input** (which a trust signal should flag) and never used to calibrate.)
+  therefore scored as **defective input** (which a trust signal should flag) and never used to calibrate.
+  Issue 16, declared before its scores: the whole-blood model ``blood`` joins; derived whole blood is its right
+  tissue (test only) and PBMC cohorts count as right tissue too (it is built for both); its fit floor and spread
+  ceiling come from the real PBMC cohorts; it has no compartment centroid (no real whole-blood cohort).)
 * **Scores.** Every cohort through every model: the share of samples called ``ok`` / ``caution`` /
   ``wrong input`` by ``blue_core.trust.assess``; in-tissue cohorts also leave-one-cohort-out (calibrated without
   that cohort), because calibrating and scoring on the same samples flatters the in-tissue rates. And the model
@@ -57,7 +60,14 @@ from blue_core.trust import assess, compartment_scores, recommend_model  # noqa:
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 CALIBRATION = REPO / "blue_core" / "data" / "trust_calibration.json"
-TISSUE_OF = {"pbmc": "blood", "pancreas": "islets", "aml": "aml"}
+TISSUE_OF = {"pbmc": "blood", "pancreas": "islets", "aml": "aml", "blood": "whole blood"}
+#: other tissues a model is built to read (scored as right tissue; its fit floor and spread ceiling come from
+#: them when its own tissue has no real cohort): the whole-blood model also serves PBMC (issue 16)
+ALSO_SERVES = {"blood": {"blood"}}
+
+
+def _right(model: str, tissue: str) -> bool:
+    return TISSUE_OF[model] == tissue or tissue in ALSO_SERVES.get(model, set())
 #: tissue tag of a real file that fails integrity checks: scored (should be flagged), never calibrated on
 DEFECTIVE = "aml (defective file)"
 TEST_ONLY = {"whole blood", DEFECTIVE}
@@ -126,9 +136,9 @@ def calibrate(data: dict, results: dict, *, leave_out: str | None = None) -> dic
         if len(values):
             floors[compartment] = round(float(values.min()) - 0.02, 4)
     fit_floor, spread_ceiling = {}, {}
-    for model_name, tissue in TISSUE_OF.items():
+    for model_name in TISSUE_OF:
         fits = [results[(k, model_name)].fit for k, (t, _) in use.items()
-                if t == tissue and results.get((k, model_name)) is not None]
+                if _right(model_name, t) and results.get((k, model_name)) is not None]
         if fits:
             fit = pd.concat(fits)
             fit_floor[model_name] = round(float(np.nanquantile(fit["fit_r"], 0.05)), 4)
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         for m, model in models.items():
             res = results[(cohort, m)]
             if res is None:
-                rows.append({"cohort": cohort, "tissue": tissue, "model": m, "right tissue": TISSUE_OF[m] == tissue,
+                rows.append({"cohort": cohort, "tissue": tissue, "model": m, "right tissue": _right(m, tissue),
                              "ok": np.nan, "caution": np.nan, "wrong input": np.nan, "ok (LOCO)": np.nan,
                              "top cause": "model cannot read these genes"})
                 continue
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             if tissue == DEFECTIVE:
                 if m == "aml":
                     pooled["defective"] = [n - report.counts["ok"], n]
-            elif TISSUE_OF[m] == tissue:
+            elif _right(m, tissue):
                 pooled["right"][0] += n - report.counts["ok"]
                 pooled["right_loco"][0] += n - report_loco.counts["ok"]
                 pooled["right"][1] += n
@@ -180,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 pooled["wrong"][0] += report.counts["wrong input"]
                 pooled["wrong"][1] += n
             cause = report.checks["cause"].value_counts().index[0] if len(report.checks) else ""
-            rows.append({"cohort": cohort, "tissue": tissue, "model": m, "right tissue": TISSUE_OF[m] == tissue,
+            rows.append({"cohort": cohort, "tissue": tissue, "model": m, "right tissue": _right(m, tissue),
                          "ok": report.counts["ok"] / n, "caution": report.counts["caution"] / n,
                          "wrong input": report.counts["wrong input"] / n,
                          "ok (LOCO)": report_loco.counts["ok"] / n, "top cause": cause[:90]})

@@ -24,6 +24,15 @@ Schema::
     keep = { malignant = ["normal"] }   # optional: obs column -> allowed values
     citation = "..."; accession = "..."; licence = "..."
 
+    [[profile_references]]              # optional: cell types known only from bulk profiles (e.g. granulocytes)
+    name = "hpa_granulocytes"
+    path = "pbmc/hpa_blood_celltype_profiles_nx.csv.gz"   # genes x sorted cell types, any linear unit
+    cell_types = { "Neutrophil" = "neutrophil" }          # model type -> profile column
+    merge_into = "pbmc3k"               # the [[references]] entry that receives the synthetic cells
+    n_cells = 300; n_donors = 6; donor_sd = 0.3; seed = 0 # see simulation.profile_cells
+    extra_genes_versus = "total_PBMC"   # genes the reference lacks join only if specific to the profile types
+    extra_genes_min_fold = 5.0
+
     [genes]
     protein_coding_only = true          # restrict to protein-coding genes (GENCODE biotype)
     input_panels = { tcga = "aml/tcga_laml_expr_714genes.csv.gz" }  # optional: cohort gene panels;
@@ -44,6 +53,8 @@ Schema::
     split_seed = 0
 
     [simulation]                        # blue_core.train_model(simulation=...): noise, Dirichlet, sparsity
+    [simulation.group_share]            # optional: a group's total share, e.g. granulocytes 40-85 % in half
+                                        # of the pseudo-bulks (simulate(group_share=...))
     [gep_simulation]                    # optional: extra settings for the GEP branch only (e.g. n_states = 4)
     [[gep_references]]                  # optional: condition-bearing references for the GEP branch only
     name = "kang"
@@ -184,7 +195,71 @@ def build_references(recipe: dict[str, Any]) -> dict[str, ad.AnnData]:
         if part.n_vars < 50:
             raise BlueInputError(f"reference {spec.get('name')!r} keeps only {part.n_vars} genes; check its file.")
         out[str(part.obs["reference"].iloc[0])] = part
+    for spec in recipe.get("profile_references") or []:
+        target = str(spec.get("merge_into") or next(iter(out)))
+        if target not in out:
+            raise BlueInputError(f"profile reference {spec.get('name')!r}: merge_into={target!r} is not one of the "
+                                 f"references {sorted(out)}.")
+        out[target] = _with_profile_cells(out[target], spec, root, protein_coding=pc)
     return out
+
+
+def _with_profile_cells(reference: ad.AnnData, spec: dict[str, Any], root: Path, *,
+                        protein_coding: set[str] | None = None) -> ad.AnnData:
+    """``reference`` plus synthetic cells of the bulk-profile cell types of one ``[[profile_references]]``
+    section (:func:`~blue_core.simulation.profile_cells` at the reference's library sizes).
+
+    The gene space becomes the union of the reference's genes and the genes the profiles express: a gene the
+    single-cell reference lacks was not detected in its cells (e.g. pbmc3k keeps genes seen in >= 3 cells), so
+    its cells get 0 there, while granulocyte genes such as CLC or FCGR3B stay measurable. With
+    ``extra_genes_versus`` (a column of the profile table, e.g. total PBMC) only genes at least
+    ``extra_genes_min_fold`` (default 5) times higher in a profile type than there (+1) are added: a gene the
+    droplet protocol missed in every cell type would otherwise look specific to the profile types."""
+    from .genes import harmonize_gene_ids
+    from .simulation import profile_cells
+
+    path = root / spec["path"]
+    if not path.is_file():
+        raise BlueInputError(f"profile file {path} not found. Set BLUE_SHARED_DATA to the folder holding shared/data.")
+    name = str(spec.get("name", path.stem))
+    columns = {str(k): str(v) for k, v in (spec.get("cell_types") or {}).items()}
+    table = pd.read_csv(path, index_col=0)
+    missing = [c for c in columns.values() if c not in table.columns]
+    if not columns or missing:
+        raise BlueInputError(f"profile reference {name!r}: cell_types must map model cell types to columns of "
+                             f"{path.name}; missing {missing}, available {list(table.columns)[:20]}.")
+    profiles = table[list(columns.values())].set_axis(list(columns), axis=1)
+    symbols, _ = harmonize_gene_ids([str(g) for g in profiles.index])
+    profiles = profiles.set_axis(symbols, axis=0).groupby(level=0).sum()
+    own = list(map(str, reference.var_names))
+    candidates = profiles.fillna(0).max(axis=1)
+    versus = spec.get("extra_genes_versus")  # only genes specific to the profile types join the gene space
+    if versus:
+        if versus not in table.columns:
+            raise BlueInputError(f"profile reference {name!r}: extra_genes_versus={versus!r} is not a column of "
+                                 f"{path.name}.")
+        other = table[versus].set_axis(symbols, axis=0).groupby(level=0).sum().reindex(candidates.index).fillna(0)
+        keep = candidates >= float(spec.get("extra_genes_min_fold", 5.0)) * (other + 1.0)
+    else:
+        keep = candidates > 0
+    extra = [g for g in candidates.index[keep.to_numpy()] if g not in set(own)
+             and (protein_coding is None or g in protein_coding)]
+    genes = own + sorted(extra)
+    sizes = np.asarray(reference.X.sum(axis=1)).ravel()
+    cells = profile_cells(profiles, genes=genes, library_sizes=sizes,
+                          n_cells=int(spec.get("n_cells", 300)), n_donors=int(spec.get("n_donors", 6)),
+                          donor_sd=float(spec.get("donor_sd", 0.3)), seed=int(spec.get("seed", 0)))
+    obs = pd.DataFrame({"cell_type": cells.obs["cell_type"].astype(str).to_numpy(), "reference": name},
+                       index=[f"{name}:{i}" for i in cells.obs_names])
+    if "donor" in reference.obs:
+        obs["donor"] = [f"{name}:{d}" for d in cells.obs["profile_donor"]]
+    merged_obs = pd.concat([reference.obs.assign(cell_type=reference.obs["cell_type"].astype(str)), obs])
+    merged_obs["cell_type"] = pd.Categorical(merged_obs["cell_type"])
+    logger.info("profile reference %s: %d synthetic cells of %s merged into %s (+%d genes only the profiles have)",
+                name, cells.n_obs, list(columns), reference.obs["reference"].iloc[0], len(extra))
+    padded = sp.hstack([reference.X, sp.csr_matrix((reference.n_obs, len(extra)), dtype=np.float32)]).tocsr()
+    return ad.AnnData(X=sp.vstack([padded, cells.X]).tocsr().astype(np.float32), obs=merged_obs,
+                      var=pd.DataFrame(index=pd.Index(genes)))
 
 
 def gep_reference_subset(spec: dict[str, Any], obs: pd.DataFrame) -> np.ndarray:
@@ -410,6 +485,14 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
             {k: spec.get(k, "") for k in ("name", "path", "cell_type_key", "citation", "accession", "licence")}
             for spec in recipe["references"]
         ],
+        "profile_references": [
+            {**{k: spec.get(k, "") for k in ("name", "path", "citation", "accession", "licence")},
+             "cell_types": dict(spec.get("cell_types") or {}),
+             "what": "bulk profiles of sorted cells, simulated as synthetic cells (blue_core.simulation.profile_cells): "
+                     f"{spec.get('n_cells', 300)} per type, {spec.get('n_donors', 6)} donor versions with log-normal "
+                     f"factors SD {spec.get('donor_sd', 0.3)}"}
+            for spec in recipe.get("profile_references") or []
+        ] or None,
         "gep_references": [
             {**{k: spec.get(k, "") for k in ("name", "path", "citation", "accession", "licence")},
              "labels": f"obs[{spec['cell_type_key']!r}]" if spec.get("cell_type_key") else

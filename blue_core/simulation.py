@@ -12,6 +12,11 @@ Three kinds of proportion vectors are mixed:
 * ``sparse``: a random subset of cell types is absent (fraction exactly 0), so the network
   learns to predict zeros.
 
+Optionally (``group_share``) a group of cell types (e.g. granulocytes) is given a total share drawn from one
+range in a fraction of the samples (whole-blood-like: 40-85 %) and from another range in the rest (PBMC-like:
+0-10 %); the other types keep their relative proportions. Cell types without single cells (granulocytes,
+lost by droplet protocols) enter as synthetic cells drawn from a bulk profile (:func:`profile_cells`).
+
 The draw itself is vectorised: for every (sample, cell type) the cell indices are drawn at once and
 turned into a sparse ``(n_samples, n_cells)`` matrix of draw counts, which is multiplied with the
 count matrix. There is no Python loop over cells (only over cell types and chunks of samples).
@@ -32,7 +37,7 @@ import scipy.sparse as sp
 from ._types import Progress
 from .exceptions import BlueInputError
 
-__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of"]
+__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of", "profile_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +197,105 @@ def _draw_proportions(
     return props, kinds
 
 
+def _apply_group_share(rng: np.random.Generator, props: np.ndarray, types: Sequence[str], available: np.ndarray,
+                       spec: dict) -> np.ndarray:
+    """Set the total share of a group of cell types per sample (see ``simulate``'s ``group_share``)."""
+    unknown_keys = set(spec) - {"cell_types", "fraction", "range", "other_range"}
+    group = [str(t) for t in spec.get("cell_types", [])]
+    lo, hi = (float(v) for v in spec.get("range", (0.0, 1.0)))
+    olo, ohi = (float(v) for v in spec.get("other_range", (0.0, 0.0)))
+    fraction = float(spec.get("fraction", 0.5))
+    missing = [t for t in group if t not in types]
+    if unknown_keys or not group or missing or not (0 <= lo <= hi < 1 and 0 <= olo <= ohi < 1 and 0 <= fraction <= 1):
+        raise BlueInputError(
+            "group_share must be {'cell_types': [names among the cell types], 'fraction': f in [0, 1], 'range': "
+            f"[lo, hi], 'other_range': [lo, hi]}} with 0 <= lo <= hi < 1; got {spec!r}"
+            + (f" (unknown cell types {missing})" if missing else "") + ".")
+    in_group = np.array([t in group for t in types]) & available
+    rest = ~in_group & available
+    if not in_group.any() or not rest.any():
+        return props
+    n = props.shape[0]
+    whole = rng.random(n) < fraction
+    share = np.where(whole, rng.uniform(lo, hi, n), rng.uniform(olo, ohi, n))
+    split = rng.dirichlet(np.ones(int(in_group.sum())), size=n)
+    others = props[:, rest]
+    total = others.sum(axis=1, keepdims=True)
+    others = np.where(total > 0, others / np.maximum(total, 1e-12), 1.0 / rest.sum())
+    out = np.zeros_like(props)
+    out[:, rest] = others * (1.0 - share)[:, None]
+    out[:, in_group] = split * share[:, None]
+    return out
+
+
+def profile_cells(
+    profiles: pd.DataFrame,
+    *,
+    genes: Sequence[str],
+    library_sizes: np.ndarray,
+    n_cells: int = 300,
+    n_donors: int = 6,
+    donor_sd: float = 0.3,
+    seed: int = 0,
+) -> ad.AnnData:
+    """Synthetic cells of cell types known only from a bulk profile (e.g. sorted granulocytes).
+
+    Each profile is restricted to ``genes`` and renormalised; ``n_donors`` donor versions multiply it by an
+    independent log-normal factor per gene (SD ``donor_sd``, natural log) -- a stand-in for the donor variation
+    an averaged profile lacks; each cell belongs to one donor version and draws its counts as a multinomial of
+    a library size resampled from ``library_sizes`` (the single-cell reference's), so its sampling noise is that
+    of a real cell of that depth. A gene absent from the profile is 0 in every synthetic cell.
+
+    Parameters
+    ----------
+    profiles
+        Genes x cell types, any linear unit (TPM, NX); NaN = not measured (0).
+    genes
+        Gene space of the synthetic cells (the single-cell reference's ``var_names``).
+    library_sizes
+        ``(n,)`` total counts of reference cells to resample from.
+    n_cells
+        Synthetic cells per cell type.
+    n_donors, donor_sd
+        Donor versions of each profile and the SD of their per-gene log-normal factor.
+    seed
+        Random seed (same seed, same cells).
+
+    Returns
+    -------
+    anndata.AnnData
+        ``(n_cells * K, len(genes))`` CSR float32 counts; ``obs['cell_type']``, ``obs['profile_donor']``
+        (``"<type>:<d>"``), ``obs['synthetic'] = True``.
+    """
+    if not isinstance(profiles, pd.DataFrame) or profiles.shape[1] == 0:
+        raise BlueInputError("profiles must be a genes x cell types DataFrame with at least one column.")
+    sizes = np.asarray(library_sizes, dtype=float)
+    sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+    if sizes.size == 0 or n_cells < 1 or n_donors < 1 or donor_sd < 0:
+        raise BlueInputError("profile_cells needs positive library sizes, n_cells >= 1, n_donors >= 1, donor_sd >= 0.")
+    frame = profiles.apply(pd.to_numeric, errors="coerce").reindex([str(g) for g in genes]).fillna(0.0)
+    if (frame.to_numpy() < 0).any():
+        raise BlueInputError("profiles must be non-negative (a linear unit such as TPM or NX, not log values).")
+    rng = np.random.default_rng(seed)
+    blocks, labels, donors = [], [], []
+    for cell_type in frame.columns:
+        base = frame[cell_type].to_numpy(dtype=float)
+        if base.sum() <= 0:
+            raise BlueInputError(f"profile {cell_type!r} has no expression over the reference's genes.")
+        factors = rng.lognormal(0.0, donor_sd, size=(n_donors, base.size))
+        versions = base[None, :] * factors
+        versions /= versions.sum(axis=1, keepdims=True)
+        which = rng.integers(0, n_donors, size=n_cells)
+        depth = rng.choice(sizes, size=n_cells).round().astype(np.int64)
+        counts = np.vstack([rng.multinomial(depth[i], versions[which[i]]) for i in range(n_cells)])
+        blocks.append(sp.csr_matrix(counts.astype(np.float32)))
+        labels += [str(cell_type)] * n_cells
+        donors += [f"{cell_type}:{d}" for d in which]
+    obs = pd.DataFrame({"cell_type": pd.Categorical(labels), "profile_donor": donors, "synthetic": True},
+                       index=[f"synthetic:{t}:{i}" for t, i in zip(labels, range(len(labels)))])
+    return ad.AnnData(X=sp.vstack(blocks).tocsr(), obs=obs, var=pd.DataFrame(index=pd.Index([str(g) for g in genes])))
+
+
 def _cells_per_type(rng: np.random.Generator, props: np.ndarray, cells_per_sample: int) -> np.ndarray:
     """Multinomial number of cells of each type in each sample, ``(n_samples, K)`` int64."""
     props = np.clip(props, 0, None)
@@ -219,6 +323,7 @@ def simulate(
     seed: int = 0,
     progress: Progress | None = None,
     type_gene_factors: np.ndarray | None = None,
+    group_share: dict | None = None,
 ) -> PseudoBulk:
     """Simulate pseudo-bulk samples from a labelled single-cell reference.
 
@@ -267,6 +372,11 @@ def simulate(
         ``(K, G)`` multiplicative factors (cell types in ``cell_types`` order x reference genes) applied to
         each cell type's contribution to ``bulk`` (platform calibration: how a type's genes read on bulk
         RNA-seq relative to single cells). ``profiles`` (the GEP targets) are not changed. Default: none.
+    group_share
+        ``{"cell_types": [...], "fraction": f, "range": [lo, hi], "other_range": [lo, hi]}``: in a fraction ``f``
+        of the samples the listed types together take a share drawn uniformly from ``range`` (split among them
+        by a flat Dirichlet), in the others a share from ``other_range``; the remaining types are rescaled to
+        the rest. Default: none (all types drawn alike).
 
     Returns
     -------
@@ -345,6 +455,8 @@ def simulate(
         dominant_fraction=dominant_fraction,
         sparse_fraction=sparse_fraction,
     )
+    if group_share:
+        props = _apply_group_share(np.random.default_rng([seed, 7]), props, types, available, group_share)
     counts = _cells_per_type(rng, props, cells_per_sample)
 
     n = int(n_samples)

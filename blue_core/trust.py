@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference import Deconvolution
     from .model import BlueModel
 
-__all__ = ["MARKER_SETS", "EXPECTATIONS", "compartment_scores", "tissue_checks", "assess", "recommend_model",
-           "TrustReport", "load_calibration"]
+__all__ = ["MARKER_SETS", "EXPECTATIONS", "LOOKS_LIKE", "compartment_scores", "tissue_checks", "looks_like", "assess",
+           "recommend_model", "TrustReport", "load_calibration"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,14 @@ MARKER_SETS: dict[str, tuple[str, ...]] = {
 #: Per model tissue (``card["tissue"]`` contains the key): compartments the model expects (floor checked) and
 #: compartments it does not model (ceiling checked), with the plain-words cause shown to the user.
 EXPECTATIONS: dict[str, dict[str, Any]] = {
+    "whole blood": {"expects": {"leukocyte": "this does not look like blood cells"},
+                    "lacks": {"myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this "
+                                                    "whole-blood model has no progenitor cells",
+                              "islet endocrine": "this looks like pancreatic islets; the selected model is blood"}},
     "blood": {"expects": {"leukocyte": "this does not look like blood cells"},
               "lacks": {"neutrophil": "this looks like whole blood (or granulocyte-rich), and this PBMC model has no "
-                                      "neutrophils: their share is given to the other types",
+                                      "neutrophils: their share is given to the other types; use a whole-blood "
+                                      "model",
                         "myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this PBMC model "
                                               "has no progenitor cells",
                         "islet endocrine": "this looks like pancreatic islets; the selected model is blood"}},
@@ -68,6 +73,12 @@ EXPECTATIONS: dict[str, dict[str, Any]] = {
                           "lacks": {"leukocyte": "this looks like blood or immune cells; the selected model is "
                                                  "pancreatic islets"}},
 }
+
+#: What a cohort looks like when a compartment is high (above its calibrated ceiling) in most samples, in order
+#: of precedence (marrow blasts before granulocytes: AML marrow also holds maturing neutrophils); a model whose
+#: ``card["tissue"]`` contains the tissue is preferred by :func:`recommend_model`.
+LOOKS_LIKE: tuple[tuple[str, str], ...] = (("myeloid progenitor", "bone marrow"), ("islet endocrine", "pancreatic islets"),
+                                           ("neutrophil", "whole blood"))
 
 #: Fewest measured genes for the tissue checks: percentile ranks are comparable only over a whole transcriptome
 #: (a 714-gene panel ranks a gene among other panel genes), so panel data get the fit signals only.
@@ -153,6 +164,20 @@ def tissue_checks(scores: pd.DataFrame, tissue: str | None, *, calibration: Mapp
                 rows.append((sample, compartment, float(value), float(limit),
                              f"{compartment} genes ({genes}...) are low: {cause}."))
     return pd.DataFrame(rows, columns=["sample", "compartment", "score", "limit", "cause"])
+
+
+def looks_like(scores: pd.DataFrame, *, calibration: Mapping[str, Any] | None = None) -> str | None:
+    """The tissue a cohort looks like from its marker compartments (``LOOKS_LIKE``): the first whose compartment
+    is above its calibrated ceiling in most samples; None when none is (or the data are a gene panel)."""
+    cal = calibration if calibration is not None else load_calibration()
+    for compartment, tissue in LOOKS_LIKE:
+        limit = cal.get("ceilings", {}).get(compartment)
+        if limit is None or compartment not in scores:
+            continue
+        values = scores[compartment].dropna()
+        if len(values) and float((values > limit).mean()) > 0.5:
+            return tissue
+    return None
 
 
 @dataclass
@@ -243,7 +268,8 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
     """Rank models for a cohort by how well its samples look like and fit each model's tissue.
 
     For each model, in order: whether it can read the genes; the share of samples without a tissue check (named
-    cause); the distance of the cohort's median compartment scores to those of the model's real in-tissue
+    cause); whether its tissue is what the cohort looks like (:func:`looks_like`, e.g. whole blood when
+    neutrophil genes are high in most samples); the distance of the cohort's median compartment scores to those of the model's real in-tissue
     cohorts (``calibration["centroids"]``; whole-transcriptome data only); the median fit r minus the model's
     real-cohort floor.
 
@@ -260,8 +286,9 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
     -------
     pandas.DataFrame
         One row per model, best first: ``model``, ``tissue``, ``readable`` (the model can read these genes),
-        ``share_without_cause``, ``tissue_distance``, ``median_fit_r``,
-        ``fit_margin`` (median fit r minus the floor; NaN without one), ``reason``.
+        ``share_without_cause``, ``looks_like`` (the model's tissue is what the cohort looks like),
+        ``tissue_distance``, ``median_fit_r``, ``fit_margin`` (median fit r minus the floor; NaN without one),
+        ``reason``.
     """
     import warnings
 
@@ -269,9 +296,11 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
 
     cal = calibration if calibration is not None else load_calibration()
     scores = compartment_scores(bulk)
+    look = looks_like(scores, calibration=cal)
     rows = []
     for model in models:
         tissue = (model.card or {}).get("tissue")
+        matches = bool(look) and str(look) in str(tissue or "").lower()
         checks = tissue_checks(scores, tissue, calibration=cal)
         flagged = set(checks["sample"]) if len(checks) else set()
         share = 1.0 - len(flagged) / max(len(scores), 1)
@@ -293,15 +322,16 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
         else:
             distance = float("nan")
         cause = checks["cause"].value_counts().index[0] if len(checks) else ""
-        reason = (cause if cause else f"its tissue markers fit; median fit r {fit_r:.2f}"
+        reason = (cause if cause else (f"this looks like {look}, this model's tissue; " if matches else "")
+                  + f"its tissue markers fit; median fit r {fit_r:.2f}"
                   + (f" (real-tissue floor {floor:.2f})" if floor is not None else ""))
         readable = bool(np.isfinite(fit_r))
         if not readable:
             reason = "this model cannot read these data (too few of its genes are measured)"
         rows.append({"model": model.name, "tissue": tissue, "readable": readable, "share_without_cause": share,
-                     "tissue_distance": distance, "median_fit_r": fit_r, "fit_margin": margin, "reason": reason})
+                     "looks_like": matches, "tissue_distance": distance, "median_fit_r": fit_r, "fit_margin": margin, "reason": reason})
     table = pd.DataFrame(rows)
     key = table["fit_margin"].fillna(table["median_fit_r"] - 1.0).fillna(-np.inf)
     closeness = (-table["tissue_distance"]).fillna(-np.inf)
-    return table.assign(_k=key, _c=closeness).sort_values(["readable", "share_without_cause", "_c", "_k"],
+    return table.assign(_k=key, _c=closeness).sort_values(["readable", "share_without_cause", "looks_like", "_c", "_k"],
                                                           ascending=False).drop(columns=["_k", "_c"]).reset_index(drop=True)

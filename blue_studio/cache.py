@@ -284,7 +284,8 @@ def validate_on_cohorts(names: list[str], model: BlueModel, subtypes: SubtypeClu
         other, _ = run_deconvolution(bulk, f"demo:{name}", model)
         validation_genes(discovery, other, features=subtypes.features, cell_types=subtypes.cell_types)
         out.append(validate_subtypes(subtypes, other, clinical=clinical, time_col=time_col, event_col=event_col,
-                                     title=getattr(cohort, "title", None) or name, discovery_best=best))
+                                     title=(getattr(cohort, "title", None) or name).split(":")[0],
+                                     discovery_best=best))
     return validate_across(out)
 
 

@@ -18,7 +18,7 @@ from .cache import content_hash, load_pretrained, load_sample, pretrained_models
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.model import BlueModel
 
-__all__ = ["on_analysis_upload", "on_model_zip_upload", "use_model", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
+__all__ = ["on_analysis_upload", "on_model_zip_upload", "use_model", "follow_recommendation", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
 
 #: Session-state keys of models trained in this session start with this prefix.
@@ -142,6 +142,13 @@ def use_model(name: str) -> None:
     st.session_state["model_name"] = name
     st.session_state["model_picker"] = name
     st.session_state["model_chosen"] = True
+    reset_results()
+
+
+def follow_recommendation(name: str) -> None:
+    """The data choose the model (the user has not): select ``name`` for the next run. Only ``model_name`` is set
+    (the page copies it into the picker before drawing it), and the choice stays the data's, not the user's."""
+    st.session_state["model_name"] = name
     reset_results()
 
 

@@ -100,7 +100,7 @@ if bulk is None:
 recommendation = cache.recommend(bulk, bulk_key)
 if not state.get("model_chosen") and len(recommendation) and bool(recommendation["readable"].iloc[0]) \
         and recommendation["model"].iloc[0] != getattr(model, "name", None):
-    app_state.use_model(str(recommendation["model"].iloc[0]))  # the data choose the model until the user does
+    app_state.follow_recommendation(str(recommendation["model"].iloc[0]))  # the data choose until the user does
     st.rerun()
 views.show_recommendation(recommendation, current=getattr(model, "name", None))
 

@@ -308,11 +308,33 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"trust: {trust.summary}", file=sys.stderr)
     for cause, n in (trust.checks["cause"].value_counts().items() if len(trust.checks) else []):
         print(f"trust: {n} sample(s): {cause}", file=sys.stderr)
+    if trust.counts["wrong input"]:
+        _suggest_model(bulk, model)
     print(f"deconvolved {len(result.proportions)} samples with {model.name!r} "
           f"({result.input_report['n_model_genes_matched']:,}/{result.input_report['n_model_genes']:,} model genes "
           f"found; {trust.counts['ok']} ok, {trust.counts['caution']} caution, {trust.counts['wrong input']} wrong "
           f"input); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad")
     return 0
+
+
+def _suggest_model(bulk: Any, chosen: Any) -> None:
+    """After a 'wrong input' verdict: the installed model the data recommend (``trust.recommend_model``), printed
+    as the option to rerun with."""
+    from ..model import load_model
+    from ..store import list_models
+    from ..trust import recommend_model
+
+    models = []
+    for name in list_models()["name"]:
+        try:
+            models.append(chosen if str(name) == chosen.name else load_model(str(name)))
+        except Exception:  # noqa: BLE001 - a broken installed model is not a candidate
+            continue
+    ranking = recommend_model(bulk, models)
+    best = ranking.iloc[0] if len(ranking) else None
+    if best is not None and best["model"] != chosen.name and bool(best["readable"]):
+        print(f"trust: the data recommend another model: rerun with --model {best['model']} ({best['tissue']}; "
+              f"{best['reason']})", file=sys.stderr)
 
 
 def _run_models(args: argparse.Namespace) -> int:

@@ -143,3 +143,27 @@ def test_islet_data_with_the_blood_model_get_a_named_cause_and_a_recommendation(
     fresh.session_state["bulk_label"] = "islets"
     fresh.run()
     assert fresh.session_state["model_name"] == "pancreas"
+
+
+def test_whole_blood_like_upload_opens_on_the_blood_model() -> None:
+    """Issue 16.3: neutrophil genes high -> the app recommends (and, unchosen, uses) the whole-blood model."""
+    require_model("pbmc")
+    require_model("blood")
+    import blue_core as bc
+    from blue_core.trust import MARKER_SETS
+
+    frame = bc.load_sample("monaco_pbmc").bulk.to_df()
+    genes = [g for g in MARKER_SETS["neutrophil"] if g in frame.columns]
+    frame[genes] = frame[genes] * 200 + 500  # synthetic stand-in for whole blood (no real cohort is held)
+    at = page(PAGE)
+    at.session_state["bulk_source"] = "upload"
+    at.session_state["bulk_bytes"] = frame.T.rename_axis("gene").to_csv().encode()
+    at.session_state["bulk_filename"] = "whole_blood.csv"
+    at.session_state["bulk_label"] = "whole_blood.csv"
+    at.run()
+    assert_clean(at)
+    assert at.session_state["model_name"] == "blood"
+    [b for b in at.button if b.label == "Run deconvolution"][0].click().run()
+    assert_clean(at)
+    result = at.session_state["result"]
+    assert {"Neutrophil", "Eosinophil", "Basophil"} <= set(result.cell_types)

@@ -97,6 +97,11 @@ def test_survival_page_shows_kaplan_meier(page: Any, shot: Any) -> None:
     km.first.wait_for()
     shot(page, "4_subtypes_and_survival")
     shot(page, "4_kaplan_meier", km.first)
+    # validation in every other AML demo cohort, one click (issue 15.4)
+    page.get_by_role("button", name="Validate in 2 cohorts").click()
+    page.get_by_text("Best survival here").wait_for(timeout=120_000)
+    assert page.get_by_text("replicate", exact=False).count() >= 1
+    shot(page, "4_validation", page.get_by_test_id("stTabs").last)
     _open(page, "Enrichment")
     page.get_by_text("over-representation").click()
     page.get_by_role("button", name="Run enrichment").click()

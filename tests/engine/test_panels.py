@@ -71,7 +71,7 @@ def test_recipe_errors_name_the_fix(tmp_path):
         read_recipe(broken)
 
 
-@pytest.mark.parametrize("name", ["pbmc", "pancreas", "aml"])
+@pytest.mark.parametrize("name", ["pbmc", "pancreas", "aml", "blood"])
 def test_shipped_recipes_parse(name):
     recipe = read_recipe(f"pretrained/{name}/recipe.toml")
     assert recipe["name"] == name and recipe["references"]
@@ -99,7 +99,22 @@ def test_pretrained_models_are_small_and_listed():
     from pathlib import Path
 
     listed = bc.list_models()
-    assert {"pbmc", "pancreas", "aml"} <= set(listed["name"])
-    for name in ("pbmc", "pancreas", "aml"):
+    assert {"pbmc", "pancreas", "aml", "blood"} <= set(listed["name"])
+    for name in ("pbmc", "pancreas", "aml", "blood"):
         assert Path(f"pretrained/{name}/model.safetensors").stat().st_size <= 25 * 2**20
         assert "rebuild_command" in bc.load_model(name).card["provenance"]
+
+
+def test_blood_card_says_what_its_granulocytes_are():
+    """Issue 16.1: the whole-blood model's card names the bulk-profile cell types, their licence and what
+    that means for their GEPs."""
+    card = bc.load_model("blood").card
+    assert card["tissue"] == "whole blood"
+    assert {"Neutrophil", "Eosinophil", "Basophil", "Monocyte", "CD4 T"} <= set(card["cell_types"])
+    profiles = card["provenance"]["profile_references"]
+    assert profiles and profiles[0]["licence"].startswith("CC BY-SA")
+    assert set(profiles[0]["cell_types"]) == {"Neutrophil", "Eosinophil", "Basophil"}
+    assert "CC BY-SA" in card["description"]
+    assert "bulk averages" in card["limitations"] and "beyond noise" in card["limitations"]
+    assert card["training"]["simulation"]["group_share"]["range"] == [0.4, 0.85]
+    assert (card.get("n_members") or 1) >= 2  # an ensemble: intervals and the spread check

@@ -103,7 +103,7 @@ def test_shipped_calibration_holds_the_shipped_weights():
     import blue_core as bc
 
     cal = load_calibration()
-    for name in ("pbmc", "pancreas", "aml"):
+    for name in ("pbmc", "pancreas", "aml", "blood"):
         assert cal["models"][name] == bc.load_model(name).card["weights_sha256"], name
 
 
@@ -126,3 +126,49 @@ def test_poorly_explained_agrees_with_the_trust_verdict_on_the_models_own_tissue
     flagged = set(result.fit.index[result.fit["poorly_explained"]])
     cautioned = set(report.table.index[report.table["reasons"].str.contains("reconstructs this sample worse")])
     assert flagged == cautioned and len(flagged) <= 2
+
+
+def test_looks_like_takes_marrow_before_granulocytes():
+    from blue_core.trust import looks_like
+
+    cal = {"ceilings": {"neutrophil": 0.9, "myeloid progenitor": 0.6, "islet endocrine": 0.2}}
+    frame = pd.DataFrame({"neutrophil": [0.95, 0.96, 0.5], "myeloid progenitor": [0.3, 0.2, 0.1],
+                          "islet endocrine": [0.0, 0.0, 0.0]})
+    assert looks_like(frame, calibration=cal) == "whole blood"
+    assert looks_like(frame.assign(**{"myeloid progenitor": 0.7}), calibration=cal) == "bone marrow"
+    assert looks_like(frame.assign(neutrophil=0.5), calibration=cal) is None
+    assert looks_like(frame.assign(neutrophil=np.nan, **{"myeloid progenitor": np.nan}), calibration=cal) is None
+
+
+def _granulocyte_rich_monaco():
+    """Monaco PBMC with the neutrophil marker genes raised 200-fold: a synthetic stand-in for whole blood."""
+    import blue_core as bc
+
+    frame = bc.load_sample("monaco_pbmc").bulk.to_df()
+    genes = [g for g in MARKER_SETS["neutrophil"] if g in frame.columns]
+    frame[genes] = frame[genes] * 200 + 500
+    return frame
+
+
+@pytest.mark.slow
+def test_whole_blood_like_input_recommends_the_blood_model(tmp_path, capsys):
+    """Issue 16.3: neutrophil genes high -> the whole-blood model, in the library (the app's recommendation)
+    and in the CLI's advice after a 'wrong input' verdict with the PBMC model."""
+    import warnings
+
+    import blue_core as bc
+    from blue_core.cli import main
+    from blue_core.trust import recommend_model
+
+    models = [bc.load_model(n) for n in ("pbmc", "pancreas", "aml", "blood")]
+    frame = _granulocyte_rich_monaco()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ranking = recommend_model(frame, models)
+        plain = recommend_model(bc.load_sample("monaco_pbmc").bulk, models)
+    assert ranking["model"].iloc[0] == "blood" and bool(ranking["looks_like"].iloc[0])
+    assert plain["model"].iloc[0] == "pbmc"  # PBMC stays with the PBMC model
+    path = tmp_path / "wholeblood.csv"
+    frame.T.rename_axis("gene").to_csv(path)
+    assert main(["deconvolve", str(path), "--model", "pbmc", "--out", str(tmp_path / "out")]) == 0
+    assert "rerun with --model blood" in capsys.readouterr().err
