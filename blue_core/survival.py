@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import BlueInputError
+from .strictjson import jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
@@ -125,13 +126,6 @@ def _group_key(g: str) -> tuple[int, Any]:
         return (0, int(s[1:]))
     return (1, s)
 
-
-def _finite_or_none(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
 
 
 class SurvivalAnalysis:
@@ -458,7 +452,7 @@ class SurvivalAnalysis:
         self._check_fitted()
         groups = []
         for row in self.summary.to_dict(orient="records"):
-            groups.append({k: (_finite_or_none(v) if k not in ("group", "n", "events") else v) for k, v in row.items()})
+            groups.append({k: (jsonable(float(v)) if k not in ("group", "n", "events") else v) for k, v in row.items()})
             groups[-1]["n"] = int(row["n"])
             groups[-1]["events"] = int(row["events"])
         return {
@@ -486,7 +480,7 @@ class SurvivalAnalysis:
                 "counts": {g: [int(v) for v in self.at_risk_.loc[g]] for g in self.groups_},
             },
             **({"adjusted": {"for": list(self.adjust_for), "n": int(self.n_adjusted_), "hazard_ratios": [
-                {k: (str(v) if k == "group" else _finite_or_none(v)) for k, v in r.items()}
+                {k: (str(v) if k == "group" else jsonable(float(v))) for k, v in r.items()}
                 for r in self.adjusted_hazard_ratios_.to_dict(orient="records")]}}
                if getattr(self, "adjusted_hazard_ratios_", None) is not None else {}),
         }
