@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import for_model, load_calibration
+from .exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata as ad
@@ -264,7 +265,7 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
 
 
 def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel], *,
-                    calibration: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                    calibration: Mapping[str, Any] | None = None, max_samples: int = 200) -> pd.DataFrame:
     """Rank models for a cohort by how well its samples look like and fit each model's tissue.
 
     For each model, in order: whether it can read the genes; the share of samples without a tissue check (named
@@ -281,6 +282,9 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
         Candidate models (e.g. every installed one).
     calibration
         :func:`load_calibration` output (default: the shipped one).
+    max_samples
+        A larger cohort is judged on this many evenly spaced samples (the ranking is about the cohort, and
+        every model deconvolves them: the cost stays bounded for archive-sized uploads).
 
     Returns
     -------
@@ -295,6 +299,11 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
     from .inference import deconvolve
 
     cal = calibration if calibration is not None else load_calibration()
+    if max_samples < 1:
+        raise BlueInputError(f"max_samples must be >= 1, got {max_samples}.")
+    if bulk.shape[0] > max_samples:
+        keep = np.unique(np.linspace(0, bulk.shape[0] - 1, max_samples).round().astype(int))
+        bulk = bulk[keep] if not isinstance(bulk, pd.DataFrame) else bulk.iloc[keep]
     scores = compartment_scores(bulk)
     look = looks_like(scores, calibration=cal)
     rows = []

@@ -172,3 +172,19 @@ def test_whole_blood_like_input_recommends_the_blood_model(tmp_path, capsys):
     frame.T.rename_axis("gene").to_csv(path)
     assert main(["deconvolve", str(path), "--model", "pbmc", "--out", str(tmp_path / "out")]) == 0
     assert "rerun with --model blood" in capsys.readouterr().err
+
+
+def test_recommend_model_judges_a_large_cohort_on_a_bounded_subsample(monkeypatch):
+    import blue_core.inference as inference
+    from blue_core.trust import recommend_model
+
+    seen = []
+
+    def fake_deconvolve(bulk, model, **_):
+        seen.append(bulk.shape[0])
+        return SimpleNamespace(fit=pd.DataFrame({"fit_r": np.full(bulk.shape[0], 0.8)}))
+
+    monkeypatch.setattr(inference, "deconvolve", fake_deconvolve)
+    model = SimpleNamespace(name="blood_model", card={"tissue": "blood", "weights_sha256": "a" * 64})
+    ranking = recommend_model(_bulk(None, n_samples=30), [model], calibration=CAL, max_samples=7)
+    assert seen == [7] and ranking["model"].tolist() == ["blood_model"]
