@@ -105,3 +105,35 @@ def test_flow_truth_on_documented_common_vocabulary() -> None:
     assert np.allclose(side["X · BLUE"] + side["Y · BLUE"], 1, atol=2e-3)  # renormalised (rounded to 3 d.p.)
     expected = truth[truth_types[0]] / truth[truth_types].sum(axis=1)
     assert np.allclose(side["X · flow"], expected.loc[side.index].round(3), atol=1e-9)
+
+
+def test_blood_model_on_monaco_meets_the_flow_granulocytes() -> None:
+    """Issue 16: the whole-blood model's granulocytes are compared with Monaco's low-density granulocytes on the
+    cohort card's documented vocabulary (not on the 3 names the two happen to share)."""
+    import warnings
+
+    from _app_helpers import require_model
+
+    from blue_core.inference import deconvolve
+    from blue_core.model import load_model
+
+    require_model("blood")
+    at = seed(page(PAGE), "monaco_pbmc")
+    model = load_model("blood")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = deconvolve(_monaco_bulk(), model)
+    at.session_state["model_name"] = "blood"
+    at.session_state["result"] = result
+    at.run()
+    assert_clean(at)
+    accuracy = [d.value for d in at.dataframe if "ccc" in d.value.columns][0]
+    assert "Granulocyte" in accuracy.index and accuracy.loc["all", "n"] == 84  # 12 donors x 7 common types
+    assert "Neutrophil → Granulocyte" in texts(at)
+
+
+def _monaco_bulk():
+    from blue_core.datasets import sample_root
+    from blue_core.io import read_bulk
+
+    return read_bulk(sample_root() / "monaco_pbmc" / "bulk.csv.gz")
