@@ -33,3 +33,14 @@ def results_folder(argv: list[str] | None, description: str | None):  # noqa: AN
     out = Path(parser.parse_args(argv).out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def write_report(out_dir, name: str, lines: list[str], data: object = None) -> None:  # noqa: ANN001 - a Path
+    """The tail every bench shares: ``<name>.md`` (the lines joined), ``<name>.json`` (``data``, when given; strict
+    indent-1 JSON, numpy numbers as floats) and the report printed."""
+    import json
+
+    (out_dir / f"{name}.md").write_text("\n".join(lines))
+    if data is not None:
+        (out_dir / f"{name}.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
+    print("\n".join(lines))

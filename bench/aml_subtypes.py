@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, raw_p, keys, clusterings, notes = [], [], [], {}, []
     unmatched: dict[str, int] = {}
+    bests: dict[str, str] = {}  # the discovery's best-prognosis subtype per feature set
     km_files: list[str] = []
     for features in FEATURES:
         # discovery data
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterings[features] = sc
         labels = sc.labels_
         sa0 = _survival(labels, disc_clin, disc_spec, reference=None)
-        best = best_prognosis_group(sa0)
+        best = bests[features] = best_prognosis_group(sa0)
         sa = _survival(labels, disc_clin, disc_spec, reference=best)
         km_files += [str(p.relative_to(out_dir)) for p in save_km(sa, figures, name=f"{features.replace(' ', '_')}_{disc_name}",
                                                                   title=f"{features}: TCGA-LAML (discovery)",
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             if reason is not None:
                 row.update({"log-rank p": "n/a", "replicates": reason})
                 raw_p.append(np.nan)
-                keys.append((features, name, None, None))
+                keys.append((row, None, None))
                 rows.append(row)
                 continue
             own_best = best_prognosis_group(sv)
@@ -254,14 +255,14 @@ def main(argv: list[str] | None = None) -> int:
                         "adjusted HR vs the discovery's best group, 95% CI": _hr_text(sv) + f" [n={sv.n_adjusted_}]",
                         "best group": own_best})
             raw_p.append(sv.logrank_p_)
-            keys.append((features, name, own_best, best))
+            keys.append((row, own_best, best))
             rows.append(row)
     passes = {c["cohort"]: c["passes"] for c in checks}
+    title_to_name = {c[1]: c[0] for c in COHORTS}
     adjusted = holm(np.array(raw_p, dtype=float), n_tests=len(FEATURES) * (len(COHORTS) - 1))
     verdicts = {}
-    for (features, name, own_best, best), p_adj in zip(keys, adjusted):
-        row = next(r for r in rows if r["features"] == features and r["cohort"] == dict(
-            (c[0], c[1]) for c in COHORTS)[name])
+    for (row, own_best, best), p_adj in zip(keys, adjusted):
+        features, name = row["features"], title_to_name[row["cohort"]]
         if own_best is None:
             row["Holm p"] = "1 (not run)"
             verdicts[(features, name)] = False
@@ -279,9 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows).fillna("")
 
     # enrichment of the discovery's best GEP subtype
-    sc = clusterings["gep"]
-    sa0 = _survival(sc.labels_, disc_clin, disc_spec, reference=None)
-    best = best_prognosis_group(sa0)
+    sc, best = clusterings["gep"], bests["gep"]
     sets, _ = load_gene_sets(("hallmark", "reactome"))
     enr_rows, watched = [], []
     for ct in ENRICH_TYPES:

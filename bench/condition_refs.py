@@ -35,7 +35,6 @@ condition, the one with the highest mean Kang r.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table, results_folder  # noqa: E402
+from _tables import markdown_table, results_folder, write_report  # noqa: E402
 from gep_shifts import _quiet, kang_shift, monaco_beyond_mean  # noqa: E402
 from selection import _base, _kang_labels  # noqa: E402
 
@@ -138,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
              "## Summary over seeds", "", markdown_table(summary, number_format="{:.3g}"), "",
              "GEP-branch best epoch per model: " + ", ".join(f"{k}: {v}" for k, v in best_epochs.items()) + ".", "",
              f"**Rule applied: {chosen}.**", ""]
-    (out_dir / "condition_refs.md").write_text("\n".join(lines))
-    (out_dir / "condition_refs.json").write_text(json.dumps({"rows": rows, "chosen": chosen, "best_epochs": best_epochs}, indent=1) + "\n")
-    print("\n".join(lines))
+    write_report(out_dir, "condition_refs", lines, {"rows": rows, "chosen": chosen, "best_epochs": best_epochs})
     return 0
 
 

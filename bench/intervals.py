@@ -14,7 +14,6 @@ types -- an approximation, stated in the table). Goal (issue 10): >= 80 % on the
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table, results_folder  # noqa: E402
+from _tables import markdown_table, results_folder, write_report  # noqa: E402
 from selection import HAO, PBMC3K_FULL, WORK, _base  # noqa: E402
 from validate import pseudo_bulk_anndata  # noqa: E402
 
@@ -114,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Interval calibration (issue 10)", "", "Produced by `python bench/intervals.py` from the members of "
              "`python bench/selection.py --tissue pbmc`. Goal: >= 80 % coverage on the left-out reference.", "",
              markdown_table(table), ""]
-    (out_dir / "intervals.md").write_text("\n".join(lines))
-    (out_dir / "intervals.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
-    print("\n".join(lines))
+    write_report(out_dir, "intervals", lines, rows)
     return 0
 
 

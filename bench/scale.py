@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table  # noqa: E402
+from _tables import markdown_table, write_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "scale"
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
              "are separate processes), and a 1-thread worker is slower than the streaming path's 2 torch threads "
              "on this 2-core machine; Dask is for many machines.", "",
              markdown_table(table, number_format="{:.3g}"), ""]
-    (out_dir / "scale.md").write_text("\n".join(lines))
-    (out_dir / "scale.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
-    print("\n".join(lines))
+    write_report(out_dir, "scale", lines, rows)
     return 0
 
 

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import markdown_table, results_folder  # noqa: E402
+from _tables import markdown_table, results_folder, write_report  # noqa: E402
 
 import blue_core as bc  # noqa: E402
 from blue_core.io import read_bulk  # noqa: E402
@@ -227,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{pooled['defective'][0] / max(pooled['defective'][1], 1):.1%} (not counted in either goal).", "",
              "## Recommended model per cohort (`blue_core.trust.recommend_model`)", "",
              markdown_table(recs, number_format=None), ""]
-    (out_dir / "trust.md").write_text("\n".join(lines))
-    (out_dir / "trust.json").write_text(json.dumps({"rows": rows, "recommendations": recs.to_dict("records"),
-                                                    "calibration": cal}, indent=1, default=float) + "\n")
-    print("\n".join(lines))
+    write_report(out_dir, "trust", lines, {"rows": rows, "recommendations": recs.to_dict("records"), "calibration": cal})
     return 0
 
 

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from .strictjson import dumps as strict_dumps
 from .files import check_model_name
 from .module import BlueNet
 
-__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "save_model", "load_model", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "save_model", "load_model", "load_installed", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
 
 logger = logging.getLogger(__name__)
 
@@ -638,6 +639,28 @@ def _check_weights_header(weights: Path, network: dict[str, Any], n_members: int
 
 #: Largest model zip :func:`load_model_zip` accepts, compressed and uncompressed (bytes).
 MAX_MODEL_ZIP_BYTES = 200 * 1024 * 1024
+
+
+def load_installed(*, loader: Callable[[str], BlueModel] | None = None) -> list[BlueModel]:
+    """Every installed model (:func:`~blue_core.store.list_models`), loaded with ``loader`` (default
+    :func:`load_model`; the app passes its cached loader). A model that cannot be loaded is left out with a
+    logged warning: a broken install must not break a recommendation.
+
+    Returns
+    -------
+    list of BlueModel
+        In the store's order.
+    """
+    from .store import list_models
+
+    load = loader or load_model
+    models = []
+    for name in (str(n) for n in list_models()["name"]):
+        try:
+            models.append(load(name))
+        except (BlueModelError, OSError, ValueError) as err:
+            logger.warning("model %s left out: %s", name, err)
+    return models
 
 
 def load_model_zip(data: bytes, *, max_bytes: int = MAX_MODEL_ZIP_BYTES) -> BlueModel:

@@ -228,21 +228,21 @@ def _with_profile_cells(reference: ad.AnnData, spec: dict[str, Any], root: Path,
     if not columns or missing:
         raise BlueInputError(f"profile reference {name!r}: cell_types must map model cell types to columns of "
                              f"{path.name}; missing {missing}, available {list(table.columns)[:20]}.")
+    versus = spec.get("extra_genes_versus")  # only genes specific to the profile types join the gene space
+    if versus and versus not in table.columns:
+        raise BlueInputError(f"profile reference {name!r}: extra_genes_versus={versus!r} is not a column of "
+                             f"{path.name}.")
+    symbols, _ = harmonize_gene_ids([str(g) for g in table.index])
+    table = table.set_axis(symbols, axis=0).groupby(level=0).sum()  # current symbols, duplicates summed
     profiles = table[list(columns.values())].set_axis(list(columns), axis=1)
-    symbols, _ = harmonize_gene_ids([str(g) for g in profiles.index])
-    profiles = profiles.set_axis(symbols, axis=0).groupby(level=0).sum()
     own = list(map(str, reference.var_names))
     candidates = profiles.fillna(0).max(axis=1)
-    versus = spec.get("extra_genes_versus")  # only genes specific to the profile types join the gene space
     if versus:
-        if versus not in table.columns:
-            raise BlueInputError(f"profile reference {name!r}: extra_genes_versus={versus!r} is not a column of "
-                                 f"{path.name}.")
-        other = table[versus].set_axis(symbols, axis=0).groupby(level=0).sum().reindex(candidates.index).fillna(0)
-        keep = candidates >= float(spec.get("extra_genes_min_fold", 5.0)) * (other + 1.0)
+        keep = candidates >= float(spec.get("extra_genes_min_fold", 5.0)) * (table[versus].fillna(0) + 1.0)
     else:
         keep = candidates > 0
-    extra = [g for g in candidates.index[keep.to_numpy()] if g not in set(own)
+    own_set = set(own)
+    extra = [g for g in candidates.index[keep.to_numpy()] if g not in own_set
              and (protein_coding is None or g in protein_coding)]
     genes = own + sorted(extra)
     sizes = np.asarray(reference.X.sum(axis=1)).ravel()

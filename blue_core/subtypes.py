@@ -659,7 +659,7 @@ class CohortValidation:
 
         try:
             return best_prognosis_group(self.survival)
-        except Exception:  # noqa: BLE001 - a stand-in survival object (tests) or an unfitted one
+        except (BlueInputError, AttributeError):  # an unfitted analysis, or a stand-in without survival curves
             return None
 
     @property

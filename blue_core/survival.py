@@ -204,6 +204,13 @@ class SurvivalAnalysis:
         return f"<SurvivalAnalysis n={self.n_matched_} groups={len(self.groups_)} logrank_p={self.logrank_p_:.3g}>"
 
     # ------------------------------------------------------------------ joining & checks
+    def _clinical_ids(self, clinical: pd.DataFrame) -> pd.Index:
+        """The clinical table's sample IDs: its ``sample_col`` column, else its index (stripped strings)."""
+        if self.sample_col in clinical.columns:
+            return pd.Index(clinical[self.sample_col].astype(str).str.strip())
+        logger.info("no %r column in the clinical table: using its index as sample IDs", self.sample_col)
+        return pd.Index(clinical.index).astype(str).str.strip()
+
     def _join(self, labels: Any, clinical: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(clinical, pd.DataFrame):
             raise BlueInputError(f"clinical must be a pandas DataFrame, not {type(clinical).__name__}.")
@@ -214,11 +221,7 @@ class SurvivalAnalysis:
                 f"The clinical table has no column(s) {missing}. Its columns are {list(clinical.columns)[:15]}. "
                 "Pass time_col= and event_col= naming the survival time and event columns."
             )
-        if self.sample_col in clinical.columns:
-            ids = clinical[self.sample_col].astype(str).str.strip()
-        else:
-            ids = pd.Index(clinical.index).astype(str).str.strip()
-            logger.info("no %r column in the clinical table: using its index as sample IDs", self.sample_col)
+        ids = self._clinical_ids(clinical)
         clin = pd.DataFrame(
             {"time": clinical[self.time_col].to_numpy(), "event_raw": clinical[self.event_col].to_numpy()},
             index=pd.Index(ids, name="sample"),
@@ -358,10 +361,7 @@ class SurvivalAnalysis:
         if missing:
             raise BlueInputError(f"adjust_for: the clinical table has no column(s) {missing}; its columns are "
                                  f"{list(clinical.columns)[:15]}.")
-        if self.sample_col in clinical.columns:
-            table = clinical.set_index(clinical[self.sample_col].astype(str).str.strip())
-        else:
-            table = clinical.set_axis(pd.Index(clinical.index).astype(str).str.strip(), axis=0)
+        table = clinical.set_axis(self._clinical_ids(clinical), axis=0)
         out = pd.DataFrame(index=samples)
         for column in self.adjust_for:
             values = table[column].reindex(samples)
@@ -486,15 +486,7 @@ class SurvivalAnalysis:
         }
 
     def plot_km(self, *, ci: bool = True, title: str | None = None) -> go.Figure:
-        """Kaplan-Meier curves per group with censoring marks and a numbers-at-risk table.
-
-        Returns
-        -------
-        plotly.graph_objects.Figure
-            Top panel: survival probability vs time (``time_unit``), one step curve per group (with
-            95% CI bands when ``ci``), ``+`` marks at censored times; bottom panel: numbers at risk
-            at ``at_risk_.columns``. The log-rank p is in the title.
-        """
+        """Kaplan-Meier curves of this analysis: :func:`blue_core.plotting.km_curves` (figure described there)."""
         from .plotting import km_curves
 
         return km_curves(self, ci=ci, title=title)

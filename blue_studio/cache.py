@@ -7,7 +7,6 @@ ever gets back a result computed from byte-identical input. Every number comes f
 from __future__ import annotations
 
 import hashlib
-import logging
 import io
 import tempfile
 import warnings
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-from blue_core.exceptions import BlueInputError, BlueModelError
+from blue_core.exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.subtypes import CohortValidation, SubtypeClustering
@@ -27,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from blue_core.inference import Deconvolution
     from blue_core.model import BlueModel
 
-logger = logging.getLogger(__name__)
 
 __all__ = ["content_hash", "frame_hash", "pretrained_models", "load_pretrained", "model_key", "read_bulk_upload", "load_sample", "demo_cohorts", "read_demo_bulk", "run_deconvolution", "anndata_bytes", "model_zip_bytes", "result_key", "fit_subtypes", "fit_survival", "validate_on_cohorts", "gene_set_collections", "run_enrichment", "reference_obs", "read_reference_upload", "train_with_progress"]
 
@@ -385,15 +383,10 @@ def time_left(fraction: float, elapsed_s: float) -> str:
 
 @st.cache_data(show_spinner="Checking which model fits these data ...", max_entries=16, ttl=3600)
 def _recommend(bulk_key: str, _bulk: Any) -> pd.DataFrame:
+    from blue_core.model import load_installed
     from blue_core.trust import recommend_model
 
-    models = []
-    for name in (str(n) for n in pretrained_models()["name"]):
-        try:
-            models.append(load_pretrained(name))
-        except (BlueModelError, OSError, ValueError) as err:  # a broken install must not break the page
-            logger.warning("model %s not considered for the recommendation: %s", name, err)
-    return recommend_model(_bulk, models)
+    return recommend_model(_bulk, load_installed(loader=load_pretrained))
 
 
 def recommend(bulk: Any, bulk_key: str) -> pd.DataFrame:

@@ -95,8 +95,9 @@ st.markdown("**Cox hazard ratios and median survival** (vs the reference subtype
             f"{views.md(survival.reference_)}; 95% CI; median survival empty = not reached)")
 f1, f2 = st.columns([3, 2])
 with f1:
-    st.dataframe(tables.survival_table(survival), hide_index=True, width="stretch", key="surv_summary")
-    views.csv_download(tables.survival_table(survival), "survival_summary.csv", key="csv_surv_summary")
+    summary = tables.survival_table(survival)
+    st.dataframe(summary, hide_index=True, width="stretch", key="surv_summary")
+    views.csv_download(summary, "survival_summary.csv", key="csv_surv_summary")
 with f2:
     views.plot(survival.plot_forest(), name="hazard_ratios",
             data=survival.summary.set_index("group")[["hr", "hr_lower", "hr_upper", "hr_p"]])

@@ -320,16 +320,10 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
 def _suggest_model(bulk: Any, chosen: Any) -> None:
     """After a 'wrong input' verdict: the installed model the data recommend (``trust.recommend_model``), printed
     as the option to rerun with."""
-    from ..model import load_model
-    from ..store import list_models
+    from ..model import load_installed, load_model
     from ..trust import recommend_model
 
-    models = []
-    for name in list_models()["name"]:
-        try:
-            models.append(chosen if str(name) == chosen.name else load_model(str(name)))
-        except Exception:  # noqa: BLE001 - a broken installed model is not a candidate
-            continue
+    models = load_installed(loader=lambda name: chosen if name == chosen.name else load_model(name))
     ranking = recommend_model(bulk, models)
     best = ranking.iloc[0] if len(ranking) else None
     if best is not None and best["model"] != chosen.name and bool(best["readable"]):
