@@ -85,6 +85,9 @@ def test_recipe_profile_references_merge_into_the_reference(tmp_path):
     assert "GRAN1" in merged.var_names and "SHARED_LOW" not in merged.var_names  # only profile-specific genes join
     single = merged[merged.obs["reference"] != "hpa"]
     assert single.X[:, list(merged.var_names).index("GRAN1")].sum() == 0  # not detected in the single cells
+    recipe["profile_references"][0]["extra_genes_versus"] = "no_PBMC_column"
+    with pytest.raises(BlueInputError, match="extra_genes_versus='no_PBMC_column' is not a column"):
+        build_references(recipe)
     recipe["profile_references"][0]["cell_types"] = {"Neutrophil": "no_such_column"}
     with pytest.raises(BlueInputError, match="missing"):
         build_references(recipe)

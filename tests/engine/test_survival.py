@@ -132,3 +132,16 @@ def test_adjusted_cox_uses_numeric_and_categorical_covariates_on_complete_cases(
     assert sa.to_dict()["adjusted"]["n"] == n - 1
     with pytest.raises(BlueInputError, match="no column"):
         SurvivalAnalysis(adjust_for=["ecog"]).fit(labels, clinical)
+
+
+def test_save_km_writes_the_chosen_formats_only(tmp_path):
+    from blue_core.plotting import save_km
+
+    rng = np.random.default_rng(1)
+    labels = pd.Series(np.repeat(["S1", "S2"], 20), index=[f"p{i}" for i in range(40)])
+    clinical = pd.DataFrame({"os_days": rng.exponential(500, 40), "os_event": 1}, index=labels.index)
+    sa = SurvivalAnalysis().fit(labels, clinical)
+    assert [p.name for p in save_km(sa, tmp_path, name="km", formats=("png",))] == ["km.png"]
+    assert not (tmp_path / "km.html").exists() and (tmp_path / "km.png").stat().st_size > 1000
+    with pytest.raises(BlueInputError, match="formats must be a non-empty subset"):
+        save_km(sa, tmp_path, formats=("pdf",))
