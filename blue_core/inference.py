@@ -188,7 +188,9 @@ class Deconvolution:
             raise BlueInputError(
                 f"{directory} holds no expression.h5ad; pass the --out directory of `blue deconvolve`."
             )
-        adata = ad.read_h5ad(path)
+        from .hdf5 import read_h5ad
+
+        adata = read_h5ad(path)
         cell_types = [str(c) for c in adata.uns["cell_types"]]
         def layer(cell_type: str) -> np.ndarray:
             key = _layer_key(cell_type)

@@ -803,10 +803,11 @@ def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits) -> tuple[str,
     """
     import h5py
 
-    if data[:8] != b"\x89HDF\r\n\x1a\n":
-        raise BlueInputError(f"{name} is not an HDF5 .h5ad file. Save the AnnData with adata.write_h5ad() or use CSV.")
+    from .hdf5 import check_signature, open_hdf5
+
+    check_signature(data, name=name)
     try:
-        with h5py.File(_io.BytesIO(data), "r") as handle:
+        with open_hdf5(data, name=name) as handle:
             key = "layers/counts" if "layers" in handle and "counts" in handle["layers"] else "X"
             if key not in handle:
                 raise BlueInputError(
@@ -867,19 +868,10 @@ def _bulk_from_h5ad(data: bytes, name: str, limits: InputLimits) -> tuple[np.nda
 
 
 def _read_h5ad_bytes(data: bytes, name: str) -> "anndata.AnnData":  # noqa: F821
-    """Read an h5ad from bytes via a temporary file (HDF5 only; nothing is unpickled)."""
-    import anndata
+    """Read an h5ad from bytes (:func:`blue_core.hdf5.read_h5ad`: checked first, nothing is unpickled)."""
+    from .hdf5 import read_h5ad
 
-    if data[:8] != b"\x89HDF\r\n\x1a\n":
-        raise BlueInputError(f"{name} is not an HDF5 .h5ad file. Save the AnnData with adata.write_h5ad() or use CSV.")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "input.h5ad"
-        path.write_bytes(data)
-        try:
-            adata = anndata.read_h5ad(path)
-        except Exception as err:  # h5py/anndata raise many types for malformed files
-            raise BlueInputError(f"{name} could not be read as an AnnData .h5ad file ({err}). Re-save it with anndata.") from None
-    return adata
+    return read_h5ad(data, name=name)
 
 
 def read_reference_obs(
@@ -900,8 +892,9 @@ def read_reference_obs(
     BlueInputError
         Not an h5ad, no or non-numeric expression matrix, too large, or unreadable annotations.
     """
-    import h5py
     from anndata.io import read_elem
+
+    from .hdf5 import open_hdf5
 
     limits = limits or InputLimits.from_env()
     data, name = _load_bytes(source, filename, limits)
@@ -910,7 +903,7 @@ def read_reference_obs(
         raise BlueInputError(f"{name}: a single-cell reference must be an AnnData .h5ad file (cells x genes).")
     _h5ad_matrix_info(payload, name, limits)
     try:
-        with h5py.File(_io.BytesIO(payload), "r") as handle:
+        with open_hdf5(payload, name=name) as handle:
             if "obs" not in handle:
                 raise BlueInputError(f"{name} has no obs (cell annotations). Add a cell-type column to adata.obs.")
             obs = read_elem(handle["obs"])

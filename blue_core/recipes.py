@@ -91,6 +91,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._types import Progress
+from .hdf5 import read_h5ad
 from .exceptions import BlueInputError
 
 __all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "REPO_ROOT"]
@@ -138,7 +139,7 @@ def _load_one(spec: dict[str, Any], root: Path) -> ad.AnnData:
         raise BlueInputError(f"reference file {path} not found. Set BLUE_SHARED_DATA to the folder holding shared/data.")
     from .genes import harmonize_var_names  # current HGNC symbols, as read_bulk names a user's genes
 
-    adata = harmonize_var_names(ad.read_h5ad(path))
+    adata = harmonize_var_names(read_h5ad(path))
     key = spec.get("cell_type_key", "cell_type")
     if key not in adata.obs:
         raise BlueInputError(f"{path.name} has no obs column '{key}'; available: {', '.join(map(str, adata.obs.columns))}.")
@@ -313,7 +314,7 @@ def build_gep_references(
         if not path.is_file():
             raise BlueInputError(f"GEP reference file {path} not found. Set BLUE_SHARED_DATA to the folder holding shared/data.")
         name = str(spec.get("name", path.stem))
-        adata = harmonize_var_names(ad.read_h5ad(path))
+        adata = harmonize_var_names(read_h5ad(path))
         adata = adata[gep_reference_subset(spec, adata.obs)].copy()
         key = spec.get("cell_type_key", "")
         if key:

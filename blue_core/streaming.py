@@ -117,19 +117,19 @@ def open_bulk(path: str | os.PathLike) -> ChunkedBulk:
         raise BlueInputError(f"{path} does not exist: check the path.")
     name = path.name.lower()
     if name.endswith(".h5ad"):
-        import anndata as ad
+        from .hdf5 import read_h5ad
 
-        adata = ad.read_h5ad(path, backed="r")
+        adata = read_h5ad(path, backed="r")
 
-        def read_h5ad(start: int, stop: int) -> np.ndarray:
+        def read_rows(start: int, stop: int) -> np.ndarray:
             block = adata.X[start:stop]
             return block.toarray() if hasattr(block, "toarray") else np.asarray(block)
 
-        return ChunkedBulk(path, [str(s) for s in adata.obs_names], _harmonize(adata.var_names), "h5ad", read_h5ad)
+        return ChunkedBulk(path, [str(s) for s in adata.obs_names], _harmonize(adata.var_names), "h5ad", read_rows)
     if name.endswith((".h5", ".hdf5")):
-        import h5py
+        from .hdf5 import open_hdf5
 
-        handle = h5py.File(path, "r")
+        handle = open_hdf5(path)
         try:
             matrix = handle["data/expression"]
             genes_ds = next(handle[k] for k in ("meta/genes/symbol", "meta/genes/gene_symbol") if k in handle)
