@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._version import __version__
 from .exceptions import BlueInputError
+from .files import restore_formulas, write_csv
 from .strictjson import dumps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,11 +102,11 @@ def write_bundle(result: Deconvolution, *, model: BlueModel, inputs: dict[str, A
         root = Path(tmp)
         result.write(root / "deconvolution")
         if trust is not None:
-            trust.table.to_csv(root / "trust.csv")
+            write_csv(trust.table, root / "trust.csv")
             manifest["files"].append("trust.csv")
             manifest["trust_summary"] = trust.summary
         if subtypes is not None:
-            subtypes.rename_axis("sample").rename("subtype").to_frame().to_csv(root / "subtypes.csv")
+            write_csv(subtypes.rename_axis("sample").rename("subtype").to_frame(), root / "subtypes.csv")
             manifest["files"].append("subtypes.csv")
         if survival is not None:
             from .plotting import save_km
@@ -149,11 +150,11 @@ def read_bundle(data: bytes, *, max_bytes: int = MAX_BUNDLE_BYTES) -> AnalysisBu
             result = Deconvolution.read(Path(tmp) / "deconvolution")
             subtypes = trust = None
             if "subtypes.csv" in written:
-                table = pd.read_csv(written["subtypes.csv"], index_col=0)
+                table = restore_formulas(pd.read_csv(written["subtypes.csv"], index_col=0))
                 subtypes = table["subtype"].astype(str).rename("subtype")
                 subtypes.index = subtypes.index.astype(str)
             if "trust.csv" in written:
-                trust = pd.read_csv(written["trust.csv"], index_col=0)
+                trust = restore_formulas(pd.read_csv(written["trust.csv"], index_col=0))
         except (OSError, ValueError, KeyError) as err:
             raise BlueInputError(f"the analysis zip does not read ({type(err).__name__}: {err}). {hint}") from None
     return AnalysisBundle(result=result, manifest=manifest, subtypes=subtypes, trust=trust)

@@ -1,6 +1,7 @@
-"""Safe file handling: model names that can never become paths, and all-or-nothing output folders.
+"""Safe file handling: model names that can never become paths, all-or-nothing output folders, zips a
+user uploads, and tables that cannot run formulas in a spreadsheet.
 
-Two rules live here, and only here:
+These rules live here, and only here:
 
 * :func:`check_model_name` — a model name is a short slug (letters, digits, ``.``, ``_``, ``-``; starts
   with a letter or digit; at most 64 characters; no ``..``). A name is never joined onto a path
@@ -9,6 +10,8 @@ Two rules live here, and only here:
 * :func:`atomic_directory` — results are written into a temporary sibling folder and renamed into
   place only when complete. An existing result is replaced only with ``overwrite=True``, and on any
   failure (disk full, interrupt, a bug) the previous result is left exactly as it was.
+* :func:`write_csv` — every CSV the code writes (CLI outputs, downloads, bundles) neutralises text that a
+  spreadsheet would run as a formula (:func:`neutralise_formulas`); :func:`restore_formulas` reads it back.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import BlueInputError
 
-__all__ = ["extract_zip", "check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["extract_zip", "check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE", "FORMULA_STARTS", "neutralise_formulas", "restore_formulas", "write_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,3 +227,51 @@ def extract_zip(data: bytes, target: str | os.PathLike, *, allowed: Collection[s
                     sink.write(chunk)
             written[relative] = path
     return written
+
+
+# ------------------------------------------------------------------ spreadsheet formulas in written tables
+#: Text starting with one of these is a formula to Excel / LibreOffice (OWASP "CSV injection"); a
+#: leading apostrophe is the standard neutraliser (it marks the cell as text and is not displayed).
+#: A text already starting with an apostrophe gets one more, so :func:`restore_formulas` is exact.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def _neutral(value: object) -> object:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def _restored(value: object) -> object:
+    if isinstance(value, str) and len(value) > 1 and value[0] == "'" and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def _map_text(frame: "pd.DataFrame", func: "Callable[[object], object]") -> "pd.DataFrame":
+    import pandas as pd
+
+    out = frame.copy()
+    out.columns = pd.Index([func(c) for c in out.columns], name=func(out.columns.name))
+    out.index = pd.Index([func(i) for i in out.index], name=func(out.index.name))
+    for column in out.columns:
+        if out[column].dtype == object or isinstance(out[column].dtype, pd.CategoricalDtype) \
+                or pd.api.types.is_string_dtype(out[column].dtype):
+            out[column] = [func(v) for v in out[column].astype(object)]
+    return out
+
+
+def neutralise_formulas(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """A copy of ``frame`` safe to open in a spreadsheet: text cells, column names and index labels that
+    start with ``=``, ``+``, ``-``, ``@``, tab, carriage return (or an apostrophe) get a leading ``'``.
+    Numbers are unchanged (``-0.5`` the number is not text). Used for every CSV/TSV the code writes;
+    h5ad and parquet keep names unchanged."""
+    return _map_text(frame, _neutral)
+
+
+def restore_formulas(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """Undo :func:`neutralise_formulas` on a table read back from a CSV the code wrote (exact inverse)."""
+    return _map_text(frame, _restored)
+
+
+def write_csv(frame: "pd.DataFrame", target: "str | os.PathLike | Any", **options: Any) -> None:
+    """``frame.to_csv(target, **options)`` after :func:`neutralise_formulas` (the one CSV writer)."""
+    neutralise_formulas(frame).to_csv(target, **options)

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from ._types import Progress, log1p_cpm
 from .calibration import fit_threshold, spread_threshold
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
+from .files import write_csv
 from .model import BlueModel, preprocess
 
 __all__ = ["Deconvolution", "deconvolve", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
@@ -162,8 +163,8 @@ class Deconvolution:
         from .files import atomic_directory
 
         with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
-            self.proportions_table().rename_axis("sample").to_csv(tmp / "proportions.csv")
-            self.fit.rename_axis("sample").to_csv(tmp / "fit.csv")
+            write_csv(self.proportions_table().rename_axis("sample"), tmp / "proportions.csv")
+            write_csv(self.fit.rename_axis("sample"), tmp / "fit.csv")
             self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
         logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
         return Path(directory)

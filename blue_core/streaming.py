@@ -37,6 +37,7 @@ import pandas as pd
 
 from ._types import Progress
 from .exceptions import BlueInputError
+from .files import write_csv
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
@@ -422,7 +423,7 @@ def _assemble(partial: Path, n_chunks: int) -> list[str]:
         with open(csv_path, "w", encoding="utf-8") as csv:
             for i in range(n_chunks):
                 part = pd.read_parquet(partial / "parts" / f"{i:06d}.{kind}.parquet")
-                part.to_csv(csv, header=i == 0)
+                write_csv(part, csv, header=i == 0)
                 table = pa.Table.from_pandas(part)
                 writer = writer or pq.ParquetWriter(pq_path, table.schema)
                 writer.write_table(table)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from blue_core.files import neutralise_formulas
 from blue_core.io import report_words
 from blue_core.tables import unmeasured_genes
 
@@ -40,7 +41,7 @@ def csv_download(frame: pd.DataFrame, filename: str, *, label: str = "Download d
     """A download button for ``frame`` as CSV (index included)."""
     st.download_button(
         label,
-        frame.to_csv().encode("utf-8"),
+        neutralise_formulas(frame).to_csv().encode("utf-8"),  # spreadsheet-safe (issue 26.3)
         file_name=filename,
         mime="text/csv",
         key=key or f"csv_{filename}",
@@ -185,7 +186,7 @@ def show_model_card(model: BlueModel, *, expanded: bool = True) -> None:
         if card.get("limitations"):
             st.warning(f"**Known limitations (from validation):** {md(card['limitations'])}")
         cols = st.columns(4)
-        cols[0].metric("Tissue", str(card.get("tissue", "—")))
+        cols[0].metric("Tissue", md(card.get("tissue") or "—"))  # card fields are user text (issue 26.2)
         cols[1].metric("Cell types", len(model.cell_types))
         cols[2].metric("Input genes", f"{len(model.input_genes):,}")
         cols[3].metric("Output genes (GEPs)", f"{len(model.output_genes):,}")

@@ -18,6 +18,7 @@ import pandas as pd
 from ..clinical import guess_time_unit, read_clinical
 from ..strictjson import dumps, jsonable
 from ..exceptions import BlueInputError
+from ..files import restore_formulas, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _read_deconvolution(directory: str | Path) -> Any:
 
 
 def _read_labels(path: str | Path) -> pd.Series:
-    frame = read_clinical(path, sample_col="sample", what="subtype table")
+    frame = restore_formulas(read_clinical(path, sample_col="sample", what="subtype table"))
     cols = {c.lower(): c for c in frame.columns}
     if "subtype" not in cols:
         raise BlueInputError(
@@ -96,7 +97,7 @@ def _read_labels(path: str | Path) -> pd.Series:
 
 
 def _write_labels(labels: pd.Series, path: Path) -> None:
-    labels.rename_axis("sample").rename("subtype").to_frame().to_csv(path)
+    write_csv(labels.rename_axis("sample").rename("subtype").to_frame(), path)
 
 
 def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -> Any:
@@ -207,7 +208,7 @@ def _run_enrich(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    write_csv(table, out, index=False)
     a = table.attrs
     sys.stdout.write(
         f"{a['method']}: {args.group} (n={a['n_group']}) vs rest (n={a['n_rest']}) in {args.cell_type}; "

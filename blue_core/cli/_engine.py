@@ -173,7 +173,7 @@ def _read_reference(args: argparse.Namespace):  # noqa: ANN202
 def _run_simulate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..files import atomic_directory, check_output_folder
+    from ..files import atomic_directory, check_output_folder, write_csv
     from ..simulation import simulate
 
     check_output_folder(args.out, overwrite=args.overwrite, what="--out")
@@ -185,7 +185,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     bulk = pd.DataFrame(pb.bulk.T, index=pd.Index(pb.genes, name="gene"), columns=pb.proportions.index)
     with atomic_directory(out, overwrite=args.overwrite, what="--out") as tmp:
         bulk.to_csv(tmp / "bulk.csv.gz", float_format="%.6g")
-        pb.proportions.rename_axis("sample").to_csv(tmp / "truth.csv")
+        write_csv(pb.proportions.rename_axis("sample"), tmp / "truth.csv")
         pb.profiles_anndata().write_h5ad(tmp / "profiles.h5ad", compression="gzip")
     print(f"wrote {pb.n_samples} pseudo-bulks ({len(pb.cell_types)} cell types, {len(pb.genes):,} genes) to {out}")
     return 0
@@ -247,7 +247,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_streaming(args: argparse.Namespace) -> int:
-    from ..files import atomic_directory, check_output_folder
+    from ..files import atomic_directory, check_output_folder, write_csv
     from ..model import load_model
     from ..streaming import deconvolve_chunked, deconvolve_dask, open_bulk
 
@@ -261,7 +261,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
         table = deconvolve_dask(source, model, chunk_size=chunk, batch_size=args.batch_size,
                                 scheduler=None if args.scheduler == "local" else args.scheduler)
         with atomic_directory(args.out, overwrite=args.overwrite, what="output folder") as tmp:
-            table.to_csv(tmp / "results.csv")
+            write_csv(table, tmp / "results.csv")
             table.to_parquet(tmp / "results.parquet")
         print(f"deconvolved {len(table):,} samples with {model.name!r} on Dask; wrote {args.out}/results.csv, "
               "results.parquet (proportions, intervals and fit)")

@@ -6,6 +6,7 @@ Screenshots go to the git-ignored ``tests/screenshots/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -49,17 +50,17 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def app_url(chromium: str) -> Iterator[str]:
-    """Start `streamlit run app.py` on a free localhost port; stop it after the session."""
+@contextlib.contextmanager
+def serve_app(*, env: dict[str, str] | None = None, log_name: str = "streamlit.log") -> Iterator[str]:
+    """`streamlit run app.py` on a free localhost port (extra environment ``env``), stopped on exit."""
     port = _free_port()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SCREENSHOTS / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
+    log = open(SCREENSHOTS / log_name, "w")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
          "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -72,7 +73,7 @@ def app_url(chromium: str) -> Iterator[str]:
             except OSError:
                 pass
             if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {SCREENSHOTS / 'streamlit.log'}")
+                raise RuntimeError(f"streamlit did not start; see {SCREENSHOTS / log_name}")
             time.sleep(0.5)
         yield url
     finally:
@@ -82,6 +83,13 @@ def app_url(chromium: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(chromium: str) -> Iterator[str]:
+    """Start `streamlit run app.py` on a free localhost port; stop it after the session."""
+    with serve_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
