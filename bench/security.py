@@ -15,6 +15,7 @@ Needs the project venv; the server part needs Debian's chromium and playwright.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -28,7 +29,9 @@ import tempfile
 import textwrap
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -330,6 +333,110 @@ CASES: list[tuple[str, str, str]] = [
 ]
 
 
+# Issue 26: cases whose "before" is the last commit before that fix (CASE_BEFORE); the planters live in the working
+# tree's tests/_hdf5_plants.py (BENCH_PLANTS), appended to sys.path after the tree under test.
+ISSUE26_BEFORE = "0ca3034"
+CASES += [
+    ("12a", "uploaded h5ad whose `obs/_index` has HDF5 external storage on a server file (bytes, as the upload widget)", '''
+    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    from blue_core.io import read_bulk
+    secret = os.path.join(WORK, "server_secret.txt"); open(secret, "wb").write(P.SECRET * 8)
+    path = P.plant_external_storage(__import__("pathlib").Path(WORK) / "up.h5ad", secret)
+    bulk = read_bulk(open(path, "rb").read(), filename="upload.h5ad")
+    leaked = [s for s in bulk.obs_names if "root:x" in s or "SECRET" in s]
+    done(f"read; sample names hold the server file: {list(bulk.obs_names)[:2]}" if leaked else "read, nothing leaked", not leaked)
+'''),
+    ("12b", "relative external path (`.streamlit/config.toml` of the server's folder), bytes upload", '''
+    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    from blue_core.io import read_bulk
+    os.makedirs(os.path.join(WORK, ".streamlit")); open(os.path.join(WORK, ".streamlit", "config.toml"), "wb").write(P.SECRET * 8)
+    os.chdir(WORK)
+    path = P.plant_external_storage(__import__("pathlib").Path(WORK) / "rel.h5ad", ".streamlit/config.toml")
+    bulk = read_bulk(open(path, "rb").read(), filename="upload.h5ad")
+    leaked = [s for s in bulk.obs_names if "SECRET" in s or "root:x" in s]
+    done(f"read; sample names hold config.toml: {list(bulk.obs_names)[:2]}" if leaked else "read, nothing leaked", not leaked)
+'''),
+    ("12c", "h5ad whose `obs` is an HDF5 external link into another file (`blue deconvolve` path)", '''
+    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    import anndata as ad, pandas as pd, numpy as np
+    from pathlib import Path as _P
+    from blue_core.io import read_bulk
+    other = _P(WORK) / "other.h5ad"
+    ad.AnnData(np.ones((4, 60), dtype=np.float32), obs=pd.DataFrame(index=["root:x:0:0:SECRET" + str(i) for i in range(4)]),
+               var=pd.DataFrame(index=[f"GENE{j}" for j in range(60)])).write_h5ad(other)
+    bulk = read_bulk(P.plant_external_link(_P(WORK) / "link.h5ad", other))
+    leaked = [s for s in bulk.obs_names if "SECRET" in s]
+    done(f"read; sample names come from the other file: {list(bulk.obs_names)[:2]}" if leaked else "read, nothing leaked", not leaked)
+'''),
+    ("12d", "h5ad whose `X` is a virtual dataset over another file", '''
+    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    import anndata as ad, pandas as pd, numpy as np
+    from pathlib import Path as _P
+    from blue_core.io import read_bulk
+    other = _P(WORK) / "other.h5ad"
+    ad.AnnData(np.full((4, 60), 7777.0, dtype=np.float32), obs=pd.DataFrame(index=[f"S{i}" for i in range(4)]),
+               var=pd.DataFrame(index=[f"GENE{j}" for j in range(60)])).write_h5ad(other)
+    bulk = read_bulk(P.plant_virtual(_P(WORK) / "vds.h5ad", other))
+    leaked = bool((bulk.X == 7777.0).all())
+    done("read; the matrix is the other file's" if leaked else "read, nothing leaked", not leaked)
+'''),
+    ("12e", "streaming (`blue deconvolve --chunk-size`) of an h5ad with external storage", '''
+    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    from pathlib import Path as _P
+    from blue_core.streaming import open_bulk
+    secret = os.path.join(WORK, "server_secret.txt"); open(secret, "wb").write(P.SECRET * 8)
+    source = open_bulk(P.plant_external_storage(_P(WORK) / "s.h5ad", secret))
+    leaked = [s for s in source.samples if "SECRET" in s or "root:x" in s]
+    done(f"opened; sample names hold the outside file: {source.samples[:2]}" if leaked else "opened, nothing leaked", not leaked)
+'''),
+    ("12f", "single-cell reference (Train page) with external storage in `obs/_index`", '''
+    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    from pathlib import Path as _P
+    from blue_core.io import read_reference_obs
+    secret = os.path.join(WORK, "server_secret.txt"); open(secret, "wb").write(P.SECRET * 8)
+    obs = read_reference_obs(open(P.plant_external_storage(_P(WORK) / "r.h5ad", secret), "rb").read(), filename="ref.h5ad")
+    leaked = [s for s in map(str, obs.index) if "SECRET" in s or "root:x" in s]
+    done(f"read; cell names hold the outside file: {list(obs.index)[:2]}" if leaked else "read, nothing leaked", not leaked)
+'''),
+    ("13", "model card `tissue: ![x](http://host/t.png)` (Data & model page, AppTest)", '''
+    import copy, re
+    from streamlit.testing.v1 import AppTest
+    from blue_studio.state import TRAINED_PREFIX
+    model = tiny(name="poisoned")
+    model.card = {**copy.deepcopy(model.card), "tissue": "![x](http://evil.example/t.png)",
+                  "description": "![x](http://evil.example/d.png)"}
+    at = AppTest.from_file(os.path.join(TREE, "pages", "1_Data_and_model.py"), default_timeout=180)
+    at.session_state["trained_models"] = {"poisoned": model}
+    at.session_state["model_name"] = TRAINED_PREFIX + "poisoned"
+    at.run()
+    texts = [str(e.value) for k in ("markdown", "caption", "warning", "info") for e in getattr(at, k)]
+    texts += [str(m.value) for m in at.metric] + [str(m.label) for m in at.expander]
+    live = [t for t in texts if re.search(r"(?<!\\\\)!\\[", t)]
+    done(f"{len(live)} elements render the card's image live: {live[:1]}", not live)
+'''),
+    ("14", "sample names `=HYPERLINK(...)`, `+1+1`, `-2+3`, `@SUM(A1)` in `proportions.csv` / `fit.csv`", '''
+    import numpy as np, pandas as pd
+    from blue_core.inference import deconvolve
+    from blue_core.io import read_bulk
+    model = tiny()
+    frame = read_bulk(bulk_csv(os.path.join(WORK, "b.csv"))).to_df()
+    frame.index = ['=HYPERLINK("http://evil.example/x","clickme")', "+1+1", "-2+3", "@SUM(A1)"]
+    result = deconvolve(frame.astype(float), model)
+    result.write(os.path.join(WORK, "res"))
+    cells = [c.strip('"') for f in ("proportions.csv", "fit.csv") for line in open(os.path.join(WORK, "res", f)).read().splitlines()
+             for c in line.split(",")]
+    def number(c):
+        try:
+            float(c); return True
+        except ValueError:
+            return False
+    live = [c for c in cells if c[:1] in ("=", "+", "-", "@") and not number(c)]  # a negative number is no formula
+    done(f"{len(live)} cells start a formula, e.g. {live[0]!r}" if live else "0 cells start a formula (apostrophe added)", not live)
+'''),
+]
+CASE_BEFORE = {case_id: ISSUE26_BEFORE for case_id, _, _ in CASES if case_id[:2] in ("12", "13", "14")}
+
+
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CAP_BYTES, CAP_BYTES))
     os.nice(10)
@@ -368,6 +475,7 @@ def run_case(body: str, tree: Path, timeout: int = 900) -> dict:
         script = Path(work) / "case.py"
         script.write_text(PRELUDE + textwrap.indent(textwrap.dedent(body), "    ") + EPILOGUE)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BLUE_")}
+        env["BENCH_PLANTS"] = str(REPO / "tests")
         t0 = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, str(script), str(tree), work], capture_output=True, text=True,
@@ -396,8 +504,9 @@ def _vm(pid: int, key: str) -> float:
     return float("nan")
 
 
-def server_bomb(tree: Path, bomb: Path) -> dict:
-    """Upload the bomb to a real server of ``tree`` in Chromium; the server's memory before and at peak."""
+@contextlib.contextmanager
+def _server_page(tree: Path) -> Iterator[tuple[Any, subprocess.Popen]]:
+    """A Streamlit server of ``tree`` on 127.0.0.1 and a Chromium page on its Data & model page."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -412,7 +521,8 @@ def server_bomb(tree: Path, bomb: Path) -> dict:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.set_default_timeout(120_000)
             for _ in range(60):
                 try:
                     page.goto(f"http://127.0.0.1:{port}/", timeout=5000)
@@ -421,22 +531,63 @@ def server_bomb(tree: Path, bomb: Path) -> dict:
                     time.sleep(1)
             page.get_by_role("tab", name="Upload your data").click()
             page.wait_for_timeout(2000)
-            idle = _vm(server.pid, "VmRSS")
-            t0 = time.perf_counter()
-            page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(bomb))
-            alert = page.get_by_text(re.compile("decompresses to more than|budget|MemoryError")).first
-            alert.wait_for(timeout=300_000)
-            message = alert.inner_text()
-            seconds = time.perf_counter() - t0
-            page.wait_for_timeout(1000)
-            alive = server.poll() is None
-            peak = _vm(server.pid, "VmHWM") if alive else float("nan")
+            yield page, server
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def server_bomb(tree: Path, bomb: Path) -> dict:
+    """Upload the bomb to a real server of ``tree`` in Chromium; the server's memory before and at peak."""
+    with _server_page(tree) as (page, server):
+        idle = _vm(server.pid, "VmRSS")
+        t0 = time.perf_counter()
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(bomb))
+        alert = page.get_by_text(re.compile("decompresses to more than|budget|MemoryError")).first
+        alert.wait_for(timeout=300_000)
+        message = alert.inner_text()
+        seconds = time.perf_counter() - t0
+        page.wait_for_timeout(1000)
+        alive = server.poll() is None
+        peak = _vm(server.pid, "VmHWM") if alive else float("nan")
     return {"message": " ".join(message.split())[:200], "rss_before_upload_mb": round(idle), "peak_mb": round(peak),
             "seconds_to_message": round(seconds, 1), "server_alive": alive}
+
+
+def server_planted(tree: Path) -> dict:
+    """Upload the Monaco cohort as an h5ad whose sample names live in a server file (issue 26) in Chromium.
+
+    After the upload the page shows either an error or the input report; in the latter case the run is
+    started and the Proportions page opened. Counts the lines of the server file found in the page.
+    """
+    sys.path.insert(0, str(REPO / "tests"))
+    import _hdf5_plants as plants
+    import anndata as ad
+
+    from blue_core.io import read_bulk
+
+    folder = Path(tempfile.mkdtemp(dir=WORK))
+    secret = folder / "server_secret.txt"
+    secret.write_bytes(plants.SECRET * 64)
+    monaco = read_bulk(REPO / "sample_data" / "monaco_pbmc" / "bulk.csv.gz")
+    planted = plants.plant_external_storage(folder / "cohort.h5ad", secret, adata=ad.AnnData(monaco.to_df().astype("float32")))
+    with _server_page(tree) as (page, _):
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(planted))
+        page.get_by_test_id("stAlertContentError").or_(page.get_by_text("Input report")).first.wait_for()
+        error = page.get_by_test_id("stAlertContentError")
+        message = error.first.inner_text() if error.count() else ""
+        if not message and page.get_by_role("button", name="Run deconvolution").count():
+            page.get_by_role("button", name="Run deconvolution").click()
+            page.get_by_text(re.compile("Deconvolved")).first.wait_for()
+            page.get_by_test_id("stSidebarNav").get_by_text("Proportions", exact=True).click()
+            page.wait_for_timeout(6000)
+        content = page.content()
+        shot = folder / "page.png"
+        page.screenshot(path=str(shot), full_page=True)
+    line = plants.SECRET.decode()  # 52 bytes: the planted 13-byte names cut it into 4 pieces, aligned
+    leaked = sum(content.count(line[i:i + 13].strip()) for i in range(0, len(line), 13))
+    return {"error_shown": " ".join(message.split())[:200], "secret_lines_in_page": leaked, "safe": not leaked and bool(message)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -444,44 +595,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default="6717ba1", help="git revision before the fix (default 6717ba1)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for security.md/.json")
     parser.add_argument("--skip-server", action="store_true", help="do not start a server for the upload test")
-    parser.add_argument("--cases", nargs="*", help="run only these case ids")
+    parser.add_argument("--cases", nargs="*", help="run only these case ids (the others keep their last results)")
+    parser.add_argument("--skip-bomb", action="store_true", help="keep the last server bomb upload result")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     bomb = make_bomb(WORK / "bomb.csv.gz")
-    before_tree = export_tree(args.before, WORK / "before")
+    trees = {rev: export_tree(rev, WORK / f"before_{rev}") for rev in {args.before, *CASE_BEFORE.values()}}
+    out = Path(args.out)
+    previous = {}
+    if args.cases and (out / "security.json").is_file():  # a partial run keeps the other cases' last results
+        previous = {r["case"]: r for r in json.loads((out / "security.json").read_text()).get("cases", [])}
     rows = []
     for case_id, title, body in CASES:
         if args.cases and case_id not in args.cases:
+            if case_id in previous:
+                rows.append({"before_rev": args.before, **previous[case_id]})
             continue
-        before = run_case(body, before_tree)
+        rev = CASE_BEFORE.get(case_id, args.before)
+        before = run_case(body, trees[rev])
         after = run_case(body, REPO)
-        print(f"[{case_id}] {title}\n  before: {before}\n  after:  {after}", flush=True)
-        rows.append({"case": case_id, "what": title, "before": before, "after": after})
-    server = None if args.skip_server else server_bomb(REPO, bomb)
+        print(f"[{case_id}] {title}\n  before ({rev}): {before}\n  after:  {after}", flush=True)
+        rows.append({"case": case_id, "what": title, "before_rev": rev, "before": before, "after": after})
+    previous_server = json.loads((out / "security.json").read_text()).get("server_bomb") \
+        if (out / "security.json").is_file() else None
+    server = previous_server if args.skip_bomb else None if args.skip_server else server_bomb(REPO, bomb)
     if server:
         print(f"server bomb upload (after): {server}", flush=True)
-    out = Path(args.out)
+    planted = None if args.skip_server else {
+        "before_rev": ISSUE26_BEFORE, "before": server_planted(trees[ISSUE26_BEFORE]), "after": server_planted(REPO)}
+    if planted:
+        print(f"server planted h5ad upload: {planted}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     (out / "security.json").write_text(json.dumps({"before": args.before, "after": head, "cases": rows,
-                                                    "server_bomb": server, "bomb_bytes": bomb.stat().st_size,
+                                                    "server_bomb": server, "server_planted": planted, "bomb_bytes": bomb.stat().st_size,
                                                     "bomb_inflated_bytes": BOMB_INFLATED}, indent=1) + "\n")
 
     def cell(r: dict) -> str:
         mark = "ok" if r["safe"] else "**FAULT**"
         return f"{mark}: {r['outcome']}".replace("|", "/").replace("\n", " ")
 
-    table = [{"#": r["case"], "case": r["what"], f"before ({args.before})": cell(r["before"]),
+    table = [{"#": r["case"], "case": r["what"], "before (commit)": f"({r.get('before_rev', args.before)}) " + cell(r["before"]),
               "after": cell(r["after"]),
               "peak MB before / after": f"{r['before']['peak_mb'] or '—'} / {r['after']['peak_mb'] or '—'}"}
              for r in rows]
     lines = [
-        "# Security and data-safety cases (issue 9), before and after",
+        "# Security and data-safety cases (issues 9 and 26), before and after",
         "",
-        f"Produced by `python bench/security.py --before {args.before}` (working tree at {head}). Each case runs in "
-        f"its own process, capped at {CAP_BYTES >> 30} GB of address space, once on the tree of `{args.before}` (the "
-        "last commit before the fix) and once on the working tree. \"peak MB\" is the process's own peak RSS "
-        "(including ~400 MB of imports).",
+        f"Produced by `python bench/security.py` (working tree at {head}). Each case runs in "
+        f"its own process, capped at {CAP_BYTES >> 30} GB of address space, once on the tree of the last commit before "
+        f"its fix (`{args.before}` for issue 9's cases 1-11, `{ISSUE26_BEFORE}` for issue 26's cases 12-14) and once "
+        "on the working tree. \"peak MB\" is the process's own peak RSS (including ~400 MB of imports). "
+        "A partial run (`--cases ... --skip-bomb`) keeps the other rows from the last full run.",
         f"The bomb is a {bomb.stat().st_size / 1e6:.1f} MB gzip file that inflates to {BOMB_INFLATED >> 30} GiB of "
         "CSV text.",
         "",
@@ -497,6 +662,21 @@ def main(argv: list[str] | None = None) -> int:
             f"was {server['rss_before_upload_mb']} MB before the upload and peaked at **{server['peak_mb']} MB** "
             f"(VmHWM); the server {'kept running' if server['server_alive'] else 'died'}. Before the fix the same "
             "upload decompresses the whole 2 GiB and parses it (case 2 above: it hits the 8 GB cap).",
+            "",
+        ]
+    if planted:
+        b, a = planted["before"], planted["after"]
+        lines += [
+            "## A planted h5ad uploaded to a running server (issue 26), before and after",
+            "",
+            "The Monaco cohort (12 samples) saved as an h5ad whose `obs/_index` (the sample names) uses HDF5 external "
+            "storage on a file of the server (`server_secret.txt`, lines like `root:x:0:0:SECRET-LINE-FROM-OUTSIDE:...`), "
+            "uploaded in Chromium on the Data & model page; when the page accepts it, the run is started and the "
+            "Proportions page opened. Pieces of the server file (the 13-byte cuts the planted fixed-width names hold) found in the page:",
+            "",
+            f"- before (`{planted['before_rev']}`): **{b['secret_lines_in_page']}** pieces of the server file in the page"
+            + (f"; error shown: \"{b['error_shown']}\"" if b["error_shown"] else "; no error shown") + ".",
+            f"- after: **{a['secret_lines_in_page']}** pieces; error shown: \"{a['error_shown']}\".",
             "",
         ]
     (out / "security.md").write_text("\n".join(lines))

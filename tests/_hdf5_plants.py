@@ -31,9 +31,14 @@ def bulk_h5ad(path: Path, *, n_samples: int = 4, n_genes: int = 60) -> Path:
     return path
 
 
-def plant_external_storage(path: Path, target: str | os.PathLike) -> Path:
-    """``obs/_index`` (the sample names) stored in ``target``: fixed-width strings read from that file."""
-    bulk_h5ad(path)
+def plant_external_storage(path: Path, target: str | os.PathLike, *, adata: ad.AnnData | None = None) -> Path:
+    """``obs/_index`` (the sample names) stored in ``target``: fixed-width strings read from that file.
+
+    ``adata``: the bulk to plant into (default: :func:`bulk_h5ad`'s 4 x 60 synthetic one)."""
+    if adata is None:
+        bulk_h5ad(path)
+    else:
+        adata.write_h5ad(path)
     with h5py.File(path, "r+") as handle:
         n = handle["obs/_index"].shape[0]
         attrs = dict(handle["obs/_index"].attrs)

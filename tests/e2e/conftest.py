@@ -102,16 +102,23 @@ def browser(chromium: str) -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Any, app_url: str) -> Iterator[Any]:
-    """A fresh browser context (its own Streamlit session) on the app's first page."""
+@contextlib.contextmanager
+def open_tab(browser: Any, url: str) -> Iterator[Any]:
+    """A fresh browser context (its own Streamlit session) on the first page of the app at ``url``."""
     context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(app_url)
+    page.goto(url)
     page.get_by_role("heading", name="Data & model").wait_for()
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(browser: Any, app_url: str) -> Iterator[Any]:
+    """A fresh browser context (its own Streamlit session) on the app's first page."""
+    with open_tab(browser, app_url) as tab:
+        yield tab
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SCREENSHOTS, serve_app  # tests/e2e/conftest.py (rootdir-relative import)
+from conftest import SCREENSHOTS, open_tab, serve_app  # tests/e2e/conftest.py (rootdir-relative import)
 
 pytestmark = pytest.mark.e2e
 
@@ -81,13 +81,8 @@ def server(chromium: str, poisoned: dict[str, Any]) -> Iterator[str]:
 
 @pytest.fixture
 def tab(browser: Any, server: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(server)
-    page.get_by_role("heading", name="Data & model").wait_for()
-    yield page
-    context.close()
+    with open_tab(browser, server) as page:
+        yield page
 
 
 def _nav(page: Any, label: str) -> None:
