@@ -574,11 +574,12 @@ def server_planted(tree: Path) -> dict:
     planted = plants.plant_external_storage(folder / "cohort.h5ad", secret, adata=ad.AnnData(monaco.to_df().astype("float32")))
     with _server_page(tree) as (page, _):
         page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(planted))
-        page.get_by_test_id("stAlertContentError").or_(page.get_by_text("Input report")).first.wait_for()
+        run = page.get_by_role("button", name="Run deconvolution")  # shown only once an upload was read
+        page.get_by_test_id("stAlertContentError").or_(run).first.wait_for()
         error = page.get_by_test_id("stAlertContentError")
         message = error.first.inner_text() if error.count() else ""
-        if not message and page.get_by_role("button", name="Run deconvolution").count():
-            page.get_by_role("button", name="Run deconvolution").click()
+        if not message and run.count():
+            run.click()
             page.get_by_text(re.compile("Deconvolved")).first.wait_for()
             page.get_by_test_id("stSidebarNav").get_by_text("Proportions", exact=True).click()
             page.wait_for_timeout(6000)
