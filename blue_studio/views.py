@@ -58,6 +58,7 @@ def mark_unmeasured(frame: pd.DataFrame, result: Deconvolution, *, axis: str = "
     return frame.rename(columns=rename) if axis == "columns" else frame.rename(index=rename)
 
 
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|www|mailto)(?=\\[:.])")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:@=&^\"'])")
 
 
@@ -65,8 +66,10 @@ def md(text: object) -> str:
     """User-supplied text (file, sample, gene, cell-type, column or model names; messages quoting them)
     made safe to put inside Markdown: every Markdown/Streamlit special character is backslash-escaped,
     so ``![x](http://...)`` or ``[link](...)`` show as typed and never become an image, a link, an
-    autolink, a colour directive or a formula. Newlines become spaces."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    autolink, a colour directive or a formula (a zero-width space after ``http``/``www`` stops the
+    renderer's bare-URL autolinks). Newlines become spaces."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return _AUTOLINK.sub("\\1\u200b", escaped)  # a zero-width space: the renderer's autolinker sees no URL
 
 
 #: Plotly keys whose strings are templates written by the code (they hold intended ``<br>`` tags).

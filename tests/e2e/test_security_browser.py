@@ -115,6 +115,8 @@ def test_card_fields_never_fetch_from_outside(tab: Any, poisoned: dict[str, Any]
         _nav(tab, label)
     tab.wait_for_timeout(2000)
     assert hits == [], f"the browser fetched from the outside host: {hits}"
+    _nav(tab, "Data & model")
+    assert tab.locator(f"a[href^='{outside[0]}']").count() == 0, "a card field became a link"
 
 
 def test_planted_h5ad_upload_shows_the_refusal(tab: Any, tmp_path: Path) -> None:
