@@ -252,9 +252,8 @@ def _map_text(frame: "pd.DataFrame", func: "Callable[[object], object]") -> "pd.
     out = frame.copy()
     out.columns = pd.Index([func(c) for c in out.columns], name=func(out.columns.name))
     out.index = pd.Index([func(i) for i in out.index], name=func(out.index.name))
-    for column in out.columns:
-        if out[column].dtype == object or isinstance(out[column].dtype, pd.CategoricalDtype) \
-                or pd.api.types.is_string_dtype(out[column].dtype):
+    for column in out.columns:  # object and string columns (is_string_dtype), and categoricals
+        if pd.api.types.is_string_dtype(out[column].dtype) or isinstance(out[column].dtype, pd.CategoricalDtype):
             out[column] = [func(v) for v in out[column].astype(object)]
     return out
 
@@ -272,6 +271,12 @@ def restore_formulas(frame: "pd.DataFrame") -> "pd.DataFrame":
     return _map_text(frame, _restored)
 
 
-def write_csv(frame: "pd.DataFrame", target: "str | os.PathLike | Any", **options: Any) -> None:
-    """``frame.to_csv(target, **options)`` after :func:`neutralise_formulas` (the one CSV writer)."""
-    neutralise_formulas(frame).to_csv(target, **options)
+def write_csv(frame: "pd.DataFrame", target: "str | os.PathLike | Any" = None, **options: Any) -> str | None:
+    """``frame.to_csv(target, **options)`` after :func:`neutralise_formulas` (the one CSV writer).
+
+    Returns
+    -------
+    str or None
+        The CSV text when ``target`` is None (a download), else None.
+    """
+    return neutralise_formulas(frame).to_csv(target, **options)

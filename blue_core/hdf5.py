@@ -96,28 +96,26 @@ def check_hdf5(handle: "h5py.File", *, name: str) -> None:
     for path, link in links:
         if isinstance(link, h5py.SoftLink) and link.path not in handle:  # safe: no external link exists
             raise _refuse(name, f"the HDF5 soft link '/{path}' points to {link.path!r}, which is not in the file")
-    problems: list[str] = []
-
-    def inspect(path: str, obj: Any) -> None:
-        if problems or not isinstance(obj, h5py.Dataset):
-            return
+    def problem(path: str, obj: Any) -> str | None:
+        """Why the object is refused, or None (visititems stops at the first non-None answer)."""
+        if not isinstance(obj, h5py.Dataset):
+            return None
         plist = obj.id.get_create_plist()
         if plist.get_layout() == h5py.h5d.VIRTUAL:
-            problems.append(f"the dataset '/{path}' is a virtual dataset, which maps data from other files")
-        elif plist.get_external_count():
+            return f"the dataset '/{path}' is a virtual dataset, which maps data from other files"
+        if plist.get_external_count():
             outside = plist.get_external(0)[0]
             outside = outside.decode(errors="replace") if isinstance(outside, bytes) else str(outside)
-            problems.append(f"the dataset '/{path}' keeps its data in an outside file ({outside!r})")
-        else:
-            for i in range(plist.get_nfilters()):
-                code = int(plist.get_filter(i)[0])
-                if code not in _BUILTIN_FILTERS:
-                    problems.append(f"the dataset '/{path}' uses HDF5 filter {code}, which would load a plugin")
-                    break
+            return f"the dataset '/{path}' keeps its data in an outside file ({outside!r})"
+        for i in range(plist.get_nfilters()):
+            code = int(plist.get_filter(i)[0])
+            if code not in _BUILTIN_FILTERS:
+                return f"the dataset '/{path}' uses HDF5 filter {code}, which would load a plugin"
+        return None
 
-    handle.visititems(inspect)  # every object once, over hard links only
-    if problems:
-        raise _refuse(name, problems[0])
+    reason = handle.visititems(problem)  # every object once, over hard links only
+    if reason:
+        raise _refuse(name, reason)
 
 
 def open_hdf5(source: HDF5Source, *, name: str | None = None) -> "h5py.File":
@@ -138,12 +136,14 @@ def open_hdf5(source: HDF5Source, *, name: str | None = None) -> "h5py.File":
     Raises
     ------
     BlueInputError
-        Not HDF5, unreadable, or refused by :func:`check_hdf5`.
+        Not HDF5 (bytes: :func:`check_signature`), unreadable, or refused by :func:`check_hdf5`.
     """
     import h5py
 
     is_bytes = isinstance(source, (bytes, bytearray))
     label = name or ("the file" if is_bytes else Path(source).name)
+    if is_bytes:
+        check_signature(source, name=label)
     try:
         handle = h5py.File(_io.BytesIO(bytes(source)) if is_bytes else source, "r")
     except (OSError, ValueError) as err:

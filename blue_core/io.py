@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -803,9 +802,8 @@ def _h5ad_matrix_info(data: bytes, name: str, limits: InputLimits) -> tuple[str,
     """
     import h5py
 
-    from .hdf5 import check_signature, open_hdf5
+    from .hdf5 import open_hdf5
 
-    check_signature(data, name=name)
     try:
         with open_hdf5(data, name=name) as handle:
             key = "layers/counts" if "layers" in handle and "counts" in handle["layers"] else "X"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from blue_core.files import neutralise_formulas
+from blue_core.files import write_csv
 from blue_core.io import report_words
 from blue_core.tables import unmeasured_genes
 
@@ -41,7 +41,7 @@ def csv_download(frame: pd.DataFrame, filename: str, *, label: str = "Download d
     """A download button for ``frame`` as CSV (index included)."""
     st.download_button(
         label,
-        neutralise_formulas(frame).to_csv().encode("utf-8"),  # spreadsheet-safe (issue 26.3)
+        write_csv(frame).encode("utf-8"),  # spreadsheet-safe (issue 26.3)
         file_name=filename,
         mime="text/csv",
         key=key or f"csv_{filename}",

@@ -8,9 +8,9 @@ page shows the error and never a line of that file.
 
 from __future__ import annotations
 
+import copy
 import http.server
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,21 +47,14 @@ def outside() -> Iterator[tuple[str, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def poisoned(outside: tuple[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def poisoned(outside: tuple[str, list[str]], tiny_trained: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A tiny model named 'poisoned' whose card fields are Markdown images on the logging server."""
-    from _engine_data import synthetic_reference
-
     from blue_core.model import save_model
-    from blue_core.training import train_model
     from blue_studio.cache import model_zip_bytes
 
     url, _ = outside
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = train_model(synthetic_reference(n_cells=150, n_genes=60, seed=1), name="poisoned", seed=0,
-                            n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=2, proportion_epochs=2,
-                            batch_size=16, network=dict(hidden=16, signal_length=16, base_channels=2, depth=2, dropout=0.3),
-                            n_markers=10, n_output_genes=40)
+    model = copy.copy(tiny_trained()[0])  # the shared tiny model, renamed, with its own card
+    model.name, model.card = "poisoned", copy.deepcopy(model.card)
     for key in ("tissue", "description", "limitations"):
         model.card[key] = f"![x]({url}/{key}.png) [link]({url}/{key}-link) <img src='{url}/{key}-html.png'>"
     model.card.setdefault("provenance", {})["note"] = f"![x]({url}/provenance.png)"
