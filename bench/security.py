@@ -69,6 +69,17 @@ def bulk_csv(path, genes=None):
                          columns=[f"S{j}" for j in range(4)])
     frame.rename_axis("gene").to_csv(path)
     return path
+def plants():
+    """The working tree's planters (tests/_hdf5_plants.py), after the tree under test on sys.path."""
+    sys.path.append(os.environ["BENCH_PLANTS"])
+    import _hdf5_plants
+    return _hdf5_plants
+def outside_file(P):
+    path = os.path.join(WORK, "server_secret.txt")
+    open(path, "wb").write(P.SECRET * 8)
+    return path
+def leaked(names):
+    return [s for s in map(str, names) if "SECRET" in s or "root:x" in s]
 def cli(*args):
     import contextlib, io
     from blue_core.cli import main
@@ -338,26 +349,26 @@ CASES: list[tuple[str, str, str]] = [
 ISSUE26_BEFORE = "0ca3034"
 CASES += [
     ("12a", "uploaded h5ad whose `obs/_index` has HDF5 external storage on a server file (bytes, as the upload widget)", '''
-    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    P = plants()
     from blue_core.io import read_bulk
-    secret = os.path.join(WORK, "server_secret.txt"); open(secret, "wb").write(P.SECRET * 8)
+    secret = outside_file(P)
     path = P.plant_external_storage(__import__("pathlib").Path(WORK) / "up.h5ad", secret)
     bulk = read_bulk(open(path, "rb").read(), filename="upload.h5ad")
-    leaked = [s for s in bulk.obs_names if "root:x" in s or "SECRET" in s]
-    done(f"read; sample names hold the server file: {list(bulk.obs_names)[:2]}" if leaked else "read, nothing leaked", not leaked)
+    done(f"read; sample names hold the server file: {list(bulk.obs_names)[:2]}" if leaked(bulk.obs_names) else "read, nothing leaked",
+         not leaked(bulk.obs_names))
 '''),
     ("12b", "relative external path (`.streamlit/config.toml` of the server's folder), bytes upload", '''
-    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    P = plants()
     from blue_core.io import read_bulk
     os.makedirs(os.path.join(WORK, ".streamlit")); open(os.path.join(WORK, ".streamlit", "config.toml"), "wb").write(P.SECRET * 8)
     os.chdir(WORK)
     path = P.plant_external_storage(__import__("pathlib").Path(WORK) / "rel.h5ad", ".streamlit/config.toml")
     bulk = read_bulk(open(path, "rb").read(), filename="upload.h5ad")
-    leaked = [s for s in bulk.obs_names if "SECRET" in s or "root:x" in s]
-    done(f"read; sample names hold config.toml: {list(bulk.obs_names)[:2]}" if leaked else "read, nothing leaked", not leaked)
+    done(f"read; sample names hold config.toml: {list(bulk.obs_names)[:2]}" if leaked(bulk.obs_names) else "read, nothing leaked",
+         not leaked(bulk.obs_names))
 '''),
     ("12c", "h5ad whose `obs` is an HDF5 external link into another file (`blue deconvolve` path)", '''
-    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    P = plants()
     import anndata as ad, pandas as pd, numpy as np
     from pathlib import Path as _P
     from blue_core.io import read_bulk
@@ -365,11 +376,11 @@ CASES += [
     ad.AnnData(np.ones((4, 60), dtype=np.float32), obs=pd.DataFrame(index=["root:x:0:0:SECRET" + str(i) for i in range(4)]),
                var=pd.DataFrame(index=[f"GENE{j}" for j in range(60)])).write_h5ad(other)
     bulk = read_bulk(P.plant_external_link(_P(WORK) / "link.h5ad", other))
-    leaked = [s for s in bulk.obs_names if "SECRET" in s]
-    done(f"read; sample names come from the other file: {list(bulk.obs_names)[:2]}" if leaked else "read, nothing leaked", not leaked)
+    done(f"read; sample names come from the other file: {list(bulk.obs_names)[:2]}" if leaked(bulk.obs_names) else "read, nothing leaked",
+         not leaked(bulk.obs_names))
 '''),
     ("12d", "h5ad whose `X` is a virtual dataset over another file", '''
-    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    P = plants()
     import anndata as ad, pandas as pd, numpy as np
     from pathlib import Path as _P
     from blue_core.io import read_bulk
@@ -377,26 +388,26 @@ CASES += [
     ad.AnnData(np.full((4, 60), 7777.0, dtype=np.float32), obs=pd.DataFrame(index=[f"S{i}" for i in range(4)]),
                var=pd.DataFrame(index=[f"GENE{j}" for j in range(60)])).write_h5ad(other)
     bulk = read_bulk(P.plant_virtual(_P(WORK) / "vds.h5ad", other))
-    leaked = bool((bulk.X == 7777.0).all())
-    done("read; the matrix is the other file's" if leaked else "read, nothing leaked", not leaked)
+    foreign = bool((bulk.X == 7777.0).all())
+    done("read; the matrix is the other file's" if foreign else "read, nothing leaked", not foreign)
 '''),
     ("12e", "streaming (`blue deconvolve --chunk-size`) of an h5ad with external storage", '''
-    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    P = plants()
     from pathlib import Path as _P
     from blue_core.streaming import open_bulk
-    secret = os.path.join(WORK, "server_secret.txt"); open(secret, "wb").write(P.SECRET * 8)
+    secret = outside_file(P)
     source = open_bulk(P.plant_external_storage(_P(WORK) / "s.h5ad", secret))
-    leaked = [s for s in source.samples if "SECRET" in s or "root:x" in s]
-    done(f"opened; sample names hold the outside file: {source.samples[:2]}" if leaked else "opened, nothing leaked", not leaked)
+    done(f"opened; sample names hold the outside file: {source.samples[:2]}" if leaked(source.samples) else "opened, nothing leaked",
+         not leaked(source.samples))
 '''),
     ("12f", "single-cell reference (Train page) with external storage in `obs/_index`", '''
-    sys.path.append(os.environ["BENCH_PLANTS"]); import _hdf5_plants as P
+    P = plants()
     from pathlib import Path as _P
     from blue_core.io import read_reference_obs
-    secret = os.path.join(WORK, "server_secret.txt"); open(secret, "wb").write(P.SECRET * 8)
+    secret = outside_file(P)
     obs = read_reference_obs(open(P.plant_external_storage(_P(WORK) / "r.h5ad", secret), "rb").read(), filename="ref.h5ad")
-    leaked = [s for s in map(str, obs.index) if "SECRET" in s or "root:x" in s]
-    done(f"read; cell names hold the outside file: {list(obs.index)[:2]}" if leaked else "read, nothing leaked", not leaked)
+    done(f"read; cell names hold the outside file: {list(obs.index)[:2]}" if leaked(obs.index) else "read, nothing leaked",
+         not leaked(obs.index))
 '''),
     ("13", "model card `tissue: ![x](http://host/t.png)` (Data & model page, AppTest)", '''
     import copy, re
