@@ -311,13 +311,20 @@ def write_report() -> None:
 def main(argv: list[str] | None = None) -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tissue", required=True, choices=sorted(SCORERS))
+    parser.add_argument("--tissue", required=True, choices=sorted(set(SCORERS) | {"blood"}))
+    parser.add_argument("--loco", action="store_true",
+                        help="issue 21: leave-one-cohort-out over the blood cohorts (bench/loco.py)")
+    parser.add_argument("--train", action="store_true", help="with --loco: train the candidates that need it")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--candidates", nargs="*", help="only these candidates")
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--report", action="store_true", help="only rewrite selection.md")
     parser.add_argument("--out", default=str(RESULTS), help="folder for the result tables (default bench/results)")
     args = parser.parse_args(argv)
+    if args.loco:
+        import loco
+
+        return loco.main(args.tissue, do_train=args.train, report_only=args.report, workers=args.workers)
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)

@@ -101,6 +101,7 @@ def build_ensemble(
     card["training"] = training
     model = BlueModel(name or first.name, first.cell_types, first.input_genes, first.output_genes,
                       first.preprocessing, networks, card)
+    model.adaptation_bank = first.adaptation_bank  # one bank for all members (same split and bank seed)
     model.card["intervals"] = _calibrate(model, references, validation_fraction, split_seed, n_validation,
                                          cells_per_sample, seed)
     logger.info("ensemble %r: %d members, intervals %s", model.name, model.n_members, model.card["intervals"])

@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._types import Progress, log1p_cpm
+from .adaptation import AdaptationConfig, adapt_model
 from .calibration import fit_threshold, spread_threshold
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
@@ -289,6 +290,7 @@ def deconvolve(
     model: BlueModel | str | Path,
     *,
     batch_size: int = 256,
+    adapt: bool | Literal["auto"] | AdaptationConfig = False,
     progress: Progress | None = None,
 ) -> Deconvolution:
     """Estimate cell-type proportions and cell-type GEPs for every bulk sample.
@@ -302,6 +304,13 @@ def deconvolve(
         A :class:`~blue_core.model.BlueModel`, a model name or a model directory.
     batch_size
         Samples per forward pass; memory stays flat in the number of samples apart from the result.
+    adapt
+        Cohort adaptation (:mod:`blue_core.adaptation`): ``False`` (the shipped networks as they are);
+        ``True`` or an :class:`~blue_core.adaptation.AdaptationConfig` (fine-tune a copy of each member's
+        proportion branch on this cohort first; refused for a cohort below ``min_samples`` or a model
+        without a simulation bank); ``"auto"`` (adapt when the model has a bank and the cohort is large
+        enough, else run without and say why in the input report). With adaptation a sample's fractions
+        depend on the cohort it came with. ``input_report["adaptation"]`` records what ran.
     progress
         Optional callback ``progress(fraction, message)``.
 
@@ -359,6 +368,8 @@ def deconvolve(
     out_present = out_pos >= 0
 
     X = adata.X
+    shipped_name = model.name
+    model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
     props = np.empty((n, len(model.cell_types)), dtype=np.float32)
     member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)
     expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
@@ -414,11 +425,50 @@ def deconvolve(
         unmeasured_output_genes=[g for g, ok in zip(model.output_genes, out_present) if not ok],
         fit_r_threshold=threshold,
         fit_r_threshold_basis=basis,
+        adaptation=adaptation,
     )
-    logger.info("deconvolved %d samples with %r in %.2f s", n, model.name, time.perf_counter() - t0)
+    logger.info("deconvolved %d samples with %r in %.2f s", n, shipped_name, time.perf_counter() - t0)
     proportions = pd.DataFrame(props, index=index, columns=model.cell_types)
     return Deconvolution(proportions, expression, list(model.cell_types), list(model.output_genes), fit,
                          model.name, report, **intervals)
+
+
+def _bulk_values(X: Any, in_pos: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``(n, G_in)`` float64 linear values over the model's input genes (0 where the bulk lacks the gene)."""
+    block = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    if not np.isfinite(block).all() or (block < 0).any():
+        raise BlueInputError(
+            "the bulk has negative, NaN or infinite values; BLUE needs linear-scale non-negative expression "
+            "(counts, CPM or TPM) — read the file with read_bulk, which checks and converts it."
+        )
+    values = np.zeros((block.shape[0], len(in_pos)))
+    values[:, present] = block[:, in_pos[present]]
+    return values
+
+
+def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarray,
+                 adapt: bool | str | AdaptationConfig, progress: Progress | None
+                 ) -> tuple[BlueModel, dict[str, Any], Progress | None]:
+    """Apply ``deconvolve(adapt=...)``: the model to run, the adaptation record, the remaining progress."""
+    if adapt is False or adapt is None:
+        return model, {"ran": False, "reason": "not requested"}, progress
+    if isinstance(adapt, AdaptationConfig):
+        config, required = adapt, True
+    elif adapt is True or adapt == "auto":
+        config, required = AdaptationConfig(), adapt is True
+    else:
+        raise BlueInputError(f"adapt must be False, True, 'auto' or an AdaptationConfig, got {adapt!r}.")
+    n = X.shape[0]
+    if not required:
+        if model.adaptation_bank is None:
+            return model, {"ran": False, "reason": f"model {model.name!r} carries no simulation bank"}, progress
+        if n < config.min_samples:
+            return model, {"ran": False, "reason": f"{n} samples, fewer than the {config.min_samples} adaptation "
+                                                   "needs"}, progress
+    sub = None if progress is None else (lambda f, m: progress(0.8 * f, m))
+    adapted, record = adapt_model(model, _bulk_values(X, in_pos, present), present, config=config, progress=sub)
+    rest = None if progress is None else (lambda f, m: progress(0.8 + 0.2 * f, m))
+    return adapted, record, rest
 
 
 _BASIS_WORDS = {"real cohorts": "the floor of 95% of real samples of the model's tissue",

@@ -50,6 +50,8 @@ FORMAT_VERSION = 1
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
+#: Optional third file: the pseudo-bulks cohort adaptation mixes with (``blue_core.adaptation``).
+BANK_FILE = "adaptation.safetensors"
 
 #: The preprocessing recorded in every model card.
 PREPROCESSING: dict[str, Any] = {
@@ -163,6 +165,8 @@ class BlueModel:
             raise BlueModelError("a model needs at least one network.")
         self.networks: list[BlueNet] = [net.eval() for net in networks]
         self.card = dict(card or {})
+        #: Pseudo-bulks for cohort adaptation (:class:`~blue_core.adaptation.SimulationBank`), or None.
+        self.adaptation_bank: Any = None
         #: Where the model was loaded from: "installed", "folder", or None (built in this process).
         self.source: str | None = None
         self.path: Path | None = None
@@ -336,16 +340,30 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
     # Both files are written under temporary names in the same folder and renamed into place when
     # complete, so a failure part-way never leaves a half-written weights file or card.
     tmp_weights, tmp_card = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CARD_FILE}.tmp"
+    tmp_bank = directory / f".{BANK_FILE}.tmp"
     state = _state_dict(model)
     try:
         save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
         card = _final_card(model, _sha256(tmp_weights))
+        if model.adaptation_bank is not None:
+            from .adaptation import write_bank
+
+            card["adaptation_bank"] = dict(card.get("adaptation_bank") or {}, file=BANK_FILE,
+                                           n_samples=model.adaptation_bank.n_samples,
+                                           sha256=write_bank(model.adaptation_bank, tmp_bank))
+        else:
+            card.pop("adaptation_bank", None)
         tmp_card.write_text(strict_dumps(card) + "\n", encoding="utf-8")
         os.chmod(tmp_weights, tmp_card.stat().st_mode & 0o777)  # safetensors writes 0600; follow the umask
         os.replace(tmp_weights, weights)
+        if tmp_bank.exists():
+            os.chmod(tmp_bank, tmp_card.stat().st_mode & 0o777)
+            os.replace(tmp_bank, directory / BANK_FILE)
+        else:
+            (directory / BANK_FILE).unlink(missing_ok=True)
         os.replace(tmp_card, card_path)
     finally:
-        for leftover in (tmp_weights, tmp_card):
+        for leftover in (tmp_weights, tmp_card, tmp_bank):
             leftover.unlink(missing_ok=True)
     model.card = card
     logger.info("saved model %r to %s (%.1f MB)", model.name, directory, weights.stat().st_size / 1e6)
@@ -493,6 +511,12 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
         network=network,
         card=card,
     )
+    bank = card.get("adaptation_bank")
+    if isinstance(bank, dict) and bank.get("sha256"):
+        from .adaptation import read_bank
+
+        model.adaptation_bank = read_bank(directory / BANK_FILE, n_input_genes=len(model.input_genes),
+                                          n_cell_types=len(model.cell_types), sha256=str(bank["sha256"]))
     model.source, model.path = source, directory
     logger.info("loaded %r (%s) from %s", model, source, directory)
     return model
@@ -699,7 +723,7 @@ def load_model_zip(data: bytes, *, max_bytes: int = MAX_MODEL_ZIP_BYTES) -> Blue
         folder = Path(tmp) / "model"  # a name this code chose
         folder.mkdir()
         try:
-            written = extract_zip(data, folder, allowed={CARD_FILE, WEIGHTS_FILE}, max_bytes=max_bytes,
+            written = extract_zip(data, folder, allowed={CARD_FILE, WEIGHTS_FILE, BANK_FILE}, max_bytes=max_bytes,
                                   what="model zip", hint=hint)
         except BlueInputError as err:
             raise BlueModelError(str(err)) from None

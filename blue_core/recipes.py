@@ -535,3 +535,34 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
         if key in recipe:
             model.card[key] = recipe[key]
     return model
+
+
+def recipe_bank(recipe: dict[str, Any], model: Any):
+    """The adaptation bank of a model trained from ``recipe`` (what ``train_model`` builds at the end).
+
+    For models trained before banks existed: the recipe's references are split as in training (its
+    ``validation_fraction`` and ``[ensemble] split_seed`` or ``training.split_seed`` / ``seed``), and the
+    bank is simulated from the training cells with the recipe's ``[simulation]`` settings
+    (:func:`~blue_core.adaptation.build_bank`). ``blue train --recipe FILE --out DIR --bank-only`` runs it.
+
+    Returns
+    -------
+    SimulationBank
+    """
+    from .adaptation import build_bank
+    from .simulation import split_reference
+
+    if recipe.get("calibration"):
+        raise BlueInputError("this recipe uses platform calibration; retrain the model (blue train --recipe) "
+                             "to build its adaptation bank with the same gene factors.")
+    training = recipe.get("training", {})
+    if recipe.get("ensemble"):
+        split_seed = int(recipe["ensemble"].get("split_seed", 0))
+    else:
+        split_seed = int(training.get("split_seed", training.get("seed", 0)))
+    fraction = float(training.get("validation_fraction", 0.1))
+    parts = {}
+    for name, ref in build_references(recipe).items():
+        parts[name], _, _ = split_reference(ref, fractions=(1.0 - fraction, fraction, 0.0), seed=split_seed)
+    return build_bank(model, parts, cells_per_sample=int(training.get("cells_per_sample", 500)),
+                      simulation=recipe.get("simulation", {}))

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -37,7 +38,7 @@ import scipy.sparse as sp
 from ._types import Progress
 from .exceptions import BlueInputError
 
-__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of", "profile_cells"]
+__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of", "profile_cells", "rna_content_factors"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,6 +325,7 @@ def simulate(
     progress: Progress | None = None,
     type_gene_factors: np.ndarray | None = None,
     group_share: dict | None = None,
+    rna_content: Mapping[str, float] | str | None = None,
 ) -> PseudoBulk:
     """Simulate pseudo-bulk samples from a labelled single-cell reference.
 
@@ -377,6 +379,12 @@ def simulate(
         of the samples the listed types together take a share drawn uniformly from ``range`` (split among them
         by a flat Dirichlet), in the others a share from ``other_range``; the remaining types are rescaled to
         the rest. Default: none (all types drawn alike).
+    rna_content
+        Per-type mRNA content per cell: ``"published"`` (the shipped table of measurements,
+        :func:`rna_content_factors`) or ``{cell type: relative mRNA per cell}``. Each drawn cell's counts are
+        rescaled so that a type's mean counts per cell in ``bulk`` are proportional to its content (the
+        reference's own per-type library sizes are divided out); ``proportions`` stay cell fractions and
+        ``profiles`` are unchanged. Default: none (cells carry the counts the reference measured).
 
     Returns
     -------
@@ -434,6 +442,13 @@ def simulate(
     codes = np.array([type_index[label] for label in labels], dtype=np.int64)
     members = [np.flatnonzero(codes == k) for k in range(n_types)]
     sizes = np.array([m.size for m in members])
+    content_scale = None
+    if rna_content is not None:
+        content = rna_content_factors(types, rna_content)["values"]
+        library = np.asarray(X.sum(axis=1)).ravel()
+        mean_library = np.array([library[m].mean() if m.size else 1.0 for m in members])
+        content_scale = np.array([content[t] for t in types]) / np.maximum(mean_library, 1e-12)
+        content_scale = (content_scale / content_scale[sizes > 0].mean()).astype(np.float32)
     available = sizes > 0
     if not available.any():
         raise BlueInputError("the reference has no cells of the requested cell types.")
@@ -486,6 +501,8 @@ def simulate(
             contribution = (draws @ X_by_type[k]).toarray()
             if type_gene_factors is not None:
                 contribution *= type_gene_factors[k]
+            if content_scale is not None:
+                contribution *= content_scale[k]
             bulk[start:stop] += contribution
             profiles[start:stop, k, :] = (draws @ X_out_by_type[k]).toarray()
         if progress is not None:
@@ -512,6 +529,47 @@ def simulate(
     return PseudoBulk(
         bulk=bulk, proportions=fractions, profiles=profiles, genes=genes, output_genes=out_genes, cell_types=types
     )
+
+
+def rna_content_factors(cell_types: Sequence[str], rna_content: Mapping[str, float] | str = "published"
+                        ) -> dict[str, Any]:
+    """Relative mRNA content per cell of each cell type, from the shipped table or a mapping.
+
+    ``"published"`` reads ``blue_core/data/rna_content.csv``: EPIC's measured mRNA per cell of sorted blood
+    cells (Racle et al. 2017, ``mRNA_cell_default``: B 0.40, T 0.40, NK 0.44, monocytes 1.42, neutrophils
+    0.13); a type without its own row gets EPIC's default (0.40). Names are matched exactly, then by prefix
+    (``"CD4 T naive"`` -> ``"CD4 T"``, ``"Monocyte classical"`` -> ``"Monocyte"``).
+
+    Returns
+    -------
+    dict
+        ``{"values": {type: content}, "measured": {type: source row or "default"}, "citation": str}``.
+
+    Raises
+    ------
+    BlueInputError
+        An unknown table name, or a mapping without a positive value for every type.
+    """
+    from importlib.resources import files
+
+    if isinstance(rna_content, str):
+        if rna_content != "published":
+            raise BlueInputError(f"rna_content must be 'published' or a {{cell type: content}} table, got {rna_content!r}.")
+        with (files("blue_core") / "data" / "rna_content.csv").open("r", encoding="utf-8") as handle:
+            table = pd.read_csv(handle).set_index("cell_type")
+        rows = [r for r in table.index if r != "default"]
+        values, measured = {}, {}
+        for t in cell_types:
+            match = t if t in rows else next((r for r in sorted(rows, key=len, reverse=True) if t.startswith(r)), None)
+            values[t] = float(table.loc[match or "default", "mrna_per_cell"])
+            measured[t] = str(table.loc[match, "measured_as"]) if match else "default (no measurement)"
+        return dict(values=values, measured=measured, citation=str(table.loc["default", "source"]).split(",")[0])
+    values = {str(k): float(v) for k, v in dict(rna_content).items()}
+    missing = [t for t in cell_types if not values.get(t, 0) > 0]
+    if missing:
+        raise BlueInputError(f"rna_content needs a positive value for every cell type; missing or not positive: "
+                             f"{missing[:5]}.")
+    return dict(values={t: values[t] for t in cell_types}, measured={t: "given" for t in cell_types}, citation="given")
 
 
 def _state_blocks(

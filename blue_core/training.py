@@ -36,7 +36,8 @@ from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE, select_input_genes, sele
 from .model import PREPROCESSING, BlueModel, preprocess
 from .module import BlueNet
 from .qc import check_reference_markers, marker_qc_messages
-from .simulation import PseudoBulk, _check_reference, cell_types_of, simulate, split_reference
+from .adaptation import build_bank
+from .simulation import PseudoBulk, _check_reference, cell_types_of, rna_content_factors, simulate, split_reference
 
 __all__ = ["Loss", "blue_loss", "train_model", "platform_factors", "DEFAULT_NETWORK"]
 
@@ -884,5 +885,17 @@ def train_model(
         blue_version=__version__,
     )
     logger.info("trained %r in %.0f s; validation %s", name, total_seconds, validation)
+    if sim_kwargs.get("rna_content") is not None:
+        card["rna_content"] = dict(rna_content_factors(cell_types, sim_kwargs["rna_content"]),
+                                   rule="each simulated cell's counts rescaled so that a type's counts per cell "
+                                        "follow its mRNA content (simulation.simulate(rna_content=...))")
+    model = BlueModel(name, cell_types, input_genes, output_genes, dict(PREPROCESSING), net, card)
+    report(0.995, "simulating the adaptation bank")
+    model.adaptation_bank = build_bank(model, {r: tr for r, (tr, _) in splits.items()},
+                                       cells_per_sample=cells_per_sample, simulation=sim_kwargs,
+                                       per_reference={r: {"type_gene_factors": f} for r, f in factors_by_ref.items()})
+    model.card["adaptation_bank"] = dict(
+        rule="pseudo-bulks from the training cells with the training simulation settings (seed 4242), for "
+             "cohort adaptation (blue_core.adaptation)")
     report(1.0, "done")
-    return BlueModel(name, cell_types, input_genes, output_genes, dict(PREPROCESSING), net, card)
+    return model

@@ -74,6 +74,9 @@ def register(subparsers: Any) -> None:
     t.add_argument("--recipe", metavar="FILE", help="a training recipe (TOML); replaces REFERENCE and options")
     t.add_argument("--out", metavar="DIR", required=True, help="directory to save the model in")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
+    t.add_argument("--bank-only", action="store_true",
+                   help="with --recipe: keep the trained model in OUT and only (re)build its adaptation bank "
+                        "(the pseudo-bulks cohort adaptation mixes with); the weights are not changed")
     _reference_keys(t)
     t.add_argument("--name", default=None, help="model name (default: the OUT folder name)")
     t.add_argument("--tissue", default=None, help="tissue written to the model card")
@@ -199,6 +202,8 @@ def _run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise BlueInputError(f"--out {out} is a file, not a folder; choose a folder to save the model in.")
+    if args.bank_only:
+        return _rebuild_bank(args, out)
     if (out / "model.json").exists() and not args.overwrite:
         raise BlueInputError(f"{out} already holds a model; choose another --out or pass --overwrite.")
     if not args.recipe:
@@ -243,6 +248,28 @@ def _run_train(args: argparse.Namespace) -> int:
     v = model.card.get("validation", {})
     print(f"saved {model!r} to {out}: validation proportions CCC {v.get('proportion_ccc', float('nan')):.3f}, "
           f"trained in {model.card.get('training_time_s', float('nan')):.0f} s")
+    return 0
+
+
+def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
+    """``blue train --recipe FILE --out DIR --bank-only``: add the adaptation bank to a trained model."""
+    from ..model import load_model, save_model
+    from ..recipes import read_recipe, recipe_bank
+
+    if not args.recipe or not Path(args.recipe).is_file():
+        raise BlueInputError("--bank-only needs --recipe FILE (the recipe the model in --out was trained with).")
+    if not (out / "model.json").is_file():
+        raise BlueInputError(f"--bank-only needs a trained model in --out; {out} holds no model.json.")
+    model = load_model(out)  # a Path: always the folder, never an installed name
+    recipe = read_recipe(args.recipe)
+    if recipe.get("name") != model.name:
+        raise BlueInputError(f"the recipe is for model {recipe.get('name')!r} but {out} holds {model.name!r}.")
+    model.adaptation_bank = recipe_bank(recipe, model)
+    model.card["adaptation_bank"] = dict(
+        rule="pseudo-bulks from the training cells with the recipe's simulation settings (seed 4242), for "
+             "cohort adaptation (blue_core.adaptation); added after training by blue train --bank-only")
+    save_model(model, out, overwrite=True)
+    print(f"wrote the adaptation bank of {model.name!r} ({model.adaptation_bank.n_samples} pseudo-bulks) to {out}")
     return 0
 
 

@@ -1,0 +1,271 @@
+"""Leave-one-cohort-out choice of the blood models' settings (issue 21): run by ``bench/selection.py --loco``.
+
+Candidates, declared here before any cohort was scored with them (git history: this file and
+``blue_core/adaptation.py``'s ``AdaptationConfig`` defaults were committed before the first run):
+
+* ``shipped``        -- today's recipe (the shipped ensemble's members, seeds 0, 1, 2, as single networks);
+* ``adapt``          -- ``shipped`` + cohort adaptation (``AdaptationConfig()``: mixtures on the linear scale);
+* ``rna``            -- today's recipe + ``[simulation] rna_content = "published"`` (EPIC's measured mRNA per
+  cell), retrained with seeds 0, 1, 2 on the same split;
+* ``rna+adapt``      -- ``rna`` + cohort adaptation;
+* ``adapt-input``    -- ``shipped`` + adaptation mixing on the network's input scale (DISSECT mixes its scaled
+  inputs), ``AdaptationConfig(mix_scale="input")``.
+
+Cohorts (blood with measured composition; truth only read to score):
+
+* Monaco (12, PBMC, flow), SDY67 (12, PBMC, flow), GSE127813 (12, whole blood; TBNK flow + differential),
+  Hoek (2, PBMC, flow; T cells pooled, so four groups; too small to adapt on: adaptation candidates run
+  without adaptation there, as a user's ``adapt="auto"`` would).
+
+Score per cohort: the five groups every cohort has (B, CD4 T, CD8 T, NK, monocytes; Hoek: B, T, NK,
+monocytes), prediction and truth renormalised over them, CCC over all sample x type pairs, and per-type bias
+mean(predicted - truth). For each held-out cohort the candidate with the best worst case (seed-mean CCC) over
+the other cohorts is chosen and its held-out score reported; the shipped setting is the candidate chosen on
+all cohorts.
+
+    python bench/selection.py --loco --tissue pbmc --train   # train the rna candidate (3 seeds, ~10 min)
+    python bench/selection.py --loco --tissue pbmc           # score every candidate, write the tables
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+WORK = REPO / "bench" / "_work" / "loco"
+RESULTS = REPO / "bench" / "results"
+SEEDS = (0, 1, 2)
+GROUPS = ["B", "CD4 T", "CD8 T", "NK", "Monocyte"]
+
+CANDIDATES = {
+    "shipped": ("today's recipe (shipped members, seeds 0-2)", "shipped", None),
+    "adapt": ("shipped + cohort adaptation (mix on the linear scale)", "shipped", {}),
+    "rna": ("recipe + published RNA content per cell (EPIC), retrained", "rna", None),
+    "rna+adapt": ("rna + cohort adaptation", "rna", {}),
+    "adapt-input": ("shipped + adaptation mixing the network inputs (DISSECT's scale)", "shipped",
+                    {"mix_scale": "input"}),
+}
+
+
+# ------------------------------------------------------------------------------------------ cohorts
+def _five(frame: pd.DataFrame, names: dict[str, str], groups: list[str]) -> pd.DataFrame:
+    cols = [c for c in frame.columns if names.get(c) in groups]
+    out = frame[cols].astype(float).T.groupby([names[c] for c in cols]).sum().T[groups]
+    return out.div(out.sum(axis=1), axis=0)
+
+
+MODEL_NAMES = {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte"}
+MODEL_T = {"B": "B", "CD4 T": "T", "CD8 T": "T", "NK": "NK", "Monocyte": "Monocyte"}
+
+
+def cohorts() -> dict[str, dict]:
+    """name -> bulk file, truth (renormalised groups), model-column mapping, groups."""
+    flow = {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocyte": "Monocyte"}
+    wb = {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocytes": "Monocyte"}
+    hoek = {"Bcells": "B", "Tcells": "T", "NKcells": "NK", "Monocytes": "Monocyte"}
+    four = ["B", "T", "NK", "Monocyte"]
+    return {
+        "Monaco": dict(path=REPO / "sample_data" / "monaco_pbmc" / "bulk.csv.gz", groups=GROUPS, model=MODEL_NAMES,
+                       truth=_five(pd.read_csv(REPO / "sample_data" / "monaco_pbmc" / "truth.csv", index_col=0),
+                                   flow, GROUPS)),
+        "SDY67": dict(path=SHARED / "pbmc" / "sdy67_pbmc12_bulk_counts.csv.gz", groups=GROUPS, model=MODEL_NAMES,
+                      truth=_five(pd.read_csv(SHARED / "pbmc" / "sdy67_pbmc12_truth.csv", index_col=0), flow, GROUPS)),
+        "GSE127813": dict(path=SHARED / "pbmc" / "gse127813_wholeblood_tpm.csv.gz", groups=GROUPS, model=MODEL_NAMES,
+                          truth=_five(pd.read_csv(SHARED / "pbmc" / "gse127813_wholeblood_truth.csv", index_col=0),
+                                      wb, GROUPS)),
+        "Hoek": dict(path=SHARED / "pbmc" / "hoek_GSE64655_bulk.csv.gz", groups=four, model=MODEL_T,
+                     truth=_five(pd.read_csv(SHARED / "pbmc" / "hoek_GSE64655_truth.csv", index_col=0), hoek, four)),
+    }
+
+
+def score(truth: pd.DataFrame, pred: pd.DataFrame, groups: list[str]) -> dict:
+    from blue_core.metrics import ccc
+
+    pred = pred.loc[truth.index, groups]
+    return {"ccc": ccc(truth[groups], pred), **{f"bias {t}": float((pred[t] - truth[t]).mean()) for t in groups}}
+
+
+# ------------------------------------------------------------------------------------------ models
+def member(model, i: int):  # noqa: ANN001, ANN201
+    """Member ``i`` of an ensemble as a single-network model (with the ensemble's bank)."""
+    from blue_core.model import BlueModel
+
+    single = BlueModel(model.name, model.cell_types, model.input_genes, model.output_genes, model.preprocessing,
+                       model.networks[i], {k: v for k, v in model.card.items() if k not in ("intervals", "members")})
+    single.adaptation_bank = model.adaptation_bank
+    return single
+
+
+def _recipe(tissue: str, kind: str, seed: int) -> dict:
+    from blue_core.recipes import read_recipe
+
+    recipe = read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
+    recipe.pop("ensemble", None)
+    if kind == "rna":
+        recipe["simulation"] = {**recipe.get("simulation", {}), "rna_content": "published"}
+    recipe["training"] = {**recipe.get("training", {}), "seed": seed, "split_seed": 0}
+    return recipe
+
+
+def _train_one(tissue: str, kind: str, seed: int) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    from blue_core.model import save_model
+    from blue_core.recipes import train_recipe
+
+    folder = WORK / tissue / kind / f"seed{seed}"
+    if not (folder / "model.json").is_file():
+        t0 = time.perf_counter()
+        save_model(train_recipe(_recipe(tissue, kind, seed)), folder, overwrite=True)
+        print(f"trained {tissue} {kind} seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return str(folder)
+
+
+def train(tissue: str, workers: int = 2) -> None:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for done in pool.map(_train_one, [tissue] * len(SEEDS), ["rna"] * len(SEEDS), list(SEEDS)):
+            print("saved", done, flush=True)
+
+
+def models(tissue: str, kind: str) -> list:
+    from blue_core.model import load_model
+
+    if kind == "shipped":
+        shipped = load_model(tissue)
+        return [member(shipped, s) for s in SEEDS]
+    return [load_model(WORK / tissue / kind / f"seed{s}") for s in SEEDS]
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def run(tissue: str) -> list[dict]:
+    from blue_core.adaptation import AdaptationConfig
+    from blue_core.inference import deconvolve
+    from blue_core.io import read_bulk
+
+    data = cohorts()
+    rows = []
+    cache: dict[str, list] = {}
+    for name, (what, kind, settings) in CANDIDATES.items():
+        if kind not in cache:
+            try:
+                cache[kind] = models(tissue, kind)
+            except Exception as err:  # noqa: BLE001 - a candidate not trained yet is reported, not fatal
+                logging.warning("candidate %s: %s", name, err)
+                continue
+        for seed, model in zip(SEEDS, cache[kind]):
+            for cohort, spec in data.items():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    bulk = read_bulk(spec["path"], genes=model.read_genes)
+                    adapt = False
+                    if settings is not None:
+                        adapt = "auto" if bulk.n_obs < AdaptationConfig().min_samples else AdaptationConfig(**settings)
+                    t0 = time.perf_counter()
+                    result = deconvolve(bulk, model, adapt=adapt)
+                seconds = time.perf_counter() - t0
+                pred = _five(result.proportions, spec["model"], spec["groups"])
+                rows.append({"tissue": tissue, "candidate": name, "seed": seed, "cohort": cohort,
+                             "n": int(len(spec["truth"])), "adapted": bool(result.input_report["adaptation"]["ran"]),
+                             "seconds": round(seconds, 2), **score(spec["truth"], pred, spec["groups"])})
+                print(f"{name:12s} seed {seed} {cohort:10s} ccc {rows[-1]['ccc']:.3f} ({seconds:.1f} s)", flush=True)
+    return rows
+
+
+def _mean_table(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["candidate", "cohort"]).agg(ccc=("ccc", "mean"), sd=("ccc", "std")).reset_index()
+
+
+def choose(rows: list[dict], cohorts_: list[str]) -> dict:
+    """Leave-one-cohort-out: per held-out cohort, the candidate with the best worst case on the others."""
+    means = _mean_table(rows).pivot(index="candidate", columns="cohort", values="ccc")
+    means = means[[c for c in cohorts_ if c in means.columns]]
+    out = {}
+    for held in list(means.columns) + ["(none: all cohorts)"]:
+        others = [c for c in means.columns if c != held]
+        worst = means[others].min(axis=1)
+        chosen = str(worst.idxmax())
+        out[held] = dict(chosen=chosen, worst_on_others=float(worst.max()),
+                         held_out_ccc=float(means.loc[chosen, held]) if held in means.columns else None)
+    return out
+
+
+def report(tissue: str, rows: list[dict]) -> str:
+    frame = pd.DataFrame(rows)
+    order = [c for c in CANDIDATES if c in set(frame["candidate"])]
+    names = list(cohorts())
+    groups_all = GROUPS + ["T"]
+    lines = [f"## {tissue}: leave-one-cohort-out (issue 21)", "",
+             "Produced by `python bench/selection.py --loco --tissue " + tissue + "` (`bench/loco.py`); every run in "
+             "`bench/results/selection_loco.json`. Candidates declared in `bench/loco.py` before scoring; seeds 0, 1, "
+             "2; CCC over the five groups (Hoek: four, T pooled), renormalised. Mean +- SD over seeds; per-type bias "
+             "is the seed mean of mean(predicted - truth).", "",
+             "### Every candidate on every cohort", ""]
+    table = []
+    for cand in order:
+        for cohort in names:
+            sub = frame[(frame.candidate == cand) & (frame.cohort == cohort)]
+            if sub.empty:
+                continue
+            row = {"candidate": cand, "what": CANDIDATES[cand][0], "cohort": cohort, "n": int(sub.n.iloc[0]),
+                   "adapted": "yes" if sub.adapted.all() else "no",
+                   "CCC": f"{sub.ccc.mean():.3f} +- {sub.ccc.std(ddof=1):.3f}"}
+            for t in groups_all:
+                col = f"bias {t}"
+                row[col] = f"{sub[col].mean():+.3f}" if col in sub and sub[col].notna().any() else ""
+            table.append(row)
+    lines += [markdown_table(pd.DataFrame(table)), ""]
+    picks = choose(rows, names)
+    lines += ["### Leave-one-cohort-out choice (the honest numbers)", "",
+              "For each held-out cohort: the candidate with the best worst case (seed-mean CCC) on the other cohorts, "
+              "and its score on the held-out one.", ""]
+    loco = []
+    for held, pick in picks.items():
+        if held.startswith("("):
+            continue
+        sub = frame[(frame.candidate == pick["chosen"]) & (frame.cohort == held)]
+        biases = {t: sub[f"bias {t}"].mean() for t in groups_all if f"bias {t}" in sub and sub[f"bias {t}"].notna().any()}
+        worst_bias = max(biases.items(), key=lambda kv: abs(kv[1]))
+        loco.append({"held-out cohort": held, "chosen on the others": pick["chosen"],
+                     "worst case on the others": f"{pick['worst_on_others']:.3f}",
+                     "held-out CCC": f"{pick['held_out_ccc']:.3f}",
+                     "largest |bias|": f"{worst_bias[0]} {worst_bias[1]:+.3f}",
+                     "goal (CCC >= 0.80, |bias| <= 0.07)": "met" if pick["held_out_ccc"] >= 0.80 and
+                     abs(worst_bias[1]) <= 0.07 else "missed"})
+    lines += [markdown_table(pd.DataFrame(loco)), ""]
+    final = picks["(none: all cohorts)"]
+    lines += [f"**Chosen on all cohorts: `{final['chosen']}`** (worst case {final['worst_on_others']:.3f}).", ""]
+    return "\n".join(lines)
+
+
+def main(tissue: str, *, do_train: bool = False, report_only: bool = False, workers: int = 2) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    out = RESULTS / "selection_loco.json"
+    if do_train:
+        train(tissue, workers)
+        return 0
+    runs = json.loads(out.read_text()) if out.is_file() else []
+    if not report_only:
+        runs = [r for r in runs if r["tissue"] != tissue] + run(tissue)
+        out.write_text(json.dumps(runs, indent=1) + "\n")
+    sections = [report(t, [r for r in runs if r["tissue"] == t]) for t in dict.fromkeys(r["tissue"] for r in runs)]
+    (RESULTS / "selection_loco.md").write_text("# Leave-one-cohort-out selection (issue 21)\n\n" + "\n".join(sections))
+    print("\n".join(sections))
+    return 0
