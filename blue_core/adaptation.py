@@ -40,8 +40,8 @@ import torch
 from ._types import Progress, log1p_cpm
 from .exceptions import BlueInputError, BlueModelError
 
-__all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "build_bank", "read_bank", "write_bank",
-           "MIN_SAMPLES"]
+__all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank",
+           "write_bank", "MIN_SAMPLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +226,22 @@ def read_bank(path: str | Path, *, n_input_genes: int, n_cell_types: int, sha256
         raise BlueModelError(f"{path} does not fit the model ({n_input_genes} input genes, {n_cell_types} cell "
                              "types, finite non-negative values); rebuild the model.")
     return SimulationBank(values.astype(np.float32), props.astype(np.float32))
+
+
+def adaptation_text(record: Mapping[str, Any] | None) -> str | None:
+    """One plain sentence on what adaptation did (the app shows it, the CLI prints it); None when not asked."""
+    if not record:
+        return None
+    if record.get("ran"):
+        settings = record.get("settings") or {}
+        return (f"adapted to this cohort: {record.get('n_members', 1)} network(s) fine-tuned on these "
+                f"{record.get('n_samples')} samples ({settings.get('steps')} steps each, seed {settings.get('seed')}, "
+                f"{float(record.get('seconds', 0)):.0f} s); each sample's fractions now depend on the cohort it came "
+                "with; cell-type expression (GEPs) unchanged")
+    reason = str(record.get("reason") or "")
+    if not reason or reason == "not requested":
+        return None
+    return f"not adapted to this cohort ({reason}): the shipped networks were used as they are"
 
 
 def _kl(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:

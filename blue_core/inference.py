@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 MIN_GENE_FRACTION = 0.5
 #: Below this fraction a GeneOverlapWarning is emitted.
 WARN_GENE_FRACTION = 0.9
+#: ``deconvolve(adapt=...)`` when not given (set from the leave-one-cohort-out choice, bench/results/selection_loco.md).
+DEFAULT_ADAPT: bool | str = False
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
@@ -290,7 +292,7 @@ def deconvolve(
     model: BlueModel | str | Path,
     *,
     batch_size: int = 256,
-    adapt: bool | Literal["auto"] | AdaptationConfig = False,
+    adapt: bool | Literal["auto"] | AdaptationConfig | None = None,
     progress: Progress | None = None,
 ) -> Deconvolution:
     """Estimate cell-type proportions and cell-type GEPs for every bulk sample.
@@ -305,7 +307,8 @@ def deconvolve(
     batch_size
         Samples per forward pass; memory stays flat in the number of samples apart from the result.
     adapt
-        Cohort adaptation (:mod:`blue_core.adaptation`): ``False`` (the shipped networks as they are);
+        Cohort adaptation (:mod:`blue_core.adaptation`); None: :data:`DEFAULT_ADAPT`. ``False`` (the shipped
+        networks as they are);
         ``True`` or an :class:`~blue_core.adaptation.AdaptationConfig` (fine-tune a copy of each member's
         proportion branch on this cohort first; refused for a cohort below ``min_samples`` or a model
         without a simulation bank); ``"auto"`` (adapt when the model has a bank and the cohort is large
@@ -369,6 +372,7 @@ def deconvolve(
 
     X = adata.X
     shipped_name = model.name
+    adapt = DEFAULT_ADAPT if adapt is None else adapt
     model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
     props = np.empty((n, len(model.cell_types)), dtype=np.float32)
     member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)

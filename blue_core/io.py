@@ -688,6 +688,11 @@ def input_report_lines(report: dict[str, Any], *, seen: Sequence[str] = ()) -> l
     for text in [*map(str, seen), *map(str, report.get("warnings") or [])]:
         if text not in messages:
             messages.append(text)
+    from .adaptation import adaptation_text
+
+    adapted = adaptation_text(report.get("adaptation"))
+    if adapted:
+        messages.append(adapted)
     return ["; ".join(p for p in parts if p)] + messages
 
 

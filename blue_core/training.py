@@ -892,7 +892,7 @@ def train_model(
     model = BlueModel(name, cell_types, input_genes, output_genes, dict(PREPROCESSING), net, card)
     report(0.995, "simulating the adaptation bank")
     model.adaptation_bank = build_bank(model, {r: tr for r, (tr, _) in splits.items()},
-                                       cells_per_sample=cells_per_sample, simulation=sim_kwargs,
+                                       n_samples=min(2000, n_samples), cells_per_sample=cells_per_sample, simulation=sim_kwargs,
                                        per_reference={r: {"type_gene_factors": f} for r, f in factors_by_ref.items()})
     model.card["adaptation_bank"] = dict(
         rule="pseudo-bulks from the training cells with the training simulation settings (seed 4242), for "

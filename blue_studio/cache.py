@@ -176,27 +176,37 @@ def read_demo_bulk(name: str, genes: Sequence[str] | None) -> tuple[Any, list[st
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=3600)
-def _deconvolve_cached(bulk_key: str, model_key_: str, _bulk: Any, _model: BlueModel) -> Any:
-    """``blue_core.deconvolve`` with a progress bar; the cache key is the two content keys."""
+def _deconvolve_cached(bulk_key: str, model_key_: str, adapt: bool | str, _bulk: Any, _model: BlueModel) -> Any:
+    """``blue_core.deconvolve`` with a progress bar (and time left); the cache key is the content keys + ``adapt``."""
+    import time
+
     from blue_core.inference import deconvolve
     bar = st.progress(0.0, text="Deconvolving ...")
+    start = time.perf_counter()
 
     def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Deconvolving ...")
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        left = "" if "left" in (message or "") else time_left(fraction, time.perf_counter() - start)
+        bar.progress(fraction, text=f"{message or 'Deconvolving ...'}{f' — {left}' if left else ''}")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = deconvolve(_bulk, _model, progress=progress)
+        result = deconvolve(_bulk, _model, adapt=adapt, progress=progress)
     bar.progress(1.0, text="Deconvolution finished")
     return result, _warning_messages(caught, None)
 
 
-def run_deconvolution(bulk: Any, bulk_key: str, model: BlueModel) -> tuple[Any, list[str]]:
-    """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key and the model's key).
+def run_deconvolution(bulk: Any, bulk_key: str, model: BlueModel, *, adapt: bool | str | None = None
+                      ) -> tuple[Any, list[str]]:
+    """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key, the model's key and ``adapt``).
 
-    Returns the ``Deconvolution`` and the texts of the warnings raised (e.g. ``PoorFitWarning``).
+    ``adapt`` is ``deconvolve``'s (None: the library default). Returns the ``Deconvolution`` and the texts of
+    the warnings raised (e.g. ``PoorFitWarning``).
     """
-    result, messages = _deconvolve_cached(bulk_key, model_key(model), bulk, model)
+    from blue_core.inference import DEFAULT_ADAPT
+
+    adapt = DEFAULT_ADAPT if adapt is None else adapt
+    result, messages = _deconvolve_cached(bulk_key, model_key(model), adapt, bulk, model)
     # The cached result may come from another session with identical data: its input report (file name
     # included) is replaced by this session's own (cache_data returned a private copy).
     own = dict(getattr(bulk, "uns", {}).get("blue_input", {}) or {})

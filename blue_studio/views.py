@@ -261,6 +261,42 @@ def show_input_report(bulk: Any, messages: Sequence[str], model: BlueModel | Non
             st.text(", ".join(map(str, list(missing)[:500])) + (" ..." if len(missing) > 500 else ""))
 
 
+def adaptation_switch(model: BlueModel, bulk: Any) -> bool:
+    """The "Adapt to this cohort" switch (``deconvolve(adapt=...)``); returns whether adaptation is asked for.
+
+    Off and disabled, with the reason, when the model carries no simulation bank or the cohort is smaller than
+    adaptation needs; otherwise on by default when the library's default adapts (``DEFAULT_ADAPT``).
+    """
+    from blue_core.adaptation import MIN_SAMPLES
+    from blue_core.inference import DEFAULT_ADAPT
+
+    n = int(getattr(bulk, "n_obs", 0))
+    reason = ""
+    if getattr(model, "adaptation_bank", None) is None:
+        reason = (f"model {md(model.name)} carries no simulation bank (it was saved before banks existed; retrain "
+                  "it, or add one with blue train --recipe FILE --out DIR --bank-only)")
+    elif n < MIN_SAMPLES:
+        reason = f"adaptation needs at least {MIN_SAMPLES} samples of one cohort; these data have {n}"
+    on = st.toggle("Adapt to this cohort", value=bool(DEFAULT_ADAPT) and not reason, disabled=bool(reason),
+                   key="adapt_switch_off" if reason else "adapt_switch",
+                   help="Fine-tunes a copy of the model's networks on these samples before estimating (the shipped "
+                        "model is not changed): corrects errors the whole cohort shares, e.g. from its platform. A "
+                        "sample's fractions then depend on the cohort it came with. Takes about 5 s per network "
+                        "for a dozen samples.")
+    if reason:
+        st.caption(f"Adaptation is off: {reason}.")
+    return bool(on) and not reason
+
+
+def show_adaptation(result: Any) -> None:
+    """Says whether the shown result was adapted to its cohort (``adaptation.adaptation_text``)."""
+    from blue_core.adaptation import adaptation_text
+
+    text = adaptation_text((getattr(result, "input_report", None) or {}).get("adaptation"))
+    if text:
+        st.info(md(text[0].upper() + text[1:] + "."), icon=":material/tune:")
+
+
 def show_recommendation(ranking: pd.DataFrame, *, current: str | None) -> None:
     """Which installed model fits the loaded data (``blue_core.trust.recommend_model``), with a switch button."""
     if ranking is None or not len(ranking):

@@ -116,14 +116,15 @@ st.subheader("4 · Deconvolve")
 if model is None:
     st.info("Pick a model first.")
     st.stop()
-run_key = (bulk_key, cache.model_key(model))
+adapt = views.adaptation_switch(model, bulk)
+run_key = (bulk_key, cache.model_key(model), adapt)
 if state.get("result_key") != run_key:
     state["result"] = None
 clicked = st.button("Run deconvolution", type="primary", icon=":material/play_arrow:")
 auto_run, state["auto_run"] = state["auto_run"], False  # a demo was just loaded
 if clicked or (auto_run and state.get("result") is None):
     try:
-        state["result"], state["run_warnings"] = cache.run_deconvolution(bulk, bulk_key, model)
+        state["result"], state["run_warnings"] = cache.run_deconvolution(bulk, bulk_key, model, adapt=adapt)
         state["result_key"] = run_key
     except BlueInputError as err:
         views.show_error(err)
@@ -131,6 +132,7 @@ if clicked or (auto_run and state.get("result") is None):
         st.rerun()  # redraw with the result (and the sidebar's status) in place
 result = state.get("result")
 if result is not None:
+    views.show_adaptation(result)
     views.show_trust(cache.trust_report(bulk, bulk_key, model, result), result)
     views.show_warnings([w for w in state.get("run_warnings") or [] if "poorly explained" not in w])
     st.dataframe(result.proportions.round(3), width="stretch", height=240)

@@ -114,6 +114,11 @@ def register(subparsers: Any) -> None:
                    help="output folder (created; written completely or not at all)")
     d.add_argument("--overwrite", action="store_true", help="replace a result already in OUT")
     d.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default 256)")
+    d.add_argument("--adapt", choices=["auto", "on", "off"], default=None,
+                   help="cohort adaptation: fine-tune a copy of the model's networks on this cohort before "
+                        "estimating (on: refuse a cohort too small to adapt on; auto: adapt when the cohort is "
+                        "large enough; off: the shipped networks as they are). Default: the library's "
+                        "(blue_core.inference.DEFAULT_ADAPT)")
     d.add_argument("--log-base", choices=["auto", "2", "10", "e"], default="auto",
                    help="base of log-transformed input (default auto: log2, or log10 when the largest value is "
                         "below 7; the input report says which)")
@@ -278,6 +283,10 @@ def _run_streaming(args: argparse.Namespace) -> int:
     from ..model import load_model
     from ..streaming import deconvolve_chunked, deconvolve_dask, open_bulk
 
+    if args.adapt == "on":
+        raise BlueInputError("--adapt on is not available for chunked or streamed runs (--chunk-size, --scheduler, "
+                             ".h5/.zarr archives): adaptation fine-tunes on the whole cohort at once. Run without "
+                             "--chunk-size on a file that fits in memory, or pass --adapt off.")
     check_output_folder(args.out, overwrite=args.overwrite, what="--out")
     model = load_model(args.model)
     source = open_bulk(args.bulk)
@@ -322,7 +331,8 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         bulk = read_bulk(source, genes=model.read_genes, log_base=args.log_base)
         with _progress_bar("deconvolve") as progress:
-            result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress)
+            result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress,
+                                **_adapt_option(args.adapt))
     seen = [str(w.message) for w in caught if issubclass(w.category, BlueWarning)]
     summary, *messages = input_report_lines(result.input_report, seen=seen)
     print(f"input: {summary}", file=sys.stderr)
@@ -342,6 +352,11 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
           f"found; {trust.counts['ok']} ok, {trust.counts['caution']} caution, {trust.counts['wrong input']} wrong "
           f"input); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad")
     return 0
+
+
+def _adapt_option(value: str | None) -> dict[str, Any]:
+    """``--adapt auto|on|off`` as ``deconvolve`` keywords (nothing: the library's default)."""
+    return {} if value is None else {"adapt": {"auto": "auto", "on": True, "off": False}[value]}
 
 
 def _suggest_model(bulk: Any, chosen: Any) -> None:

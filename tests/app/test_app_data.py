@@ -167,3 +167,40 @@ def test_whole_blood_like_upload_opens_on_the_blood_model() -> None:
     assert_clean(at)
     result = at.session_state["result"]
     assert {"Neutrophil", "Eosinophil", "Basophil"} <= set(result.cell_types)
+
+
+def test_adaptation_switch_runs_it_and_says_so() -> None:
+    """Issue 21: "Adapt to this cohort" fine-tunes a copy of the model on the loaded cohort and the page says it ran."""
+    require_model("pbmc")
+    at = page(PAGE).run()
+    at.button(key="demo_monaco_pbmc").click().run()
+    assert_clean(at)
+    plain_result = at.session_state["result"]
+    at.toggle(key="adapt_switch").set_value(True).run()
+    [b for b in at.button if b.label == "Run deconvolution"][0].click().run()
+    assert_clean(at)
+    result = at.session_state["result"]
+    record = result.input_report["adaptation"]
+    assert record["ran"] and record["n_samples"] == 12 and record["n_members"] == 5
+    assert any("Adapted to this cohort" in plain(i.value) and "12 samples" in plain(i.value) for i in at.info)
+    assert not (result.proportions.to_numpy() == plain_result.proportions.to_numpy()).all()
+    assert (result.proportions.index == plain_result.proportions.index).all()
+
+
+def test_adaptation_switch_is_off_with_the_reason_for_a_tiny_cohort() -> None:
+    require_model("pbmc")
+    from blue_core.datasets import sample_root
+
+    text = gzip.decompress((sample_root() / "monaco_pbmc" / "bulk.csv.gz").read_bytes()).decode()
+    three = "\n".join(",".join(line.split(",")[:4]) for line in text.splitlines())
+    at = page(PAGE)
+    at.session_state["model_name"] = "pbmc"
+    at.session_state["bulk_source"] = "upload"
+    at.session_state["bulk_bytes"] = three.encode()
+    at.session_state["bulk_filename"] = "three.csv"
+    at.session_state["bulk_label"] = "three.csv"
+    at.run()
+    assert_clean(at)
+    switch = at.toggle(key="adapt_switch_off")
+    assert switch.disabled and switch.value is False
+    assert any("needs at least 8 samples" in plain(c.value) and "have 3" in plain(c.value) for c in at.caption)

@@ -70,3 +70,30 @@ def test_help_texts(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: blue " + command in capsys.readouterr().out
+
+
+def test_deconvolve_adapt_on_runs_it_and_refuses_a_small_cohort(workdir, capsys):
+    """--adapt on: the result's report says adaptation ran; a cohort below the floor gets one clear line."""
+    from blue_core.inference import Deconvolution
+
+    ref = str(workdir / "ref.h5ad")
+    assert main(["simulate", ref, "--n-samples", "10", "--cells-per-sample", "20", "--out", str(workdir / "sim10")]) == 0
+    model = workdir / "models" / "tiny_a"
+    assert main(["train", ref, "--out", str(model), "--n-samples", "64", "--cells-per-sample", "20", "--epochs", "1",
+                 "--proportion-epochs", "2", "--n-markers", "10", "--threads", "1"]) == 0
+    capsys.readouterr()
+    out = workdir / "adapted"
+    assert main(["deconvolve", str(workdir / "sim10"), "--model", str(model), "--out", str(out), "--adapt", "on"]) == 0
+    assert "adapted to this cohort" in capsys.readouterr().err
+    assert Deconvolution.read(out).input_report["adaptation"]["ran"] is True
+    bulk = pd.read_csv(workdir / "sim10" / "bulk.csv.gz", index_col=0)
+    bulk.iloc[:, :3].to_csv(workdir / "three.csv")
+    assert main(["deconvolve", str(workdir / "three.csv"), "--model", str(model), "--out", str(workdir / "a3"),
+                 "--adapt", "on"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("blue deconvolve: error: adaptation needs")
+    assert "at least 8 samples and this one has 3" in err
+    assert not (workdir / "a3").exists()  # nothing half-written
+    assert main(["deconvolve", str(workdir / "three.csv"), "--model", str(model), "--out", str(workdir / "a3"),
+                 "--adapt", "auto"]) == 0
+    assert "not adapted to this cohort (3 samples" in capsys.readouterr().err

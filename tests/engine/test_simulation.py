@@ -121,3 +121,33 @@ def test_gene_selection():
     assert set(genes) <= set(out) and len(out) <= 60
     with pytest.raises(BlueInputError, match="panel"):
         select_input_genes(ref, panel=["X1", "X2"])
+
+
+def test_rna_content_sets_each_types_counts_per_cell():
+    """simulate(rna_content=...): a type's counts per cell follow its content; fractions and profiles do not move."""
+    from _engine_data import synthetic_reference
+
+    from blue_core.simulation import rna_content_factors, simulate
+
+    ref = synthetic_reference(n_cells=300, n_genes=60, seed=2)
+    types = sorted(ref.obs["cell_type"].astype(str).unique())
+    content = {types[0]: 3.0, types[1]: 1.0, types[2]: 1.0}
+    plain = simulate(ref, 40, cells_per_sample=50, seed=5)
+    scaled = simulate(ref, 40, cells_per_sample=50, seed=5, rna_content=content)
+    np.testing.assert_array_equal(plain.proportions.to_numpy(), scaled.proportions.to_numpy())
+    np.testing.assert_allclose(plain.profiles, scaled.profiles)
+    # a sample's total counts = sum over types of (cells of the type) x (counts per cell of the type):
+    # the least-squares counts per cell are 3 : 1 : 1 with the content, the reference's own ratio without it
+    def per_cell(pb):  # noqa: ANN001, ANN202
+        cells = pb.proportions[types].to_numpy() * 50
+        return np.linalg.lstsq(cells, pb.bulk.sum(axis=1), rcond=None)[0]
+
+    with_content, without = per_cell(scaled), per_cell(plain)
+    assert with_content[0] / with_content[1] == pytest.approx(3.0, rel=0.1)
+    assert with_content[2] / with_content[1] == pytest.approx(1.0, rel=0.1)
+    assert without[0] / without[1] == pytest.approx(1.0, rel=0.25)  # the synthetic types carry similar counts
+    table = rna_content_factors(["Monocyte", "CD4 T naive", "Platelet"])
+    assert table["values"] == {"Monocyte": 1.4196, "CD4 T naive": 0.3952, "Platelet": 0.4}
+    assert table["measured"]["Platelet"].startswith("default")
+    with pytest.raises(BlueInputError, match="positive value for every cell type"):
+        simulate(ref, 4, cells_per_sample=10, rna_content={types[0]: 1.0})
