@@ -56,6 +56,22 @@ def cohorts() -> dict[str, tuple[Path, pd.DataFrame, str]]:
     }
 
 
+def published_rows(cohort: str, truth: pd.DataFrame, suffix: str) -> list[dict]:
+    """The published peer runs on one cohort (each tool's own run and reference), scored like BLUE."""
+    rows = []
+    for peer in PEERS:
+        file = SHARED / "published_peer_predictions" / f"{peer}_{suffix}.tsv"
+        if not file.is_file():
+            continue
+        pred = pd.read_csv(file, sep="\t", index_col=0)
+        if suffix == "SDY67":  # rows in the order of the truth table (sample_0 = first truth row)
+            pred.index = list(truth.index)[: len(pred)]
+        if not set(truth.index) <= set(pred.index):
+            continue
+        rows.append({"cohort": cohort, "method": peer, "kind": "published run", **score(truth, five(pred, PEER_NAMES))})
+    return rows
+
+
 def main() -> int:
     from blue_core.inference import deconvolve
     from blue_core.io import read_bulk
@@ -67,19 +83,10 @@ def main() -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bulk = read_bulk(path, genes=model.read_genes)
-            result = deconvolve(bulk, model)
+            result = deconvolve(bulk, model, adapt=False)
         rows.append({"cohort": cohort, "method": "BLUE pbmc (shipped)", "kind": "this repo",
                      **score(truth, five(result.proportions, {}))})
-        for peer in PEERS:
-            file = SHARED / "published_peer_predictions" / f"{peer}_{suffix}.tsv"
-            if not file.is_file():
-                continue
-            pred = pd.read_csv(file, sep="\t", index_col=0)
-            if suffix == "SDY67":  # rows in the order of the truth table (sample_0 = first truth row)
-                pred.index = list(truth.index)[: len(pred)]
-            if not set(truth.index) <= set(pred.index):
-                continue
-            rows.append({"cohort": cohort, "method": peer, "kind": "published run", **score(truth, five(pred, PEER_NAMES))})
+        rows += published_rows(cohort, truth, suffix)
     table = pd.DataFrame(rows)
     out = REPO / "bench" / "results"
     (out / "cohort_baseline.json").write_text(json.dumps(rows, indent=1) + "\n")

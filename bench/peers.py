@@ -1042,8 +1042,63 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
     return path
 
 
+PUBLISHED_HEADER = "## Published runs (issue 21)"
+
+
+def published_section() -> list[str]:
+    """The published peer predictions on SDY67 and Monaco (each tool's own run with its authors' reference, from
+    the DISSECT paper's figure data) scored like the shipped BLUE ``pbmc`` model as a user runs it (its default:
+    adapted to the cohort), all on the five groups B, CD4 T, CD8 T, NK, monocytes, renormalised."""
+    import warnings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cohort_baseline import GROUPS, cohorts, five, published_rows, score
+
+    from blue_core.inference import deconvolve
+    from blue_core.io import read_bulk
+    from blue_core.model import load_model
+
+    model = load_model("pbmc")
+    rows = []
+    for cohort, (path, truth, suffix) in cohorts().items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = deconvolve(read_bulk(path, genes=model.read_genes), model)
+        adapted = "adapted" if result.input_report["adaptation"]["ran"] else "not adapted"
+        rows.append({"cohort": cohort, "method": f"BLUE pbmc (shipped, {adapted})", "kind": "this repo",
+                     **score(truth, five(result.proportions, {}))})
+        rows += published_rows(cohort, truth, suffix)
+    lines = [PUBLISHED_HEADER, "",
+             "Written by `python bench/peers.py --published` (this section only). 'published run' = the tool's own run "
+             "with its authors' reference (DISSECT paper figure data, Khatri et al. 2024, imsb-uke/deconvolution, MIT; "
+             "`../shared/data/pbmc/published_peer_predictions/`), not a same-reference comparison like the tables "
+             "above. Five groups, prediction and flow truth renormalised over them; CCC over all sample x type pairs; "
+             "bias = mean(predicted - truth).", "",
+             "| cohort | method | kind | n | CCC | " + " | ".join(f"bias {g}" for g in GROUPS) + " |",
+             "|---" * (5 + len(GROUPS)) + "|"]
+    for r in rows:
+        lines.append(f"| {r['cohort']} | {r['method']} | {r['kind']} | {r['n']} | {r['ccc']:.2f} | "
+                     + " | ".join(f"{r[f'bias {g}']:+.2f}" for g in GROUPS) + " |")
+    return lines + [""]
+
+
+def write_published(outdir: Path) -> Path:
+    """Replace (or append) the published-runs section of peers.md, leaving the rest of the report as it was."""
+    path = outdir / "peers.md"
+    text = path.read_text() if path.is_file() else "# Peer benchmark\n"
+    head, _, tail = text.partition(PUBLISHED_HEADER)
+    rest = ""
+    if tail:
+        after = tail.split("\n## ", 1)
+        rest = "## " + after[1] if len(after) > 1 else ""
+    path.write_text(head.rstrip() + "\n\n" + "\n".join(published_section()) + ("\n" + rest if rest else ""))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--published", action="store_true",
+                        help="only (re)write the published-runs section of peers.md (issue 21)")
     parser.add_argument("--quick", action="store_true", help="small test sets, timing at 100 samples only")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per method (default 1)")
@@ -1051,6 +1106,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not train BLUE on the pseudo-bulk splits (BLUE then has no held-out rows)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.published:
+        print(write_published(args.out).read_text().split(PUBLISHED_HEADER, 1)[1])
+        return 0
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -1067,6 +1125,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"group {group}")
         outputs[group] = {m: run_method(m, group_dir, log) for m in methods}
     path = write_report(outputs, tasks, methods, args, args.out, time.perf_counter() - t0)
+    write_published(args.out)
     log(f"wrote {path}")
     print(path.read_text())
     return 0

@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loco", action="store_true",
                         help="issue 21: leave-one-cohort-out over the blood cohorts (bench/loco.py)")
     parser.add_argument("--train", action="store_true", help="with --loco: train the candidates that need it")
+    parser.add_argument("--installed", action="store_true",
+                        help="with --loco: only rescore the installed model (after it was rebuilt)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--candidates", nargs="*", help="only these candidates")
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
@@ -324,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.loco:
         import loco
 
-        return loco.main(args.tissue, do_train=args.train, report_only=args.report, workers=args.workers)
+        return loco.main(args.tissue, do_train=args.train, report_only=args.report, workers=args.workers,
+                         installed_only=args.installed)
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)

@@ -40,6 +40,7 @@ def build_ensemble(
     n_validation: int = 600,
     cells_per_sample: int = 500,
     seed: int = 2024,
+    rna_content: Any = None,
 ) -> BlueModel:
     """Stack trained members into one ensemble model and calibrate its intervals.
 
@@ -59,6 +60,9 @@ def build_ensemble(
         Validation pseudo-bulks simulated for the calibration (shared equally by the references).
     cells_per_sample, seed
         Simulation of the calibration pseudo-bulks.
+    rna_content
+        The members' ``simulation.rna_content`` (if they trained with one): the calibration pseudo-bulks carry it
+        too, so that a fraction means what it meant in training.
 
     Returns
     -------
@@ -103,13 +107,13 @@ def build_ensemble(
                       first.preprocessing, networks, card)
     model.adaptation_bank = first.adaptation_bank  # one bank for all members (same split and bank seed)
     model.card["intervals"] = _calibrate(model, references, validation_fraction, split_seed, n_validation,
-                                         cells_per_sample, seed)
+                                         cells_per_sample, seed, rna_content)
     logger.info("ensemble %r: %d members, intervals %s", model.name, model.n_members, model.card["intervals"])
     return model
 
 
 def _calibrate(model: BlueModel, references: Any, validation_fraction: float, split_seed: int, n_validation: int,
-               cells_per_sample: int, seed: int) -> dict[str, Any]:
+               cells_per_sample: int, seed: int, rna_content: Any = None) -> dict[str, Any]:
     if references is None:
         return dict(z=Z90, sigma_by_type={t: 0.0 for t in model.cell_types}, spread_threshold=None,
                     rule="members' spread only (no validation cells given: intervals are not calibrated)")
@@ -118,7 +122,7 @@ def _calibrate(model: BlueModel, references: Any, validation_fraction: float, sp
     for r, ref in enumerate(refs.values()):
         _, val, _ = split_reference(ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=split_seed)
         pb = simulate(val, max(50, n_validation // len(refs)), cells_per_sample=cells_per_sample,
-                      cell_types=model.cell_types, seed=seed + r)
+                      cell_types=model.cell_types, seed=seed + r, rna_content=rna_content)
         present = model.match_genes(pb.genes).present  # the rule deconvolve reads a bulk with
         in_pos = pd.Index(pb.genes).get_indexer(model.input_genes)
         values = np.zeros((pb.n_samples, len(model.input_genes)))

@@ -36,7 +36,7 @@ from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
 from .model import BlueModel, preprocess
 
-__all__ = ["Deconvolution", "deconvolve", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
+__all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,15 @@ logger = logging.getLogger(__name__)
 MIN_GENE_FRACTION = 0.5
 #: Below this fraction a GeneOverlapWarning is emitted.
 WARN_GENE_FRACTION = 0.9
-#: ``deconvolve(adapt=...)`` when not given (set from the leave-one-cohort-out choice, bench/results/selection_loco.md).
-DEFAULT_ADAPT: bool | str = False
+def default_adapt(model: BlueModel) -> bool | str:
+    """``deconvolve(adapt=None)``: ``"auto"`` for a model whose card says adaptation is its default, else False.
+
+    A shipped model's card says so (``card["adaptation_bank"]["default"]``) only where adaptation was chosen
+    leave-one-cohort-out on real cohorts (``bench/results/selection_loco.md``); a model a user trains adapts only
+    when asked.
+    """
+    bank = (model.card or {}).get("adaptation_bank") or {}
+    return "auto" if bank.get("default") is True and model.adaptation_bank is not None else False
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
@@ -307,7 +314,8 @@ def deconvolve(
     batch_size
         Samples per forward pass; memory stays flat in the number of samples apart from the result.
     adapt
-        Cohort adaptation (:mod:`blue_core.adaptation`); None: :data:`DEFAULT_ADAPT`. ``False`` (the shipped
+        Cohort adaptation (:mod:`blue_core.adaptation`); None: :func:`default_adapt` (``"auto"`` for the
+        shipped models where adaptation was chosen on real cohorts, else False). ``False`` (the shipped
         networks as they are);
         ``True`` or an :class:`~blue_core.adaptation.AdaptationConfig` (fine-tune a copy of each member's
         proportion branch on this cohort first; refused for a cohort below ``min_samples`` or a model
@@ -372,7 +380,7 @@ def deconvolve(
 
     X = adata.X
     shipped_name = model.name
-    adapt = DEFAULT_ADAPT if adapt is None else adapt
+    adapt = default_adapt(model) if adapt is None else adapt
     model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
     props = np.empty((n, len(model.cell_types)), dtype=np.float32)
     member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)

@@ -442,6 +442,7 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
     model = build_ensemble(
         trained, name=recipe["name"], references=references if len(references) > 1 else next(iter(references.values())),
         validation_fraction=float(recipe.get("training", {}).get("validation_fraction", 0.1)), split_seed=split_seed,
+        rna_content=recipe.get("simulation", {}).get("rna_content"),
     )
     model.card["ensemble_recipe"] = {"seeds": seeds, "split_seed": split_seed}
     if progress is not None:

@@ -117,8 +117,8 @@ def register(subparsers: Any) -> None:
     d.add_argument("--adapt", choices=["auto", "on", "off"], default=None,
                    help="cohort adaptation: fine-tune a copy of the model's networks on this cohort before "
                         "estimating (on: refuse a cohort too small to adapt on; auto: adapt when the cohort is "
-                        "large enough; off: the shipped networks as they are). Default: the library's "
-                        "(blue_core.inference.DEFAULT_ADAPT)")
+                        "large enough; off: the shipped networks as they are). Default: the model's "
+                        "(auto for shipped models where adaptation was chosen on real cohorts, else off)")
     d.add_argument("--log-base", choices=["auto", "2", "10", "e"], default="auto",
                    help="base of log-transformed input (default auto: log2, or log10 when the largest value is "
                         "below 7; the input report says which)")
