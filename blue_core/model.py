@@ -346,7 +346,7 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
         save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
         card = _final_card(model, _sha256(tmp_weights))
         if model.adaptation_bank is not None:
-            from .adaptation import write_bank
+            from .bank import write_bank
 
             card["adaptation_bank"] = dict(card.get("adaptation_bank") or {}, file=BANK_FILE,
                                            n_samples=model.adaptation_bank.n_samples,
@@ -513,7 +513,7 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
     )
     bank = card.get("adaptation_bank")
     if isinstance(bank, dict) and bank.get("sha256"):
-        from .adaptation import read_bank
+        from .bank import read_bank
 
         model.adaptation_bank = read_bank(directory / BANK_FILE, n_input_genes=len(model.input_genes),
                                           n_cell_types=len(model.cell_types), sha256=str(bank["sha256"]))

@@ -381,7 +381,9 @@ def simulate(
         the rest. Default: none (all types drawn alike).
     rna_content
         Per-type mRNA content per cell: ``"published"`` (the shipped table of measurements,
-        :func:`rna_content_factors`) or ``{cell type: relative mRNA per cell}``. Each drawn cell's counts are
+        :func:`rna_content_factors`; types without a measurement get EPIC's default), ``"published-measured"``
+        (the same, but types without a measurement keep the counts per cell the reference measured for them,
+        rescaled like the measured types on average) or ``{cell type: relative mRNA per cell}``. Each drawn cell's counts are
         rescaled so that a type's mean counts per cell in ``bulk`` are proportional to its content (the
         reference's own per-type library sizes are divided out); ``proportions`` stay cell fractions and
         ``profiles`` are unchanged. Default: none (cells carry the counts the reference measured).
@@ -447,7 +449,13 @@ def simulate(
         content = rna_content_factors(types, rna_content)["values"]
         library = np.asarray(X.sum(axis=1)).ravel()
         mean_library = np.array([library[m].mean() if m.size else 1.0 for m in members])
-        content_scale = np.array([content[t] for t in types]) / np.maximum(mean_library, 1e-12)
+        given = np.array([content[t] is not None for t in types]) & (sizes > 0)
+        if not given.any():
+            raise BlueInputError("rna_content has no measurement for any cell type of this reference.")
+        content_scale = np.ones(n_types)
+        content_scale[given] = np.array([content[t] for t, g in zip(types, given) if g]) / np.maximum(
+            mean_library[given], 1e-12)
+        content_scale[~given] = content_scale[given].mean()  # unmeasured: the reference's own counts per cell
         content_scale = (content_scale / content_scale[sizes > 0].mean()).astype(np.float32)
     available = sizes > 0
     if not available.any():
@@ -537,7 +545,8 @@ def rna_content_factors(cell_types: Sequence[str], rna_content: Mapping[str, flo
 
     ``"published"`` reads ``blue_core/data/rna_content.csv``: EPIC's measured mRNA per cell of sorted blood
     cells (Racle et al. 2017, ``mRNA_cell_default``: B 0.40, T 0.40, NK 0.44, monocytes 1.42, neutrophils
-    0.13); a type without its own row gets EPIC's default (0.40). Names are matched exactly, then by prefix
+    0.13); a type without its own row gets EPIC's default (0.40). ``"published-measured"``: the same, but a
+    type without its own row gets ``None`` (``simulate`` then keeps the reference's own counts for it). Names are matched exactly, then by prefix
     (``"CD4 T naive"`` -> ``"CD4 T"``, ``"Monocyte classical"`` -> ``"Monocyte"``).
 
     Returns
@@ -553,14 +562,18 @@ def rna_content_factors(cell_types: Sequence[str], rna_content: Mapping[str, flo
     from importlib.resources import files
 
     if isinstance(rna_content, str):
-        if rna_content != "published":
-            raise BlueInputError(f"rna_content must be 'published' or a {{cell type: content}} table, got {rna_content!r}.")
+        if rna_content not in ("published", "published-measured"):
+            raise BlueInputError("rna_content must be 'published', 'published-measured' or a {cell type: content} "
+                                 f"table, got {rna_content!r}.")
         with (files("blue_core") / "data" / "rna_content.csv").open("r", encoding="utf-8") as handle:
             table = pd.read_csv(handle).set_index("cell_type")
         rows = [r for r in table.index if r != "default"]
         values, measured = {}, {}
         for t in cell_types:
             match = t if t in rows else next((r for r in sorted(rows, key=len, reverse=True) if t.startswith(r)), None)
+            if match is None and rna_content == "published-measured":
+                values[t], measured[t] = None, "not measured: the reference's own counts per cell"
+                continue
             values[t] = float(table.loc[match or "default", "mrna_per_cell"])
             measured[t] = str(table.loc[match, "measured_as"]) if match else "default (no measurement)"
         return dict(values=values, measured=measured, citation=str(table.loc["default", "source"]).split(",")[0])

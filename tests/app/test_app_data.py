@@ -170,21 +170,27 @@ def test_whole_blood_like_upload_opens_on_the_blood_model() -> None:
 
 
 def test_adaptation_switch_runs_it_and_says_so() -> None:
-    """Issue 21: "Adapt to this cohort" fine-tunes a copy of the model on the loaded cohort and the page says it ran."""
+    """Issue 21: "Adapt to this cohort" fine-tunes a copy of the model on the loaded cohort and the page says it ran;
+    off, the shipped networks run as they are."""
     require_model("pbmc")
     at = page(PAGE).run()
     at.button(key="demo_monaco_pbmc").click().run()
     assert_clean(at)
-    plain_result = at.session_state["result"]
-    at.toggle(key="adapt_switch").set_value(True).run()
-    [b for b in at.button if b.label == "Run deconvolution"][0].click().run()
-    assert_clean(at)
-    result = at.session_state["result"]
-    record = result.input_report["adaptation"]
-    assert record["ran"] and record["n_samples"] == 12 and record["n_members"] == 5
-    assert any("Adapted to this cohort" in plain(i.value) and "12 samples" in plain(i.value) for i in at.info)
-    assert not (result.proportions.to_numpy() == plain_result.proportions.to_numpy()).all()
-    assert (result.proportions.index == plain_result.proportions.index).all()
+    results = {}
+    for value in (not at.toggle(key="adapt_switch").value, at.toggle(key="adapt_switch").value):
+        at.toggle(key="adapt_switch").set_value(value).run()
+        [b for b in at.button if b.label == "Run deconvolution"][0].click().run()
+        assert_clean(at)
+        results[value] = at.session_state["result"]
+        said = [plain(i.value) for i in at.info if "daptated" in plain(i.value) or "Adapted" in plain(i.value)]
+        if value:
+            record = results[value].input_report["adaptation"]
+            assert record["ran"] and record["n_samples"] == 12 and record["n_members"] == 5
+            assert any("Adapted to this cohort" in t and "12 samples" in t for t in said)
+        else:
+            assert results[value].input_report["adaptation"]["ran"] is False and not said
+    assert not (results[True].proportions.to_numpy() == results[False].proportions.to_numpy()).all()
+    assert (results[True].proportions.index == results[False].proportions.index).all()
 
 
 def test_adaptation_switch_is_off_with_the_reason_for_a_tiny_cohort() -> None:
