@@ -232,13 +232,15 @@ def run_pancreas() -> list[dict]:
     hba1c = pd.to_numeric(clinical["hba1c"], errors="coerce").dropna()
     rows = []
     shipped = models("pancreas", "shipped")
-    for name in PANCREAS_CANDIDATES:
-        settings = CANDIDATES[name][2]
-        for seed, model in zip(SEEDS, shipped):
+    runs = [(name, seed, model, CANDIDATES[name][2]) for name in PANCREAS_CANDIDATES for seed, model in zip(SEEDS, shipped)]
+    runs.append((SHIPPED, -1, bc.load_model("pancreas"), "default"))
+    for name, seed, model, settings in runs:
+        if True:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                res = bc.deconvolve(cohort.bulk, model, adapt=False if settings is None else AdaptationConfig(**settings))
+                adapt = None if settings == "default" else False if settings is None else AdaptationConfig(**settings)
+                res = bc.deconvolve(cohort.bulk, model, adapt=adapt)
             ok = hba1c.index.intersection(res.proportions.index)
             r, p = stats.pearsonr(res.proportions.loc[ok, "beta"], hba1c.loc[ok])
             rows.append({"tissue": "pancreas", "candidate": name, "seed": seed, "cohort": "Fadista", "n": int(len(ok)),
@@ -250,7 +252,8 @@ def run_pancreas() -> list[dict]:
 
 
 def report_pancreas(rows: list[dict]) -> str:
-    frame = pd.DataFrame(rows)
+    installed = [r for r in rows if r["candidate"] == SHIPPED]
+    frame = pd.DataFrame([r for r in rows if r["candidate"] != SHIPPED])
     table = frame.groupby("candidate", sort=False).agg(
         seeds=("seed", "size"), r=("r_beta_hba1c", "mean"), sd=("r_beta_hba1c", "std"), p_max=("p", "max"),
         mean_beta=("mean_beta", "mean"), seconds=("seconds", "mean")).reset_index()
@@ -264,7 +267,10 @@ def report_pancreas(rows: list[dict]) -> str:
         "signal); seeds 0-2 = the shipped ensemble's members. The RNA-content candidates do not apply (EPIC's table "
         "has no islet types).", "",
         markdown_table(shown), "",
-        f"Most negative r: `{best}`. Goal of issue 21: r <= -0.55 (today -0.44).", ""])
+        f"Most negative r: `{best}`. Goal of issue 21: r <= -0.55 (today -0.44)."
+        + "".join(f" The installed ensemble as a user runs it ({'adapted' if r['adapted'] else 'not adapted'}): "
+                  f"r = {r['r_beta_hba1c']:+.3f} (p = {r['p']:.1e}); goal "
+                  f"{'met' if r['r_beta_hba1c'] <= -0.55 else '**missed**'}." for r in installed), ""])
 
 
 SHIPPED = "installed model, as a user runs it"
@@ -297,10 +303,28 @@ def _mean_table(rows: list[dict]) -> pd.DataFrame:
     return frame.groupby(["candidate", "cohort"]).agg(ccc=("ccc", "mean"), sd=("ccc", "std")).reset_index()
 
 
+#: Eligibility (declared 2026-12-03 after the first scoring, before the rna-measured runs): the seed-mean share
+#: a candidate gives the model's types outside the scored groups stays <= this on every PBMC cohort (flow: DCs
+#: 1-2 % of PBMC; the renormalised score cannot see an over-call there).
+MAX_OTHER_SHARE = 0.10
+PBMC_COHORTS = ("Monaco", "SDY67", "Hoek")
+
+
+def eligible(rows: list[dict]) -> dict[str, bool]:
+    frame = pd.DataFrame([r for r in rows if r["candidate"] != SHIPPED])
+    if "other share" not in frame:
+        return {c: True for c in frame["candidate"].unique()}
+    share = frame[frame.cohort.isin(PBMC_COHORTS)].groupby(["candidate", "cohort"])["other share"].mean()
+    return {c: bool((share.loc[c] <= MAX_OTHER_SHARE).all()) for c in frame["candidate"].unique()}
+
+
 def choose(rows: list[dict], cohorts_: list[str]) -> dict:
-    """Leave-one-cohort-out: per held-out cohort, the candidate with the best worst case on the others."""
+    """Leave-one-cohort-out: per held-out cohort, the eligible candidate with the best worst case on the others."""
     means = _mean_table(rows).pivot(index="candidate", columns="cohort", values="ccc")
     means = means[[c for c in cohorts_ if c in means.columns]]
+    ok = eligible(rows)
+    if any(ok.get(c, True) for c in means.index):  # none eligible: the same rule over all, and the report says so
+        means = means.loc[[c for c in means.index if ok.get(c, True)]]
     out = {}
     for held in list(means.columns) + ["(none: all cohorts)"]:
         others = [c for c in means.columns if c != held]
@@ -344,9 +368,15 @@ def report(tissue: str, rows: list[dict]) -> str:
             table.append(row)
     lines += [markdown_table(pd.DataFrame(table)), ""]
     picks = choose(rows, names)
+    ok = eligible(rows)
     lines += ["### Leave-one-cohort-out choice (the honest numbers)", "",
-              "For each held-out cohort: the candidate with the best worst case (seed-mean CCC) on the other cohorts, "
-              "and its score on the held-out one.", ""]
+              "For each held-out cohort: the eligible candidate with the best worst case (seed-mean CCC) on the other "
+              "cohorts, and its score on the held-out one. Eligible (rule added after the first scoring, before the "
+              f"rna-measured runs): seed-mean 'other share' <= {MAX_OTHER_SHARE} on every PBMC cohort. Not eligible: "
+              + (", ".join(f"`{c}`" for c, v in ok.items() if not v) or "none") + "."
+              + (" **No candidate is eligible** (today's setting included): the choice below is made over all "
+                 "candidates by the same worst-case rule, and every candidate over-calls the types outside the "
+                 "scored groups on PBMC." if not any(ok.values()) else ""), ""]
     loco = []
     for held, pick in picks.items():
         if held.startswith("("):

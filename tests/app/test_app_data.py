@@ -31,7 +31,7 @@ def test_blood_demo_end_to_end_in_one_click() -> None:
     # large cohorts: a copy-paste CLI line with the picked model (issue 14.4)
     assert any("blue deconvolve my_cohort.h5ad --model pbmc" in c.value and "--chunk-size" in c.value for c in at.code)
     assert metrics["Tissue"]  # the model card is shown
-    assert any("Known limitations" in plain(w.value) and "CCC 0.77" in plain(w.value) for w in at.warning)  # validation misses
+    assert any("Known limitations" in plain(w.value) and "MISSED" in plain(w.value) for w in at.warning)  # validation misses
     matched, total = (int(x.replace(",", "")) for x in metrics["Model genes found"].split(" / "))
     assert 0.5 * total <= matched <= total
     result = at.session_state["result"]
