@@ -67,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "list_models": "store",
     "deconvolve": "inference",
     "Deconvolution": "inference",
+    "AdaptationConfig": "adaptation",
     "load_sample": "datasets",
     "list_samples": "datasets",
     "SubtypeClustering": "subtypes",

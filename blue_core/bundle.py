@@ -3,7 +3,7 @@
 Layout (all plain files; no pickle)::
 
     manifest.json                 inputs' names, model (name, tissue, weights sha256), sizes, BLUE version
-    deconvolution/proportions.csv, fit.csv, expression.h5ad      (Deconvolution.write)
+    deconvolution/proportions.csv, fit.csv, expression.h5ad, provenance.json   (Deconvolution.write)
     trust.csv                     per-sample verdict and reasons (blue_core.trust), when given
     subtypes.csv                  sample -> subtype, when subtypes were found
     survival.json, kaplan_meier.html, kaplan_meier.png            when survival was compared
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: Largest bundle :func:`read_bundle` opens (bytes, compressed and inflated).
 MAX_BUNDLE_BYTES = 500 * 1024 * 1024
 _RESULT_FILES = ("deconvolution/proportions.csv", "deconvolution/fit.csv", "deconvolution/expression.h5ad")
-_OPTIONAL = ("trust.csv", "subtypes.csv", "survival.json", "kaplan_meier.html", "kaplan_meier.png")
+_OPTIONAL = ("deconvolution/provenance.json", "trust.csv", "subtypes.csv", "survival.json", "kaplan_meier.html", "kaplan_meier.png")
 
 
 @dataclass
@@ -96,7 +96,8 @@ def write_bundle(result: Deconvolution, *, model: BlueModel, inputs: dict[str, A
         "model": {"name": getattr(model, "name", None), "tissue": card.get("tissue"),
                   "weights_sha256": card.get("weights_sha256")},
         "n_samples": int(result.proportions.shape[0]), "cell_types": [str(c) for c in result.cell_types],
-        "files": list(_RESULT_FILES),
+        "files": [*_RESULT_FILES, "deconvolution/provenance.json"],
+        "adaptation": (result.input_report or {}).get("adaptation"),
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

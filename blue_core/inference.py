@@ -151,7 +151,9 @@ class Deconvolution:
         return adata
 
     def write(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv`` and ``expression.h5ad``.
+        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv``, ``expression.h5ad`` and
+        ``provenance.json`` (model, BLUE version, whether and how the result was adapted to its cohort, the
+        input report).
 
         The files are written into a temporary sibling folder that is renamed to ``directory`` only
         when all three are complete (:func:`~blue_core.files.atomic_directory`): a failure part-way
@@ -172,10 +174,18 @@ class Deconvolution:
         """
         from .files import atomic_directory
 
+        from ._version import __version__
+        from .strictjson import dumps
+
         with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
             write_csv(self.proportions_table().rename_axis("sample"), tmp / "proportions.csv")
             write_csv(self.fit.rename_axis("sample"), tmp / "fit.csv")
             self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
+            provenance = {"model": self.model_name, "blue_version": __version__,
+                          "n_samples": int(self.proportions.shape[0]),
+                          "adaptation": self.input_report.get("adaptation") or {"ran": False},
+                          "input_report": self.input_report}
+            (tmp / "provenance.json").write_text(dumps(provenance) + "\n", encoding="utf-8")
         logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
         return Path(directory)
 

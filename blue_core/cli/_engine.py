@@ -350,7 +350,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"deconvolved {len(result.proportions)} samples with {model.name!r} "
           f"({result.input_report['n_model_genes_matched']:,}/{result.input_report['n_model_genes']:,} model genes "
           f"found; {trust.counts['ok']} ok, {trust.counts['caution']} caution, {trust.counts['wrong input']} wrong "
-          f"input); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad")
+          f"input); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad, provenance.json")
     return 0
 
 

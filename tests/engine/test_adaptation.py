@@ -116,3 +116,19 @@ def test_shipped_models_carry_a_bank_that_fits():
         assert model.adaptation_bank.proportions.shape == (model.adaptation_bank.n_samples, len(model.cell_types))
         torch.testing.assert_close(torch.from_numpy(model.adaptation_bank.proportions.sum(1)),
                                    torch.ones(model.adaptation_bank.n_samples))
+
+
+def test_downloads_record_the_adaptation(tiny_trained, tmp_path):
+    """The result folder's provenance.json and the analysis bundle's manifest say that (and how) it was adapted."""
+    import json
+
+    from blue_core.bundle import read_bundle, write_bundle
+
+    model, bulk = tiny_trained(n_bulk=12)
+    result = _run(model, bulk, QUICK)
+    result.write(tmp_path / "out")
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert provenance["adaptation"]["ran"] is True and provenance["adaptation"]["settings"]["steps"] == 15
+    opened = read_bundle(write_bundle(result, model=model))
+    assert opened.manifest["adaptation"]["settings"]["steps"] == 15
+    assert opened.result.input_report["adaptation"]["ran"] is True

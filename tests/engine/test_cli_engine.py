@@ -86,6 +86,10 @@ def test_deconvolve_adapt_on_runs_it_and_refuses_a_small_cohort(workdir, capsys)
     assert main(["deconvolve", str(workdir / "sim10"), "--model", str(model), "--out", str(out), "--adapt", "on"]) == 0
     assert "adapted to this cohort" in capsys.readouterr().err
     assert Deconvolution.read(out).input_report["adaptation"]["ran"] is True
+    import json
+
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["adaptation"]["ran"] is True and provenance["adaptation"]["settings"]["steps"] == 300
     bulk = pd.read_csv(workdir / "sim10" / "bulk.csv.gz", index_col=0)
     bulk.iloc[:, :3].to_csv(workdir / "three.csv")
     assert main(["deconvolve", str(workdir / "three.csv"), "--model", str(model), "--out", str(workdir / "a3"),
