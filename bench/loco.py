@@ -4,7 +4,8 @@ Candidates, declared here before any cohort was scored with them (git history: t
 ``blue_core/adaptation.py``'s ``AdaptationConfig`` defaults were committed before the first run):
 
 * ``shipped``        -- today's recipe (the ensemble shipped before issue 21, its members seeds 0, 1, 2, as single
-  networks; for pbmc a copy of it is kept under bench/_work/loco/pbmc/today once the new model replaces it);
+  networks; a copy is kept under bench/_work/loco/<tissue>/today: the weights of pretrained/<tissue> at commit
+  1f305cb plus the bank ``blue train --bank-only`` adds);
 * ``adapt``          -- ``shipped`` + cohort adaptation (``AdaptationConfig()``: mixtures on the linear scale);
 * ``rna``            -- today's recipe + ``[simulation] rna_content = "published"`` (EPIC's measured mRNA per
   cell), retrained with seeds 0, 1, 2 on the same split;
