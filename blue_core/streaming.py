@@ -248,7 +248,8 @@ def _quiet_deconvolve(frame: pd.DataFrame, model: BlueModel, batch_size: int):  
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # per-chunk warnings are summarised once at the end
-        return deconvolve(frame, model, batch_size=batch_size)
+        # a chunk is not a cohort: streamed runs are never adapted (each chunk would get its own networks)
+        return deconvolve(frame, model, batch_size=batch_size, adapt=False)
 
 
 @dataclass

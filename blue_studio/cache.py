@@ -200,12 +200,12 @@ def run_deconvolution(bulk: Any, bulk_key: str, model: BlueModel, *, adapt: bool
                       ) -> tuple[Any, list[str]]:
     """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key, the model's key and ``adapt``).
 
-    ``adapt`` is ``deconvolve``'s (None: the library default). Returns the ``Deconvolution`` and the texts of
+    ``adapt`` is ``deconvolve``'s (None: the model's default, ``inference.default_adapt``). Returns the ``Deconvolution`` and the texts of
     the warnings raised (e.g. ``PoorFitWarning``).
     """
-    from blue_core.inference import DEFAULT_ADAPT
+    from blue_core.inference import default_adapt
 
-    adapt = DEFAULT_ADAPT if adapt is None else adapt
+    adapt = default_adapt(model) if adapt is None else adapt
     result, messages = _deconvolve_cached(bulk_key, model_key(model), adapt, bulk, model)
     # The cached result may come from another session with identical data: its input report (file name
     # included) is replaced by this session's own (cache_data returned a private copy).

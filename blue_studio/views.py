@@ -265,10 +265,10 @@ def adaptation_switch(model: BlueModel, bulk: Any) -> bool:
     """The "Adapt to this cohort" switch (``deconvolve(adapt=...)``); returns whether adaptation is asked for.
 
     Off and disabled, with the reason, when the model carries no simulation bank or the cohort is smaller than
-    adaptation needs; otherwise on by default when the library's default adapts (``DEFAULT_ADAPT``).
+    adaptation needs; otherwise on by default where the model's default adapts (``inference.default_adapt``).
     """
     from blue_core.adaptation import MIN_SAMPLES
-    from blue_core.inference import DEFAULT_ADAPT
+    from blue_core.inference import default_adapt
 
     n = int(getattr(bulk, "n_obs", 0))
     reason = ""
@@ -277,7 +277,7 @@ def adaptation_switch(model: BlueModel, bulk: Any) -> bool:
                   "it, or add one with blue train --recipe FILE --out DIR --bank-only)")
     elif n < MIN_SAMPLES:
         reason = f"adaptation needs at least {MIN_SAMPLES} samples of one cohort; these data have {n}"
-    on = st.toggle("Adapt to this cohort", value=bool(DEFAULT_ADAPT) and not reason, disabled=bool(reason),
+    on = st.toggle("Adapt to this cohort", value=bool(default_adapt(model)) and not reason, disabled=bool(reason),
                    key="adapt_switch_off" if reason else "adapt_switch",
                    help="Fine-tunes a copy of the model's networks on these samples before estimating (the shipped "
                         "model is not changed): corrects errors the whole cohort shares, e.g. from its platform. A "
