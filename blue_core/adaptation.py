@@ -29,7 +29,7 @@ import copy
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +37,7 @@ import torch
 
 from ._types import Progress
 from .bank import SimulationBank, read_bank, write_bank
+from .config import from_settings
 from .exceptions import BlueInputError
 
 __all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank",
@@ -108,12 +109,7 @@ class AdaptationConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None = None) -> AdaptationConfig:
         """Defaults overridden by ``values``; unknown keys are refused with the list of valid ones."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise BlueInputError(f"unknown adaptation setting(s) {unknown}; valid: {sorted(known)}.")
-        return cls(**values)
+        return from_settings(cls, values, what="adaptation")
 
 
 def build_bank(model: Any, training_references: Any, *, n_samples: int = 2000, cells_per_sample: int = 500,

@@ -13,7 +13,23 @@ from typing import Any
 
 from .exceptions import BlueInputError
 
-__all__ = ["NetworkConfig"]
+__all__ = ["NetworkConfig", "from_settings"]
+
+
+def from_settings(cls: type, values: Mapping[str, Any] | None, *, what: str) -> Any:
+    """``cls(**values)`` for a frozen settings dataclass; a key that is not one of its fields is refused.
+
+    Raises
+    ------
+    BlueInputError
+        An unknown key (the message names ``what`` and lists the valid settings).
+    """
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BlueInputError(f"unknown {what} setting(s) {unknown}; valid: {sorted(known)}.")
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -63,9 +79,4 @@ class NetworkConfig:
         BlueInputError
             A key that is not a network setting (the message lists the valid ones).
         """
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise BlueInputError(f"unknown network setting(s) {unknown}; valid: {sorted(known)}.")
-        return cls(**values)
+        return from_settings(cls, values, what="network")

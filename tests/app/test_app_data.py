@@ -52,20 +52,24 @@ def test_blood_demo_end_to_end_in_one_click() -> None:
         assert not {"None", "nan", "NaN", "<NA>"} & cells, list(frame.columns)
 
 
+def _uploaded(text: str, filename: str) -> object:
+    """The Data page with ``text`` in the session as the uploader callback leaves it (model pbmc), run once."""
+    at = page(PAGE)
+    at.session_state["model_name"] = "pbmc"
+    at.session_state["bulk_source"] = "upload"
+    at.session_state["bulk_bytes"] = text.encode()
+    at.session_state["bulk_filename"] = filename
+    at.session_state["bulk_label"] = filename
+    return at.run()
+
+
 def test_uploaded_file_report_and_run() -> None:
     """A file in the session (as the uploader callback leaves it) is read, reported and deconvolved."""
     require_model("pbmc")
     from blue_core.datasets import sample_root
 
     data = (sample_root() / "monaco_pbmc" / "bulk.csv.gz").read_bytes()
-    text = gzip.decompress(data).decode()
-    at = page(PAGE)
-    at.session_state["model_name"] = "pbmc"
-    at.session_state["bulk_source"] = "upload"
-    at.session_state["bulk_bytes"] = text.encode()
-    at.session_state["bulk_filename"] = "my_pbmc.csv"
-    at.session_state["bulk_label"] = "my_pbmc.csv"
-    at.run()
+    at = _uploaded(gzip.decompress(data).decode(), "my_pbmc.csv")
     assert_clean(at)
     assert {m.label: m.value for m in at.metric}["Samples"] == "12"
     run = [b for b in at.button if b.label == "Run deconvolution"][0]
@@ -199,13 +203,7 @@ def test_adaptation_switch_is_off_with_the_reason_for_a_tiny_cohort() -> None:
 
     text = gzip.decompress((sample_root() / "monaco_pbmc" / "bulk.csv.gz").read_bytes()).decode()
     three = "\n".join(",".join(line.split(",")[:4]) for line in text.splitlines())
-    at = page(PAGE)
-    at.session_state["model_name"] = "pbmc"
-    at.session_state["bulk_source"] = "upload"
-    at.session_state["bulk_bytes"] = three.encode()
-    at.session_state["bulk_filename"] = "three.csv"
-    at.session_state["bulk_label"] = "three.csv"
-    at.run()
+    at = _uploaded(three, "three.csv")
     assert_clean(at)
     switch = at.toggle(key="adapt_switch_off")
     assert switch.disabled and switch.value is False

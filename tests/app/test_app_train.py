@@ -61,11 +61,12 @@ def test_columns_counts_train_and_use() -> None:
     from blue_core.model import load_model
 
     archive = zipfile.ZipFile(io.BytesIO(cache.model_zip_bytes(model)))
-    assert sorted(archive.namelist()) == ["tiny/model.json", "tiny/model.safetensors"]
+    assert sorted(archive.namelist()) == ["tiny/adaptation.safetensors", "tiny/model.json", "tiny/model.safetensors"]
     with tempfile.TemporaryDirectory() as tmp:
         archive.extractall(tmp)
         again = load_model(Path(tmp) / "tiny")
     assert again.cell_types == model.cell_types and again.output_genes == model.output_genes
+    assert again.adaptation_bank is not None  # the trained model can adapt to a cohort after the round trip
 
 
 def test_anndata_download_bytes_round_trip() -> None:
