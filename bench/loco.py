@@ -115,7 +115,8 @@ def score(truth: pd.DataFrame, pred: pd.DataFrame, groups: list[str]) -> dict:
     from blue_core.metrics import ccc
 
     pred = pred.loc[truth.index, groups]
-    return {"ccc": ccc(truth[groups], pred), **{f"bias {t}": float((pred[t] - truth[t]).mean()) for t in groups}}
+    return {"ccc": ccc(truth[groups], pred), **{f"bias {t}": float((pred[t] - truth[t]).mean()) for t in groups},
+            **{f"mae {t}": float((pred[t] - truth[t]).abs().mean()) for t in groups}}
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -366,6 +367,9 @@ def report(tissue: str, rows: list[dict]) -> str:
                 row[col] = f"{sub[col].mean():+.3f}" if col in sub and sub[col].notna().any() else ""
             if not any(f"bias {t}" in frame and frame[f"bias {t}"].notna().any() for t in ("Neutrophil",)):
                 row.pop("bias Neutrophil", None)
+            elif "mae Neutrophil" in sub:
+                row["MAE Neutrophil"] = (f"{sub['mae Neutrophil'].mean():.3f}" if sub["mae Neutrophil"].notna().any()
+                                         else "")
             table.append(row)
     lines += [markdown_table(pd.DataFrame(table)), ""]
     picks = choose(rows, names)
@@ -385,7 +389,9 @@ def report(tissue: str, rows: list[dict]) -> str:
         sub = frame[(frame.candidate == pick["chosen"]) & (frame.cohort == held)]
         biases = {t: sub[f"bias {t}"].mean() for t in groups_all if f"bias {t}" in sub and sub[f"bias {t}"].notna().any()}
         worst_bias = max(biases.items(), key=lambda kv: abs(kv[1]))
+        mae_n = sub["mae Neutrophil"].mean() if "mae Neutrophil" in sub and sub["mae Neutrophil"].notna().any() else None
         loco.append({"held-out cohort": held, "chosen on the others": pick["chosen"],
+                     "neutrophil MAE": "" if mae_n is None else f"{mae_n:.3f}",
                      "worst case on the others": f"{pick['worst_on_others']:.3f}",
                      "held-out CCC": f"{pick['held_out_ccc']:.3f}",
                      "largest |bias|": f"{worst_bias[0]} {worst_bias[1]:+.3f}",

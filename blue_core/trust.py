@@ -54,25 +54,31 @@ MARKER_SETS: dict[str, tuple[str, ...]] = {
 
 #: Per model tissue (``card["tissue"]`` contains the key): compartments the model expects (floor checked) and
 #: compartments it does not model (ceiling checked), with the plain-words cause shown to the user.
+_PBMC_EXPECTATIONS: dict[str, Any] = {
+    "expects": {"leukocyte": "this does not look like blood cells"},
+    "lacks": {"neutrophil": "this looks like whole blood (or granulocyte-rich), and this PBMC model has no neutrophils: "
+                            "their share is given to the other types; use the blood model (whole blood)",
+              "myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this PBMC model has no "
+                                    "progenitor cells",
+              "islet endocrine": "this looks like pancreatic islets, not the PBMC this model is for"}}
+
 EXPECTATIONS: dict[str, dict[str, Any]] = {
     "whole blood": {"expects": {"leukocyte": "this does not look like blood cells"},
                     "lacks": {"myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this "
                                                     "whole-blood model has no progenitor cells",
-                              "islet endocrine": "this looks like pancreatic islets; the selected model is blood"}},
-    "blood": {"expects": {"leukocyte": "this does not look like blood cells"},
-              "lacks": {"neutrophil": "this looks like whole blood (or granulocyte-rich), and this PBMC model has no "
-                                      "neutrophils: their share is given to the other types; use a whole-blood "
-                                      "model",
-                        "myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this PBMC model "
-                                              "has no progenitor cells",
-                        "islet endocrine": "this looks like pancreatic islets; the selected model is blood"}},
+                              "islet endocrine": "this looks like pancreatic islets, not the whole blood this model "
+                                                 "is for"}},
+    "pbmc": _PBMC_EXPECTATIONS,
+    "blood": _PBMC_EXPECTATIONS,  # models saved before the pbmc model's tissue was named "PBMC" (issue 22.6)
     "bone marrow": {"expects": {"leukocyte": "this does not look like blood or bone marrow",
                                 "myeloid progenitor": "this does not look like bone marrow or AML (few progenitor or "
-                                                      "blast transcripts); for PBMC use the blood model"},
-                    "lacks": {"islet endocrine": "this looks like pancreatic islets; the selected model is bone marrow"}},
+                                                      "blast transcripts); for PBMC use the pbmc model, for whole "
+                                                      "blood the blood model"},
+                    "lacks": {"islet endocrine": "this looks like pancreatic islets, not the bone marrow this model is "
+                                                 "for"}},
     "pancreatic islets": {"expects": {"islet endocrine": "this does not look like pancreatic islets"},
-                          "lacks": {"leukocyte": "this looks like blood or immune cells; the selected model is "
-                                                 "pancreatic islets"}},
+                          "lacks": {"leukocyte": "this looks like blood or immune cells, not the pancreatic islets "
+                                                 "this model is for"}},
 }
 
 #: What a cohort looks like when a compartment is high (above its calibrated ceiling) in most samples, in order

@@ -11,7 +11,7 @@ import io
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -416,9 +416,16 @@ def trust_report(bulk: Any, bulk_key: str, model: BlueModel, result: Deconvoluti
     return _assess(bulk_key, model_key(model), bulk, model, result)
 
 
-def analysis_zip_bytes() -> bytes:
+def analysis_zip_bytes() -> Callable[[], bytes]:
     """This session's analysis as one zip (``blue_core.bundle.write_bundle``): inputs' names, model,
-    proportions, GEPs, fit, trust verdicts, subtypes and survival when they exist."""
+    proportions, GEPs, fit, trust verdicts, subtypes and survival when they exist.
+
+    Returns a callable for ``st.download_button``: everything it needs is gathered **now**, in the script run,
+    because Streamlit calls a deferred download later, outside the session (where ``st.session_state`` is
+    empty: the button used to fail with ``MediaFileStorageError``).
+    """
+    import functools
+
     from blue_core.bundle import write_bundle
 
     from .state import current_model
@@ -434,6 +441,7 @@ def analysis_zip_bytes() -> bytes:
         trust = trust_report(bulk, bulk_key, model, result) if bulk is not None else None
     subtypes = state.get("subtypes")
     labels = subtypes.labels_ if subtypes is not None and state.get("subtypes_key") == result_key() else None
-    return write_bundle(result, model=model, inputs={"bulk": state.get("bulk_label"),
-                                                     "clinical": state.get("clinical_label")},
-                        trust=trust, subtypes=labels, survival=state.get("survival") if labels is not None else None)
+    return functools.partial(write_bundle, result, model=model,
+                             inputs={"bulk": state.get("bulk_label"), "clinical": state.get("clinical_label")},
+                             trust=trust, subtypes=labels,
+                             survival=state.get("survival") if labels is not None else None)

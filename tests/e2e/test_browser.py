@@ -133,6 +133,25 @@ def test_blood_demo_shows_flow_truth(page: Any, shot: Any) -> None:
     shot(page, "2_blood_demo_flow_truth", page.locator(".st-key-truth_section"))
 
 
+def test_analysis_zip_button_gives_a_zip_that_reopens(page: Any, shot: Any, tmp_path: Path) -> None:
+    """Issue 22.5: the sidebar's "Download this analysis (zip)" works from the button (it used to fail with
+    MediaFileStorageError: the deferred download ran outside the session) and the file opens again."""
+    _require_model("pbmc")
+    from blue_core.bundle import read_bundle
+
+    page.locator("button", has_text="Load Monaco").first.click()
+    page.get_by_text("Deconvolved 12 samples").wait_for(timeout=120_000)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download this analysis (zip)").click()
+    path = tmp_path / "blue_analysis.zip"
+    info.value.save_as(path)
+    bundle = read_bundle(path.read_bytes())
+    assert bundle.result.proportions.shape[0] == 12 and bundle.manifest["model"]["name"] == "pbmc"
+    assert bundle.trust is not None and len(bundle.trust) == 12
+    assert bundle.manifest["adaptation"]["ran"] is True  # the shipped pbmc model adapts to a 12-sample cohort
+    shot(page, "1_analysis_zip_downloaded")
+
+
 def test_train_page_cancel(page: Any, shot: Any, tmp_path: Path) -> None:
     """Upload a reference, see the counts per type, start training, cancel it."""
     from _app_helpers import reference_bytes as _reference_bytes

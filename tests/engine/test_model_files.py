@@ -131,7 +131,7 @@ def test_model_zip_round_trip_and_refusals(trained, saved):
     from blue_core.model import load_model_zip
 
     model, bulk = trained
-    files = {name: (saved / name).read_bytes() for name in ("model.json", "model.safetensors")}
+    files = {name: (saved / name).read_bytes() for name in ("model.json", "model.safetensors", "adaptation.safetensors")}
     good = _zip({f"tiny/{k}": v for k, v in files.items()})
     loaded = load_model_zip(good)
     assert loaded.name == "tiny" and loaded.cell_types == model.cell_types
@@ -142,6 +142,7 @@ def test_model_zip_round_trip_and_refusals(trained, saved):
         "unexpected entry '../": _zip({f"../{k}": v for k, v in files.items()}),
         "unexpected entry '/": _zip({f"/abs/{k}": v for k, v in files.items()}),
         "lacks": _zip({"tiny/model.json": files["model.json"]}),
+        "adaptation.safetensors is missing": _zip({f"tiny/{k}": files[k] for k in ("model.json", "model.safetensors")}),
         "unexpected entry 'tiny/link": _zip({f"tiny/{k}": v for k, v in files.items()}, symlink="tiny/link"),
         "sha256": _zip({"tiny/model.json": files["model.json"],
                         "tiny/model.safetensors": files["model.safetensors"][:-4] + b"\x00\x00\x00\x01"}),

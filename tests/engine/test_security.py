@@ -81,7 +81,7 @@ def test_train_refuses_a_path_name_before_any_work(monkeypatch):
 def test_model_zip_never_writes_outside_a_temporary_folder(tiny_model, tmp_path, monkeypatch):
     before = sorted(p.name for p in (ROOT / "pretrained").iterdir())
     archive = zipfile.ZipFile(io.BytesIO(cache.model_zip_bytes(tiny_model)))
-    assert sorted(archive.namelist()) == ["tiny/model.json", "tiny/model.safetensors"]
+    assert sorted(archive.namelist()) == ["tiny/adaptation.safetensors", "tiny/model.json", "tiny/model.safetensors"]
     planted = tmp_path / "planted"
     tiny_model.name = str(planted)  # a name forced past the constructor's check
     try:
@@ -201,7 +201,7 @@ def test_deconvolve_refuses_to_overwrite_without_flag(cohort):
     forced = _cli("deconvolve", str(cohort / "bulk.csv"), "--model", str(cohort / "model"), "--out", str(out),
                   "--overwrite")
     assert forced.returncode == 0, forced.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["expression.h5ad", "fit.csv", "proportions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["expression.h5ad", "fit.csv", "proportions.csv", "provenance.json"]
     assert not [p for p in cohort.iterdir() if p.name.startswith(".out.")]  # no temporary folder left
 
 
