@@ -85,7 +85,7 @@ EXPECTATIONS: dict[str, dict[str, Any]] = {
 #: of precedence (marrow blasts before granulocytes: AML marrow also holds maturing neutrophils); a model whose
 #: ``card["tissue"]`` contains the tissue is preferred by :func:`recommend_model`.
 LOOKS_LIKE: tuple[tuple[str, str], ...] = (("myeloid progenitor", "bone marrow"), ("islet endocrine", "pancreatic islets"),
-                                           ("neutrophil", "whole blood"))
+                                           ("neutrophil", "whole blood"), ("leukocyte", "PBMC"))
 
 #: Fewest measured genes for the tissue checks: percentile ranks are comparable only over a whole transcriptome
 #: (a 714-gene panel ranks a gene among other panel genes), so panel data get the fit signals only.
@@ -296,7 +296,8 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
     -------
     pandas.DataFrame
         One row per model, best first: ``model``, ``tissue``, ``readable`` (the model can read these genes),
-        ``share_without_cause``, ``looks_like`` (the model's tissue is what the cohort looks like),
+        ``fits`` (the data look like its tissue, or, for a gene panel, most samples pass its checks: only a model
+        that fits may be switched to without the user), ``share_without_cause``, ``looks_like`` (the model's tissue is what the cohort looks like),
         ``tissue_distance``, ``median_fit_r``, ``fit_margin`` (median fit r minus the floor; NaN without one),
         ``reason``.
     """
@@ -315,7 +316,7 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
     rows = []
     for model in models:
         tissue = (model.card or {}).get("tissue")
-        matches = bool(look) and str(look) in str(tissue or "").lower()
+        matches = bool(look) and str(look).lower() in str(tissue or "").lower()
         checks = tissue_checks(scores, tissue, calibration=cal)
         flagged = set(checks["sample"]) if len(checks) else set()
         share = 1.0 - len(flagged) / max(len(scores), 1)
@@ -338,16 +339,27 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
         else:
             distance = float("nan")
         cause = checks["cause"].value_counts().index[0] if len(checks) else ""
-        reason = (cause if cause else (f"this looks like {look}, this model's tissue; " if matches else "")
-                  + f"its tissue markers fit; median fit r {fit_r:.2f}"
-                  + (f" (real-tissue floor {floor:.2f})" if floor is not None else ""))
+        fit_text = f"median fit r {fit_r:.2f}" + (f" (real-tissue floor {floor:.2f})" if floor is not None else "")
+        if matches:  # the reason supports the model it is given for; flagged samples are counted, not the headline
+            reason = (f"this looks like {look}, this model's tissue; "
+                      + (f"{len(flagged)} of {len(scores)} samples have a named problem ({cause}); " if cause else "")
+                      + fit_text)
+        else:
+            reason = cause if cause else f"its tissue checks pass; {fit_text}"
         readable = bool(np.isfinite(fit_r))
         if not readable:
             reason = "this model cannot read these data (too few of its genes are measured)"
-        rows.append({"model": model.name, "tissue": tissue, "readable": readable, "share_without_cause": share,
-                     "looks_like": matches, "tissue_distance": distance, "median_fit_r": fit_r, "fit_margin": margin, "reason": reason})
+        # fits: the data look like this model's tissue, or (a gene panel, where nothing "looks like" anything)
+        # most samples pass its tissue checks; a model that fits no tissue evidence is never recommended on its own
+        fits = readable and (matches or (look is None and share >= 0.5))
+        rows.append({"model": model.name, "tissue": tissue, "readable": readable, "fits": fits,
+                     "share_without_cause": share, "looks_like": matches, "tissue_distance": distance,
+                     "median_fit_r": fit_r, "fit_margin": margin, "reason": reason})
     table = pd.DataFrame(rows)
     key = table["fit_margin"].fillna(table["median_fit_r"] - 1.0).fillna(-np.inf)
     closeness = (-table["tissue_distance"]).fillna(-np.inf)
-    return table.assign(_k=key, _c=closeness).sort_values(["readable", "share_without_cause", "looks_like", "_c", "_k"],
-                                                          ascending=False).drop(columns=["_k", "_c"]).reset_index(drop=True)
+    # tissue evidence first (issue 22.2): what the data look like, then the share without a named cause, then how
+    # close the cohort's compartments are to the model's real in-tissue cohorts, then the fit
+    order = ["readable", "fits", "looks_like", "share_without_cause", "_c", "_k"]
+    return table.assign(_k=key, _c=closeness).sort_values(order, ascending=False).drop(
+        columns=["_k", "_c"]).reset_index(drop=True)

@@ -308,10 +308,12 @@ def show_recommendation(ranking: pd.DataFrame, *, current: str | None) -> None:
                  icon=":material/error:")
         return
     name = str(best["model"])
-    fits = float(best["share_without_cause"])
+    if not bool(best.get("fits", True)):
+        st.warning("No installed model fits these data: none of their tissues is what the samples look like "
+                   f"(closest: **{md(name)}** — {md(best['reason'])}). Read every result with caution, or train a "
+                   "model on a reference of this tissue (page Train a model).", icon=":material/help:")
+        return
     text = f"Recommended for these data: **{md(name)}** — {md(best['reason'])}."
-    if fits < 0.5:
-        text += " No installed model fits most samples: read every result with caution."
     if name == current:
         st.caption(text + " (This is the model in use.)")
         return

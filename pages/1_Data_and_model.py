@@ -98,8 +98,9 @@ if bulk is None:
     st.info("Load a demo cohort or upload a bulk file to begin.")
     st.stop()
 recommendation = cache.recommend(bulk, bulk_key)
-if not state.get("model_chosen") and len(recommendation) and bool(recommendation["readable"].iloc[0]) \
-        and recommendation["model"].iloc[0] != getattr(model, "name", None):
+if not state.get("model_chosen") and len(recommendation) and bool(recommendation["fits"].iloc[0]) \
+        and bool(recommendation["looks_like"].iloc[0]) and recommendation["model"].iloc[0] != getattr(model, "name", None):
+    # only to a model whose tissue the data look like (issue 22.2): never on its own to one they merely "pass"
     app_state.follow_recommendation(str(recommendation["model"].iloc[0]))  # the data choose until the user does
     st.rerun()
 views.show_recommendation(recommendation, current=getattr(model, "name", None))

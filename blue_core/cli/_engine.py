@@ -368,7 +368,12 @@ def _suggest_model(bulk: Any, chosen: Any) -> None:
     models = load_installed(loader=lambda name: chosen if name == chosen.name else load_model(name))
     ranking = recommend_model(bulk, models)
     best = ranking.iloc[0] if len(ranking) else None
-    if best is not None and best["model"] != chosen.name and bool(best["readable"]):
+    if best is None or not bool(best["readable"]):
+        return
+    if not bool(best["fits"]):
+        print("trust: no installed model fits these data (none of their tissues is what the samples look like); "
+              "read the result with caution or train a model on a reference of this tissue", file=sys.stderr)
+    elif best["model"] != chosen.name:
         print(f"trust: the data recommend another model: rerun with --model {best['model']} ({best['tissue']}; "
               f"{best['reason']})", file=sys.stderr)
 

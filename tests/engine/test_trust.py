@@ -188,3 +188,27 @@ def test_recommend_model_judges_a_large_cohort_on_a_bounded_subsample(monkeypatc
     model = SimpleNamespace(name="blood_model", card={"tissue": "blood", "weights_sha256": "a" * 64})
     ranking = recommend_model(_bulk(None, n_samples=30), [model], calibration=CAL, max_samples=7)
     assert seen == [7] and ranking["model"].tolist() == ["blood_model"]
+
+
+def test_recommendation_follows_tissue_evidence_and_says_when_nothing_fits(monkeypatch):
+    """Issue 22.2: PBMC-like data go to the PBMC model even when another model's checks do not fire and its fit
+    is higher; a model whose tissue the data do not look like is never 'fits'; the reason supports the model."""
+    from blue_core import inference
+    from blue_core.trust import recommend_model
+
+    fits = {"pbmc_model": 0.55, "marrow_model": 0.75}
+
+    def fake_deconvolve(bulk, model, **_):
+        return SimpleNamespace(fit=pd.DataFrame({"fit_r": np.full(bulk.shape[0], fits[model.name])}))
+
+    monkeypatch.setattr(inference, "deconvolve", fake_deconvolve)
+    pbmc = SimpleNamespace(name="pbmc_model", card={"tissue": "PBMC", "weights_sha256": "a" * 64})
+    marrow = SimpleNamespace(name="marrow_model", card={"tissue": "bone marrow (AML)", "weights_sha256": "b" * 64})
+    cal = CAL  # leukocyte ceiling 0.7 (PBMC-like above it) and floor 0.95 (checked by both models)
+    ranking = recommend_model(_bulk(None), [marrow, pbmc], calibration=cal)
+    assert ranking["model"].tolist() == ["pbmc_model", "marrow_model"]
+    assert ranking["fits"].tolist() == [True, False] and "looks like PBMC" in ranking["reason"].iloc[0]
+    tumour = _bulk(None)
+    tumour.loc[:, [g for g in MARKER_SETS["leukocyte"] if g in tumour.columns]] = 0.0  # no immune cells at all
+    none = recommend_model(tumour, [marrow, pbmc], calibration=cal)
+    assert not none["fits"].any()
