@@ -202,6 +202,23 @@ def main(argv: list[str] | None = None) -> int:
         recs.append({"cohort": cohort, "tissue": tissue, "recommended": ranking["model"].iloc[0],
                      "ranking": " > ".join(ranking["model"]), "reason": str(ranking["reason"].iloc[0])[:90]})
     recs = pd.DataFrame(recs)
+    # Issue 22.2 (added 2026-12-03): real cohorts that were never used to calibrate, recommendation and verdicts only
+    held = {"SDY67 PBMC (not calibrated on)": ("blood", DATA / "pbmc" / "sdy67_pbmc12_bulk_counts.csv.gz"),
+            "GSE127813 whole blood (not calibrated on)": ("whole blood",
+                                                          DATA / "pbmc" / "gse127813_wholeblood_tpm.csv.gz")}
+    held_rows = []
+    for cohort, (tissue, path) in held.items():
+        bulk = _quiet_read(path)
+        ranking = recommend_model(bulk, list(models.values()), calibration=cal)
+        best = models[str(ranking["model"].iloc[0])]
+        result = _deconvolve(bulk, best)
+        counts = assess(bulk, result, model=best, calibration=cal).counts if result is not None else {}
+        held_rows.append({"cohort": cohort, "tissue": tissue, "recommended": best.name,
+                          "fits": bool(ranking["fits"].iloc[0]), "ranking": " > ".join(ranking["model"]),
+                          "verdicts with it (ok / caution / wrong input)":
+                              " / ".join(str(counts.get(k, "")) for k in ("ok", "caution", "wrong input")),
+                          "reason": str(ranking["reason"].iloc[0])[:90]})
+        print(held_rows[-1], flush=True)
     right = table[table["right tissue"]]
     wrong = table[~table["right tissue"] & table["ok"].notna() & (table["tissue"] != DEFECTIVE)]
     lines = ["# Trust signals on real bulk: right vs wrong tissue (issue 13.3)", "",
@@ -226,8 +243,13 @@ def main(argv: list[str] | None = None) -> int:
              f"model: flagged (not `ok`) {pooled['defective'][0]}/{pooled['defective'][1]} = "
              f"{pooled['defective'][0] / max(pooled['defective'][1], 1):.1%} (not counted in either goal).", "",
              "## Recommended model per cohort (`blue_core.trust.recommend_model`)", "",
-             markdown_table(recs, number_format=None), ""]
-    write_report(out_dir, "trust", lines, {"rows": rows, "recommendations": recs.to_dict("records"), "calibration": cal})
+             markdown_table(recs, number_format=None), "",
+             "## Real cohorts never used to calibrate (issue 22.2)", "",
+             "The recommendation and, with the recommended model, the verdicts. Added 2026-12-03, after the rules above; "
+             "these cohorts chose nothing here.", "",
+             markdown_table(pd.DataFrame(held_rows), number_format=None), ""]
+    write_report(out_dir, "trust", lines, {"rows": rows, "recommendations": recs.to_dict("records"),
+                                           "held_out": held_rows, "calibration": cal})
     return 0
 
 
