@@ -433,5 +433,10 @@ def main(tissue: str, *, do_train: bool = False, report_only: bool = False, work
     sections = [(report_pancreas if t == "pancreas" else lambda rows, t=t: report(t, rows))(
         [r for r in runs if r["tissue"] == t]) for t in dict.fromkeys(r["tissue"] for r in runs)]
     (RESULTS / "selection_loco.md").write_text("# Leave-one-cohort-out selection (issue 21)\n\n" + "\n".join(sections))
+    selection = RESULTS / "selection.md"  # the LOCO tables lead selection.md; issue 10's tables follow unchanged
+    earlier = selection.read_text() if selection.is_file() else ""
+    title = "# Choosing model settings on real cohorts (issue 10)"
+    earlier = earlier[earlier.index(title):] if title in earlier else earlier
+    selection.write_text((RESULTS / "selection_loco.md").read_text().rstrip() + "\n\n---\n\n" + earlier)
     print("\n".join(sections))
     return 0

@@ -296,8 +296,14 @@ def report(tissue: str) -> str:
     return "\n".join(section), chosen
 
 
+ISSUE10_TITLE = "# Choosing model settings on real cohorts (issue 10)"
+
+
 def write_report() -> None:
-    parts = ["# Choosing model settings on real cohorts (issue 10)", "",
+    """selection.md: the leave-one-cohort-out choice (issue 21, ``selection_loco.md``) first, then issue 10's."""
+    loco_md = RESULTS / "selection_loco.md"
+    head = [loco_md.read_text().rstrip(), "", "---", ""] if loco_md.is_file() else []
+    parts = head + [ISSUE10_TITLE, "",
              "Produced by `python bench/selection.py --tissue <t>`; candidates declared in the script before scoring; "
              "every run is in `bench/results/selection_runs.json`. Each candidate: seeds "
              + ", ".join(map(str, SEEDS)) + ", one shared training/validation split (split_seed 0), the shipped "
