@@ -46,6 +46,7 @@ _STATE_DEFAULTS: dict[str, Callable[[], Any]] = {
     "validation": lambda: None,  # CohortValidation of the fitted subtypes in a second cohort
     "survival": lambda: None,  # SurvivalAnalysis of the subtypes last shown (goes into the analysis zip)
     "analysis_error": lambda: None,  # message of an unusable analysis zip
+    "bundle_trust": lambda: None,  # trust table saved in a reopened analysis zip
     "demo_notice": lambda: None,  # message when a demo's recommended model is missing
     "auto_run": lambda: False,  # a demo was just loaded: deconvolve it without another click
     "model_chosen": lambda: False,  # the user (or a demo) picked the model; else the data's recommendation wins
@@ -225,6 +226,32 @@ def model_read_genes(model: BlueModel | None) -> list[str] | None:
     return None if model is None else model.read_genes
 
 
+def current_trust() -> tuple[Any | None, str | None]:
+    """The trust verdicts of the result in this session: ``(table, summary)``.
+
+    The same report the Data & model page shows (``cache.trust_report`` on the loaded data and model; cached), or
+    for a reopened analysis the verdicts saved in it (no summary); ``(None, None)`` when there are none.
+    """
+    state = st.session_state
+    result, model = state.get("result"), current_model()
+    if result is None:
+        return None, None
+    if state.get("bulk_source") == "bundle":
+        return state.get("bundle_trust"), None
+    if model is None:
+        return None, None
+    from .cache import trust_report
+
+    try:
+        bulk, _, key = load_current_bulk(model)
+    except BlueInputError:
+        return None, None
+    if bulk is None:
+        return None, None
+    report = trust_report(bulk, key, model, result)
+    return report.table, report.summary
+
+
 def load_current_bulk(model: BlueModel | None) -> tuple[Any | None, list[str], str | None]:
     """The loaded bulk data read against the model's genes: (AnnData, warnings, content key).
 
@@ -304,6 +331,7 @@ def on_analysis_upload() -> None:
         state["model_name"] = state["model_picker"] = model_name
         state["model_chosen"] = True
     state["result"] = bundle.result
+    state["bundle_trust"] = bundle.trust  # the verdicts saved with it (results pages show them)
     state["result_key"] = (f"bundle:{content_hash(upload.getvalue())}", str(model_name))
 
 

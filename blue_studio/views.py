@@ -322,13 +322,39 @@ def show_recommendation(ranking: pd.DataFrame, *, current: str | None) -> None:
     right.button(f"Use {name}", key="use_recommended", on_click=use_model, args=(name,), type="primary")
 
 
+VERDICTS = ("ok", "caution", "wrong input")
+
+
+def verdict_counts_text(table: pd.DataFrame) -> str:
+    """``"10 ok, 2 caution, 0 wrong input"``: the one way verdict counts are written in the app."""
+    counts = table["verdict"].value_counts() if table is not None and "verdict" in table else pd.Series(dtype=int)
+    return ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
+
+
+def show_verdict_line(table: pd.DataFrame | None, summary: str | None = None) -> None:
+    """The trust verdict on a results page, in the words of the Data & model page (issue 22.4): counts of ok /
+    caution / wrong input, the summary, and which samples are not ok; nothing when no verdict exists."""
+    if table is None or "verdict" not in table:
+        st.caption("No trust verdict for this result (it was reopened from a file without one).")
+        return
+    text = f"Trust verdict: {verdict_counts_text(table)}." + (f" {md(summary)}" if summary else "")
+    flagged = table.index[table["verdict"] != "ok"]
+    if len(flagged):
+        text += (" Not ok: " + ", ".join(map(md, map(str, flagged[:12]))) + (" ..." if len(flagged) > 12 else "")
+                 + " (reasons on Data & model).")
+    worst = "wrong input" if (table["verdict"] == "wrong input").any() else "caution" if len(flagged) else "ok"
+    {"wrong input": st.error, "caution": st.warning, "ok": st.success}[worst](
+        text, icon={"wrong input": ":material/report:", "caution": ":material/warning:",
+                    "ok": ":material/check_circle:"}[worst])
+
+
 def show_trust(report: Any, result: Deconvolution) -> None:
     """The trust verdict of a result: one line in the colour of the worst case, and the reasons per sample."""
     counts = report.counts
     n = len(report.table)
     text = (f"Deconvolved {n} samples into {result.proportions.shape[1]} cell types with model "
-            f"**{md(result.model_name)}**. {md(report.summary)} ({counts['ok']} ok, {counts['caution']} caution, "
-            f"{counts['wrong input']} wrong input.) Open **Proportions** in the sidebar.")
+            f"**{md(result.model_name)}**. {md(report.summary)} ({verdict_counts_text(report.table)}.) Open "
+            "**Proportions** in the sidebar.")
     if counts["wrong input"]:
         st.error(text, icon=":material/report:")
     elif counts["caution"]:

@@ -114,7 +114,6 @@ if truth is not None:
 # fit -------------------------------------------------------------------------------------------
 st.subheader("How well each sample is explained")
 fit = result.fit
-poor = fit.index[fit["poorly_explained"].astype(bool)]
 report = getattr(result, "input_report", None) or {}
 threshold = report.get("fit_r_threshold")
 real_floor = report.get("fit_r_threshold_basis") == "real cohorts"
@@ -126,25 +125,16 @@ if threshold is not None:
                   if real_floor else
                   "the fit that 99 % of this model's simulated validation mixtures reach; real bulk fits worse than "
                   "simulations, so expect real samples below it (this model has no real-cohort calibration)."))
-if len(poor):
-    st.warning(f"{len(poor)} sample(s) poorly explained by this model: {', '.join(map(views.md, poor[:20]))}. "
-               "Their estimates deserve caution: they may come from another tissue, hold cell types the "
-               "model does not know, or be of low quality.", icon=":material/warning:")
-else:
-    st.caption("Every sample is well explained by the model.")
+views.show_verdict_line(*app_state.current_trust())  # one verdict, in the Data & model page's words
 
 # intervals (ensemble models) ---------------------------------------------------------------------
 if getattr(result, "proportions_lo", None) is not None:
     st.subheader("Uncertainty: 90 % intervals")
     st.caption("This model is an ensemble: its members' disagreement and the error they make on held-out cells give "
-               "each proportion a 90 % interval (error bars). A sample whose members disagree more than on 99 % of "
-               "the validation mixtures is flagged.")
+               "each proportion a 90 % interval (error bars). A sample whose members disagree more than on real samples "
+               "of the model's tissue gets 'caution' in the trust verdict above.")
     sample = st.selectbox("Sample", [str(s) for s in props.index], key="prop_interval_sample")
     views.plot(plotting.interval_bars(result, sample), data=plotting.interval_table(result, sample), name="proportion_intervals")
-    if "members_disagree" in fit and fit["members_disagree"].any():
-        disagree = fit.index[fit["members_disagree"].astype(bool)]
-        st.warning(f"{len(disagree)} sample(s) where the ensemble's members disagree: "
-                   f"{', '.join(map(views.md, disagree[:20]))}.", icon=":material/warning:")
 
 # table ------------------------------------------------------------------------------------------
 st.subheader("Table")

@@ -13,6 +13,7 @@ from blue_core.stats import compare_groups, specific_genes, top_genes, zscore
 app_state.init_state()
 st.title("Cell-type expression")
 result = app_state.require_result()
+views.show_verdict_line(*app_state.current_trust())  # the Data & model page's verdict
 clinical = st.session_state.get("clinical")
 cell_types = [str(c) for c in result.cell_types]
 genes = [str(g) for g in result.genes]

@@ -15,6 +15,7 @@ app_state.init_state()
 state = st.session_state
 st.title("Subtypes & survival")
 result = app_state.require_result()
+views.show_verdict_line(*app_state.current_trust())  # the Data & model page's verdict
 clinical = state.get("clinical")
 cell_types = [str(c) for c in result.cell_types]
 st.caption("Patients are grouped by consensus clustering of their predicted cell-type expression profiles "

@@ -14,6 +14,7 @@ app_state.init_state()
 state = st.session_state
 st.title("Gene-set enrichment")
 result = app_state.require_result()
+views.show_verdict_line(*app_state.current_trust())  # the Data & model page's verdict
 cell_types = [str(c) for c in result.cell_types]
 st.caption("Genes of one cell type's predicted profile are ranked by how much higher they are in the chosen group "
            "than in the other samples; gene sets (Hallmark, Reactome) are tested on that ranking.")

@@ -23,8 +23,12 @@ the tissue, so each tissue has its own model.
   (Mann-Whitney U for two groups, Kruskal-Wallis H for more) and the false discovery rate (FDR, Benjamini-Hochberg)
   over everything tested. FDR < 0.05 is a common threshold; small groups give little power.
 - **Fit score:** the correlation between the sample and what the model reconstructs from its predicted
-  proportions and profiles. Samples in red are *poorly explained*: treat their estimates with caution
-  (wrong tissue, unknown cell types or low quality).
+  proportions and profiles. Samples below the line get *caution* in the trust verdict.
+- **Trust verdict** (the same words on every results page): *ok*; *caution* (the sample fits the model worse than
+  real samples of its tissue, or the ensemble's members disagree); *wrong input* (a tissue check names a cause,
+  e.g. whole blood through the PBMC model). Treat caution and wrong-input estimates with care.
+- **Adapt to this cohort:** the networks are fine-tuned on your samples before estimating (the shipped model is
+  not changed); a sample's fractions then depend on the cohort it came with.
 - **Predicted vs measured** (blood demo): each point is one donor and cell type; points on the dashed line are
   exact predictions.
 - **Expression heatmaps:** predicted expression of a cell type's genes across samples, either in counts per
