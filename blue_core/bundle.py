@@ -101,7 +101,7 @@ def write_bundle(result: Deconvolution, *, model: BlueModel, inputs: dict[str, A
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        result.write(root / "deconvolution")
+        (trust.annotate(result) if trust is not None else result).write(root / "deconvolution")
         if trust is not None:
             write_csv(trust.table, root / "trust.csv")
             manifest["files"].append("trust.csv")

@@ -226,12 +226,16 @@ class Deconvolution:
 
         proportions = frame("proportions")
         proportions.index = pd.Index(adata.obs_names, name="sample")
-        columns = [c for c in ("fit_r", "poorly_explained", "member_spread", "members_disagree") if c in adata.obs]
+        columns = [c for c in ("fit_r", "poorly_explained", "member_spread", "members_disagree", "verdict", "reasons")
+                   if c in adata.obs]
         fit = adata.obs[columns].copy()
         fit.index = proportions.index
         for column in ("poorly_explained", "members_disagree"):
             if column in fit:
                 fit[column] = fit[column].astype(bool)
+        for column in ("verdict", "reasons"):
+            if column in fit:
+                fit[column] = fit[column].astype(str)
         report = json.loads(adata.uns.get("input_report_json", "{}"))
         extra = {}
         for key in ("proportions_lo", "proportions_hi", "member_spread"):

@@ -207,6 +207,16 @@ class TrustReport:
     summary: str
     counts: dict[str, int] = field(default_factory=dict)
 
+    def annotate(self, result: Deconvolution) -> Deconvolution:
+        """A copy of ``result`` whose ``fit`` table carries each sample's ``verdict`` and ``reasons`` (issue 22.4):
+        ``fit.csv`` and the h5ad ``obs`` then hold the verdict in the words the app and CLI use."""
+        import dataclasses
+
+        fit = result.fit.copy()
+        fit["verdict"] = self.table["verdict"].reindex(fit.index).fillna("").astype(str)
+        fit["reasons"] = self.table["reasons"].reindex(fit.index).fillna("").astype(str)
+        return dataclasses.replace(result, fit=fit)
+
 
 def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: BlueModel,
            calibration: Mapping[str, Any] | None = None) -> TrustReport:

@@ -125,7 +125,8 @@ if threshold is not None:
                   if real_floor else
                   "the fit that 99 % of this model's simulated validation mixtures reach; real bulk fits worse than "
                   "simulations, so expect real samples below it (this model has no real-cohort calibration)."))
-views.show_verdict_line(*app_state.current_trust())  # one verdict, in the Data & model page's words
+trust_table, trust_summary = app_state.current_trust()
+views.show_verdict_line(trust_table, trust_summary)  # one verdict, in the Data & model page's words
 
 # intervals (ensemble models) ---------------------------------------------------------------------
 if getattr(result, "proportions_lo", None) is not None:
@@ -140,5 +141,7 @@ if getattr(result, "proportions_lo", None) is not None:
 st.subheader("Table")
 table = result.proportions_table().join(fit, how="left") if hasattr(result, "proportions_table") \
     else props.join(fit, how="left")
+if trust_table is not None and "verdict" in trust_table and "verdict" not in table:  # the verdict travels with the CSV
+    table = table.join(trust_table[["verdict", "reasons"]], how="left")
 st.dataframe(table, width="stretch", key="prop_table")
 views.csv_download(table, "proportions.csv", label="Download proportions (CSV)", key="csv_proportions")

@@ -338,10 +338,10 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"input: {summary}", file=sys.stderr)
     for text in messages:
         print(f"input: {text}", file=sys.stderr)
-    result.write(args.out, overwrite=args.overwrite)
     from ..trust import assess
 
     trust = assess(bulk, result, model=model)
+    trust.annotate(result).write(args.out, overwrite=args.overwrite)  # fit.csv / h5ad obs carry verdict + reasons
     print(f"trust: {trust.summary}", file=sys.stderr)
     for cause, n in (trust.checks["cause"].value_counts().items() if len(trust.checks) else []):
         print(f"trust: {n} sample(s): {cause}", file=sys.stderr)

@@ -76,7 +76,8 @@ def test_upload_run_proportions_download(page: Any, shot: Any, tmp_path: Path) -
     info.value.save_as(path)
     table = pd.read_csv(path, index_col=0)
     assert table.shape[0] == 12 and "fit_r" in table.columns
-    fit_columns = ("fit_r", "poorly_explained", "member_spread", "members_disagree")
+    assert set(table["verdict"]) <= {"ok", "caution", "wrong input"} and "reasons" in table  # issue 22.4
+    fit_columns = ("fit_r", "poorly_explained", "member_spread", "members_disagree", "verdict", "reasons")
     cell_types = [c for c in table.columns if c not in fit_columns and not c.endswith(("_lo", "_hi"))]
     assert (table[cell_types].sum(axis=1).round(3) == 1).all()
     for cell_type in cell_types:  # the ensemble's 90 % intervals, around each proportion

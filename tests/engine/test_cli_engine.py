@@ -34,6 +34,12 @@ def test_simulate_train_deconvolve_models(workdir, capsys, monkeypatch):
     props = pd.read_csv(out / "proportions.csv")
     assert props.columns[0] == "sample" and len(props) == 8
     assert (out / "fit.csv").is_file() and (out / "expression.h5ad").is_file()
+    # issue 22.4: the trust verdict and its reasons travel in fit.csv and the h5ad, in the app's words
+    fit = pd.read_csv(out / "fit.csv", index_col=0, keep_default_na=False)
+    assert {"verdict", "reasons"} <= set(fit.columns) and set(fit["verdict"]) <= {"ok", "caution", "wrong input"}
+    from blue_core.inference import Deconvolution
+
+    assert list(Deconvolution.read(out).fit["verdict"]) == list(fit["verdict"])
 
     monkeypatch.setenv("BLUE_MODELS_DIR", str(workdir / "models"))
     capsys.readouterr()
