@@ -41,7 +41,7 @@ from .config import from_settings
 from .exceptions import BlueInputError
 
 __all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank",
-           "write_bank", "MIN_SAMPLES"]
+           "refusal", "write_bank", "MIN_SAMPLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,22 @@ def adaptation_text(record: Mapping[str, Any] | None) -> str | None:
     return f"not adapted to this cohort ({reason}): the shipped networks were used as they are"
 
 
+def refusal(model: Any, n_samples: int, config: AdaptationConfig) -> tuple[str, str] | None:
+    """Why a cohort of ``n_samples`` cannot be adapted on with ``model``: ``(short reason, message with the fix)``,
+    or None when it can. The one rule: ``adapt_model`` raises the message, ``deconvolve(adapt="auto")`` records
+    the short reason and runs the shipped networks."""
+    if getattr(model, "adaptation_bank", None) is None:
+        return (f"model {model.name!r} carries no simulation bank",
+                f"model {model.name!r} carries no simulation bank, so it cannot adapt to a cohort; run without "
+                "adaptation, or rebuild the model with its recipe (blue train --recipe ...), which writes the bank.")
+    if n_samples < config.min_samples:
+        return (f"{n_samples} samples, fewer than the {config.min_samples} adaptation needs",
+                f"adaptation needs a cohort of at least {config.min_samples} samples and this one has {n_samples}: "
+                "with so few samples it learns the samples' noise rather than the cohort's shift. Run without "
+                "adaptation, or adapt on a larger cohort of the same kind (same platform and tissue).")
+    return None
+
+
 def _kl(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """Mean over samples of KL(target || pred) for rows on the simplex."""
     eps = 1e-8
@@ -209,20 +225,12 @@ def adapt_model(model: Any, values: np.ndarray, present: np.ndarray, *, config: 
     from .model import preprocess
 
     config = config or AdaptationConfig()
-    bank: SimulationBank | None = getattr(model, "adaptation_bank", None)
-    if bank is None:
-        raise BlueInputError(
-            f"model {model.name!r} carries no simulation bank, so it cannot adapt to a cohort; run without "
-            "adaptation, or rebuild the model with its recipe (blue train --recipe ...), which writes the bank."
-        )
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[0]
-    if n < config.min_samples:
-        raise BlueInputError(
-            f"adaptation needs a cohort of at least {config.min_samples} samples and this one has {n}: with so "
-            "few samples it learns the samples' noise rather than the cohort's shift. Run without adaptation, "
-            "or adapt on a larger cohort of the same kind (same platform and tissue)."
-        )
+    refused = refusal(model, n, config)
+    if refused is not None:
+        raise BlueInputError(refused[1])
+    bank: SimulationBank = model.adaptation_bank
     t0 = time.perf_counter()
     present = np.asarray(present, dtype=bool)
 

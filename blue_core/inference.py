@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._types import Progress, log1p_cpm
-from .adaptation import AdaptationConfig, adapt_model
+from .adaptation import AdaptationConfig, adapt_model, refusal
 from .calibration import fit_threshold, spread_threshold
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
@@ -374,7 +374,6 @@ def deconvolve(
             "read_bulk, which sums duplicates."
         )
     in_pos = genes.get_indexer(model.input_genes)
-    n_model = len(model.input_genes)
     match = model.match_genes(genes)  # the one overlap rule (also behind the app's input report)
     present, n_expected, n_matched, panel_name = match.present, match.n_expected, match.n_matched, match.panel
     if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_expected:
@@ -402,21 +401,13 @@ def deconvolve(
     fit_r = np.full(n, np.nan)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        block = X[start:stop]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-        if not np.isfinite(block).all() or (block < 0).any():
-            raise BlueInputError(
-                "the bulk has negative, NaN or infinite values; BLUE needs linear-scale non-negative expression "
-                "(counts, CPM or TPM) — read the file with read_bulk, which checks and converts it."
-            )
-        values = np.zeros((stop - start, n_model))
-        values[:, present] = block[:, in_pos[present]]
+        block = _dense_block(X[start:stop])
+        values = _gene_values(block, in_pos, present)
         member_props[:, start:stop], expression[start:stop] = model.predict_members(preprocess(values, present),
                                                                                     batch_size=batch_size)
         props[start:stop] = member_props[:, start:stop].mean(axis=0)
         if out_present.sum() >= 3:
-            out_values = np.zeros((stop - start, len(model.output_genes)))
-            out_values[:, out_present] = block[:, out_pos[out_present]]
+            out_values = _gene_values(block, out_pos, out_present)
             fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], out_values, out_present)
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
@@ -459,16 +450,21 @@ def deconvolve(
                          model.name, report, **intervals)
 
 
-def _bulk_values(X: Any, in_pos: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """``(n, G_in)`` float64 linear values over the model's input genes (0 where the bulk lacks the gene)."""
+def _dense_block(X: Any) -> np.ndarray:
+    """Rows of the bulk as a dense float64 array, checked: linear-scale, finite, non-negative."""
     block = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
     if not np.isfinite(block).all() or (block < 0).any():
         raise BlueInputError(
             "the bulk has negative, NaN or infinite values; BLUE needs linear-scale non-negative expression "
             "(counts, CPM or TPM) — read the file with read_bulk, which checks and converts it."
         )
-    values = np.zeros((block.shape[0], len(in_pos)))
-    values[:, present] = block[:, in_pos[present]]
+    return block
+
+
+def _gene_values(block: np.ndarray, positions: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``(n, len(positions))`` the block's values in a model's gene order (0 where the bulk lacks the gene)."""
+    values = np.zeros((block.shape[0], len(positions)))
+    values[:, found] = block[:, positions[found]]
     return values
 
 
@@ -484,15 +480,12 @@ def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarr
         config, required = AdaptationConfig(), adapt is True
     else:
         raise BlueInputError(f"adapt must be False, True, 'auto' or an AdaptationConfig, got {adapt!r}.")
-    n = X.shape[0]
-    if not required:
-        if model.adaptation_bank is None:
-            return model, {"ran": False, "reason": f"model {model.name!r} carries no simulation bank"}, progress
-        if n < config.min_samples:
-            return model, {"ran": False, "reason": f"{n} samples, fewer than the {config.min_samples} adaptation "
-                                                   "needs"}, progress
+    refused = refusal(model, X.shape[0], config)
+    if refused is not None and not required:
+        return model, {"ran": False, "reason": refused[0]}, progress
     sub = None if progress is None else (lambda f, m: progress(0.8 * f, m))
-    adapted, record = adapt_model(model, _bulk_values(X, in_pos, present), present, config=config, progress=sub)
+    adapted, record = adapt_model(model, _gene_values(_dense_block(X), in_pos, present), present, config=config,
+                                  progress=sub)
     rest = None if progress is None else (lambda f, m: progress(0.8 + 0.2 * f, m))
     return adapted, record, rest
 

@@ -428,17 +428,12 @@ def analysis_zip_bytes() -> Callable[[], bytes]:
 
     from blue_core.bundle import write_bundle
 
-    from .state import current_model
+    from .state import current_model, current_trust_report
 
     state = st.session_state
     result = state["result"]
     model = current_model()
-    trust = None
-    if model is not None and state.get("bulk_source") in ("upload", "demo"):
-        from .state import load_current_bulk
-
-        bulk, _, bulk_key = load_current_bulk(model)  # cached reads: the verdict the Data page already computed
-        trust = trust_report(bulk, bulk_key, model, result) if bulk is not None else None
+    trust = current_trust_report()  # cached: the verdict the Data page already computed
     subtypes = state.get("subtypes")
     labels = subtypes.labels_ if subtypes is not None and state.get("subtypes_key") == result_key() else None
     return functools.partial(write_bundle, result, model=model,

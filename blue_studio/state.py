@@ -226,30 +226,33 @@ def model_read_genes(model: BlueModel | None) -> list[str] | None:
     return None if model is None else model.read_genes
 
 
-def current_trust() -> tuple[Any | None, str | None]:
-    """The trust verdicts of the result in this session: ``(table, summary)``.
-
-    The same report the Data & model page shows (``cache.trust_report`` on the loaded data and model; cached), or
-    for a reopened analysis the verdicts saved in it (no summary); ``(None, None)`` when there are none.
+def current_trust_report() -> Any | None:
+    """The ``TrustReport`` of the result in this session, as the Data & model page shows it (``cache.trust_report``
+    on the loaded data and model; cached), or None (no result, no model, or data not loaded from an upload or demo).
     """
     state = st.session_state
     result, model = state.get("result"), current_model()
-    if result is None:
-        return None, None
-    if state.get("bulk_source") == "bundle":
-        return state.get("bundle_trust"), None
-    if model is None:
-        return None, None
+    if result is None or model is None or state.get("bulk_source") not in ("upload", "demo"):
+        return None
     from .cache import trust_report
 
     try:
         bulk, _, key = load_current_bulk(model)
     except BlueInputError:
-        return None, None
-    if bulk is None:
-        return None, None
-    report = trust_report(bulk, key, model, result)
-    return report.table, report.summary
+        return None
+    return trust_report(bulk, key, model, result) if bulk is not None else None
+
+
+def current_trust() -> tuple[Any | None, str | None]:
+    """The trust verdicts of the result in this session: ``(table, summary)``.
+
+    :func:`current_trust_report`'s, or for a reopened analysis the verdicts saved in it (no summary);
+    ``(None, None)`` when there are none.
+    """
+    if st.session_state.get("bulk_source") == "bundle":
+        return st.session_state.get("bundle_trust"), None
+    report = current_trust_report()
+    return (report.table, report.summary) if report is not None else (None, None)
 
 
 def load_current_bulk(model: BlueModel | None) -> tuple[Any | None, list[str], str | None]:

@@ -342,10 +342,18 @@ def show_verdict_line(table: pd.DataFrame | None, summary: str | None = None) ->
     if len(flagged):
         text += (" Not ok: " + ", ".join(map(md, map(str, flagged[:12]))) + (" ..." if len(flagged) > 12 else "")
                  + " (reasons on Data & model).")
-    worst = "wrong input" if (table["verdict"] == "wrong input").any() else "caution" if len(flagged) else "ok"
-    {"wrong input": st.error, "caution": st.warning, "ok": st.success}[worst](
-        text, icon={"wrong input": ":material/report:", "caution": ":material/warning:",
-                    "ok": ":material/check_circle:"}[worst])
+    _verdict_box(table, text)
+
+
+def _verdict_box(table: pd.DataFrame, text: str) -> None:
+    """``text`` in the colour of the table's worst verdict (error / warning / success)."""
+    verdicts = set(table["verdict"])
+    if "wrong input" in verdicts:
+        st.error(text, icon=":material/report:")
+    elif verdicts - {"ok"}:
+        st.warning(text, icon=":material/warning:")
+    else:
+        st.success(text, icon=":material/check_circle:")
 
 
 def show_trust(report: Any, result: Deconvolution) -> None:
@@ -355,12 +363,7 @@ def show_trust(report: Any, result: Deconvolution) -> None:
     text = (f"Deconvolved {n} samples into {result.proportions.shape[1]} cell types with model "
             f"**{md(result.model_name)}**. {md(report.summary)} ({verdict_counts_text(report.table)}.) Open "
             "**Proportions** in the sidebar.")
-    if counts["wrong input"]:
-        st.error(text, icon=":material/report:")
-    elif counts["caution"]:
-        st.warning(text, icon=":material/warning:")
-    else:
-        st.success(text, icon=":material/check_circle:")
+    _verdict_box(report.table, text)
     flagged = report.table[report.table["verdict"] != "ok"]
     if len(flagged):
         with st.expander(f"Why {len(flagged)} sample(s) are not 'ok'", expanded=bool(counts["wrong input"])):
