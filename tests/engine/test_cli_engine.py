@@ -58,6 +58,9 @@ def test_simulate_train_deconvolve_models(workdir, capsys, monkeypatch):
         (["train", "no_such.h5ad", "--out", "{tmp}/m"], "not found"),
         (["simulate", "{ref}", "--n-samples", "0", "--out", "{tmp}/s"], "n_samples"),
         (["simulate", "{ref}", "--cell-type-key", "nope", "--out", "{tmp}/s"], "nope"),
+        (["deconvolve", "{ref}", "--model", "{dir}", "--out", "{tmp}", "--chunk-size", "5", "--adapt", "on"],
+         "--adapt on is not available for chunked or streamed runs"),
+        (["train", "--out", "{tmp}/m", "--bank-only"], "--bank-only needs --recipe FILE"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(workdir, capsys, argv, message):
