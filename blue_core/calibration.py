@@ -18,7 +18,19 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["load_calibration", "for_model", "fit_threshold", "spread_threshold"]
+__all__ = ["load_calibration", "for_model", "fit_threshold", "spread_threshold", "FIT_FLOOR_MARGIN",
+           "SPREAD_CEILING_FACTOR", "REAL_FLOOR_WORDS", "REAL_SPREAD_WORDS"]
+
+#: A model's real-cohort fit floor = the lowest ``fit_r`` of its real in-tissue calibration samples minus this
+#: margin (issue 22.3): cohorts of one tissue differ in median fit by up to ~0.12 (protocol, depth, platform), so a
+#: quantile over some cohorts flags whole cohorts of the right tissue; the floor is there to catch broken input
+#: (a file whose labels do not match its values fits at r ~0.05), while the tissue checks name a wrong tissue.
+FIT_FLOOR_MARGIN = 0.10
+#: A model's real-cohort ensemble-spread ceiling = this factor times the largest spread over the same samples.
+SPREAD_CEILING_FACTOR = 1.5
+#: How the app, CLI and README name the two real-cohort limits (one wording, here).
+REAL_FLOOR_WORDS = f"the lowest fit of real samples of the model's tissue, less {FIT_FLOOR_MARGIN:.2f}"
+REAL_SPREAD_WORDS = f"{SPREAD_CEILING_FACTOR:g} times the largest disagreement on real samples of the model's tissue"
 
 _CALIBRATION = Path(__file__).parent / "data" / "trust_calibration.json"
 
@@ -63,7 +75,7 @@ def for_model(model: "BlueModel", *, calibration: Mapping[str, Any] | None = Non
 def fit_threshold(model: "BlueModel", *, calibration: Mapping[str, Any] | None = None) -> tuple[float, ThresholdBasis]:
     """Fit score (Pearson r) below which a sample is ``poorly_explained``, and what it was measured on.
 
-    The real-cohort floor (5 % quantile of ``fit_r`` over real in-tissue samples) when the calibration holds
+    The real-cohort floor (``REAL_FLOOR_WORDS``) when the calibration holds
     these weights; otherwise the card's ``validation.fit_r_threshold`` (1 % quantile over simulated
     validation mixtures, which real bulk always fits worse).
     """
@@ -76,7 +88,7 @@ def fit_threshold(model: "BlueModel", *, calibration: Mapping[str, Any] | None =
 def spread_threshold(model: "BlueModel", *,
                      calibration: Mapping[str, Any] | None = None) -> tuple[float | None, ThresholdBasis]:
     """Ensemble-spread ceiling above which a sample's members disagree, and what it was measured on
-    (the real-cohort 95 % quantile when calibrated, else the card's 99 % quantile over validation mixtures;
+    (``REAL_SPREAD_WORDS`` when calibrated, else the card's 99 % quantile over validation mixtures;
     None for a single network)."""
     ceiling = for_model(model, calibration=calibration).get("spread_ceiling")
     if isinstance(ceiling, (int, float)):

@@ -25,7 +25,7 @@ from .inference import Z90, proportion_intervals
 from .model import BlueModel, preprocess
 from .simulation import simulate, split_reference
 
-__all__ = ["build_ensemble"]
+__all__ = ["build_ensemble", "real_cohort_sigma"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +143,38 @@ def _calibrate(model: BlueModel, references: Any, validation_fraction: float, sp
     lo, hi, _ = proportion_intervals(member_props, calibration, model.cell_types)
     calibration["validation_coverage"] = float(np.mean((truth >= lo) & (truth <= hi)))
     return calibration
+
+
+#: How ``card["intervals"]["real_cohorts"]`` was made (quoted in the card and in bench/results/intervals.md).
+REAL_SIGMA_RULE = ("real_k = RMSE of the installed model's proportion of type k against the measured share on real "
+                   "cohorts (the measured share of the scored groups, scaled to the share the model gives those "
+                   "groups); a type no cohort measures takes the largest real_k measured")
+
+
+def real_cohort_sigma(residuals: pd.DataFrame, cell_types: Sequence[str]) -> dict[str, float]:
+    """Per cell type, the real-cohort error term of the intervals (``REAL_SIGMA_RULE``).
+
+    Parameters
+    ----------
+    residuals
+        Long table with columns ``cell_type`` and ``residual`` (model proportion minus measured share on the model's
+        scale, one row per real sample and type measured one to one), from one or more real cohorts.
+    cell_types
+        The model's types, in order.
+
+    Returns
+    -------
+    dict
+        Type -> RMSE (fraction of cells); unmeasured types take the largest measured value.
+
+    Raises
+    ------
+    BlueInputError
+        When no residual is given (nothing measured: the intervals would not be calibrated on real data).
+    """
+    if residuals.empty:
+        raise BlueInputError("No real-cohort residuals were given: the intervals cannot be calibrated on real data.")
+    rmse = residuals.groupby("cell_type")["residual"].apply(lambda r: float(np.sqrt(np.mean(np.square(r)))))
+    largest = float(rmse.max())
+    return {t: float(rmse.get(t, largest)) for t in cell_types}
+

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from ._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, refusal
-from .calibration import fit_threshold, spread_threshold
+from .calibration import REAL_FLOOR_WORDS, fit_threshold, spread_threshold
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
 from .model import BlueModel, preprocess
@@ -490,7 +490,7 @@ def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarr
     return adapted, record, rest
 
 
-_BASIS_WORDS = {"real cohorts": "the floor of 95% of real samples of the model's tissue",
+_BASIS_WORDS = {"real cohorts": REAL_FLOOR_WORDS,
                 "simulated mixtures": "the model's 1% quantile on simulated validation mixtures"}
 
 #: Two-sided 90 % normal quantile used for the intervals.
@@ -503,10 +503,13 @@ def proportion_intervals(
     """90 % intervals of an ensemble's proportions.
 
     The half-width combines the members' disagreement with the error the ensemble makes on validation
-    pseudo-bulk (cells it never trained on): ``z * sqrt(sd_members**2 + sigma_k**2)``, with ``sigma_k``
-    the ensemble's validation RMSE for cell type ``k`` (``card["intervals"]["sigma_by_type"]``, written
-    by :func:`blue_core.ensemble.build_ensemble`) and ``z = 1.645`` (two-sided 90 %); clipped to [0, 1].
-    Without a calibration only the members' spread is used.
+    pseudo-bulk (cells it never trained on) and, where measured, on real cohorts:
+    ``z * sqrt(sd_members**2 + sigma_k**2 + real_k**2)``, with ``sigma_k`` the ensemble's validation RMSE for
+    cell type ``k`` (``card["intervals"]["sigma_by_type"]``, written by
+    :func:`blue_core.ensemble.build_ensemble`), ``real_k`` its RMSE against measured composition of real cohorts
+    (``card["intervals"]["real_cohorts"]["sigma_by_type"]``, :func:`blue_core.ensemble.real_cohort_sigma`;
+    issue 22.4: simulated error alone misses the systematic error on real bulk) and ``z = 1.645`` (two-sided
+    90 %); clipped to [0, 1]. Without a calibration only the members' spread is used.
 
     Parameters
     ----------
@@ -530,6 +533,8 @@ def proportion_intervals(
         z = float(calibration.get("z", Z90))
         by_type = calibration.get("sigma_by_type") or {}
         sigma = np.array([float(by_type.get(t, 0.0)) for t in cell_types], dtype=np.float32)
+        real = (calibration.get("real_cohorts") or {}).get("sigma_by_type") or {}
+        sigma = np.sqrt(sigma**2 + np.array([float(real.get(t, 0.0)) for t in cell_types], dtype=np.float32) ** 2)
     half = z * np.sqrt(spread**2 + sigma[None, :] ** 2)
     return (np.clip(mean - half, 0.0, 1.0).astype(np.float32), np.clip(mean + half, 0.0, 1.0).astype(np.float32),
             spread.astype(np.float32))

@@ -3,17 +3,18 @@
 Three signals, each calibrated on real bulk cohorts (``bench/trust.py`` writes the calibration into
 ``data/trust_calibration.json``; every number there is traceable to ``bench/results/trust.md``):
 
-1. **Tissue checks with named causes.** Marker sets of compartments (neutrophils, islet endocrine cells,
-   pancreatic exocrine cells, leukocytes) are scored per sample as the median within-sample percentile rank of
-   the set's measured genes (0 = lowest expressed gene of the sample, 1 = highest): robust to units, library
-   size and gene panels. A model says which compartments it expects and which it lacks; a lacking compartment
-   scoring above its calibrated ceiling, or an expected one below its floor, is a named cause ("neutrophil genes
-   are high: this looks like whole blood, and this PBMC model has no neutrophils").
+1. **Tissue checks with named causes.** Marker sets of compartments (neutrophils, islet endocrine cells, leukocytes,
+   blasts and primary granules, epithelial and melanocytic cells) are scored per sample as the median within-sample
+   rank of the set's measured genes, ranked above the sample's background so that RNA-seq zeros and an array's
+   floor read alike (:func:`compartment_scores`): robust to units, library size and platform. A model says which
+   compartments it expects and which it lacks; a lacking compartment above its calibrated limit, or an expected
+   one below it, is a named cause ("neutrophil genes are high: this looks like whole blood, and this PBMC model has
+   no neutrophils"). Limits sit midway between real cohorts without and with the compartment.
 2. **Reconstruction fit on real in-tissue bulk.** ``fit_r`` (see :mod:`blue_core.inference`) is compared with the
-   model's real-cohort floor (a low quantile of ``fit_r`` over real in-tissue samples), not with simulated
-   mixtures, which real bulk always fits worse.
+   model's real-cohort floor (``calibration.REAL_FLOOR_WORDS``), not with simulated mixtures, which real bulk
+   always fits worse.
 3. **Ensemble spread** (ensemble models): ``fit["member_spread"]`` from :func:`~blue_core.inference.deconvolve`
-   against the model's real-cohort ceiling (the 95 % quantile over real in-tissue samples).
+   against the model's real-cohort ceiling (``calibration.REAL_SPREAD_WORDS``).
 
 :func:`assess` combines them into one verdict per sample (``ok`` / ``caution`` / ``wrong input``) with the
 reasons, and :func:`recommend_model` ranks installed models for a cohort.
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .calibration import for_model, load_calibration
+from .calibration import REAL_FLOOR_WORDS, REAL_SPREAD_WORDS, for_model, load_calibration
 from .exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,19 +39,36 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference import Deconvolution
     from .model import BlueModel
 
-__all__ = ["MARKER_SETS", "EXPECTATIONS", "LOOKS_LIKE", "compartment_scores", "tissue_checks", "looks_like", "assess",
+__all__ = ["MARKER_SETS", "DERIVED", "EXPECTATIONS", "LOOKS_LIKE", "compartment_scores", "tissue_checks", "looks_like", "assess",
            "recommend_model", "TrustReport", "load_calibration"]
 
 logger = logging.getLogger(__name__)
 
 #: Marker genes of compartments that tell tissues apart (well-known, specific, and highly expressed).
+#: ``blast`` holds stem/progenitor genes that mature granulocytes do not carry; ``primary granule`` genes (MPO,
+#: ELANE, AZU1, ...) are made by promyelocytes *and* read in whole blood and PBMC preparations with a few
+#: granulocytes, so they count as progenitor evidence only beyond the sample's mature-neutrophil genes (issue 22.3).
+#: The ``non-immune`` sets (epithelial, melanocytic) catch a carcinoma, melanoma or epithelial tissue; the stromal
+#: set is scored but not used there (bone marrow holds stromal cells; a sarcoma is not caught).
 MARKER_SETS: dict[str, tuple[str, ...]] = {
     "neutrophil": ("FCGR3B", "CXCR2", "CSF3R", "FPR1", "CMTM2", "CXCR1", "MME", "PROK2"),
     "islet endocrine": ("INS", "GCG", "SST", "PPY", "IAPP", "TTR", "PCSK1", "CHGA"),
     "pancreatic exocrine": ("PRSS1", "CPA1", "CELA3A", "CTRB1", "PNLIP", "CPB1", "CEL", "PLA2G1B"),
     "leukocyte": ("PTPRC", "CORO1A", "LAPTM5", "CD53", "LCP1", "ARHGDIB", "CD37", "CYTIP"),
-    "myeloid progenitor": ("MPO", "ELANE", "AZU1", "PRTN3", "CTSG", "CD34", "MS4A3", "RNASE2"),
+    "blast": ("CD34", "KIT", "PROM1", "SPINK2", "CRHBP", "FLT3", "MEIS1", "HOXA9", "NPR3"),
+    "primary granule": ("MPO", "ELANE", "AZU1", "PRTN3", "CTSG", "MS4A3", "RNASE2"),
+    "epithelial": ("EPCAM", "KRT8", "KRT18", "KRT19", "CDH1", "CLDN4", "KRT7"),
+    "stromal": ("COL1A1", "COL1A2", "COL3A1", "SPARC", "DCN", "LUM", "COL6A3"),
+    "melanocytic": ("MLANA", "PMEL", "TYR", "DCT", "MITF", "S100B", "SOX10"),
 }
+
+#: Compartments scored from the marker sets (:func:`compartment_scores`): ``myeloid progenitor`` = the larger of
+#: the blast score and the primary-granule score minus the mature-neutrophil score (a ratio on the rank scale:
+#: whole blood reads granule genes with far more neutrophil genes, AML marrow the other way round); ``non-immune``
+#: = the larger of the epithelial and melanocytic scores.
+DERIVED: dict[str, str] = {"myeloid progenitor": "blast genes (CD34, KIT, PROM1...) or primary-granule genes (MPO, "
+                                                 "ELANE, AZU1...) beyond the neutrophil genes",
+                           "non-immune": "epithelial or melanocytic genes (EPCAM, KRT8, KRT18, MLANA, PMEL...)"}
 
 #: Per model tissue (``card["tissue"]`` contains the key): compartments the model expects (floor checked) and
 #: compartments it does not model (ceiling checked), with the plain-words cause shown to the user.
@@ -60,14 +78,18 @@ _PBMC_EXPECTATIONS: dict[str, Any] = {
                             "their share is given to the other types; use the blood model (whole blood)",
               "myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this PBMC model has no "
                                     "progenitor cells",
-              "islet endocrine": "this looks like pancreatic islets, not the PBMC this model is for"}}
+              "islet endocrine": "this looks like pancreatic islets, not the PBMC this model is for",
+              "non-immune": "most of this sample's cells are not blood cells (a solid tissue or tumour?), and this "
+                            "PBMC model has only blood cell types: their share is given to the blood types"}}
 
 EXPECTATIONS: dict[str, dict[str, Any]] = {
     "whole blood": {"expects": {"leukocyte": "this does not look like blood cells"},
                     "lacks": {"myeloid progenitor": "this looks like bone marrow or leukaemia (blasts), and this "
                                                     "whole-blood model has no progenitor cells",
                               "islet endocrine": "this looks like pancreatic islets, not the whole blood this model "
-                                                 "is for"}},
+                                                 "is for",
+                              "non-immune": "most of this sample's cells are not blood cells (a solid tissue or "
+                                            "tumour?), and this whole-blood model has only blood cell types"}},
     "pbmc": _PBMC_EXPECTATIONS,
     "blood": _PBMC_EXPECTATIONS,  # models saved before the pbmc model's tissue was named "PBMC" (issue 22.6)
     "bone marrow": {"expects": {"leukocyte": "this does not look like blood or bone marrow",
@@ -75,17 +97,26 @@ EXPECTATIONS: dict[str, dict[str, Any]] = {
                                                       "blast transcripts); for PBMC use the pbmc model, for whole "
                                                       "blood the blood model"},
                     "lacks": {"islet endocrine": "this looks like pancreatic islets, not the bone marrow this model is "
-                                                 "for"}},
+                                                 "for",
+                              "non-immune": "most of this sample's cells are not blood or marrow cells (a solid "
+                                            "tissue or tumour?), and this model has only blood and marrow cell types"}},
     "pancreatic islets": {"expects": {"islet endocrine": "this does not look like pancreatic islets"},
                           "lacks": {"leukocyte": "this looks like blood or immune cells, not the pancreatic islets "
                                                  "this model is for"}},
 }
 
+#: What a cohort looks like when most of its cells are not blood cells: no model is built for it (issue 22.3).
+SOLID_TISSUE = "a solid tissue or tumour (most cells are not blood cells)"
+
 #: What a cohort looks like when a compartment is high (above its calibrated ceiling) in most samples, in order
 #: of precedence (marrow blasts before granulocytes: AML marrow also holds maturing neutrophils); a model whose
 #: ``card["tissue"]`` contains the tissue is preferred by :func:`recommend_model`.
 LOOKS_LIKE: tuple[tuple[str, str], ...] = (("myeloid progenitor", "bone marrow"), ("islet endocrine", "pancreatic islets"),
-                                           ("neutrophil", "whole blood"), ("leukocyte", "PBMC"))
+                                           ("non-immune", SOLID_TISSUE), ("neutrophil", "whole blood"),
+                                           ("leukocyte", "PBMC"))
+
+#: A gene at most this factor times the sample's 10 % quantile of positive values is background (unexpressed).
+BACKGROUND_FACTOR = 2.0
 
 #: Fewest measured genes for the tissue checks: percentile ranks are comparable only over a whole transcriptome
 #: (a 714-gene panel ranks a gene among other panel genes), so panel data get the fit signals only.
@@ -93,8 +124,14 @@ MIN_GENES_FOR_CHECKS = 10_000
 
 
 def compartment_scores(bulk: ad.AnnData | pd.DataFrame, *, min_genes: int = 3) -> pd.DataFrame:
-    """Per sample and compartment: the median within-sample percentile rank of the set's measured genes
-    (ranked among the genes the sample expresses; an unexpressed marker ranks 0).
+    """Per sample and compartment: the median within-sample rank of the set's measured genes, on a scale that
+    holds across platforms.
+
+    A gene counts as expressed when it is above the sample's background (``BACKGROUND_FACTOR`` x the 10 % quantile of
+    its positive values): RNA-seq reads unexpressed genes as zeros, arrays as a floor of small positive values (no
+    zeros), and both then count as unexpressed, so an islet gene at an array's floor scores as it does at zero reads
+    (issue 22.3). A gene's rank is its percentile among the expressed genes, and only the upper half counts
+    (rescaled to [0, 1]; the lower half and unexpressed genes rank 0).
 
     Parameters
     ----------
@@ -106,20 +143,34 @@ def compartment_scores(bulk: ad.AnnData | pd.DataFrame, *, min_genes: int = 3) -
     Returns
     -------
     pandas.DataFrame
-        Samples x compartments (``MARKER_SETS`` keys), values in [0, 1] (NaN = too few genes measured, or
-        fewer than ``MIN_GENES_FOR_CHECKS`` genes in the sample: a panel).
+        Samples x compartments (``MARKER_SETS`` keys, then ``DERIVED`` keys), values in [0, 1] (NaN = too few
+        genes measured, or fewer than ``MIN_GENES_FOR_CHECKS`` genes in the sample: a panel).
     """
     frame = bulk if isinstance(bulk, pd.DataFrame) else bulk.to_df()
+    columns = list(MARKER_SETS) + list(DERIVED)
     if frame.shape[1] < MIN_GENES_FOR_CHECKS:
-        return pd.DataFrame(np.nan, index=frame.index, columns=list(MARKER_SETS))
-    # Ranks among the genes the sample expresses (zeros rank 0): files that list many unexpressed genes
-    # (e.g. 51,574 annotation rows, 30,000 of them zero) then score as files filtered to expressed genes.
-    ranks = frame.where(frame > 0).rank(axis=1, pct=True, method="average").fillna(0.0)
+        return pd.DataFrame(np.nan, index=frame.index, columns=columns)
+    positive = frame.where(frame > 0)
+    # Unexpressed = zero, or at most BACKGROUND_FACTOR x the sample's 10 % quantile of positive values (an array's
+    # floor: no zeros, unexpressed probes at a small positive level); ranks among the rest, the upper half only.
+    background = positive.quantile(0.10, axis=1) * BACKGROUND_FACTOR
+    expressed = positive.where(positive.gt(background, axis=0))
+    pct = expressed.rank(axis=1, pct=True, method="average")
+    ranks = ((pct - 0.5) / 0.5).clip(lower=0.0).fillna(0.0)
     out = {}
     for name, genes in MARKER_SETS.items():
         present = [g for g in genes if g in ranks.columns]
         out[name] = ranks[present].median(axis=1) if len(present) >= min_genes else pd.Series(np.nan, index=frame.index)
-    return pd.DataFrame(out, index=frame.index)
+    out["myeloid progenitor"] = np.fmax(out["blast"], (out["primary granule"] - out["neutrophil"]).clip(lower=0.0))
+    out["non-immune"] = np.fmax(out["epithelial"], out["melanocytic"])
+    return pd.DataFrame(out, index=frame.index)[columns]
+
+
+def _genes_text(compartment: str) -> str:
+    """The marker genes of a compartment, as the cause names them."""
+    if compartment in DERIVED:
+        return DERIVED[compartment]
+    return f"{compartment} genes ({', '.join(MARKER_SETS[compartment][:3])}...)"
 
 
 def _expectations(tissue: str | None) -> dict[str, Any]:
@@ -158,18 +209,16 @@ def tissue_checks(scores: pd.DataFrame, tissue: str | None, *, calibration: Mapp
             continue
         for sample, value in scores[compartment].items():
             if np.isfinite(value) and value > limit:
-                genes = ", ".join(MARKER_SETS[compartment][:3])
                 rows.append((sample, compartment, float(value), float(limit),
-                             f"{compartment} genes ({genes}...) are high: {cause}."))
+                             f"{_genes_text(compartment)} are high: {cause}."))
     for compartment, cause in expect["expects"].items():
         limit = cal.get("floors", {}).get(compartment)
         if limit is None or compartment not in scores:
             continue
         for sample, value in scores[compartment].items():
             if np.isfinite(value) and value < limit:
-                genes = ", ".join(MARKER_SETS[compartment][:3])
                 rows.append((sample, compartment, float(value), float(limit),
-                             f"{compartment} genes ({genes}...) are low: {cause}."))
+                             f"{_genes_text(compartment)} are low: {cause}."))
     return pd.DataFrame(rows, columns=["sample", "compartment", "score", "limit", "cause"])
 
 
@@ -255,12 +304,12 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
         verdict = "wrong input" if reasons else "ok"
         r = float(fit.loc[sample, "fit_r"])
         if floor is not None and not (r >= floor):
-            reasons.append(f"the model reconstructs this sample worse (fit r {r:.2f}) than 95% of real samples of "
-                           f"its tissue (floor {floor:.2f})")
+            reasons.append(f"the model reconstructs this sample worse (fit r {r:.2f}) than {REAL_FLOOR_WORDS} "
+                           f"({floor:.2f})")
             verdict = verdict if verdict == "wrong input" else "caution"
         if "member_spread" in fit and spread_limit is not None and float(fit.loc[sample, "member_spread"]) > spread_limit:
-            reasons.append(f"the ensemble members disagree on this sample more than on 95% of real samples of its "
-                           f"tissue (spread {float(fit.loc[sample, 'member_spread']):.3f} > {spread_limit:.3f})")
+            reasons.append(f"the ensemble members disagree on this sample more than {REAL_SPREAD_WORDS} "
+                           f"(spread {float(fit.loc[sample, 'member_spread']):.3f} > {spread_limit:.3f})")
             verdict = verdict if verdict == "wrong input" else "caution"
         rows[sample] = {"verdict": verdict, "fit_r": r, "fit_floor": floor, "reasons": "; ".join(reasons)}
     table = pd.DataFrame.from_dict(rows, orient="index")

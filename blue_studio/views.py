@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from blue_core import calibration
 from blue_core.files import write_csv
 from blue_core.io import report_words
 from blue_core.tables import unmeasured_genes
@@ -368,8 +369,9 @@ def show_trust(report: Any, result: Deconvolution) -> None:
     if len(flagged):
         with st.expander(f"Why {len(flagged)} sample(s) are not 'ok'", expanded=bool(counts["wrong input"])):
             st.caption("Verdicts are calibrated on real bulk cohorts of each model's tissue (bench/results/trust.md): "
-                       "'wrong input' = a tissue check names a cause; 'caution' = the fit or the ensemble spread is "
-                       "worse than in 95% of real samples of the model's tissue.")
+                       "'wrong input' = a tissue check names a cause; 'caution' = the fit is below "
+                       f"{calibration.REAL_FLOOR_WORDS}, or the ensemble members disagree more than "
+                       f"{calibration.REAL_SPREAD_WORDS}.")
             st.dataframe(flagged[["verdict", "fit_r", "reasons"]], width="stretch", key="trust_table")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import clinical as clinical_rules, plotting, tables
+from blue_core import calibration, clinical as clinical_rules, plotting, tables
 
 from blue_studio import state as app_state, views
 from blue_core.exceptions import BlueInputError
@@ -121,7 +121,7 @@ views.plot(plotting.fit_bar(fit, threshold=threshold), data=fit, name="fit_score
 if threshold is not None:
     st.caption(f"fit r: correlation between the input and the mixture the model reconstructs from its proportions "
                f"and cell-type profiles. The line at {threshold:.2f} is "
-               + ("the fit that 95 % of real samples of this model's tissue reach (measured on real cohorts)."
+               + (f"{calibration.REAL_FLOOR_WORDS} (measured on real cohorts)."
                   if real_floor else
                   "the fit that 99 % of this model's simulated validation mixtures reach; real bulk fits worse than "
                   "simulations, so expect real samples below it (this model has no real-cohort calibration)."))

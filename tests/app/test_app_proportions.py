@@ -49,7 +49,9 @@ def test_blood_demo_bars_fit_and_flow_truth() -> None:
     assert fit_fig and sum(len(t["x"]) for t in fit_fig[0]["data"]) == 12
     # the fit line is the real-cohort floor, so the model's own tissue is not "poorly explained" wholesale
     # (it was 11 of 12 under the simulated-mixture threshold, contradicting the green trust verdict)
-    assert "95 % of real samples of this model's tissue" in texts(at)
+    from blue_core.calibration import REAL_FLOOR_WORDS
+
+    assert REAL_FLOOR_WORDS in texts(at)
     verdict = [plain(e.value) for e in [*at.success, *at.warning, *at.error] if "Trust verdict:" in plain(e.value)]
     ok, caution, wrong = (int(x) for x in re.search(r"(\d+) ok, (\d+) caution, (\d+) wrong input", verdict[0]).groups())
     assert ok + caution + wrong == 12 and caution <= 2 and wrong == 0

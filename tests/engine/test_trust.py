@@ -212,3 +212,50 @@ def test_recommendation_follows_tissue_evidence_and_says_when_nothing_fits(monke
     tumour.loc[:, [g for g in MARKER_SETS["leukocyte"] if g in tumour.columns]] = 0.0  # no immune cells at all
     none = recommend_model(tumour, [marrow, pbmc], calibration=cal)
     assert not none["fits"].any()
+
+
+def test_an_array_floor_scores_as_zero_reads():
+    """Issue 22.3: arrays have no zeros; unexpressed genes sit at a small positive floor. Islet genes at that floor
+    must score as they do at zero reads, not at the floor's rank among everything."""
+    rng = np.random.default_rng(3)
+    seq = _bulk(None)
+    seq[list(MARKER_SETS["islet endocrine"])] = 0.0
+    seq.iloc[:, :4000] = 0.0  # RNA-seq: many unexpressed genes read zero
+    array = seq.where(seq > 0, 1.1 * np.exp(rng.normal(0, 0.1, size=seq.shape)))  # an array: a noisy floor instead
+    assert (array > 0).all().all()
+    s_seq, s_array = compartment_scores(seq), compartment_scores(array)
+    assert (s_seq["islet endocrine"] == 0).all() and (s_array["islet endocrine"] == 0).all()
+    assert np.allclose(s_seq["leukocyte"], s_array["leukocyte"], atol=0.02)
+
+
+def test_progenitor_evidence_needs_blast_genes_or_granule_genes_beyond_neutrophils():
+    """Issue 22.3: MPO/ELANE/AZU1 are also read in whole blood (with far more neutrophil genes); they count as
+    progenitor evidence only beyond the neutrophil genes, and blast genes (CD34, KIT...) count on their own."""
+    whole_blood = _bulk("neutrophil")
+    whole_blood[list(MARKER_SETS["primary granule"])] = 1e4  # high, but below the neutrophil genes
+    marrow = _bulk("primary granule")
+    blasts = _bulk("blast")
+    scores = {k: compartment_scores(v)["myeloid progenitor"] for k, v in
+              {"whole blood": whole_blood, "marrow": marrow, "blasts": blasts}.items()}
+    assert (scores["whole blood"] < 0.05).all()
+    assert (scores["marrow"] > 0.9).all() and (scores["blasts"] > 0.9).all()
+    cal = {**CAL, "ceilings": {**CAL["ceilings"], "myeloid progenitor": 0.4}}
+    assert tissue_checks(compartment_scores(whole_blood), "PBMC", calibration=cal).query(
+        "compartment == 'myeloid progenitor'").empty
+    fired = tissue_checks(compartment_scores(marrow), "PBMC", calibration=cal)
+    assert (fired["compartment"] == "myeloid progenitor").sum() == 3 and "CD34" in fired["cause"].iloc[0]
+
+
+def test_a_sample_mostly_outside_blood_is_wrong_input_and_looks_like_no_model():
+    """Issue 22.3: epithelial or melanocytic genes high -> a named cause for blood models, and a cohort of such
+    samples looks like a solid tissue or tumour, which no installed tissue matches."""
+    from blue_core.trust import SOLID_TISSUE, looks_like
+
+    tumour = _bulk("melanocytic")
+    cal = {**CAL, "ceilings": {**CAL["ceilings"], "non-immune": 0.5}}
+    scores = compartment_scores(tumour)
+    for tissue in ("PBMC", "whole blood", "bone marrow (AML)"):
+        checks = tissue_checks(scores, tissue, calibration=cal)
+        assert (checks["compartment"] == "non-immune").sum() == 3, tissue
+        assert "not blood" in checks["cause"].iloc[0]
+    assert looks_like(scores, calibration=cal) == SOLID_TISSUE
