@@ -402,8 +402,44 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in results.items():
         table = pd.DataFrame(res["rows"]).rename(columns={"blue": "BLUE", "nnls_baseline": "NNLS baseline"})
         lines += [f"## {name}", "", markdown_table(table, number_format="{:.3g}"), "", f"({res['seconds']} s)", ""]
+    lines += loco_section()
     (RESULTS / "validation.md").write_text("\n".join(lines))
     return 0
+
+
+def loco_section() -> list[str]:
+    """Issue 22.1's must-show, read from ``bench/results/selection_loco.json`` (written by ``python bench/selection.py
+    --loco --tissue pbmc|blood``): per held-out cohort, the candidate chosen on the other cohorts, its seed-mean CCC
+    +- seed SD, and for ``blood`` on GSE127813 the neutrophil MAE."""
+    from loco import _mean_table, choose
+
+    path = RESULTS / "selection_loco.json"
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text())
+    out = []
+    for tissue in ("pbmc", "blood"):
+        mine = [r for r in rows if r.get("tissue") == tissue]
+        if not mine:
+            continue
+        picks = choose(mine, sorted({r["cohort"] for r in mine}))
+        means = _mean_table(mine).set_index(["candidate", "cohort"])
+        for cohort, pick in picks.items():
+            if pick["held_out_ccc"] is None:
+                continue
+            seeds = [r for r in mine if r["candidate"] == pick["chosen"] and r["cohort"] == cohort]
+            mae = [r.get("mae Neutrophil") for r in seeds if r.get("mae Neutrophil") is not None]
+            out.append({"model": tissue, "held-out cohort": cohort, "chosen on the others": pick["chosen"],
+                        "held-out CCC (seed mean)": pick["held_out_ccc"],
+                        "seed SD": float(means.loc[(pick["chosen"], cohort), "sd"]),
+                        "neutrophil MAE": float(np.mean(mae)) if mae else float("nan")})
+    if not out:
+        return []
+    return ["## Leave-one-cohort-out (issue 22.1)", "",
+            "From `bench/results/selection_loco.json` (`python bench/selection.py --loco --tissue pbmc|blood`; the "
+            "protocol and every candidate are in `bench/results/selection_loco.md`): for each held-out cohort the "
+            "setting chosen on the other cohorts and its score there, over 3 seeds.", "",
+            markdown_table(pd.DataFrame(out), number_format="{:.3f}"), ""]
 
 
 if __name__ == "__main__":

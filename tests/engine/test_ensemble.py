@@ -138,3 +138,25 @@ def test_proportions_page_draws_error_bars(ensemble, reference):
     assert len(bars) == 1 and "error_y" in bars[0]["data"][0]
     tables = [t.value for t in at.dataframe if "type0_lo" in t.value.columns]
     assert tables and (tables[0]["type0_lo"] <= tables[0]["type0"]).all()
+
+
+def test_real_cohort_error_widens_the_intervals_and_unmeasured_types_take_the_largest():
+    """Issue 22.4: the intervals carry an error term measured on real cohorts; a type no cohort measures takes the
+    largest measured term, and without residuals nothing is calibrated (a clear error, not a silent zero)."""
+    import pandas as pd
+
+    from blue_core.ensemble import real_cohort_sigma
+    from blue_core.exceptions import BlueInputError
+    from blue_core.inference import Z90
+
+    residuals = pd.DataFrame({"cell_type": ["A", "A", "B", "B"], "residual": [0.1, -0.1, 0.3, 0.3]})
+    real = real_cohort_sigma(residuals, ["A", "B", "C"])
+    assert real == pytest.approx({"A": 0.1, "B": 0.3, "C": 0.3})
+    with pytest.raises(BlueInputError, match="cannot be calibrated"):
+        real_cohort_sigma(residuals.iloc[:0], ["A"])
+    members = np.full((3, 2, 3), 0.5, dtype=np.float32)  # members agree: the half-width is the calibration alone
+    plain = {"z": Z90, "sigma_by_type": {"A": 0.0, "B": 0.0, "C": 0.0}}
+    lo, hi, _ = proportion_intervals(members, plain, ["A", "B", "C"])
+    assert np.allclose(hi - lo, 0.0)
+    lo, hi, _ = proportion_intervals(members, {**plain, "real_cohorts": {"sigma_by_type": real}}, ["A", "B", "C"])
+    assert np.allclose((hi - lo)[0], 2 * Z90 * np.array([0.1, 0.3, 0.3]), atol=1e-5)
