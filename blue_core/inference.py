@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,17 +33,13 @@ from .adaptation import AdaptationConfig, adapt_model, refusal
 from .calibration import REAL_FLOOR_WORDS, fit_threshold, spread_threshold
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
-from .model import BlueModel, preprocess
+from .model import MIN_GENE_FRACTION, WARN_GENE_FRACTION, BlueModel, preprocess
 
 __all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
 
 logger = logging.getLogger(__name__)
 
 
-#: Below this fraction of the model's input genes found in the bulk, deconvolution is refused.
-MIN_GENE_FRACTION = 0.5
-#: Below this fraction a GeneOverlapWarning is emitted.
-WARN_GENE_FRACTION = 0.9
 def default_adapt(model: BlueModel) -> bool | str:
     """``deconvolve(adapt=None)``: ``"auto"`` for a model whose card says adaptation is its default, else False.
 
@@ -55,7 +50,6 @@ def default_adapt(model: BlueModel) -> bool | str:
     bank = (model.card or {}).get("adaptation_bank") or {}
     return "auto" if bank.get("default") is True and model.adaptation_bank is not None else False
 
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
 
 def _layer_key(cell_type: str) -> str:
@@ -290,22 +284,11 @@ def _as_bulk(bulk: Any, model: BlueModel) -> ad.AnnData:
             from .io import read_bulk
         except ImportError as err:  # pragma: no cover - io.py is part of the package
             raise BlueInputError("reading files needs blue_core.io (read_bulk), which is not installed.") from err
-        return read_bulk(bulk, genes=model.input_genes)
+        return read_bulk(bulk, genes=model.read_genes)  # None for a multi-panel model: check_genes picks its panel
     raise BlueInputError(
         f"bulk must be an AnnData (samples x genes), a DataFrame (samples x genes) or a file path, got "
         f"{type(bulk).__name__}."
     )
-
-
-def _gene_hint(bulk_genes: pd.Index) -> str:
-    sample = [str(g) for g in bulk_genes[:2000]]
-    if not sample:
-        return "the bulk has no genes"
-    if np.mean([bool(_ENSEMBL.match(g)) for g in sample]) > 0.5:
-        return "the bulk genes look like Ensembl IDs; read the file with blue_core.read_bulk (or `blue deconvolve FILE`), which maps them to HGNC symbols"
-    if np.mean([g[:1].isupper() and g[1:].islower() and len(g) > 2 for g in sample]) > 0.5:
-        return "the bulk genes look like mouse symbols (e.g. 'Cd74'); BLUE's models are human: use human gene symbols"
-    return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
 
 
 def deconvolve(
@@ -374,20 +357,8 @@ def deconvolve(
             "read_bulk, which sums duplicates."
         )
     in_pos = genes.get_indexer(model.input_genes)
-    match = model.match_genes(genes)  # the one overlap rule (also behind the app's input report)
-    present, n_expected, n_matched, panel_name = match.present, match.n_expected, match.n_matched, match.panel
-    if n_matched == 0 or n_matched < MIN_GENE_FRACTION * n_expected:
-        raise BlueInputError(
-            f"{n_matched:,} of {n_expected:,} model input genes matched the bulk genes (need >= "
-            f"{MIN_GENE_FRACTION:.0%}): {_gene_hint(genes)}."
-        )
-    if n_matched < WARN_GENE_FRACTION * n_expected:
-        warnings.warn(
-            f"only {n_matched:,} of {n_expected:,} model input genes ({n_matched / n_expected:.0%}) are in the bulk; "
-            "missing genes are treated as average, so estimates are less reliable.",
-            GeneOverlapWarning,
-            stacklevel=2,
-        )
+    match = model.check_genes(genes)  # the one overlap rule (streaming, the CLI and the app's input report use it too)
+    present = match.present
     out_pos = genes.get_indexer(model.output_genes)
     out_present = out_pos >= 0
 
@@ -434,9 +405,9 @@ def deconvolve(
     report = dict(adata.uns.get("blue_input", {})) if isinstance(adata.uns.get("blue_input"), dict) else {}
     report.update(
         n_samples=n,
-        n_model_genes=n_expected,
-        n_model_genes_matched=n_matched,
-        input_panel=panel_name or "",
+        n_model_genes=match.n_expected,
+        n_model_genes_matched=match.n_matched,
+        input_panel=match.panel or "",
         missing_model_genes=[g for g, ok in zip(model.input_genes, present) if not ok][:50],
         n_output_genes_in_bulk=int(out_present.sum()),
         unmeasured_output_genes=[g for g, ok in zip(model.output_genes, out_present) if not ok],

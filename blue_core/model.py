@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from .strictjson import dumps as strict_dumps
 from .files import check_model_name
 from .module import BlueNet
 
-__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "save_model", "load_model", "load_installed", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION", "save_model", "load_model", "load_installed", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,27 @@ def preprocess(values: np.ndarray, present: np.ndarray | None = None) -> np.ndar
     z = np.divide(x - mean, sd, out=np.zeros_like(x), where=sd > 0)
     z[:, ~present] = 0.0
     return z.astype(np.float32)
+
+
+#: Below this fraction of the model's input genes (or of its matched panel) found in the bulk, deconvolution is refused.
+MIN_GENE_FRACTION = 0.5
+#: Below this fraction a GeneOverlapWarning is emitted.
+WARN_GENE_FRACTION = 0.9
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
+
+
+def _gene_hint(bulk_genes: "Sequence[str]") -> str:
+    """What is probably wrong with a bulk's gene names, in one clause."""
+    sample = [str(g) for g in list(bulk_genes)[:2000]]
+    if not sample:
+        return "the bulk has no genes"
+    if np.mean([bool(_ENSEMBL.match(g)) for g in sample]) > 0.5:
+        return ("the bulk genes look like Ensembl IDs; read the file with blue_core.read_bulk (or `blue deconvolve "
+                "FILE`), which maps them to HGNC symbols")
+    if np.mean([g[:1].isupper() and g[1:].islower() and len(g) > 2 for g in sample]) > 0.5:
+        return "the bulk genes look like mouse symbols (e.g. 'Cd74'); BLUE's models are human: use human gene symbols"
+    return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
 
 
 @dataclass(frozen=True)
@@ -216,6 +237,39 @@ class BlueModel:
         best = max(masks, key=lambda k: present[masks[k]].mean())
         present = present & masks[best]
         return GeneMatch(present, int(present.sum()), int(masks[best].sum()), best)
+
+    def check_genes(self, genes: "list[str] | np.ndarray | pd.Index", *, source: str | None = None) -> GeneMatch:
+        """The one overlap rule (issue 23): :meth:`match_genes`, refused under ``MIN_GENE_FRACTION`` of the model's
+        (or matched panel's) input genes, warned under ``WARN_GENE_FRACTION``. ``deconvolve``, streaming, the CLI and
+        the app's input report all decide with it.
+
+        Raises
+        ------
+        BlueInputError
+            Too few input genes measured; the message names the count, the need and the likely cause.
+
+        Warns
+        -----
+        GeneOverlapWarning
+            Fewer than ``WARN_GENE_FRACTION`` of the input genes measured.
+        """
+        import warnings
+
+        from .exceptions import GeneOverlapWarning
+
+        match = self.match_genes(genes)
+        where = f"{source}: " if source else ""
+        panel = f" of its {match.panel} panel" if match.panel else ""
+        if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
+            raise BlueInputError(
+                f"{where}{match.n_matched:,} of {match.n_expected:,} model input genes{panel} matched the bulk genes "
+                f"(need >= {MIN_GENE_FRACTION:.0%}): {_gene_hint(list(genes))}.")
+        if match.n_matched < WARN_GENE_FRACTION * match.n_expected:
+            warnings.warn(
+                f"{where}only {match.n_matched:,} of {match.n_expected:,} model input genes{panel} "
+                f"({match.fraction:.0%}) are in the bulk; missing genes are treated as average, so estimates are less "
+                "reliable.", GeneOverlapWarning, stacklevel=3)
+        return match
 
     @property
     def reference_profiles(self) -> "pd.DataFrame | None":

@@ -207,17 +207,12 @@ def _column_plan(source: ChunkedBulk, genes: Sequence[str]) -> tuple[list[str], 
 
 def _model_genes(model: BlueModel) -> list[str]:
     """Every gene the model reads or scores its fit on (input genes, then output genes)."""
-    return list(dict.fromkeys([*map(str, model.read_genes), *map(str, model.output_genes)]))
+    return list(dict.fromkeys([*map(str, model.input_genes), *map(str, model.output_genes)]))
 
 
 def _check_overlap(source: ChunkedBulk, model: BlueModel, present: list[str]) -> None:
-    """The in-memory overlap rule (``BlueModel.match_genes`` and ``inference.MIN_GENE_FRACTION``), before any work."""
-    from .inference import MIN_GENE_FRACTION
-
-    match = model.match_genes(present)
-    if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
-        raise BlueInputError(f"{source.path.name}: {match.n_matched:,} of {match.n_expected:,} model input genes are "
-                             f"in the file (need >= {MIN_GENE_FRACTION:.0%}); use gene symbols or Ensembl IDs.")
+    """The in-memory overlap rule (:meth:`BlueModel.check_genes`), before any work."""
+    model.check_genes(present, source=source.path.name)
 
 
 def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str], plan: list[np.ndarray]) -> pd.DataFrame:

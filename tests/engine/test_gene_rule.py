@@ -1,0 +1,57 @@
+"""Issue 23.1: one gene-overlap rule (``BlueModel.check_genes``) for deconvolve, streaming and the CLI, panels included."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import blue_core as bc
+from blue_core.exceptions import BlueInputError, GeneOverlapWarning
+from blue_core.io import read_bulk
+from blue_core.streaming import deconvolve_chunked
+
+TCGA = "sample_data/tcga_laml/bulk.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def aml():
+    return bc.load_model("aml")
+
+
+def test_a_multi_panel_model_reads_a_cohort_file_by_its_panel(aml):
+    """``deconvolve(path, aml)`` was refused (570 of 3,022 genes): the file was read against all four panels."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bc.deconvolve(TCGA, aml)
+    report = result.input_report
+    assert report["input_panel"] and report["n_model_genes_matched"] == report["n_model_genes"] == 570
+    assert result.proportions.shape == (173, len(aml.cell_types))
+
+
+def test_streaming_a_multi_panel_model_equals_the_in_memory_run(aml, tmp_path):
+    """``blue deconvolve ... --model aml --chunk-size 50`` ended in a TypeError (``read_genes`` is None for a
+    multi-panel model); streamed proportions now equal the in-memory ones."""
+    bulk = read_bulk(TCGA)
+    path = tmp_path / "tcga.h5ad"
+    bulk.write_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deconvolve_chunked(path, aml, out=tmp_path / "out", chunk_size=50)
+        memory = bc.deconvolve(bulk, aml, adapt=False)
+    streamed = pd.read_csv(tmp_path / "out" / "proportions.csv", index_col=0)[aml.cell_types]
+    assert np.allclose(streamed.to_numpy(), memory.proportions.loc[streamed.index.astype(str)].to_numpy(), atol=1e-5)
+
+
+def test_check_genes_refuses_and_warns_with_one_rule():
+    model = bc.load_model("pbmc")
+    genes = list(model.input_genes)
+    assert model.check_genes(genes).fraction == 1.0
+    with pytest.warns(GeneOverlapWarning, match="model input genes"):
+        model.check_genes(genes[: int(0.7 * len(genes))])
+    with pytest.raises(BlueInputError, match=r"need >= 50%.*HGNC symbols"):
+        model.check_genes(genes[:10] + [f"X{i}" for i in range(100)], source="mine.csv")
+    with pytest.raises(BlueInputError, match="Ensembl IDs"):
+        model.check_genes([f"ENSG{i:011d}" for i in range(500)])
