@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["load_calibration", "for_model", "fit_threshold", "spread_threshold", "FIT_FLOOR_MARGIN",
+__all__ = ["load_calibration", "for_model", "fit_threshold", "spread_threshold", "FitFlags", "flag_fit", "FIT_FLOOR_MARGIN",
            "SPREAD_CEILING_FACTOR", "REAL_FLOOR_WORDS", "REAL_SPREAD_WORDS"]
 
 #: A model's real-cohort fit floor = the lowest ``fit_r`` of its real in-tissue calibration samples minus this
@@ -95,3 +98,55 @@ def spread_threshold(model: "BlueModel", *,
         return float(ceiling), "real cohorts"
     limit = ((model.card or {}).get("intervals") or {}).get("spread_threshold")
     return (float(limit) if isinstance(limit, (int, float)) else None), "simulated mixtures"
+
+
+@dataclass(frozen=True)
+class FitFlags:
+    """The one flag rule's result (:func:`flag_fit`) for ``n`` samples.
+
+    Attributes
+    ----------
+    poorly_explained
+        ``(n,)`` bool: ``fit_r`` below ``fit_threshold`` (NaN counts as below).
+    members_disagree
+        ``(n,)`` bool, or None for a single network / no spread given.
+    fit_threshold, fit_basis
+        The fit limit and what it was measured on ("real cohorts" or "simulated mixtures").
+    spread_threshold, spread_basis
+        The same for the ensemble spread (None without one).
+    """
+
+    poorly_explained: np.ndarray
+    members_disagree: np.ndarray | None
+    fit_threshold: float
+    fit_basis: ThresholdBasis
+    spread_threshold: float | None
+    spread_basis: ThresholdBasis
+
+
+def flag_fit(model: "BlueModel", fit_r: np.ndarray, member_spread: np.ndarray | None = None, *,
+             calibration: Mapping[str, Any] | None = None) -> FitFlags:
+    """Flag samples the model reconstructs poorly or whose ensemble members disagree: the one rule that
+    :func:`~blue_core.inference.deconvolve` (its ``fit`` table) and :func:`~blue_core.trust.assess` (its
+    ``caution`` verdict) both apply (issue 23.2).
+
+    Parameters
+    ----------
+    model
+        The model used.
+    fit_r
+        ``(n,)`` per-sample fit scores.
+    member_spread
+        ``(n,)`` largest member SD per sample (ensembles), or None.
+    calibration
+        :func:`load_calibration` output (default: the shipped one).
+    """
+    threshold, basis = fit_threshold(model, calibration=calibration)
+    poorly = ~(np.asarray(fit_r, dtype=float) >= threshold)
+    limit, spread_basis = spread_threshold(model, calibration=calibration)
+    disagree = None
+    if member_spread is not None:
+        spread = np.asarray(member_spread, dtype=float)
+        disagree = spread > float(limit) if limit is not None else np.zeros(spread.shape, dtype=bool)
+    return FitFlags(poorly, disagree, threshold, basis, limit, spread_basis)
+

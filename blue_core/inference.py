@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from ._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, refusal
-from .calibration import REAL_FLOOR_WORDS, fit_threshold, spread_threshold
+from .calibration import REAL_FLOOR_WORDS, flag_fit
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
 from .model import MIN_GENE_FRACTION, WARN_GENE_FRACTION, BlueModel, preprocess
@@ -382,18 +382,20 @@ def deconvolve(
             fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], out_values, out_present)
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
-    threshold, basis = fit_threshold(model)
-    poorly = ~(fit_r >= threshold)
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
-    fit = pd.DataFrame({"fit_r": fit_r, "poorly_explained": poorly}, index=index)
     intervals: dict[str, pd.DataFrame] = {}
+    spread_max = None
     if model.n_members > 1:
         lo, hi, spread = proportion_intervals(member_props, model.card.get("intervals"), model.cell_types)
         intervals = {name: pd.DataFrame(v, index=index, columns=model.cell_types)
                      for name, v in (("proportions_lo", lo), ("proportions_hi", hi), ("member_spread", spread))}
-        limit, _ = spread_threshold(model)
-        fit["member_spread"] = spread.max(axis=1)
-        fit["members_disagree"] = fit["member_spread"] > float(limit) if limit is not None else False
+        spread_max = spread.max(axis=1)
+    flags = flag_fit(model, fit_r, spread_max)  # the one flag rule (trust.assess applies it too)
+    threshold, basis, poorly = flags.fit_threshold, flags.fit_basis, flags.poorly_explained
+    fit = pd.DataFrame({"fit_r": fit_r, "poorly_explained": poorly}, index=index)
+    if spread_max is not None:
+        fit["member_spread"] = spread_max
+        fit["members_disagree"] = flags.members_disagree
     if poorly.any():
         warnings.warn(
             f"{int(poorly.sum())} of {n} samples are poorly explained by model {model.name!r} (fit r < "
@@ -413,6 +415,8 @@ def deconvolve(
         unmeasured_output_genes=[g for g, ok in zip(model.output_genes, out_present) if not ok],
         fit_r_threshold=threshold,
         fit_r_threshold_basis=basis,
+        spread_threshold=flags.spread_threshold,
+        spread_threshold_basis=flags.spread_basis,
         adaptation=adaptation,
     )
     logger.info("deconvolved %d samples with %r in %.2f s", n, shipped_name, time.perf_counter() - t0)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .calibration import REAL_FLOOR_WORDS, REAL_SPREAD_WORDS, for_model, load_calibration
+from .calibration import REAL_FLOOR_WORDS, REAL_SPREAD_WORDS, flag_fit, for_model, load_calibration
 from .exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -271,8 +271,10 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
            calibration: Mapping[str, Any] | None = None) -> TrustReport:
     """Combine tissue checks, the real-cohort fit floor and ensemble disagreement into a verdict per sample.
 
-    ``wrong input`` = a tissue check fired (a named cause); ``caution`` = the fit is below the model's real
-    in-tissue floor or the ensemble members disagree; ``ok`` otherwise.
+    ``wrong input`` = a tissue check fired (a named cause); ``caution`` = the one flag rule
+    (:func:`~blue_core.calibration.flag_fit`, which ``deconvolve`` applied to ``result.fit``) flags the fit or the
+    ensemble spread; ``ok`` otherwise. A model without a real-cohort calibration is judged on its simulated
+    limits, and the summary says so.
 
     Parameters
     ----------
@@ -293,25 +295,30 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
     cal = calibration if calibration is not None else load_calibration()
     scores = compartment_scores(bulk)
     checks = tissue_checks(scores, (model.card or {}).get("tissue"), calibration=cal)
-    own = for_model(model, calibration=cal)
-    floor = own.get("fit_floor")
     fit = result.fit
+    spread = fit["member_spread"].to_numpy() if "member_spread" in fit else None
+    # the one flag rule deconvolve applied to result.fit (issue 23.2); here with ``calibration`` (the shipped one
+    # unless a caller, e.g. a leave-one-cohort-out bench, passes another)
+    flags = flag_fit(model, fit["fit_r"].to_numpy(), spread, calibration=cal)
+    real_fit, real_spread = flags.fit_basis == "real cohorts", flags.spread_basis == "real cohorts"
+    floor_words = REAL_FLOOR_WORDS if real_fit else ("the model's 1% quantile on simulated validation mixtures (no "
+                                                     "real-cohort calibration for this model)")
+    spread_words = REAL_SPREAD_WORDS if real_spread else "the 99% quantile on simulated validation mixtures"
     rows = {}
     causes = checks.groupby("sample", sort=False)["cause"].apply(list).to_dict() if len(checks) else {}
-    spread_limit = own.get("spread_ceiling")
-    for sample in fit.index:
+    for i, sample in enumerate(fit.index):
         reasons = list(causes.get(sample, []))
         verdict = "wrong input" if reasons else "ok"
-        r = float(fit.loc[sample, "fit_r"])
-        if floor is not None and not (r >= floor):
-            reasons.append(f"the model reconstructs this sample worse (fit r {r:.2f}) than {REAL_FLOOR_WORDS} "
-                           f"({floor:.2f})")
+        r = float(fit["fit_r"].iloc[i])
+        if flags.poorly_explained[i]:
+            reasons.append(f"the model reconstructs this sample worse (fit r {r:.2f}) than {floor_words} "
+                           f"({flags.fit_threshold:.2f})")
             verdict = verdict if verdict == "wrong input" else "caution"
-        if "member_spread" in fit and spread_limit is not None and float(fit.loc[sample, "member_spread"]) > spread_limit:
-            reasons.append(f"the ensemble members disagree on this sample more than {REAL_SPREAD_WORDS} "
-                           f"(spread {float(fit.loc[sample, 'member_spread']):.3f} > {spread_limit:.3f})")
+        if flags.members_disagree is not None and flags.members_disagree[i]:
+            reasons.append(f"the ensemble members disagree on this sample more than {spread_words} "
+                           f"(spread {float(spread[i]):.3f} > {float(flags.spread_threshold):.3f})")
             verdict = verdict if verdict == "wrong input" else "caution"
-        rows[sample] = {"verdict": verdict, "fit_r": r, "fit_floor": floor, "reasons": "; ".join(reasons)}
+        rows[sample] = {"verdict": verdict, "fit_r": r, "fit_floor": flags.fit_threshold, "reasons": "; ".join(reasons)}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "sample"
     counts = {k: int((table["verdict"] == k).sum()) for k in ("ok", "caution", "wrong input")}
@@ -321,11 +328,14 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
         summary = (f"{counts['wrong input']} of {n} samples do not look like what model {model.name!r} was built for: "
                    f"{causes.index[0]} ({int(causes.iloc[0])} samples).")
     elif counts["caution"]:
-        summary = f"{counts['caution']} of {n} samples fit model {model.name!r} worse than real samples of its tissue."
+        summary = (f"{counts['caution']} of {n} samples fit model {model.name!r} worse than "
+                   + ("real samples of its tissue." if real_fit else "its simulated validation mixtures."))
     else:
-        summary = f"All {n} samples look like the tissue of model {model.name!r} and fit it as real samples of it do."
-    if floor is None and not len(cal.get("ceilings", {})):
-        summary += " (No real-cohort calibration is shipped for this model.)"
+        summary = (f"All {n} samples look like the tissue of model {model.name!r} and fit it as "
+                   + ("real samples of it do." if real_fit else "its simulated validation mixtures do."))
+    if not real_fit:
+        summary += (f" Model {model.name!r} is not calibrated on real cohorts: its fit limit comes from simulated "
+                    "mixtures, which real bulk always fits worse, so expect 'caution' on real samples.")
     return TrustReport(table=table, checks=checks, summary=summary, counts=counts)
 
 

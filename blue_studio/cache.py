@@ -91,9 +91,14 @@ def _read_bulk_bytes(data_hash: str, filename: str, genes_key: str, _data: bytes
 
 
 def _warning_messages(caught: list, bulk: Any) -> list[str]:
-    """Unique warning texts: those raised while reading plus those in the input report."""
+    """Unique warning texts: those raised while reading plus those in the input report. A ``PoorFitWarning`` is left
+    out: the trust verdict shows the same flags (one rule, ``calibration.flag_fit``) with their reasons."""
+    from blue_core.exceptions import PoorFitWarning
+
     messages: list[str] = []
     for w in caught:
+        if issubclass(w.category, PoorFitWarning):
+            continue
         text = str(w.message)
         if text not in messages:
             messages.append(text)

@@ -135,5 +135,5 @@ result = state.get("result")
 if result is not None:
     views.show_adaptation(result)
     views.show_trust(cache.trust_report(bulk, bulk_key, model, result), result)
-    views.show_warnings([w for w in state.get("run_warnings") or [] if "poorly explained" not in w])
+    views.show_warnings(state.get("run_warnings") or [])
     st.dataframe(result.proportions.round(3), width="stretch", height=240)

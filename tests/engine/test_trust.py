@@ -70,9 +70,12 @@ def test_model_calibration_applies_only_to_the_weights_it_was_measured_with():
     assert fit_threshold(other, calibration=CAL) == (0.9, "simulated mixtures")
     bulk = _bulk(None)
     fit = pd.DataFrame({"fit_r": [0.8, 0.3, 0.4], "poorly_explained": False}, index=bulk.index)
-    report = assess(bulk, SimpleNamespace(fit=fit), model=SimpleNamespace(name="blood_model", card=other.card),
-                    calibration=CAL)  # a retrained model of the same name gets no real-cohort floor
-    assert set(report.table["verdict"]) == {"ok"}
+    report = assess(bulk, SimpleNamespace(fit=fit), model=other, calibration=CAL)
+    # a retrained model of the same name gets no real-cohort floor: the one flag rule (issue 23.2) judges it on its
+    # simulated limit, as deconvolve does, and the summary says it is not calibrated on real cohorts
+    assert set(report.table["verdict"]) == {"caution"}
+    assert "not calibrated on real cohorts" in report.summary and "simulated" in report.table["reasons"].iloc[0]
+    assert "not calibrated" not in assess(bulk, SimpleNamespace(fit=fit), model=same, calibration=CAL).summary
 
 
 def test_shipped_calibration_comes_from_the_bench():
@@ -259,3 +262,24 @@ def test_a_sample_mostly_outside_blood_is_wrong_input_and_looks_like_no_model():
         assert (checks["compartment"] == "non-immune").sum() == 3, tissue
         assert "not blood" in checks["cause"].iloc[0]
     assert looks_like(scores, calibration=cal) == SOLID_TISSUE
+
+
+def test_assess_and_deconvolve_flag_with_one_rule(tmp_path):
+    """Issue 23.2: for a model without a real-cohort calibration, deconvolve's ``poorly_explained`` and assess's
+    'caution' are the same samples (they were 11 of 12 vs none on Monaco)."""
+    import warnings
+
+    import blue_core as bc
+
+    model = bc.load_model("pbmc")
+    model.card = {**model.card, "weights_sha256": "0" * 64}  # as a user-trained model: nothing calibrated for it
+    bulk = bc.load_sample("monaco_pbmc").bulk
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bc.deconvolve(bulk, model, adapt=False)
+    report = assess(bulk, result, model=model)
+    assert result.input_report["fit_r_threshold_basis"] == "simulated mixtures"
+    flagged = set(result.fit.index[result.fit["poorly_explained"] | result.fit["members_disagree"]])
+    assert flagged == set(report.table.index[report.table["verdict"] != "ok"]) and flagged
+    assert "not calibrated on real cohorts" in report.summary
+
