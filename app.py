@@ -6,9 +6,15 @@ view over ``blue_core`` and runs on its own (AppTest drives them one by one).
 
 from __future__ import annotations
 
-import streamlit as st
+import os
 
-from blue_studio import state as app_state, views
+# The app owns its process (the library never changes a caller's environment): passive OpenMP waiting, because
+# torch's spin-waiting threads slow convolutions ~10x on a busy CPU. Before torch is imported; a setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
+
+from blue_studio import state as app_state, views  # noqa: E402
 
 st.set_page_config(page_title="BLUE studio", page_icon=":material/blur_on:", layout="wide")
 app_state.init_state()

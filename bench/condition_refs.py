@@ -86,7 +86,7 @@ def model_for(candidate: str, seed: int) -> bc.BlueModel:
 
 def monaco_ccc(model: bc.BlueModel) -> float:
     """Monaco proportions CCC over the coarse types, as bench/selection.py scores it."""
-    from selection import _collapse
+    from blue_core.stats import collapse_columns as _collapse
 
     cohort = bc.load_sample("monaco_pbmc")
     mapping = cohort.info["truth_mapping"]["pbmc"]

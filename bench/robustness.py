@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blue_core.metrics import ccc  # noqa: E402
-from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe, train_recipe  # noqa: E402
+from blue_core.recipes import build_reference, data_root, read_recipe, train_recipe  # noqa: E402
 from _tables import markdown_table, results_folder  # noqa: E402
 from validate import kang_pseudo_bulk, label_kang, quiet_deconvolve  # noqa: E402
 

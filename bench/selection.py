@@ -41,7 +41,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import HOEK_MODEL, HOEK_TRUTH  # noqa: E402
 from _tables import markdown_table  # noqa: E402
+
+from blue_core.stats import collapse_columns as _collapse  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "select"
@@ -128,14 +131,6 @@ def candidates(tissue: str, base: dict) -> dict[str, tuple[str, dict]]:
 
 
 # ------------------------------------------------------------------------------------------ scoring
-def _collapse(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
-    cols = [c for c in frame.columns if mapping.get(c)]
-    out = frame[cols].T.groupby([mapping[c] for c in cols]).sum().T
-    return out.div(out.sum(axis=1).replace(0, np.nan), axis=0)
-
-
-HOEK_MODEL = {"B": "B", "Plasma cell": "B", "CD4 T": "T", "CD8 T": "T", "NK": "NK", "Monocyte": "Monocyte", "mDC": "mDC"}
-HOEK_TRUTH = {"Bcells": "B", "Tcells": "T", "NKcells": "NK", "Monocytes": "Monocyte", "MyeloidDC": "mDC"}
 
 
 def _kang_labels(root: Path) -> "ad.AnnData":  # noqa: F821

@@ -33,10 +33,14 @@ from scipy import stats
 import blue_core as bc
 from blue_core.baselines import nnls_proportions, signature_from_reference
 from blue_core.metrics import ccc, pearson
-from blue_core.recipes import REPO_ROOT, build_reference, data_root, read_recipe
+from blue_core.recipes import build_reference, data_root, read_recipe
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import HOEK_MODEL, HOEK_TRUTH  # noqa: E402
 from _tables import markdown_table  # noqa: E402
+
+from blue_core.stats import collapse_columns as collapse  # noqa: E402
 
 logger = logging.getLogger("validate")
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -51,13 +55,6 @@ CIBERSORTX_TO_AML = {"LSPC-Quiescent": "HSC/Progenitor", "LSPC-Primed": "HSC/Pro
                      "Mono-like": "Monocytic", "Monocyte": "Monocytic", "cDC-like": "DC", "cDC": "DC",
                      "T": "T/NK", "CTL": "T/NK", "NK": "T/NK", "B": "B", "Plasma": "B"}
 BETA_FUNCTION_GENES = ["INS", "IAPP", "MAFA", "PDX1", "SLC2A2", "NKX6-1", "G6PC2", "PCSK1", "SLC30A8", "ABCC8"]
-
-
-def collapse(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
-    """Sum columns into groups (``mapping``: column -> group); unmapped columns dropped; rows renormalised."""
-    cols = [c for c in frame.columns if c in mapping]
-    out = frame[cols].T.groupby([mapping[c] for c in cols]).sum().T
-    return out.div(out.sum(axis=1).replace(0, np.nan), axis=0)
 
 
 def proportion_rows(truth: pd.DataFrame, estimate: pd.DataFrame, prefix: str) -> list[tuple[str, float]]:
@@ -146,12 +143,11 @@ def validate_pbmc(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, f
     truth = collapse(cohort.truth, mapping["truth"])
 
     # Hoek 2 donors (evaluation only; flow cytometry by EPIC's authors), 5 types.
-    from selection import HOEK_MODEL, HOEK_TRUTH, _collapse
 
     hoek = bc.read_bulk(root / "pbmc" / "hoek_GSE64655_bulk.csv.gz")
-    hoek_truth = _collapse(pd.read_csv(root / "pbmc" / "hoek_GSE64655_truth.csv", index_col=0), HOEK_TRUTH)
-    hoek_blue = _collapse(quiet_deconvolve(hoek, model).proportions, HOEK_MODEL)
-    hoek_base = _collapse(nnls_on_reference(hoek, reference, model.input_genes), HOEK_MODEL)
+    hoek_truth = collapse(pd.read_csv(root / "pbmc" / "hoek_GSE64655_truth.csv", index_col=0), HOEK_TRUTH)
+    hoek_blue = collapse(quiet_deconvolve(hoek, model).proportions, HOEK_MODEL)
+    hoek_base = collapse(nnls_on_reference(hoek, reference, model.input_genes), HOEK_MODEL)
     htypes = [c for c in hoek_truth.columns if c in hoek_blue.columns]
     for label, est in (("blue", hoek_blue), ("nnls", hoek_base)):
         est = est.reindex(columns=htypes).fillna(0.0)

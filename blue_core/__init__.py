@@ -35,12 +35,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from typing import Any
-
-# Passive OpenMP waiting: on a busy (shared or oversubscribed) CPU, torch's default spin-waiting
-# threads slow convolutions down ~10x; set before torch is imported. An explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._version import __version__
 

@@ -13,7 +13,7 @@ Schema::
     description = "..."
     limitations = "..."                 # known limitations from validation, copied to the card
     fractions_of = "..."                # what the proportions are fractions of (shown beside every chart)
-    data_root = "../shared/data"        # optional; relative to the repo root; env BLUE_SHARED_DATA wins
+    data_root = "../../../shared/data"  # optional; relative to this recipe file's folder; env BLUE_SHARED_DATA wins
 
     [[references]]
     name = "pbmc3k"
@@ -94,11 +94,9 @@ from ._types import Progress
 from .hdf5 import read_h5ad
 from .exceptions import BlueInputError
 
-__all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "REPO_ROOT"]
+__all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe"]
 
 logger = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 
@@ -121,11 +119,14 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def data_root(recipe: dict[str, Any]) -> Path:
-    """Folder that reference paths are relative to: env ``BLUE_SHARED_DATA``, else the recipe's ``data_root``."""
+    """Folder that reference paths are relative to: env ``BLUE_SHARED_DATA``, else the recipe's ``data_root``,
+    relative to the recipe file's folder (to the working directory for a recipe built in code, without ``_path``).
+    The library never locates data from its own install location."""
     env = os.environ.get("BLUE_SHARED_DATA")
     if env:
         return Path(env)
-    return (REPO_ROOT / recipe.get("data_root", "../shared/data")).resolve()
+    base = Path(recipe["_path"]).resolve().parent if recipe.get("_path") else Path.cwd()
+    return (base / recipe.get("data_root", "shared/data")).resolve()
 
 
 def _protein_coding() -> set[str]:
@@ -481,8 +482,8 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
         input_genes = [g for g in order if g in union and g in detected]
     provenance = {
         "recipe": {k: v for k, v in recipe.items() if not k.startswith("_")},
-        "recipe_path": os.path.relpath(recipe["_path"], REPO_ROOT),
-        "rebuild_command": f"blue train --recipe {os.path.relpath(recipe['_path'], REPO_ROOT)} --out pretrained/{recipe['name']}",
+        "recipe_path": os.path.relpath(recipe["_path"]),
+        "rebuild_command": f"blue train --recipe {os.path.relpath(recipe['_path'])} --out pretrained/{recipe['name']}",
         "references": [
             {k: spec.get(k, "") for k in ("name", "path", "cell_type_key", "citation", "accession", "licence")}
             for spec in recipe["references"]

@@ -372,7 +372,7 @@ class SurvivalAnalysis:
 
     def _cox(self, df: pd.DataFrame, *, covariates: pd.DataFrame | None = None) -> pd.DataFrame:
         from lifelines import CoxPHFitter
-        from lifelines.exceptions import ConvergenceWarning
+        from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 
         others = [g for g in self.groups_ if g != self.reference_]
         design = pd.DataFrame({"time": df["time"], "event": df["event"]})
@@ -399,7 +399,8 @@ class SurvivalAnalysis:
                     {"group": g, "hr": float(r["exp(coef)"]), "hr_lower": float(r["exp(coef) lower 95%"]),
                      "hr_upper": float(r["exp(coef) upper 95%"]), "p": float(r["p"])}
                 )
-        except Exception as err:  # lifelines ConvergenceError, singular designs (a group without events)
+        except (ConvergenceError, ConvergenceWarning, np.linalg.LinAlgError, ValueError, ZeroDivisionError) as err:
+            # lifelines' convergence failures and singular designs (a group without events); a bug elsewhere raises
             msg = f"Cox model did not converge ({type(err).__name__}); hazard ratios not reported"
             self.notes_.append(msg)
             logger.warning("survival: %s", msg)

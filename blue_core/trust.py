@@ -394,7 +394,7 @@ def recommend_model(bulk: ad.AnnData | pd.DataFrame, models: Sequence[BlueModel]
                 warnings.simplefilter("ignore")
                 # the shipped networks as they are: ranking models needs no adaptation (and stays fast)
                 fit_r = float(np.nanmedian(deconvolve(bulk, model, adapt=False).fit["fit_r"]))
-        except Exception as err:  # noqa: BLE001 - a model that cannot read these data is ranked last
+        except BlueInputError as err:  # a model that cannot read these data is ranked last (a bug still raises)
             logger.info("model %s cannot read these data: %s", model.name, err)
             fit_r = float("nan")
         own = for_model(model, calibration=cal)

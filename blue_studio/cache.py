@@ -419,29 +419,3 @@ def _assess(bulk_key: str, model_key_: str, _bulk: Any, _model: BlueModel, _resu
 def trust_report(bulk: Any, bulk_key: str, model: BlueModel, result: Deconvolution) -> Any:
     """``blue_core.trust.assess`` of a result (cached on the data and model keys)."""
     return _assess(bulk_key, model_key(model), bulk, model, result)
-
-
-def analysis_zip_bytes() -> Callable[[], bytes]:
-    """This session's analysis as one zip (``blue_core.bundle.write_bundle``): inputs' names, model,
-    proportions, GEPs, fit, trust verdicts, subtypes and survival when they exist.
-
-    Returns a callable for ``st.download_button``: everything it needs is gathered **now**, in the script run,
-    because Streamlit calls a deferred download later, outside the session (where ``st.session_state`` is
-    empty: the button used to fail with ``MediaFileStorageError``).
-    """
-    import functools
-
-    from blue_core.bundle import write_bundle
-
-    from .state import current_model, current_trust_report
-
-    state = st.session_state
-    result = state["result"]
-    model = current_model()
-    trust = current_trust_report()  # cached: the verdict the Data page already computed
-    subtypes = state.get("subtypes")
-    labels = subtypes.labels_ if subtypes is not None and state.get("subtypes_key") == result_key() else None
-    return functools.partial(write_bundle, result, model=model,
-                             inputs={"bulk": state.get("bulk_label"), "clinical": state.get("clinical_label")},
-                             trust=trust, subtypes=labels,
-                             survival=state.get("survival") if labels is not None else None)

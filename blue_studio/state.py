@@ -18,7 +18,7 @@ from .cache import content_hash, load_pretrained, load_sample, pretrained_models
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.model import BlueModel
 
-__all__ = ["on_analysis_upload", "on_model_zip_upload", "use_model", "follow_recommendation", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
+__all__ = ["analysis_inputs", "on_analysis_upload", "on_model_zip_upload", "use_model", "follow_recommendation", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
 
 #: Session-state keys of models trained in this session start with this prefix.
@@ -343,3 +343,16 @@ def use_trained_model(name: str) -> None:
     st.session_state["model_name"] = TRAINED_PREFIX + name
     st.session_state["model_picker"] = TRAINED_PREFIX + name
     reset_results()
+
+
+def analysis_inputs() -> dict[str, Any]:
+    """What ``export.analysis_zip`` needs from this session: the result, its model and verdict, the subtypes of this
+    result (if any) and survival, and the inputs' names."""
+    from .cache import result_key
+
+    state = st.session_state
+    subtypes = state.get("subtypes")
+    labels = subtypes.labels_ if subtypes is not None and state.get("subtypes_key") == result_key() else None
+    return dict(result=state["result"], model=current_model(), trust=current_trust_report(), labels=labels,
+                survival=state.get("survival"),
+                inputs={"bulk": state.get("bulk_label"), "clinical": state.get("clinical_label")})

@@ -129,9 +129,11 @@ def sidebar_status() -> None:
             f"**Result:** {'ready' if state.get('result') is not None else '—'}"
         )
         if state.get("result") is not None:
-            from .cache import analysis_zip_bytes
+            from .export import analysis_zip
+            from .state import analysis_inputs
 
-            st.download_button("Download this analysis (zip)", analysis_zip_bytes(), file_name="blue_analysis.zip",
+            st.download_button("Download this analysis (zip)", analysis_zip(**analysis_inputs()),
+                               file_name="blue_analysis.zip",
                                mime="application/zip", key="download_analysis", icon=":material/download:",
                                help="Proportions, cell-type expression, fit and trust verdicts, subtypes and survival "
                                     "(when found), with the names of the inputs and the model. Reopen it on Data & "

@@ -4,6 +4,7 @@ folder (``engine/``, ``app/``, ``e2e/``), and the tiny trained model several eng
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# as the CLI and the app set it for their processes (the library does not): spin-waiting OpenMP threads slow
+# torch ~10x on a busy CPU
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: The smallest useful training run (seconds on one thread); tests override what they vary.
 TINY_TRAINING: dict[str, Any] = dict(

@@ -12,8 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+
+# The command line (like the app, app.py) owns its process: passive OpenMP waiting, because on a busy (shared or
+# oversubscribed) CPU torch's default spin-waiting threads slow convolutions down ~10x. Set before torch is
+# imported; an explicit setting wins. The library itself never changes a caller's environment (issue 23.8).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ..exceptions import BlueInputError, BlueModelError
 

@@ -54,17 +54,24 @@ def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
-def _import_graph() -> dict[str, set[str]]:
-    paths = {_module_name(p): p for p in CORE.rglob("*.py")}
+def _import_graph(folder: Path = CORE) -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in folder.rglob("*.py")}
     return {name: _runtime_imports(path, set(paths)) for name, path in paths.items()}
 
 
-def test_no_import_cycles_inside_blue_core():
-    graph = _import_graph()
-    # submodules never import the package itself (its __init__ imports them: that would be a circle)
-    into_package = sorted(m for m, deps in graph.items() if m != "blue_core" and "blue_core" in deps)
-    assert not into_package, f"modules importing the blue_core package: {into_package}"
-    graph = {m: deps - {"blue_core"} for m, deps in graph.items() if m != "blue_core"}
+def _bench_graph() -> dict[str, set[str]]:
+    """bench scripts import each other by bare name (``sys.path`` holds ``bench/``)."""
+    names = {p.stem: p for p in (REPO / "bench").glob("*.py")}
+    graph = {}
+    for name, path in names.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level and n.module in names}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name in names}
+        graph[name] = found - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     state: dict[str, int] = {}
     cycles: list[list[str]] = []
 
@@ -80,7 +87,46 @@ def test_no_import_cycles_inside_blue_core():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert not cycles, f"import cycles: {cycles}"
+    return cycles
+
+
+def test_no_import_cycles_inside_blue_core():
+    graph = _import_graph()
+    # submodules never import the package itself (its __init__ imports them: that would be a circle)
+    into_package = sorted(m for m, deps in graph.items() if m != "blue_core" and "blue_core" in deps)
+    assert not into_package, f"modules importing the blue_core package: {into_package}"
+    graph = {m: deps - {"blue_core"} for m, deps in graph.items() if m != "blue_core"}
+    assert not _cycles(graph), f"import cycles: {_cycles(graph)}"
+
+
+def test_no_import_cycles_in_the_app_package_or_the_benches():
+    """Issue 23.8/23.9: function-level imports count too (``cache`` <-> ``state`` was a circle through them, and
+    ``selection`` <-> ``validate`` in bench/)."""
+    app = {m: deps - {"blue_studio"} for m, deps in _import_graph(REPO / "blue_studio").items() if m != "blue_studio"}
+    assert not _cycles(app), f"import cycles in blue_studio: {_cycles(app)}"
+    bench = _bench_graph()
+    assert not _cycles(bench), f"import cycles in bench/: {_cycles(bench)}"
+    assert _cycles({"a": {"b"}, "b": {"a"}})  # the checker sees one
+
+
+def test_the_library_never_locates_files_from_its_own_install_location():
+    """Issue 23.8: no blue_core module climbs out of its package (``Path(__file__).parents[...]`` found the checkout:
+    data and recipes then resolved only inside a git clone). Package data next to a module (``.parent``) is fine."""
+    offenders = [str(p.relative_to(REPO)) for p in CORE.rglob("*.py") if "parents[" in p.read_text(encoding="utf-8")]
+    assert not offenders, offenders
+
+
+def test_recipe_paths_are_relative_to_the_recipe_file(tmp_path, monkeypatch):
+    from blue_core.recipes import data_root, read_recipe
+
+    monkeypatch.delenv("BLUE_SHARED_DATA", raising=False)
+    folder = tmp_path / "recipes" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "recipe.toml").write_text((REPO / "pretrained" / "pbmc" / "recipe.toml").read_text(encoding="utf-8"))
+    recipe = read_recipe(folder / "recipe.toml")
+    assert data_root(recipe) == (folder / recipe["data_root"]).resolve()
+    monkeypatch.chdir(tmp_path)
+    assert data_root({"data_root": "data"}) == (tmp_path / "data").resolve()
 
 
 def test_the_checker_sees_a_planted_cycle(tmp_path):
