@@ -11,24 +11,7 @@ Public API (one module per concept)::
 
 Modules
 -------
-exceptions   BlueInputError, BlueModelError and warning classes
-genes        gene identifier harmonization (Ensembl -> HGNC symbol, aliases, mouse detection)
-io           read_bulk, read_reference (input checks, orientation, units)
-simulation   simulate: pseudo-bulk mixtures from a single-cell reference
-module       BlueNet: the network (tensors only)
-training     train_model: the training loop
-model        BlueModel: genes, cell types, preprocessing, network; save_model / load_model
-store        list_models: pretrained model store
-inference    deconvolve -> Deconvolution
-baselines    NNLS, nu-SVR (CIBERSORT) and closed-form GEP baselines
-metrics      CCC, Pearson, RMSE helpers for benchmarks
-datasets     bundled sample cohorts (sample_data/) by name
-subtypes     SubtypeClustering: consensus clustering of patients on GEPs or proportions
-survival     KaplanMeier / log-rank / Cox summaries per subtype
-enrichment   gene-set enrichment of a subtype's cell-type GEPs (gseapy)
-stats        group comparisons (Mann-Whitney / Kruskal-Wallis + FDR), correlations, marker genes
-ui           view helpers of the Streamlit app (state, cached loaders, figures; no science)
-cli          the ``blue`` command
+Generated from ``_MODULES`` below (each module's docstring summary; a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -40,6 +23,48 @@ from typing import Any
 from ._version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Every public module and the first line of its docstring (tests/engine/test_house.py keeps this list equal to the
+#: modules on disk and their docstrings); the package docstring's module list is generated from it.
+_MODULES: dict[str, str] = {
+    "adaptation": "Cohort adaptation: fine-tune a copy of a model's proportion branch on the user's own bulk cohort.",
+    "bank": 'The simulation bank a model carries for cohort adaptation (``adaptation.safetensors``; see ``adaptation.py``).',
+    "baselines": 'Classical deconvolution baselines: NNLS, nu-SVR (CIBERSORT) and closed-form GEPs.',
+    "bundle": 'An analysis bundle: one zip that holds what a session found, and opens again later.',
+    "calibration": 'Real-cohort calibration of the fit and spread signals: one home for which threshold applies to a model.',
+    "clinical": 'Clinical tables: reading an uploaded table, and which columns can serve as groups, covariates or survival.',
+    "config": 'Configuration objects: the single home of defaults that several modules share.',
+    "datasets": 'Bundled demo cohorts (real public bulk RNA-seq) offered by the app and the CLI.',
+    "enrichment": "Gene-set enrichment of one subtype's cell-type GEPs (gseapy prerank, or over-representation).",
+    "ensemble": 'Ensembles: several trained members read as one model, with per-sample proportion intervals.',
+    "exceptions": 'Errors and warnings raised by BLUE studio.',
+    "features": "Gene selection: the network's input genes (cell-type markers) and output genes (markers + variable genes).",
+    "files": 'Safe file handling: model names that can never become paths, all-or-nothing output folders, zips a user uploads, and tables that cannot run formulas in a spreadsheet.',
+    "genes": 'Gene identifier harmonization: Ensembl IDs and old symbols -> current HGNC symbols.',
+    "hdf5": 'The one rule for opening an HDF5 file (h5ad, ARCHS4-layout archives, references, bundles, results).',
+    "inference": 'deconvolve: cell-type proportions, cell-type GEPs and a fit score for every bulk sample.',
+    "io": 'Reading user input: bulk expression tables and single-cell references.',
+    "labels": 'Derived cell labels and label-free cell subsets for references that come without annotation.',
+    "metrics": 'Agreement metrics used by validation and benchmarks.',
+    "model": 'BlueModel: the user-facing model (genes, cell types, preprocessing, network) and its files.',
+    "module": 'BlueNet: the BLUE network (tensors only; genes, cell types and preprocessing live in ``model.py``).',
+    "plotting": 'Every figure BLUE draws: tables in, plotly figures out.',
+    "qc": "Reference QC: does a single-cell reference carry each cell type's canonical marker genes?",
+    "recipes": 'Training recipes: the reproducible build step of a pretrained tissue model.',
+    "resources": 'Where the shipped package data live: the pretrained models and the demo cohorts.',
+    "simulation": 'Pseudo-bulk simulation: mixtures of single cells with known proportions and per-cell-type profiles.',
+    "stats": 'Group-comparison statistics for the app and the API.',
+    "store": 'The model store: pretrained models found by name.',
+    "streaming": 'Archive scale: deconvolve cohorts that do not fit in memory, chunk by chunk, resumably, and with Dask.',
+    "strictjson": 'Strict JSON: the one place that turns results into JSON (NaN and infinities become ``null``).',
+    "subtypes": 'Patient subtypes: consensus clustering on predicted cell-type GEPs or on proportions.',
+    "survival": 'Survival by subtype: Kaplan-Meier, log-rank tests, Cox hazard ratios (lifelines).',
+    "tables": 'Result tables the app and the CLI show: mean and per-sample cell-type profiles, the comparison with the reference mean, the measured-truth mapping of a cohort, survival tables with units and no empty cells.',
+    "training": 'train_model: simulate pseudo-bulk from a reference and train a BlueNet on it.',
+    "trust": 'Trust signals: does this bulk sample fit the model it was given, and if not, why?',
+    "cli": 'The ``blue`` command line.',
+}
+__doc__ = (__doc__ or "") + "\n".join(f"{name:<12} {summary}" for name, summary in _MODULES.items()) + "\n"
 
 # Public name -> module that defines it. Imported lazily so that `import blue_core`
 # stays fast (torch is only loaded when a model is needed).

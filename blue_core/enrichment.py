@@ -30,7 +30,7 @@ import pandas as pd
 from .exceptions import BlueInputError, BlueWarning
 from .stats import benjamini_hochberg
 
-__all__ = ["enrich", "rank_genes", "list_gene_set_collections", "load_gene_sets"]
+__all__ = ["enrich", "rank_genes", "list_gene_set_collections", "load_gene_sets", "FewGeneSetsWarning"]
 
 logger = logging.getLogger(__name__)
 

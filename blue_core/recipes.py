@@ -94,7 +94,7 @@ from ._types import Progress
 from .hdf5 import read_h5ad
 from .exceptions import BlueInputError
 
-__all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe"]
+__all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "data_root", "calibration_profiles", "recipe_bank"]
 
 logger = logging.getLogger(__name__)
 

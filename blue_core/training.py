@@ -39,7 +39,7 @@ from .qc import check_reference_markers, marker_qc_messages
 from .adaptation import build_bank
 from .simulation import PseudoBulk, _check_reference, cell_types_of, rna_content_factors, simulate, split_reference
 
-__all__ = ["Loss", "blue_loss", "train_model", "platform_factors", "DEFAULT_NETWORK"]
+__all__ = ["Loss", "blue_loss", "train_model", "platform_factors", "DEFAULT_NETWORK", "reference_profiles"]
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ..exceptions import BlueInputError, BlueModelError
 
+__all__ = ["build_parser", "main"]
+
 # Modules under blue_core.cli that contribute sub-commands, in help order.
 _COMMAND_MODULES = ("_engine", "_clinical", "_app")
 

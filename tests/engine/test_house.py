@@ -197,3 +197,36 @@ def test_every_shipped_card_is_strict_json():
     assert cards
     for card in cards:
         json.loads(card.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def _docstring_summary(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def test_the_package_docstring_lists_every_public_module_as_it_describes_itself():
+    """Issue 23.7: the module list is generated from ``_MODULES``, which must equal the modules on disk (it listed
+    ``ui``, long gone, and left out 17) and their own docstring summaries."""
+    on_disk = {p.stem: _docstring_summary(p) for p in CORE.glob("*.py") if not p.name.startswith("_")}
+    on_disk["cli"] = _docstring_summary(CORE / "cli" / "__init__.py")
+    assert bc._MODULES == on_disk
+    for name in on_disk:
+        assert f"\n{name:<12} " in bc.__doc__, name
+
+
+def test_every_public_top_level_definition_is_exported():
+    """Issue 23.7: each module's public functions and classes are in its ``__all__``, and ``__all__`` names only
+    what the module defines or imports."""
+    import importlib
+
+    for path in sorted(CORE.rglob("*.py")):
+        if path.name.startswith("_") and path.name != "__init__.py" or path == CORE / "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        public = [n.name for n in tree.body
+                  if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+        module = importlib.import_module(_module_name(path))
+        exported = getattr(module, "__all__", None)
+        assert exported is not None, f"{path.name}: no __all__"
+        assert not set(public) - set(exported), f"{path.name}: not exported {sorted(set(public) - set(exported))}"
+        assert all(hasattr(module, n) for n in exported), f"{path.name}: __all__ names a missing object"
