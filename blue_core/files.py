@@ -31,7 +31,7 @@ from .exceptions import BlueInputError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["extract_zip", "check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE", "FORMULA_STARTS", "neutralise_formulas", "restore_formulas", "write_csv"]
+__all__ = ["extract_zip", "check_model_name", "is_model_name", "atomic_directory", "check_output_folder", "MODEL_NAME_RULE", "FORMULA_STARTS", "neutralise_formulas", "restore_formulas", "write_csv", "swap_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,24 +132,31 @@ def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False, what
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    backup = None
     try:
-        if target.exists():
-            backup = _sibling(target, "old")
-            os.replace(target, backup)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            if backup is not None:
-                os.replace(backup, target)
-                backup = None
-            raise
+        swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    logger.info("wrote %s", target)
+
+
+def swap_in(finished: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename a finished folder to ``target`` (the one home of the final step of every all-or-nothing write:
+    :func:`atomic_directory` and the resumable streamed runs). An existing ``target`` is first renamed aside, then
+    deleted once the new folder is in place; if that rename fails, the old folder is put back."""
+    finished, target = Path(finished), Path(target)
+    backup = None
+    if target.exists():
+        backup = _sibling(target, "old")
+        os.replace(target, backup)
+    try:
+        os.replace(finished, target)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, target)
+        raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
-    logger.info("wrote %s", target)
 
 
 def _sibling(target: Path, kind: str) -> Path:

@@ -37,7 +37,9 @@ import pandas as pd
 
 from ._types import Progress
 from .exceptions import BlueInputError
-from .files import write_csv
+from .files import swap_in, write_csv
+from .strictjson import dumps
+from .trust import assess
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
@@ -224,6 +226,25 @@ def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str],
     return pd.DataFrame(matrix, index=source.samples[start:stop], columns=present)
 
 
+#: Samples per chunk when none is given (the CLI's --chunk-size default too).
+DEFAULT_CHUNK_SIZE = 5_000
+#: Why streamed runs have no tissue checks (input_report.json, the trust summary, the CLI).
+NO_TISSUE_CHECKS = ("tissue checks are not run on streamed runs (they rank every gene of every sample); the verdict "
+                    "judges the fit and the ensemble spread only. For the tissue checks, deconvolve a few hundred "
+                    "samples in memory (blue deconvolve FILE without --chunk-size)")
+
+
+def _to_linear(frame: pd.DataFrame, log_base: str) -> pd.DataFrame:
+    """A declared log base (``--log-base 2|10|e``) converts every chunk the same way: ``base**x - 1``, floored at 0
+    (per-chunk auto-detection could read two chunks of one file differently, so streaming never guesses)."""
+    if log_base == "auto":
+        return frame
+    from .io import _LOG_BASES
+
+    base = _LOG_BASES[log_base][0]
+    return (np.power(base, frame) - 1.0).clip(lower=0.0)
+
+
 def _check_linear(frame: pd.DataFrame, source: ChunkedBulk) -> None:
     """``read_bulk``'s units rule (``io._convert_units``) on a chunk: streaming takes linear values only."""
     from .io import _convert_units
@@ -234,8 +255,9 @@ def _check_linear(frame: pd.DataFrame, source: ChunkedBulk) -> None:
     _, units, _ = _convert_units(values, source.path.name)  # raises for negative values that are not log-scale
     if units == "log_converted":
         raise BlueInputError(f"{source.path.name}: the values look log-scale (min {values.min():.3g}, max "
-                             f"{values.max():.3g}). Streaming needs linear counts or TPM: convert back, or deconvolve "
-                             "in memory (which converts).")
+                             f"{values.max():.3g}). Streaming needs linear counts or TPM: declare the base "
+                             "(log_base= / --log-base 2|10|e, then every chunk is converted back the same way), or "
+                             "deconvolve in memory (which detects it).")
 
 
 def _quiet_deconvolve(frame: pd.DataFrame, model: BlueModel, batch_size: int):  # noqa: ANN202
@@ -259,6 +281,8 @@ class StreamResult:
         Samples, chunks, and chunks skipped because an interrupted run had finished them.
     files
         Names of the files written.
+    verdicts
+        Samples per verdict (``ok`` / ``caution``; streamed runs have no tissue checks, so no ``wrong input``).
     """
 
     directory: Path
@@ -266,6 +290,7 @@ class StreamResult:
     n_chunks: int
     n_resumed: int
     files: list[str]
+    verdicts: dict[str, int] = field(default_factory=dict)
 
 
 def deconvolve_chunked(
@@ -273,13 +298,14 @@ def deconvolve_chunked(
     model: BlueModel,
     *,
     out: str | os.PathLike,
-    chunk_size: int = 5_000,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     gep: bool = True,
     gep_dtype: Literal["float32", "float16"] = "float32",
     cell_types: Sequence[str] | None = None,
     genes: Sequence[str] | None = None,
     overwrite: bool = False,
     batch_size: int = 256,
+    log_base: Literal["auto", "2", "10", "e"] = "auto",
     progress: Progress | None = None,
     fail_after_chunks: int | None = None,
 ) -> StreamResult:
@@ -307,6 +333,9 @@ def deconvolve_chunked(
         Replace a non-empty ``out``.
     batch_size
         Inference batch size.
+    log_base
+        ``"auto"``: linear values only (log-scale input is refused with the fix); ``"2"``, ``"10"``, ``"e"``: the
+        values are log(x + 1) in that base and every chunk is converted back.
     progress
         ``progress(fraction, message)``.
     fail_after_chunks
@@ -315,7 +344,9 @@ def deconvolve_chunked(
     Returns
     -------
     StreamResult
-        The folder and what was done.
+        The folder and what was done, with the verdict counts. The folder holds ``proportions``, ``fit`` (with
+        each sample's ``verdict`` and ``reasons``: the same flag rule as in memory, ``calibration.flag_fit``; no
+        tissue checks, ``NO_TISSUE_CHECKS``), ``expression.zarr``, ``manifest.json`` and ``input_report.json``.
 
     Raises
     ------
@@ -327,10 +358,12 @@ def deconvolve_chunked(
     source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
     if chunk_size < 1:
         raise BlueInputError(f"chunk_size must be >= 1, got {chunk_size}.")
+    if log_base not in ("auto", "2", "10", "e"):
+        raise BlueInputError(f"log_base must be 'auto', '2', '10' or 'e', not {log_base!r}.")
     target = Path(out)
     check_output_folder(target, overwrite=overwrite, what="--out")
     present, plan = _column_plan(source, _model_genes(model))
-    _check_overlap(source, model, present)
+    match = model.check_genes(present, source=source.path.name)  # the in-memory overlap rule, before any work
     keep_types = list(cell_types) if cell_types else list(model.cell_types)
     keep_genes = list(genes) if genes else list(model.output_genes)
     unknown = sorted(set(keep_types) - set(model.cell_types)) + sorted(set(keep_genes) - set(model.output_genes))
@@ -341,7 +374,7 @@ def deconvolve_chunked(
     partial = target.with_name(target.name + ".partial")
     manifest = {"source": str(source.path.resolve()), "n_samples": source.n_samples, "model": model.name,
                 "weights_sha256": (model.card or {}).get("weights_sha256"), "chunk_size": chunk_size, "gep": gep,
-                "gep_dtype": gep_dtype, "cell_types": keep_types, "genes": keep_genes}
+                "gep_dtype": gep_dtype, "cell_types": keep_types, "genes": keep_genes, "log_base": log_base}
     if partial.exists():
         try:
             same = json.loads((partial / "manifest.json").read_text()) == manifest
@@ -376,10 +409,11 @@ def deconvolve_chunked(
         if done.exists():
             resumed += 1
             continue
-        frame = _chunk_frame(source, start, stop, present, plan)
+        frame = _to_linear(_chunk_frame(source, start, stop, present, plan), log_base)
         if computed == 0:  # the first chunk this run reads
             _check_linear(frame, source)
         result = _quiet_deconvolve(frame, model, batch_size)
+        result = assess(None, result, model=model).annotate(result)  # the verdict, as in memory (no tissue checks)
         result.proportions_table().rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.proportions.parquet")
         result.fit.rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.fit.parquet")
         if store is not None:
@@ -398,27 +432,36 @@ def deconvolve_chunked(
             progress((i + 1) / len(chunks), f"chunk {i + 1}/{len(chunks)} ({stop:,} of {source.n_samples:,} samples)")
         if fail_after_chunks is not None and computed >= fail_after_chunks:
             raise KeyboardInterrupt(f"simulated interruption after {computed} chunks")
-    files = _assemble(partial, len(chunks))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
+    files, verdicts = _assemble(partial, len(chunks))
+    report = {"source": source.path.name, "layout": source.layout, "n_samples": source.n_samples,
+              "n_genes": len(source.genes), "n_model_genes": match.n_expected, "n_model_genes_matched": match.n_matched,
+              "input_panel": match.panel or "", "log_base": log_base,
+              "adaptation": {"ran": False, "reason": "streamed runs are never adapted (a chunk is not a cohort)"},
+              "verdicts": verdicts, "tissue_checks": NO_TISSUE_CHECKS}
+    (partial / "input_report.json").write_text(dumps(report, indent=1))
+    files.append("input_report.json")
+    swap_in(partial, target)  # files.atomic_directory's final step: the old folder is replaced only when all is written
     logger.info("deconvolved %d samples in %d chunks (%d resumed) into %s", source.n_samples, len(chunks), resumed, target)
     return StreamResult(directory=target, n_samples=source.n_samples, n_chunks=len(chunks), n_resumed=resumed,
-                        files=files)
+                        files=files, verdicts=verdicts)
 
 
-def _assemble(partial: Path, n_chunks: int) -> list[str]:
-    """Concatenate the per-chunk tables (one chunk in memory at a time) into CSV and parquet."""
+def _assemble(partial: Path, n_chunks: int) -> tuple[list[str], dict[str, int]]:
+    """Concatenate the per-chunk tables (one chunk in memory at a time) into CSV and parquet; count the verdicts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = []
+    verdicts = {"ok": 0, "caution": 0, "wrong input": 0}
     for kind in ("proportions", "fit"):
         writer = None
         csv_path, pq_path = partial / f"{kind}.csv", partial / f"{kind}.parquet"
         with open(csv_path, "w", encoding="utf-8") as csv:
             for i in range(n_chunks):
                 part = pd.read_parquet(partial / "parts" / f"{i:06d}.{kind}.parquet")
+                if kind == "fit" and "verdict" in part:
+                    for verdict, count in part["verdict"].value_counts().items():
+                        verdicts[str(verdict)] = verdicts.get(str(verdict), 0) + int(count)
                 write_csv(part, csv, header=i == 0)
                 table = pa.Table.from_pandas(part)
                 writer = writer or pq.ParquetWriter(pq_path, table.schema)
@@ -429,14 +472,14 @@ def _assemble(partial: Path, n_chunks: int) -> list[str]:
     shutil.rmtree(partial / "parts")
     if (partial / "expression.zarr").exists():
         files.append("expression.zarr")
-    return files
+    return files, verdicts
 
 
 def deconvolve_dask(
     source: ChunkedBulk | str | os.PathLike,
     model: BlueModel,
     *,
-    chunk_size: int = 10_000,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     scheduler: str | None = None,
     batch_size: int = 256,
 ) -> pd.DataFrame:
@@ -456,7 +499,7 @@ def deconvolve_dask(
 
     source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
     present, plan = _column_plan(source, _model_genes(model))
-    _check_overlap(source, model, present)
+    match = model.check_genes(present, source=source.path.name)  # the in-memory overlap rule, before any work
     path = str(source.path)
 
     def run(start: int, stop: int, shared_model: Any) -> pd.DataFrame:

@@ -267,7 +267,7 @@ class TrustReport:
         return dataclasses.replace(result, fit=fit)
 
 
-def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: BlueModel,
+def assess(bulk: ad.AnnData | pd.DataFrame | None, result: Deconvolution, *, model: BlueModel,
            calibration: Mapping[str, Any] | None = None) -> TrustReport:
     """Combine tissue checks, the real-cohort fit floor and ensemble disagreement into a verdict per sample.
 
@@ -279,7 +279,8 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
     Parameters
     ----------
     bulk
-        The samples x genes input that was deconvolved.
+        The samples x genes input that was deconvolved, or None: no tissue checks (streamed runs, which would have to
+        rank every gene of every sample; the summary says so), the flag rule only.
     result
         Its :class:`~blue_core.inference.Deconvolution`.
     model
@@ -293,8 +294,10 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
         Per-sample verdicts with reasons, the tissue-check rows and a one-line summary.
     """
     cal = calibration if calibration is not None else load_calibration()
-    scores = compartment_scores(bulk)
-    checks = tissue_checks(scores, (model.card or {}).get("tissue"), calibration=cal)
+    if bulk is None:
+        checks = pd.DataFrame(columns=["sample", "compartment", "score", "limit", "cause"])
+    else:
+        checks = tissue_checks(compartment_scores(bulk), (model.card or {}).get("tissue"), calibration=cal)
     fit = result.fit
     spread = fit["member_spread"].to_numpy() if "member_spread" in fit else None
     # the one flag rule deconvolve applied to result.fit (issue 23.2); here with ``calibration`` (the shipped one
@@ -333,6 +336,8 @@ def assess(bulk: ad.AnnData | pd.DataFrame, result: Deconvolution, *, model: Blu
     else:
         summary = (f"All {n} samples look like the tissue of model {model.name!r} and fit it as "
                    + ("real samples of it do." if real_fit else "its simulated validation mixtures do."))
+    if bulk is None:
+        summary += " Tissue checks were not run (streamed run): only the fit and the ensemble spread were judged."
     if not real_fit:
         summary += (f" Model {model.name!r} is not calibrated on real cohorts: its fit limit comes from simulated "
                     "mixtures, which real bulk always fits worse, so expect 'caution' on real samples.")

@@ -126,7 +126,7 @@ def register(subparsers: Any) -> None:
         "archive scale", "Stream a large cohort in sample chunks with bounded memory (h5ad, ARCHS4-layout HDF5, zarr, or "
         "samples x genes CSV/TSV): OUT gets proportions/fit as CSV + parquet and the GEPs in expression.zarr; an "
         "interrupted run resumes where it stopped. Used when --chunk-size or --scheduler is given, or BULK is .h5/.zarr.")
-    big.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default 5000; memory grows with it)")
+    big.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default 5,000; memory grows with it)")
     big.add_argument("--no-gep", action="store_true", help="do not store the GEPs")
     big.add_argument("--gep-dtype", choices=["float32", "float16"], default="float32",
                      help="float16 halves the GEP store and holds log1p(CPM)")
@@ -281,7 +281,7 @@ def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
 def _run_streaming(args: argparse.Namespace) -> int:
     from ..files import atomic_directory, check_output_folder, write_csv
     from ..model import load_model
-    from ..streaming import deconvolve_chunked, deconvolve_dask, open_bulk
+    from ..streaming import DEFAULT_CHUNK_SIZE, NO_TISSUE_CHECKS, deconvolve_chunked, deconvolve_dask, open_bulk
 
     if args.adapt == "on":
         raise BlueInputError("--adapt on is not available for chunked or streamed runs (--chunk-size, --scheduler, "
@@ -290,10 +290,13 @@ def _run_streaming(args: argparse.Namespace) -> int:
     check_output_folder(args.out, overwrite=args.overwrite, what="--out")
     model = load_model(args.model)
     source = open_bulk(args.bulk)
-    chunk = int(args.chunk_size or 5_000)
+    chunk = int(args.chunk_size or DEFAULT_CHUNK_SIZE)
     print(f"model: {model.name!r} ({model.path}); input: {source.n_samples:,} samples x {len(source.genes):,} genes "
           f"({source.layout}), chunks of {chunk:,}", file=sys.stderr)
     if args.scheduler:
+        if args.log_base != "auto":
+            raise BlueInputError("--log-base is not available with --scheduler (Dask runs read linear values only): "
+                                 "convert the values back to linear, or stream with --chunk-size instead.")
         table = deconvolve_dask(source, model, chunk_size=chunk, batch_size=args.batch_size,
                                 scheduler=None if args.scheduler == "local" else args.scheduler)
         with atomic_directory(args.out, overwrite=args.overwrite, what="output folder") as tmp:
@@ -305,10 +308,14 @@ def _run_streaming(args: argparse.Namespace) -> int:
     with _progress_bar("deconvolve") as progress:
         result = deconvolve_chunked(source, model, out=args.out, chunk_size=chunk, gep=not args.no_gep,
                                     gep_dtype=args.gep_dtype, cell_types=args.cell_types, genes=args.genes,
-                                    overwrite=args.overwrite, batch_size=args.batch_size, progress=progress)
+                                    overwrite=args.overwrite, batch_size=args.batch_size, log_base=args.log_base,
+                                    progress=progress)
     resumed = f", {result.n_resumed} resumed" if result.n_resumed else ""
     print(f"deconvolved {result.n_samples:,} samples with {model.name!r} in {result.n_chunks} chunks{resumed}; wrote "
           + ", ".join(f"{args.out}/{f}" for f in result.files))
+    counts = result.verdicts
+    print(f"trust verdict: {counts.get('ok', 0):,} ok, {counts.get('caution', 0):,} caution (per sample in "
+          f"{args.out}/fit.csv); {NO_TISSUE_CHECKS}.", file=sys.stderr)
     return 0
 
 

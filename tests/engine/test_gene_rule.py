@@ -55,3 +55,39 @@ def test_check_genes_refuses_and_warns_with_one_rule():
         model.check_genes(genes[:10] + [f"X{i}" for i in range(100)], source="mine.csv")
     with pytest.raises(BlueInputError, match="Ensembl IDs"):
         model.check_genes([f"ENSG{i:011d}" for i in range(500)])
+
+
+def test_a_streamed_run_carries_the_input_report_and_the_same_verdict_rule(tmp_path):
+    """Issue 23.6: streaming is no thinner than deconvolve: an input report, a per-sample verdict by the in-memory
+    flag rule (tissue checks are not run, and it says so), a declared log base honoured, one final swap."""
+    import json
+
+    from blue_core.streaming import NO_TISSUE_CHECKS
+
+    model = bc.load_model("pbmc")
+    bulk = bc.load_sample("monaco_pbmc").bulk
+    path = tmp_path / "monaco.h5ad"
+    bulk.write_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = deconvolve_chunked(path, model, out=tmp_path / "out", chunk_size=5, gep=False)
+        memory = bc.deconvolve(bulk, model, adapt=False)
+    fit = pd.read_csv(tmp_path / "out" / "fit.csv", index_col=0)
+    flagged = memory.fit["poorly_explained"] | memory.fit["members_disagree"]
+    assert (fit["verdict"] == np.where(flagged, "caution", "ok")).all()
+    assert run.verdicts["ok"] + run.verdicts["caution"] == 12
+    report = json.loads((tmp_path / "out" / "input_report.json").read_text())
+    assert report["n_model_genes_matched"] == report["n_model_genes"] and report["tissue_checks"] == NO_TISSUE_CHECKS
+    assert report["verdicts"] == run.verdicts and not report["adaptation"]["ran"]
+    logged = bulk.copy()
+    logged.X = np.log2(np.asarray(logged.X) + 1.0)
+    log_path = tmp_path / "monaco_log2.h5ad"
+    logged.write_h5ad(log_path)
+    with pytest.raises(BlueInputError, match="--log-base 2"):
+        deconvolve_chunked(log_path, model, out=tmp_path / "refused", gep=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deconvolve_chunked(log_path, model, out=tmp_path / "log", gep=False, log_base="2")
+    linear = pd.read_csv(tmp_path / "out" / "proportions.csv", index_col=0)[model.cell_types]
+    back = pd.read_csv(tmp_path / "log" / "proportions.csv", index_col=0)[model.cell_types]
+    assert np.allclose(linear.to_numpy(), back.to_numpy(), atol=1e-4)
