@@ -433,13 +433,13 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
         raise BlueInputError("[ensemble] seeds must list at least 2 seeds, e.g. seeds = [0, 1, 2, 3, 4].")
     split_seed = int(cfg.get("split_seed", 0))
     trained = list(members or [])
+    references = build_references(recipe)  # once for the whole ensemble: every member and the calibration share it
     for k, seed in enumerate(seeds[len(trained):], start=len(trained)):
         member_recipe = copy.deepcopy(recipe)
         member_recipe["training"] = {**member_recipe.get("training", {}), "seed": seed, "split_seed": split_seed}
         report = None if progress is None else (
             lambda f, m, k=k: progress((k + f) / (len(seeds) + 0.2), f"member {k + 1}/{len(seeds)}: {m}"))
-        trained.append(train_recipe(member_recipe, progress=report))
-    references = build_references(recipe)
+        trained.append(train_recipe(member_recipe, progress=report, references=references))
     model = build_ensemble(
         trained, name=recipe["name"], references=references if len(references) > 1 else next(iter(references.values())),
         validation_fraction=float(recipe.get("training", {}).get("validation_fraction", 0.1)), split_seed=split_seed,
@@ -451,10 +451,13 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
     return model
 
 
-def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
+def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
+                 references: dict[str, Any] | None = None):
     """Build the reference of a parsed recipe (as :func:`read_recipe` returns it) and train a model.
 
-    Benchmarks pass modified copies of a shipped recipe to measure one change at a time.
+    Benchmarks pass modified copies of a shipped recipe to measure one change at a time. ``references``: the
+    recipe's :func:`build_references`, when the caller already built them (an ensemble builds them once for all its
+    members; they are not modified).
 
     Returns
     -------
@@ -464,7 +467,7 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None):
     from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE
     from .training import train_model
 
-    references = build_references(recipe)
+    references = build_references(recipe) if references is None else references
     gep_references, gep_reference_simulation = build_gep_references(recipe, references)
     genes_cfg = recipe.get("genes", {})
     panels = panel_genes(recipe)

@@ -4,6 +4,7 @@ recipe section that merges them into a single-cell reference."""
 from __future__ import annotations
 
 import gzip
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -91,3 +92,38 @@ def test_recipe_profile_references_merge_into_the_reference(tmp_path):
     recipe["profile_references"][0]["cell_types"] = {"Neutrophil": "no_such_column"}
     with pytest.raises(BlueInputError, match="missing"):
         build_references(recipe)
+
+
+def test_an_ensemble_recipe_builds_its_references_once_and_members_equal_lone_runs(tmp_path, monkeypatch):
+    """Issue 23.4: the references are built once per ensemble (they were built once per member plus once), and a
+    member trained on the shared references equals the same member trained alone (nothing mutates them)."""
+    import copy
+
+    import torch
+
+    from blue_core import recipes
+
+    ref = synthetic_reference(n_cells=120, n_genes=60)
+    ref.var_names = [f"G{i}" for i in range(60)]
+    (tmp_path / "sc").mkdir()
+    ref.write_h5ad(tmp_path / "sc" / "ref.h5ad")
+    recipe = {"name": "t", "_path": str(tmp_path / "recipe.toml"), "data_root": str(tmp_path),
+              "references": [{"name": "sc", "path": "sc/ref.h5ad", "cell_type_key": "cell_type"}],
+              "genes": {"n_input_per_cell_type": 5, "max_output_genes": 40, "n_output_per_cell_type": 5,
+                        "n_output_variable": 10},
+              "training": {"n_samples": 48, "n_validation_samples": 16, "cells_per_sample": 20, "epochs": 1,
+                           "proportion_epochs": 1, "batch_size": 16, "threads": 1},
+              "network": {"hidden": 8, "signal_length": 8, "base_channels": 2, "depth": 2},
+              "ensemble": {"seeds": [0, 1], "split_seed": 0}}
+    calls = []
+    real = recipes.build_references
+    monkeypatch.setattr(recipes, "build_references", lambda r: calls.append(1) or real(r))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ensemble = recipes.train_ensemble_recipe(copy.deepcopy(recipe))
+        assert len(calls) == 1
+        alone = copy.deepcopy(recipe)
+        alone["training"] = {**alone["training"], "seed": 1, "split_seed": 0}
+        lone = recipes.train_recipe(alone)
+    shared = ensemble.networks[1].state_dict()
+    assert all(torch.equal(shared[k], v) for k, v in lone.network.state_dict().items())
