@@ -20,6 +20,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .config import VALIDATION_FRACTION
 from .exceptions import BlueInputError
 from .inference import Z90, proportion_intervals
 from .model import BlueModel, preprocess
@@ -35,7 +36,7 @@ def build_ensemble(
     *,
     name: str | None = None,
     references: ad.AnnData | Mapping[str, ad.AnnData] | None = None,
-    validation_fraction: float = 0.1,
+    validation_fraction: float = VALIDATION_FRACTION,
     split_seed: int = 0,
     n_validation: int = 600,
     cells_per_sample: int = 500,

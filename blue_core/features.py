@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .config import EXCLUDE_PATTERN, MIN_FOLD_CHANGE
 from .exceptions import BlueInputError
 from .simulation import _check_reference, cell_types_of
 
@@ -30,11 +31,6 @@ __all__ = ["marker_scores", "select_input_genes", "select_output_genes", "exclud
 
 logger = logging.getLogger(__name__)
 
-#: Genes never used as markers by default: ribosomal, mitochondrially encoded and HLA genes, whose
-#: single-cell (3' UMI) and bulk measurements differ most and whose levels vary with sample handling.
-EXCLUDE_PATTERN = r"^(?:RP[LS]\d+[A-Z]?\d*(?:L\d*|Y\d)?|RPLP\d|RPSA|MRP[LS]\d+[A-Z]?\d*|MT-.+|HLA-.+)$"
-#: Default minimum fold change of a marker (its cell type vs the other cells).
-MIN_FOLD_CHANGE = 1.5
 
 
 def excluded_genes(genes: Sequence[str], pattern: str | None = EXCLUDE_PATTERN) -> np.ndarray:

@@ -259,10 +259,10 @@ class BlueModel:
 
         match = self.match_genes(genes)
         where = f"{source}: " if source else ""
-        panel = f" of its {match.panel} panel" if match.panel else ""
+        panel = f" (its {match.panel} panel)" if match.panel else ""
         if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
             raise BlueInputError(
-                f"{where}{match.n_matched:,} of {match.n_expected:,} model input genes{panel} matched the bulk genes "
+                f"{where}{match.n_matched:,} of {match.n_expected:,} model input genes matched the bulk genes{panel} "
                 f"(need >= {MIN_GENE_FRACTION:.0%}): {_gene_hint(list(genes))}.")
         if match.n_matched < WARN_GENE_FRACTION * match.n_expected:
             warnings.warn(

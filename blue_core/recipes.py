@@ -92,6 +92,7 @@ import scipy.sparse as sp
 
 from ._types import Progress
 from .hdf5 import read_h5ad
+from .config import VALIDATION_FRACTION
 from .exceptions import BlueInputError
 
 __all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "data_root", "calibration_profiles", "recipe_bank"]
@@ -442,7 +443,8 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
         trained.append(train_recipe(member_recipe, progress=report, references=references))
     model = build_ensemble(
         trained, name=recipe["name"], references=references if len(references) > 1 else next(iter(references.values())),
-        validation_fraction=float(recipe.get("training", {}).get("validation_fraction", 0.1)), split_seed=split_seed,
+        validation_fraction=float(recipe.get("training", {}).get("validation_fraction", VALIDATION_FRACTION)),
+        split_seed=split_seed,
         rna_content=recipe.get("simulation", {}).get("rna_content"),
     )
     model.card["ensemble_recipe"] = {"seeds": seeds, "split_seed": split_seed}
@@ -565,7 +567,7 @@ def recipe_bank(recipe: dict[str, Any], model: Any):
         split_seed = int(recipe["ensemble"].get("split_seed", 0))
     else:
         split_seed = int(training.get("split_seed", training.get("seed", 0)))
-    fraction = float(training.get("validation_fraction", 0.1))
+    fraction = float(training.get("validation_fraction", VALIDATION_FRACTION))
     parts = {}
     for name, ref in build_references(recipe).items():
         parts[name], _, _ = split_reference(ref, fractions=(1.0 - fraction, fraction, 0.0), seed=split_seed)

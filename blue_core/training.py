@@ -14,6 +14,7 @@ types), and a profile made of few cells is a noisy target (inverse-variance weig
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -29,10 +30,10 @@ import torch
 
 from ._types import Progress
 from ._version import __version__
-from .config import NetworkConfig
+from .config import GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
 from .exceptions import BlueInputError, BlueWarning
 from .files import check_model_name
-from .features import EXCLUDE_PATTERN, MIN_FOLD_CHANGE, select_input_genes, select_output_genes
+from .features import select_input_genes, select_output_genes
 from .model import PREPROCESSING, BlueModel, preprocess
 from .module import BlueNet
 from .qc import check_reference_markers, marker_qc_messages
@@ -506,193 +507,78 @@ def _validation_metrics(
     )
 
 
-def train_model(
-    reference: ad.AnnData | Mapping[str, ad.AnnData] | Sequence[ad.AnnData],
-    *,
-    input_genes: Sequence[str] | None = None,
-    output_genes: Sequence[str] | None = None,
-    input_panel: Sequence[str] | None = None,
-    input_panels: dict[str, Sequence[str]] | None = None,
-    n_markers: int = 50,
-    n_output_genes: int = 2000,
-    gene_exclude: str | None = EXCLUDE_PATTERN,
-    min_fold_change: float = MIN_FOLD_CHANGE,
-    output_selection: dict[str, Any] | None = None,
-    outputs_include_inputs: bool = True,
-    platform_profiles: pd.DataFrame | None = None,
-    platform_shrinkage: float = 0.5,
-    mixed_fraction: float = 0.0,
-    gep_simulation: dict[str, Any] | None = None,
-    gep_references: Mapping[str, ad.AnnData] | None = None,
-    gep_reference_simulation: Mapping[str, dict[str, Any]] | None = None,
-    gep_early_stopping: Literal["main", "all"] = "main",
-    n_samples: int = 8000,
-    n_validation_samples: int | None = None,
-    cells_per_sample: int = 500,
-    simulation: dict[str, Any] | None = None,
-    network: dict[str, Any] | None = None,
-    epochs: int = 30,
-    proportion_epochs: int = 100,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    proportion_weight: float = 100.0,
-    patience: int = 8,
-    validation_fraction: float = 0.1,
-    seed: int = 0,
-    split_seed: int | None = None,
-    threads: int | None = None,
-    name: str = "blue-model",
-    tissue: str | None = None,
-    description: str = "",
-    provenance: dict[str, Any] | None = None,
-    progress: Progress | None = None,
-) -> BlueModel:
-    """Train a BLUE model on pseudo-bulk simulated from a labelled single-cell reference.
+#: The keyword names ``train_model`` took before its configs (issue 23.3), each routed to (config, field): callers
+#: written for the old signature (recipes' ``[training]`` tables, benches) keep working.
+_LEGACY: dict[str, tuple[str, str]] = {
+    **{k: ("genes", k) for k in ("input_genes", "output_genes", "input_panel", "input_panels", "n_markers",
+                                  "n_output_genes", "min_fold_change", "output_selection", "outputs_include_inputs")},
+    "gene_exclude": ("genes", "exclude"),
+    **{k: ("simulation", k) for k in ("n_samples", "n_validation_samples", "cells_per_sample", "mixed_fraction",
+                                       "platform_shrinkage")},
+    "gep_simulation": ("simulation", "gep_options"),
+    "gep_reference_simulation": ("simulation", "gep_reference_options"),
+    **{k: ("training", k) for k in ("epochs", "proportion_epochs", "batch_size", "lr", "weight_decay",
+                                     "proportion_weight", "patience", "validation_fraction", "seed", "split_seed",
+                                     "threads", "gep_early_stopping")},
+}
 
-    Parameters
-    ----------
-    reference
-        Cells x genes AnnData, raw counts, ``obs['cell_type']`` (optional ``obs['donor']``); or several
-        such references (a ``{name: AnnData}`` mapping or a list) with harmonised labels. With several, no
-        genes are thrown away: the model's genes are the union of the per-reference selections, each
-        pseudo-bulk is simulated from one reference (an equal share each), and the genes a reference did
-        not measure are masked in that pseudo-bulk's input and GEP loss.
-    input_genes
-        Genes the network reads; default: :func:`~blue_core.features.select_input_genes` on the
-        training cells (``n_markers`` per cell type, restricted to ``input_panel``).
-    output_genes
-        Genes of the predicted GEPs; default: :func:`~blue_core.features.select_output_genes`
-        (markers + variable genes + the input genes, at most ``n_output_genes``).
-    input_panel
-        Restrict the default input genes to these (the genes a bulk cohort measures).
-    input_panels
-        Named gene panels (``{"tcga_714": [...], "target_1984": [...]}``) of the cohorts the model must
-        serve when ``input_genes`` is their union: each training pseudo-bulk shows the network only the
-        genes of one random panel (panel dropout), and :func:`~blue_core.inference.deconvolve` checks gene
-        overlap against the best-matching panel. Stored in the card.
-    n_markers
-        Markers per cell type for the default input genes.
-    n_output_genes
-        Cap on the default output genes.
-    gene_exclude, min_fold_change
-        Platform-robust marker selection (see :mod:`blue_core.features`): genes matching ``gene_exclude``
-        (default: ribosomal, mitochondrial, HLA) are never selected, and a marker must be at least
-        ``min_fold_change`` times higher in its type. Genes are selected on training cells only.
-    output_selection
-        Extra keyword arguments of :func:`~blue_core.features.select_output_genes` (``n_per_cell_type``,
-        ``n_variable``) for the default output genes.
-    outputs_include_inputs
-        Put the input genes among the default output genes.
-    platform_profiles, platform_shrinkage
-        Platform calibration (optional): bulk RNA-seq profiles of sorted cells, genes x cell types (any
-        linear unit; columns named like the model's cell types). Per reference, gene and type, the
-        log-ratio of the sorted-cell profile to the type's single-cell mean profile (both CPM over the
-        shared genes, +1 CPM, clipped to +-3) times ``platform_shrinkage`` gives a factor applied to that
-        type's contribution to the simulated bulk (:func:`~blue_core.simulation.simulate`'s
-        ``type_gene_factors``): the network learns to read bulk as bulk RNA-seq measures the types.
-        Factors are computed on training cells only; types without a profile keep factor 1.
-    mixed_fraction
-        With several references: this fraction of the pseudo-bulks mixes cells of all references, on the
-        genes every reference measured (the others masked), so that cell types held by different
-        references (e.g. endocrine cells in one, exocrine in another) occur in one mixture. The rest are
-        simulated from one reference each, in equal shares. Default 0.
-    gep_simulation
-        Simulation settings (see ``simulation``) that only the GEP branch trains on, e.g. a state-varying
-        simulation ``{"n_states": 4, "state_alpha": 0.5}``: the GEP branch then sees type profiles that vary
-        between samples, while the proportion branch (no shared parameters) keeps the plain pseudo-bulks.
-        Recorded in the card (``training.gep_simulation``).
-    gep_references
-        Condition-bearing references ``{name: AnnData}`` (cells x genes counts, ``obs['cell_type']``
-        among the main references' types) that only the GEP branch trains on, e.g. control and
-        interferon-stimulated cells: they add profiles the main references lack without changing the
-        gene selection, the proportion branch or the reference profiles. Their pseudo-bulks take an
-        equal share of the GEP-branch samples beside each main reference; genes they did not measure
-        are masked. Recorded in the card (``training.gep_references``).
-    gep_reference_simulation
-        Per GEP reference, simulation settings on top of ``gep_simulation``, e.g.
-        ``{"kang": {"state_key": "condition", "single_state_fraction": 0.5}}`` (the conditions as states;
-        half the pseudo-bulks from one condition only).
-    gep_early_stopping
-        With ``gep_references``: ``"main"`` (default) stops the GEP branch on the validation pseudo-bulks of
-        the main references only; ``"all"`` also on those of the GEP references (few held-out cells, so a
-        noisy criterion: in bench/results/condition_refs.md it stopped 2 of 3 seeds after one epoch).
-    n_samples
-        Training pseudo-bulks.
-    n_validation_samples
-        Validation pseudo-bulks (default ``max(200, n_samples // 8)``).
-    cells_per_sample
-        Cells per pseudo-bulk.
-    simulation
-        Extra keyword arguments of :func:`~blue_core.simulation.simulate` (``dirichlet_alpha``,
-        ``dominant_fraction``, ``sparse_fraction``, ``gene_noise_sd``, ``sample_noise_sd``,
-        ``noise_batch_size``), used for training and validation pseudo-bulk alike.
-    network
-        BlueNet hyper-parameters overriding :data:`DEFAULT_NETWORK`.
-    epochs
-        Maximum epochs of the GEP branch (U-Net).
-    proportion_epochs
-        Maximum epochs of the proportion branch (MLP). The branches share no parameters, so the loss
-        ``sum_k MSE(GEP_k) + proportion_weight * MSE(proportions)`` splits into one term per branch; each
-        branch is optimised on its own term with its own early stopping, which lets the cheap MLP take
-        many more steps than the costly U-Net.
-    batch_size, lr, weight_decay
-        Adam optimisation settings; the learning rate is halved when the validation loss stalls.
-    proportion_weight
-        Weight of the proportion MSE in the loss (100 in the paper).
-    patience
-        Stop after this many epochs without validation improvement; the best epoch is kept.
-    validation_fraction
-        Fraction of cells (or donors) held out for validation pseudo-bulk.
-    seed
-        Seed for the split, simulation, initialisation, dropout and batching. Only local generators
-        (``numpy.random.Generator``, ``torch.Generator``) are used; the process-wide ones are neither
-        read nor changed, so concurrent trainings in one process (app sessions) stay reproducible.
-    split_seed
-        Seed of the training / validation split (and so of the gene selection) when it should differ from
-        ``seed``: ensemble members share one split (``split_seed``) and differ in ``seed``, so they read the
-        same genes and none has trained on another's validation cells. Default: ``seed``.
-    threads
-        ``torch.set_num_threads`` during training (default: leave torch's setting).
-    name, tissue, description
-        Written to the model card.
-    provenance
-        Training-data provenance (datasets, accessions, citations, recipe), stored in the card.
-    progress
-        Optional callback ``progress(fraction, message)``.
+
+def _resolve_configs(genes: GeneSelection | None, simulation: SimulationConfig | Mapping[str, Any] | None,
+                     training: TrainConfig | None, network: NetworkConfig | Mapping[str, Any] | None,
+                     settings: Mapping[str, Any]) -> tuple[GeneSelection, SimulationConfig, TrainConfig, NetworkConfig]:
+    """The four configs of a run: the given ones (a plain ``simulation`` mapping is ``simulate``'s options, as
+    before the configs), then each keyword of the old signature applied to its config (``_LEGACY``)."""
+    unknown = sorted(set(settings) - set(_LEGACY))
+    if unknown:
+        raise BlueInputError(f"train_model got unknown setting(s) {unknown}; pass genes=GeneSelection(...), "
+                             "simulation=SimulationConfig(...), training=TrainConfig(...), network=NetworkConfig(...) "
+                             f"or one of {sorted(_LEGACY)}.")
+    if simulation is not None and not isinstance(simulation, SimulationConfig):
+        simulation = SimulationConfig(options=dict(simulation))
+    parts: dict[str, Any] = {"genes": genes or GeneSelection(), "simulation": simulation or SimulationConfig(),
+                             "training": training or TrainConfig()}
+    for key, value in settings.items():
+        where, name = _LEGACY[key]
+        parts[where] = dataclasses.replace(parts[where], **{name: value})
+    net = network if isinstance(network, NetworkConfig) else NetworkConfig.from_dict(network)
+    return parts["genes"], parts["simulation"], parts["training"], net
+
+
+def _check_run(reference: Any, gep_references: Mapping[str, ad.AnnData] | None, sim: SimulationConfig,
+               tr: TrainConfig) -> tuple[dict, list[str], dict, dict, dict]:
+    """Every check before any work: references, cell types, settings, GEP references.
 
     Returns
     -------
-    BlueModel
-        The trained model; ``model.card`` holds settings, provenance and validation metrics.
+    tuple
+        ``references``, ``cell_types``, ``reference_qc``, ``extra_refs`` (GEP references), ``extra_sim`` (their
+        simulation settings).
     """
-    check_model_name(name)  # before any work: the name ends up in file and folder names
     references = _as_references(reference)
     cell_types = sorted(set().union(*(cell_types_of(ref) for ref in references.values())))
     reference_qc = {}
     for ref_name, ref in references.items():
         qc_messages = marker_qc_messages(check_reference_markers(ref), name=f"reference {ref_name!r}")
         for text in qc_messages:
-            warnings.warn(text, BlueWarning, stacklevel=2)
+            warnings.warn(text, BlueWarning, stacklevel=3)
         reference_qc[ref_name] = qc_messages
     if len(cell_types) < 2:
         raise BlueInputError(
             f"the reference has {len(cell_types)} cell type(s); BLUE needs at least 2 labelled cell types."
         )
-    if not 0 < validation_fraction < 1:
-        raise BlueInputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
-    if epochs < 1 or proportion_epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
+    if not 0 < tr.validation_fraction < 1:
+        raise BlueInputError(f"validation_fraction must be in (0, 1), got {tr.validation_fraction}.")
+    if tr.epochs < 1 or tr.proportion_epochs < 1 or tr.batch_size < 1 or tr.lr <= 0 or tr.patience < 1:
         raise BlueInputError("epochs, proportion_epochs, batch_size and patience must be >= 1 and lr > 0.")
-    sim_kwargs = dict(simulation or {})
-    for what, settings in (("simulation", sim_kwargs), ("gep_simulation", gep_simulation or {})):
+    for what, settings in (("simulation", sim.options or {}), ("gep_simulation", sim.gep_options or {})):
         bad = set(settings) & _SET_BY_TRAINING
         if bad:
             raise BlueInputError(f"{what}= may not set {sorted(bad)}; these are set by train_model.")
     extra_refs = _as_references(dict(gep_references)) if gep_references else {}
-    extra_sim = {str(k): dict(v) for k, v in (gep_reference_simulation or {}).items()}
+    extra_sim = {str(k): dict(v) for k, v in (sim.gep_reference_options or {}).items()}
     unknown = (set(extra_sim) - set(extra_refs)) | (set(extra_refs) & set(references))
-    if gep_early_stopping not in ("main", "all"):
-        raise BlueInputError(f"gep_early_stopping must be 'main' or 'all', got {gep_early_stopping!r}.")
+    if tr.gep_early_stopping not in ("main", "all"):
+        raise BlueInputError(f"gep_early_stopping must be 'main' or 'all', got {tr.gep_early_stopping!r}.")
     if unknown:
         raise BlueInputError(f"gep_reference_simulation / gep_references name {sorted(unknown)}: each GEP reference "
                              "needs its own name, different from the main references'.")
@@ -704,145 +590,184 @@ def train_model(
         bad = set(extra_sim.get(ref_name, {})) & _SET_BY_TRAINING
         if bad:
             raise BlueInputError(f"gep_reference_simulation[{ref_name!r}] may not set {sorted(bad)}.")
-    gep_branch_own = bool(gep_simulation) or bool(extra_refs)
-    net_kwargs = NetworkConfig.from_dict(network).as_dict()
-    report = progress or (lambda fraction, message: None)
-    t_start = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        # Local generators only: the process-wide numpy / torch generators are shared by every thread
-        # (e.g. every app session), so seeding them would not make a run reproducible.
-        torch_generator = torch.Generator().manual_seed(seed)
-        def split(refs: dict[str, ad.AnnData], what: str) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
-            out = {}
-            for ref_name, ref in refs.items():
-                train_r, val_r, _ = split_reference(
-                    ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
-                    seed=seed if split_seed is None else split_seed,
-                )
-                if val_r.n_obs == 0 or train_r.n_obs == 0:
-                    raise BlueInputError(f"the {what} {ref_name!r} is too small to hold out validation cells; add cells.")
-                out[ref_name] = (train_r, val_r)
-            return out
+    return references, cell_types, reference_qc, extra_refs, extra_sim
 
-        splits, extra_splits = split(references, "reference"), split(extra_refs, "GEP reference")
-        report(0.01, "selecting genes")
-        selection = dict(exclude=gene_exclude, min_fold_change=min_fold_change)
-        if input_genes is None:
-            input_genes = _union([select_input_genes(tr, n_per_cell_type=n_markers, panel=input_panel, **selection)
-                                  for tr, _ in splits.values()])
-        if output_genes is None:
-            include = list(input_genes) if outputs_include_inputs else []
-            output_genes = _union([select_output_genes(tr, max_genes=max(n_output_genes, 1), include=include,
-                                                       **selection, **(output_selection or {}))
-                                   for tr, _ in splits.values()], first=include, cap=max(n_output_genes, 1))
-        input_genes, output_genes = list(map(str, input_genes)), list(map(str, output_genes))
-        measured = {r: set(map(str, ref.var_names)) for r, ref in references.items()}
-        absent = [g for g in input_genes + output_genes if not any(g in m for m in measured.values())]
-        if absent:
-            raise BlueInputError(
-                f"{len(absent)} requested genes are not in the reference (e.g. {absent[:3]}); pick genes among "
-                "reference.var_names."
-            )
 
-        def sim_progress(lo: float, hi: float) -> Progress:
-            return lambda f, m: report(lo + (hi - lo) * f, m)
+def _split(refs: dict[str, ad.AnnData], tr: TrainConfig, what: str) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
+    """Training / validation cells of each reference (``tr.split_seed``, else ``tr.seed``)."""
+    out = {}
+    for ref_name, ref in refs.items():
+        train_r, val_r, _ = split_reference(
+            ref, fractions=(1.0 - tr.validation_fraction, tr.validation_fraction, 0.0),
+            seed=tr.seed if tr.split_seed is None else tr.split_seed,
+        )
+        if val_r.n_obs == 0 or train_r.n_obs == 0:
+            raise BlueInputError(f"the {what} {ref_name!r} is too small to hold out validation cells; add cells.")
+        out[ref_name] = (train_r, val_r)
+    return out
 
-        panel_masks = None
-        if input_panels:
-            panel_masks = [np.isin(np.asarray(input_genes), list(map(str, genes))) for genes in input_panels.values()]
-            if any(not m.any() for m in panel_masks):
-                raise BlueInputError("an input panel shares no gene with the input genes; check input_panels.")
-        n_val = n_validation_samples or max(200, n_samples // 8)
-        sim_splits = dict(splits)
-        shares = {name: 1.0 for name in splits}
-        if mixed_fraction > 0 and len(splits) > 1:
-            # Mixtures across references: cells of every reference on the genes they all measured (other
-            # genes masked), so that types found in different references meet in one pseudo-bulk.
-            sim_splits[MIXED] = tuple(
-                ad.concat([part[k] for part in splits.values()], join="inner", merge="same") for k in (0, 1))
-            for part in sim_splits[MIXED]:
-                part.obs["cell_type"] = pd.Categorical(part.obs["cell_type"].astype(str))
-            shares = {name: (1.0 - mixed_fraction) / len(splits) for name in splits}
-            shares[MIXED] = mixed_fraction
-        n_train_by = _allocate(n_samples, shares)
-        n_val_by = _allocate(n_val, shares)
-        calibration: dict[str, Any] = {}
-        factors_by_ref: dict[str, np.ndarray] = {}
-        if platform_profiles is not None:  # once per reference, shared by the plain and the GEP-branch sets
-            for ref_name, (train_r, _) in splits.items():
-                factors_by_ref[ref_name], calibration[ref_name] = platform_factors(
-                    train_r, platform_profiles, cell_types, shrinkage=platform_shrinkage)
 
-        def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float], parts: dict[str, tuple],
-                          n_train: dict[str, int], n_valid: dict[str, int]) -> tuple:
-            train_parts, val_parts, val_sets = [], [], []
-            for r, (ref_name, (train_r, val_r)) in enumerate(parts.items()):
-                n_train_r, n_val_r = n_train[ref_name], n_valid[ref_name]
-                lo = span[0] + (span[1] - span[0]) * r / len(parts)
-                hi = span[0] + (span[1] - span[0]) * (r + 1) / len(parts)
-                part_seed = seed + 1000 * r + seed_shift
-                factors = factors_by_ref.get(ref_name)  # none for the cross-reference mixtures
-                part_kwargs = {**kwargs, **extra_sim.get(ref_name, {})}
-                if factors is not None:
-                    part_kwargs["type_gene_factors"] = factors
-                train_parts.append(_reference_tensors(
-                    train_r, n_train_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs,
-                    part_seed, panel_masks, sim_progress(lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
-                tensors, val_pb, out_mask = _reference_tensors(
-                    val_r, n_val_r, input_genes, output_genes, cell_types, cells_per_sample, part_kwargs,
-                    part_seed + 1, panel_masks, sim_progress(lo + 0.8 * (hi - lo), hi))
-                val_parts.append(tensors)
-                val_sets.append((val_pb, out_mask))
-            train, val = _concat(train_parts), _concat(val_parts)
-            return train, val, val_sets, val_parts
+def _select_genes(splits: dict[str, tuple], references: dict[str, ad.AnnData], gs: GeneSelection
+                  ) -> tuple[list[str], list[str], list[np.ndarray] | None]:
+    """Input and output genes (selected on training cells unless given) and the input panels' masks."""
+    selection = dict(exclude=gs.exclude, min_fold_change=gs.min_fold_change)
+    input_genes, output_genes = gs.input_genes, gs.output_genes
+    if input_genes is None:
+        input_genes = _union([select_input_genes(tr, n_per_cell_type=gs.n_markers, panel=gs.input_panel, **selection)
+                              for tr, _ in splits.values()])
+    if output_genes is None:
+        include = list(input_genes) if gs.outputs_include_inputs else []
+        output_genes = _union([select_output_genes(tr, max_genes=max(gs.n_output_genes, 1), include=include,
+                                                   **selection, **(gs.output_selection or {}))
+                               for tr, _ in splits.values()], first=include, cap=max(gs.n_output_genes, 1))
+    input_genes, output_genes = list(map(str, input_genes)), list(map(str, output_genes))
+    measured = {r: set(map(str, ref.var_names)) for r, ref in references.items()}
+    absent = [g for g in input_genes + output_genes if not any(g in m for m in measured.values())]
+    if absent:
+        raise BlueInputError(
+            f"{len(absent)} requested genes are not in the reference (e.g. {absent[:3]}); pick genes among "
+            "reference.var_names."
+        )
+    panel_masks = None
+    if gs.input_panels:
+        panel_masks = [np.isin(np.asarray(input_genes), list(map(str, genes))) for genes in gs.input_panels.values()]
+        if any(not m.any() for m in panel_masks):
+            raise BlueInputError("an input panel shares no gene with the input genes; check input_panels.")
+    return input_genes, output_genes, panel_masks
 
-        split_span = (0.02, 0.11) if gep_branch_own else (0.02, 0.2)
-        (x, p, g, m), (vx, vp, vg, vm), val_sets, _ = simulate_sets(sim_kwargs, 0, split_span, sim_splits,
-                                                                 n_train_by, n_val_by)
-        gep_sets = None
-        if gep_branch_own:
-            # The GEP branch learns from its own pseudo-bulks (e.g. state-varying, or with condition-bearing
-            # references); the proportion branch, which shares no parameter with it, keeps the plain ones:
-            # proportions are unchanged by it.
-            gep_parts = {**sim_splits, **extra_splits}
-            gep_shares = {**shares, **{name: sum(shares.values()) / len(shares) for name in extra_splits}}
-            gep_sets = simulate_sets({**sim_kwargs, **(gep_simulation or {})}, 500, (0.11, 0.2), gep_parts,
-                                     _allocate(n_samples, gep_shares), _allocate(n_val, gep_shares))
 
-        net = BlueNet(len(input_genes), len(output_genes), len(cell_types), generator=torch_generator, **net_kwargs)
-        net.init_type_baseline(_type_means(p, g, m) if gep_sets is None else _type_means(gep_sets[0][1], gep_sets[0][2],
-                                                                                         gep_sets[0][3]))
-        history: list[dict[str, Any]] = []
-        best_epochs: dict[str, int] = {}
-        t_train = time.perf_counter()
-        stages = (("proportion", proportion_epochs, 0.2, 0.35), ("gep", epochs, 0.35, 0.97))
-        for branch, n_epochs, lo, hi in stages:
-            if branch == "gep" and gep_sets is not None:
-                (tx, tp, tg, tm), (wx, wp, wg, wm), _, gep_val_parts = gep_sets
-                if extra_splits and gep_early_stopping == "main":  # stop on the main references' validation only
-                    wx, wp, wg, wm = _concat(gep_val_parts[: len(sim_splits)])
-                train_set, val_set, masks = (tx, tp, tg), (wx, wp, wg), (tm, wm)
-            else:
-                train_set, val_set, masks = (x, p, g), (vx, vp, vg), (m, vm)
-            best_epochs[branch] = _fit_branch(
-                net, branch, train_set, val_set, epochs=n_epochs, batch_size=batch_size, lr=lr,
-                weight_decay=weight_decay, patience=patience, proportion_weight=proportion_weight,
-                seed=seed, history=history, report=lambda f, m_, lo=lo, hi=hi: report(lo + (hi - lo) * f, m_),
-                masks=masks,
-            )
-        net.set_generator(None)  # the model outlives this run: keep no reference to its generator
-        train_seconds = time.perf_counter() - t_train
-        v_total, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, proportion_weight, 512, vm)
-        validation = _validation_metrics(val_sets, pred_p, pred_g)
-        validation.update(best_epoch=best_epochs["gep"], proportion_best_epoch=best_epochs["proportion"],
-                          val_loss=float(v_total))
-        report(0.99, "validated")
-    finally:
-        torch.set_num_threads(previous_threads)
-    total_seconds = time.perf_counter() - t_start
+@dataclass
+class _Simulated:
+    """The pseudo-bulk sets of a run (``_simulate_all``)."""
+
+    plain: tuple  # (train tensors, validation tensors, validation sets, validation parts)
+    gep: tuple | None  # the GEP branch's own sets, or None
+    shares: dict[str, float]
+    sim_splits: dict[str, tuple]
+    n_val: int
+    factors_by_ref: dict[str, np.ndarray]
+    calibration: dict[str, Any]
+
+
+def _simulate_all(splits: dict, extra_splits: dict, cell_types: list[str], input_genes: list[str],
+                  output_genes: list[str], panel_masks: list[np.ndarray] | None, sim: SimulationConfig,
+                  tr: TrainConfig, extra_sim: dict, platform_profiles: pd.DataFrame | None, report: Progress
+                  ) -> _Simulated:
+    """The training and validation pseudo-bulks: per reference (and mixed across references), plain for the
+    proportion branch and, when the GEP branch has its own settings or references, its own set."""
+    n_val = sim.n_validation_samples or max(200, sim.n_samples // 8)
+    sim_splits = dict(splits)
+    shares = {name: 1.0 for name in splits}
+    if sim.mixed_fraction > 0 and len(splits) > 1:
+        # Mixtures across references: cells of every reference on the genes they all measured (other
+        # genes masked), so that types found in different references meet in one pseudo-bulk.
+        sim_splits[MIXED] = tuple(
+            ad.concat([part[k] for part in splits.values()], join="inner", merge="same") for k in (0, 1))
+        for part in sim_splits[MIXED]:
+            part.obs["cell_type"] = pd.Categorical(part.obs["cell_type"].astype(str))
+        shares = {name: (1.0 - sim.mixed_fraction) / len(splits) for name in splits}
+        shares[MIXED] = sim.mixed_fraction
+    calibration: dict[str, Any] = {}
+    factors_by_ref: dict[str, np.ndarray] = {}
+    if platform_profiles is not None:  # once per reference, shared by the plain and the GEP-branch sets
+        for ref_name, (train_r, _) in splits.items():
+            factors_by_ref[ref_name], calibration[ref_name] = platform_factors(
+                train_r, platform_profiles, cell_types, shrinkage=sim.platform_shrinkage)
+
+    def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float], parts: dict[str, tuple],
+                      n_train: dict[str, int], n_valid: dict[str, int]) -> tuple:
+        train_parts, val_parts, val_sets = [], [], []
+        for r, (ref_name, (train_r, val_r)) in enumerate(parts.items()):
+            lo = span[0] + (span[1] - span[0]) * r / len(parts)
+            hi = span[0] + (span[1] - span[0]) * (r + 1) / len(parts)
+            part_seed = tr.seed + 1000 * r + seed_shift
+            factors = factors_by_ref.get(ref_name)  # none for the cross-reference mixtures
+            part_kwargs = {**kwargs, **extra_sim.get(ref_name, {})}
+            if factors is not None:
+                part_kwargs["type_gene_factors"] = factors
+            train_parts.append(_reference_tensors(
+                train_r, n_train[ref_name], input_genes, output_genes, cell_types, sim.cells_per_sample, part_kwargs,
+                part_seed, panel_masks, _sub_progress(report, lo, lo + 0.8 * (hi - lo)), in_place=True)[0])
+            tensors, val_pb, out_mask = _reference_tensors(
+                val_r, n_valid[ref_name], input_genes, output_genes, cell_types, sim.cells_per_sample, part_kwargs,
+                part_seed + 1, panel_masks, _sub_progress(report, lo + 0.8 * (hi - lo), hi))
+            val_parts.append(tensors)
+            val_sets.append((val_pb, out_mask))
+        return _concat(train_parts), _concat(val_parts), val_sets, val_parts
+
+    sim_kwargs = dict(sim.options or {})
+    gep_branch_own = bool(sim.gep_options) or bool(extra_splits)
+    split_span = (0.02, 0.11) if gep_branch_own else (0.02, 0.2)
+    plain = simulate_sets(sim_kwargs, 0, split_span, sim_splits, _allocate(sim.n_samples, shares),
+                          _allocate(n_val, shares))
+    gep_sets = None
+    if gep_branch_own:
+        # The GEP branch learns from its own pseudo-bulks (e.g. state-varying, or with condition-bearing
+        # references); the proportion branch, which shares no parameter with it, keeps the plain ones:
+        # proportions are unchanged by it.
+        gep_parts = {**sim_splits, **extra_splits}
+        gep_shares = {**shares, **{name: sum(shares.values()) / len(shares) for name in extra_splits}}
+        gep_sets = simulate_sets({**sim_kwargs, **(sim.gep_options or {})}, 500, (0.11, 0.2), gep_parts,
+                                 _allocate(sim.n_samples, gep_shares), _allocate(n_val, gep_shares))
+    return _Simulated(plain, gep_sets, shares, sim_splits, n_val, factors_by_ref, calibration)
+
+
+def _sub_progress(report: Progress, lo: float, hi: float) -> Progress:
+    return lambda f, m: report(lo + (hi - lo) * f, m)
+
+
+def _train_network(sets: _Simulated, cell_types: list[str], input_genes: list[str], output_genes: list[str],
+                   net_cfg: NetworkConfig, tr: TrainConfig, has_gep_references: bool, report: Progress
+                   ) -> tuple[BlueNet, list[dict[str, Any]], dict[str, Any], float]:
+    """Both branches, each on its own loss term with its own early stopping; then the validation metrics.
+
+    Returns
+    -------
+    tuple
+        ``net``, ``history`` (one row per epoch), ``validation`` (metrics), ``train_seconds``.
+    """
+    torch_generator = torch.Generator().manual_seed(tr.seed)
+    (x, p, g, m), (vx, vp, vg, vm), val_sets, _ = sets.plain
+    gep_sets = sets.gep
+    net = BlueNet(len(input_genes), len(output_genes), len(cell_types), generator=torch_generator, **net_cfg.as_dict())
+    net.init_type_baseline(_type_means(p, g, m) if gep_sets is None else _type_means(gep_sets[0][1], gep_sets[0][2],
+                                                                                     gep_sets[0][3]))
+    history: list[dict[str, Any]] = []
+    best_epochs: dict[str, int] = {}
+    t_train = time.perf_counter()
+    stages = (("proportion", tr.proportion_epochs, 0.2, 0.35), ("gep", tr.epochs, 0.35, 0.97))
+    for branch, n_epochs, lo, hi in stages:
+        if branch == "gep" and gep_sets is not None:
+            (tx, tp, tg, tm), (wx, wp, wg, wm), _, gep_val_parts = gep_sets
+            if has_gep_references and tr.gep_early_stopping == "main":  # stop on the main references' validation
+                wx, wp, wg, wm = _concat(gep_val_parts[: len(sets.sim_splits)])
+            train_set, val_set, masks = (tx, tp, tg), (wx, wp, wg), (tm, wm)
+        else:
+            train_set, val_set, masks = (x, p, g), (vx, vp, vg), (m, vm)
+        best_epochs[branch] = _fit_branch(
+            net, branch, train_set, val_set, epochs=n_epochs, batch_size=tr.batch_size, lr=tr.lr,
+            weight_decay=tr.weight_decay, patience=tr.patience, proportion_weight=tr.proportion_weight,
+            seed=tr.seed, history=history, report=lambda f, m_, lo=lo, hi=hi: report(lo + (hi - lo) * f, m_),
+            masks=masks,
+        )
+    net.set_generator(None)  # the model outlives this run: keep no reference to its generator
+    train_seconds = time.perf_counter() - t_train
+    v_total, _, _, pred_p, pred_g = _evaluate(net, vx, vp, vg, tr.proportion_weight, 512, vm)
+    validation = _validation_metrics(val_sets, pred_p, pred_g)
+    validation.update(best_epoch=best_epochs["gep"], proportion_best_epoch=best_epochs["proportion"],
+                      val_loss=float(v_total))
+    return net, history, validation, train_seconds
+
+
+def _training_card(*, tissue: str | None, description: str, provenance: dict[str, Any] | None,
+                   references: dict, splits: dict, reference_qc: dict, gs: GeneSelection, sim: SimulationConfig,
+                   tr: TrainConfig, sets: _Simulated, extra_refs: dict, extra_sim: dict, input_genes: list[str],
+                   output_genes: list[str], cell_types: list[str], panel_masks: list[np.ndarray] | None,
+                   platform_profiles: pd.DataFrame | None, history: list, validation: dict, seconds: tuple[float, float]
+                   ) -> dict[str, Any]:
+    """The card ``train_model`` writes (the one place its fields are decided)."""
+    total_seconds, train_seconds = seconds
+    sim_kwargs = dict(sim.options or {})
     card = dict(
         tissue=tissue,
         description=description,
@@ -850,50 +775,145 @@ def train_model(
         reference_summary=_reference_summary(references, splits),
         gene_selection=dict(
             selected_on="training cells of each reference (validation cells never seen)",
-            exclude_pattern=gene_exclude, min_fold_change=min_fold_change, n_markers_per_cell_type=n_markers,
+            exclude_pattern=gs.exclude, min_fold_change=gs.min_fold_change, n_markers_per_cell_type=gs.n_markers,
             union_over_references=len(references) > 1,
-            mixed_fraction=mixed_fraction if len(references) > 1 else 0.0,
+            mixed_fraction=sim.mixed_fraction if len(references) > 1 else 0.0,
         ),
         reference_qc=reference_qc,
-        reference_profiles=reference_profiles([tr for tr, _ in splits.values()], output_genes, cell_types),
-        platform_calibration=(dict(shrinkage=platform_shrinkage, profile_columns=list(map(str, platform_profiles.columns)),
-                                   per_reference=calibration) if platform_profiles is not None else None),
+        reference_profiles=reference_profiles([t for t, _ in splits.values()], output_genes, cell_types),
+        platform_calibration=(dict(shrinkage=sim.platform_shrinkage,
+                                   profile_columns=list(map(str, platform_profiles.columns)),
+                                   per_reference=sets.calibration) if platform_profiles is not None else None),
         training=dict(
-            n_samples=n_samples, n_validation_samples=n_val, cells_per_sample=cells_per_sample,
-            simulation=sim_kwargs, gep_simulation=dict(gep_simulation) if gep_simulation else None,
+            n_samples=sim.n_samples, n_validation_samples=sets.n_val, cells_per_sample=sim.cells_per_sample,
+            simulation=sim_kwargs, gep_simulation=dict(sim.gep_options) if sim.gep_options else None,
             gep_references=({name: dict(n_cells=int(ref.n_obs), simulation=extra_sim.get(name, {}),
                                         cells_per_type={str(k): int(v) for k, v in
                                                         ref.obs["cell_type"].astype(str).value_counts().items()})
                              for name, ref in extra_refs.items()} or None),
-            gep_early_stopping=gep_early_stopping if extra_refs else None,
-            epochs=epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
-            proportion_epochs=proportion_epochs,
-            proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, proportion_weight=proportion_weight, patience=patience,
-            validation_fraction=validation_fraction, seed=seed,
-            split_seed=seed if split_seed is None else split_seed, threads=torch.get_num_threads() if not threads
-            else int(threads), n_markers=n_markers, input_panel_size=len(input_panel) if input_panel else None,
+            gep_early_stopping=tr.gep_early_stopping if extra_refs else None,
+            epochs=tr.epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
+            proportion_epochs=tr.proportion_epochs,
+            proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=tr.batch_size,
+            lr=tr.lr, weight_decay=tr.weight_decay, proportion_weight=tr.proportion_weight, patience=tr.patience,
+            validation_fraction=tr.validation_fraction, seed=tr.seed,
+            split_seed=tr.seed if tr.split_seed is None else tr.split_seed,
+            threads=torch.get_num_threads() if not tr.threads else int(tr.threads), n_markers=gs.n_markers,
+            input_panel_size=len(gs.input_panel) if gs.input_panel else None,
             history=history,
         ),
         validation=validation,
         input_panels=(
-            {name: [g for g, ok in zip(input_genes, mask) if ok] for name, mask in zip(input_panels, panel_masks)}
+            {name: [g for g, ok in zip(input_genes, mask) if ok] for name, mask in zip(gs.input_panels, panel_masks)}
             if panel_masks else None
         ),
         training_time_s=round(total_seconds, 1),
         network_training_time_s=round(train_seconds, 1),
         blue_version=__version__,
     )
-    logger.info("trained %r in %.0f s; validation %s", name, total_seconds, validation)
     if sim_kwargs.get("rna_content") is not None:
         card["rna_content"] = dict(rna_content_factors(cell_types, sim_kwargs["rna_content"]),
                                    rule="each simulated cell's counts rescaled so that a type's counts per cell "
                                         "follow its mRNA content (simulation.simulate(rna_content=...))")
+    return card
+
+
+def train_model(
+    reference: ad.AnnData | Mapping[str, ad.AnnData] | Sequence[ad.AnnData],
+    *,
+    genes: GeneSelection | None = None,
+    simulation: SimulationConfig | Mapping[str, Any] | None = None,
+    training: TrainConfig | None = None,
+    network: NetworkConfig | Mapping[str, Any] | None = None,
+    gep_references: Mapping[str, ad.AnnData] | None = None,
+    platform_profiles: pd.DataFrame | None = None,
+    name: str = "blue-model",
+    tissue: str | None = None,
+    description: str = "",
+    provenance: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    **settings: Any,
+) -> BlueModel:
+    """Train a BLUE model on pseudo-bulk simulated from a labelled single-cell reference.
+
+    The run is four named steps: check the inputs (``_check_run``), select genes on training cells
+    (``_select_genes``), simulate pseudo-bulk (``_simulate_all``), train both branches (``_train_network``); the
+    card is written in one place (``_training_card``).
+
+    Parameters
+    ----------
+    reference
+        Cells x genes AnnData, raw counts, ``obs['cell_type']`` (optional ``obs['donor']``); or several
+        such references (a ``{name: AnnData}`` mapping or a list) with harmonised labels. With several, no
+        genes are thrown away: the model's genes are the union of the per-reference selections, each
+        pseudo-bulk is simulated from one reference (an equal share each), and the genes a reference did
+        not measure are masked in that pseudo-bulk's input and GEP loss.
+    genes
+        :class:`~blue_core.config.GeneSelection`: which genes the model reads and predicts (default: selected on
+        the training cells only).
+    simulation
+        :class:`~blue_core.config.SimulationConfig`: pseudo-bulk counts and ``simulate`` options; a plain mapping is
+        taken as those options (``dirichlet_alpha``, ``rna_content``, ...), as before the configs.
+    training
+        :class:`~blue_core.config.TrainConfig`: optimisation, early stopping, validation split, seeds. Only local
+        generators are used; the process-wide ones are neither read nor changed.
+    network
+        :class:`~blue_core.config.NetworkConfig` (or a mapping overriding its defaults).
+    gep_references
+        Condition-bearing references ``{name: AnnData}`` that only the GEP branch trains on (e.g. control and
+        interferon-stimulated cells); per-reference settings in ``simulation.gep_reference_options``.
+    platform_profiles
+        Optional bulk profiles of sorted cells (genes x cell types): per reference, gene and type, the shrunk
+        log-ratio to the type's single-cell mean becomes a factor on that type's simulated contribution
+        (``simulation.platform_shrinkage``), so the network reads bulk as bulk RNA-seq measures the types.
+    name, tissue, description
+        Written to the model card.
+    provenance
+        Training-data provenance (datasets, accessions, citations, recipe), stored in the card.
+    progress
+        Optional callback ``progress(fraction, message)``.
+    **settings
+        The keyword names of the old signature (``n_markers=``, ``epochs=``, ``seed=``, ``gep_simulation=``, ...),
+        each applied to its config (``_LEGACY``); an unknown name is refused.
+
+    Returns
+    -------
+    BlueModel
+        The trained model; ``model.card`` holds settings, provenance and validation metrics.
+    """
+    check_model_name(name)  # before any work: the name ends up in file and folder names
+    gs, sim, tr, net_cfg = _resolve_configs(genes, simulation, training, network, settings)
+    references, cell_types, reference_qc, extra_refs, extra_sim = _check_run(reference, gep_references, sim, tr)
+    report = progress or (lambda fraction, message: None)
+    t_start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    if tr.threads:
+        torch.set_num_threads(int(tr.threads))
+    try:
+        splits, extra_splits = _split(references, tr, "reference"), _split(extra_refs, tr, "GEP reference")
+        report(0.01, "selecting genes")
+        input_genes, output_genes, panel_masks = _select_genes(splits, references, gs)
+        sets = _simulate_all(splits, extra_splits, cell_types, input_genes, output_genes, panel_masks, sim, tr,
+                             extra_sim, platform_profiles, report)
+        net, history, validation, train_seconds = _train_network(sets, cell_types, input_genes, output_genes, net_cfg,
+                                                                 tr, bool(extra_splits), report)
+        report(0.99, "validated")
+    finally:
+        torch.set_num_threads(previous_threads)
+    total_seconds = time.perf_counter() - t_start
+    card = _training_card(tissue=tissue, description=description, provenance=provenance, references=references,
+                          splits=splits, reference_qc=reference_qc, gs=gs, sim=sim, tr=tr, sets=sets,
+                          extra_refs=extra_refs, extra_sim=extra_sim, input_genes=input_genes,
+                          output_genes=output_genes, cell_types=cell_types, panel_masks=panel_masks,
+                          platform_profiles=platform_profiles, history=history, validation=validation,
+                          seconds=(total_seconds, train_seconds))
+    logger.info("trained %r in %.0f s; validation %s", name, total_seconds, validation)
     model = BlueModel(name, cell_types, input_genes, output_genes, dict(PREPROCESSING), net, card)
     report(0.995, "simulating the adaptation bank")
-    model.adaptation_bank = build_bank(model, {r: tr for r, (tr, _) in splits.items()},
-                                       n_samples=min(2000, n_samples), cells_per_sample=cells_per_sample, simulation=sim_kwargs,
-                                       per_reference={r: {"type_gene_factors": f} for r, f in factors_by_ref.items()})
+    model.adaptation_bank = build_bank(model, {r: t for r, (t, _) in splits.items()},
+                                       n_samples=min(2000, sim.n_samples), cells_per_sample=sim.cells_per_sample,
+                                       simulation=dict(sim.options or {}),
+                                       per_reference={r: {"type_gene_factors": f} for r, f in sets.factors_by_ref.items()})
     model.card["adaptation_bank"] = dict(
         rule="pseudo-bulks from the training cells with the training simulation settings (seed 4242), for "
              "cohort adaptation (blue_core.adaptation)")

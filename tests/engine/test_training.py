@@ -92,3 +92,27 @@ def test_single_cell_type_is_refused():
     ref = ref[ref.obs["cell_type"] == "type0"].copy()
     with pytest.raises(BlueInputError, match="at least 2"):
         train_model(ref, epochs=1)
+
+
+def test_configs_and_the_old_keywords_train_the_same_model():
+    """Issue 23.3: train_model takes one frozen config per part of the run; the old keyword names still work and
+    give the identical model; an unknown setting is refused with the valid ones."""
+    from blue_core.config import GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
+
+    ref = synthetic_reference(n_cells=150, n_genes=80, seed=0)
+    net = dict(hidden=16, signal_length=16, base_channels=2, depth=2)
+    old = train_model(ref, n_markers=4, n_output_genes=30, n_samples=64, n_validation_samples=32, cells_per_sample=30,
+                      epochs=1, proportion_epochs=2, batch_size=32, lr=2e-3, seed=3, threads=1, network=net,
+                      simulation={"dirichlet_alpha": 0.5}, name="old")
+    new = train_model(ref, genes=GeneSelection(n_markers=4, n_output_genes=30),
+                      simulation=SimulationConfig(n_samples=64, n_validation_samples=32, cells_per_sample=30,
+                                                  options={"dirichlet_alpha": 0.5}),
+                      training=TrainConfig(epochs=1, proportion_epochs=2, batch_size=32, lr=2e-3, seed=3, threads=1),
+                      network=NetworkConfig(**net), name="new")
+    assert old.input_genes == new.input_genes and old.output_genes == new.output_genes
+    assert all(torch.equal(v, new.network.state_dict()[k]) for k, v in old.network.state_dict().items())
+    assert old.card["training"]["simulation"] == new.card["training"]["simulation"] == {"dirichlet_alpha": 0.5}
+    with pytest.raises(BlueInputError, match=r"unknown setting\(s\) \['n_marker'\]"):
+        train_model(ref, n_marker=4)
+    with pytest.raises(BlueInputError, match="unknown training setting"):
+        TrainConfig.from_dict({"epoch": 1})
