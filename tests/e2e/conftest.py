@@ -107,7 +107,7 @@ def open_tab(browser: Any, url: str) -> Iterator[Any]:
     """A fresh browser context (its own Streamlit session) on the first page of the app at ``url``."""
     context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(150_000)  # a loaded 2-core machine (the whole suite at once) needs more than 60 s for an upload's recommendation + first torch import
     page.goto(url)
     page.get_by_role("heading", name="Data & model").wait_for()
     yield page
