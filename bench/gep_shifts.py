@@ -91,7 +91,7 @@ def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None) -> dict[
         sets[condition] = pb
         blue[condition] = res
         shared = [g for g in signature.index if g in set(pb.genes)]
-        cf[condition] = closed_form_gep(bulk.to_df()[shared], res.proportions, signature.loc[shared], normalize="cpm")
+        cf[condition] = closed_form_gep(bulk.to_df()[shared], res.proportions, signature=signature.loc[shared], normalize="cpm")
         cf[condition + "_genes"] = shared
     out: dict[str, float] = {}
     genes_out = sets["ctrl"].output_genes
@@ -217,7 +217,7 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
     tr = recipe.get("training", {})
     train_cells = split_reference(rest, fractions=(1 - tr.get("validation_fraction", 0.1), tr.get("validation_fraction", 0.1), 0.0),
                                   seed=tr.get("seed", 0))[0]
-    ref_mean = pd.DataFrame(reference_profiles([train_cells], model.output_genes, model.cell_types)["values"],
+    ref_mean = pd.DataFrame(reference_profiles([train_cells], output_genes=model.output_genes, cell_types=model.cell_types)["values"],
                             index=model.output_genes)
     pb = bc.simulate(held, 200, cells_per_sample=500, cell_types=model.cell_types,
                      output_genes=[g for g in model.output_genes if g in set(held.var_names)], seed=23)
@@ -225,7 +225,7 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
     res = _quiet(bulk, model)
     signature = signature_from_reference(train_cells, genes=[g for g in pb.output_genes if g in set(train_cells.var_names)])
     shared = list(signature.index)
-    cf = closed_form_gep(bulk.to_df()[shared], res.proportions, signature, normalize="cpm")
+    cf = closed_form_gep(bulk.to_df()[shared], res.proportions, signature=signature, normalize="cpm")
     out: dict[str, float] = {}
     counts = held.obs["cell_type"].astype(str).value_counts()
     for cell_type in model.cell_types:

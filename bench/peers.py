@@ -151,7 +151,7 @@ def _worker_signature(method: str, spec: dict, reference, bulks: dict[str, pd.Da
             start = time.perf_counter()
             tiled = _tile(bulk, n)
             p = fit(tiled, signature)
-            closed_form_gep(tiled, p, full, normalize="cpm")
+            closed_form_gep(tiled, p, signature=full, normalize="cpm")
             res["cost"][str(n)] = time.perf_counter() - start
         out["bulks"][b["name"]] = res
     return out

@@ -157,7 +157,13 @@ def build_bank(model: Any, training_references: Any, *, n_samples: int = 2000, c
 
 
 def adaptation_text(record: Mapping[str, Any] | None) -> str | None:
-    """One plain sentence on what adaptation did (the app shows it, the CLI prints it); None when not asked."""
+    """One plain sentence on what adaptation did (the app shows it, the CLI prints it); None when not asked.
+
+    Returns
+    -------
+    str or None
+        The sentence, or None when adaptation was not asked for.
+    """
     if not record:
         return None
     if record.get("ran"):
@@ -172,10 +178,16 @@ def adaptation_text(record: Mapping[str, Any] | None) -> str | None:
     return f"not adapted to this cohort ({reason}): the shipped networks were used as they are"
 
 
-def refusal(model: Any, n_samples: int, config: AdaptationConfig) -> tuple[str, str] | None:
+def refusal(model: Any, *, n_samples: int, config: AdaptationConfig) -> tuple[str, str] | None:
     """Why a cohort of ``n_samples`` cannot be adapted on with ``model``: ``(short reason, message with the fix)``,
     or None when it can. The one rule: ``adapt_model`` raises the message, ``deconvolve(adapt="auto")`` records
-    the short reason and runs the shipped networks."""
+    the short reason and runs the shipped networks.
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        ``(short reason, full message with the fix)``, or None when the cohort can be adapted on.
+    """
     if getattr(model, "adaptation_bank", None) is None:
         return (f"model {model.name!r} carries no simulation bank",
                 f"model {model.name!r} carries no simulation bank, so it cannot adapt to a cohort; run without "
@@ -194,7 +206,7 @@ def _kl(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return (target * (torch.log(target + eps) - torch.log(pred + eps))).sum(dim=1).mean()
 
 
-def adapt_model(model: Any, values: np.ndarray, present: np.ndarray, *, config: AdaptationConfig | None = None,
+def adapt_model(model: Any, values: np.ndarray, *, present: np.ndarray, config: AdaptationConfig | None = None,
                 progress: Progress | None = None) -> tuple[Any, dict[str, Any]]:
     """Fine-tune a copy of every member's proportion branch on one cohort (see the module docstring).
 
@@ -227,7 +239,7 @@ def adapt_model(model: Any, values: np.ndarray, present: np.ndarray, *, config: 
     config = config or AdaptationConfig()
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[0]
-    refused = refusal(model, n, config)
+    refused = refusal(model, n_samples=n, config=config)
     if refused is not None:
         raise BlueInputError(refused[1])
     bank: SimulationBank = model.adaptation_bank

@@ -39,7 +39,13 @@ class SimulationBank:
 
 
 def write_bank(bank: SimulationBank, path: str | Path) -> str:
-    """Write a bank as safetensors (``values``, ``proportions``); returns its sha256 (hex)."""
+    """Write a bank as safetensors (``values``, ``proportions``); returns its sha256 (hex).
+
+    Returns
+    -------
+    str
+        The sha256 (hex) of the file written.
+    """
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -53,6 +59,11 @@ def write_bank(bank: SimulationBank, path: str | Path) -> str:
 
 def read_bank(path: str | Path, *, n_input_genes: int, n_cell_types: int, sha256: str | None = None) -> SimulationBank:
     """Read a bank written by :func:`write_bank` and check it fits the model (shapes, sha256, values).
+
+    Returns
+    -------
+    SimulationBank
+        The bank's pseudo-bulks (``values``, ``(n, G_in)``) and their proportions (``(n, K)``).
 
     Raises
     ------

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from scipy.optimize import nnls
 from sklearn.svm import NuSVR
 
 from .exceptions import BlueInputError, GeneOverlapWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    import anndata as ad
 
 __all__ = [
     "signature_from_reference",
@@ -43,7 +46,7 @@ _MIN_SHARED_GENES = 2
 
 
 def signature_from_reference(
-    reference,
+    reference: ad.AnnData,
     *,
     genes: Sequence[str] | None = None,
     cell_type_key: str = "cell_type",
@@ -239,8 +242,8 @@ def svr_proportions(
 def closed_form_gep(
     bulk_df: pd.DataFrame,
     proportions: pd.DataFrame,
-    signature: pd.DataFrame,
     *,
+    signature: pd.DataFrame,
     normalize: Literal["none", "cpm"] = "none",
 ) -> np.ndarray:
     """Cell-type expression given fractions: BayesPrism's expected expression E[Z | X].

@@ -81,6 +81,11 @@ def fit_threshold(model: "BlueModel", *, calibration: Mapping[str, Any] | None =
     The real-cohort floor (``REAL_FLOOR_WORDS``) when the calibration holds
     these weights; otherwise the card's ``validation.fit_r_threshold`` (1 % quantile over simulated
     validation mixtures, which real bulk always fits worse).
+
+    Returns
+    -------
+    tuple of (float, str)
+        The fit limit (Pearson r) and its basis, ``"real cohorts"`` or ``"simulated mixtures"``.
     """
     floor = for_model(model, calibration=calibration).get("fit_floor")
     if isinstance(floor, (int, float)):
@@ -92,7 +97,13 @@ def spread_threshold(model: "BlueModel", *,
                      calibration: Mapping[str, Any] | None = None) -> tuple[float | None, ThresholdBasis]:
     """Ensemble-spread ceiling above which a sample's members disagree, and what it was measured on
     (``REAL_SPREAD_WORDS`` when calibrated, else the card's 99 % quantile over validation mixtures;
-    None for a single network)."""
+    None for a single network).
+
+    Returns
+    -------
+    tuple of (float or None, str)
+        The spread limit (None for a single network) and its basis.
+    """
     ceiling = for_model(model, calibration=calibration).get("spread_ceiling")
     if isinstance(ceiling, (int, float)):
         return float(ceiling), "real cohorts"
@@ -124,7 +135,7 @@ class FitFlags:
     spread_basis: ThresholdBasis
 
 
-def flag_fit(model: "BlueModel", fit_r: np.ndarray, member_spread: np.ndarray | None = None, *,
+def flag_fit(model: "BlueModel", fit_r: np.ndarray, *, member_spread: np.ndarray | None = None,
              calibration: Mapping[str, Any] | None = None) -> FitFlags:
     """Flag samples the model reconstructs poorly or whose ensemble members disagree: the one rule that
     :func:`~blue_core.inference.deconvolve` (its ``fit`` table) and :func:`~blue_core.trust.assess` (its
@@ -140,6 +151,11 @@ def flag_fit(model: "BlueModel", fit_r: np.ndarray, member_spread: np.ndarray | 
         ``(n,)`` largest member SD per sample (ensembles), or None.
     calibration
         :func:`load_calibration` output (default: the shipped one).
+
+    Returns
+    -------
+    FitFlags
+        The per-sample flags and the limits they used, with their bases.
     """
     threshold, basis = fit_threshold(model, calibration=calibration)
     poorly = ~(np.asarray(fit_r, dtype=float) >= threshold)

@@ -112,7 +112,13 @@ def guess_time_unit(time_col: str) -> str:
 
 
 def guess_column(columns: Sequence[str], candidates: Sequence[str]) -> str | None:
-    """First column whose lower-cased name is in ``candidates`` (for default selections)."""
+    """First column whose lower-cased name is in ``candidates`` (for default selections).
+
+    Returns
+    -------
+    str or None
+        The column's name, or None when no column matches.
+    """
     lower = {str(c).lower(): str(c) for c in columns}
     for name in candidates:
         if name in lower:
@@ -121,7 +127,13 @@ def guess_column(columns: Sequence[str], candidates: Sequence[str]) -> str | Non
 
 
 def categorical_columns(clinical: pd.DataFrame | None, *, max_levels: int = 8) -> list[str]:
-    """Clinical columns usable as groups: 2..max_levels distinct values."""
+    """Clinical columns usable as groups: 2..max_levels distinct values.
+
+    Returns
+    -------
+    list of str
+        Column names, in table order.
+    """
     if clinical is None:
         return []
     return [str(c) for c in clinical.columns if 2 <= clinical[c].nunique(dropna=True) <= max_levels]
@@ -145,7 +157,13 @@ def is_survival_column(name: str) -> bool:
 
 def numeric_columns(clinical: pd.DataFrame | None, *, min_levels: int = 9) -> list[str]:
     """Numeric clinical columns with many distinct values, usable as a covariate (survival columns left out:
-    a correlation with censored survival times is not meaningful; use Kaplan-Meier / Cox instead)."""
+    a correlation with censored survival times is not meaningful; use Kaplan-Meier / Cox instead).
+
+    Returns
+    -------
+    list of str
+        Column names, in table order.
+    """
     if clinical is None:
         return []
     out = []
@@ -159,7 +177,13 @@ def numeric_columns(clinical: pd.DataFrame | None, *, min_levels: int = 9) -> li
 
 
 def survival_columns(clinical: pd.DataFrame | None) -> tuple[list[str], list[str]]:
-    """Candidate (time columns, event columns) of a clinical table: numeric / two-valued columns."""
+    """Candidate (time columns, event columns) of a clinical table: numeric / two-valued columns.
+
+    Returns
+    -------
+    tuple of (list of str, list of str)
+        Candidate time columns and candidate event columns.
+    """
     if clinical is None:
         return [], []
     times = [str(c) for c in clinical.columns if pd.to_numeric(clinical[c], errors="coerce").notna().sum() >= 3

@@ -30,6 +30,11 @@ VALIDATION_FRACTION = 0.1
 def from_settings(cls: type, values: Mapping[str, Any] | None, *, what: str) -> Any:
     """``cls(**values)`` for a frozen settings dataclass; a key that is not one of its fields is refused.
 
+    Returns
+    -------
+    object
+        An instance of ``cls``.
+
     Raises
     ------
     BlueInputError

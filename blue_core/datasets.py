@@ -130,6 +130,11 @@ def validation_cohorts(model_name: str, *, exclude: str | None = None) -> list[s
     A cohort qualifies when it is meant for the same model (``recommended_model``), so that its bulk is
     deconvolved into the same cell types and genes, and it has a clinical table (survival). ``exclude``:
     the cohort the subtypes were found on.
+
+    Returns
+    -------
+    list of str
+        Names of the demo cohorts (empty when none).
     """
     table = list_samples()
     if table.empty:

@@ -135,13 +135,13 @@ def _calibrate(model: BlueModel, references: Any, validation_fraction: float, sp
     member_props = np.concatenate(members_all, axis=1)
     mean = member_props.mean(axis=0)
     sigma = np.sqrt(np.mean((mean - truth) ** 2, axis=0))
-    _, _, spread = proportion_intervals(member_props, None, model.cell_types)
+    _, _, spread = proportion_intervals(member_props, calibration=None, cell_types=model.cell_types)
     calibration = dict(z=Z90, sigma_by_type={t: float(v) for t, v in zip(model.cell_types, sigma)},
                        spread_threshold=float(np.quantile(spread.max(axis=1), 0.99)),
                        rule=("half-width z * sqrt(member SD^2 + sigma_k^2); sigma_k = the ensemble's RMSE on "
                              f"{truth.shape[0]} validation pseudo-bulks from held-out cells; spread_threshold = 99% "
                              "quantile of the largest member SD there"))
-    lo, hi, _ = proportion_intervals(member_props, calibration, model.cell_types)
+    lo, hi, _ = proportion_intervals(member_props, calibration=calibration, cell_types=model.cell_types)
     calibration["validation_coverage"] = float(np.mean((truth >= lo) & (truth <= hi)))
     return calibration
 

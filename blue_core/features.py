@@ -34,7 +34,13 @@ logger = logging.getLogger(__name__)
 
 
 def excluded_genes(genes: Sequence[str], pattern: str | None = EXCLUDE_PATTERN) -> np.ndarray:
-    """``(G,)`` bool: genes matching ``pattern`` (None: none excluded)."""
+    """``(G,)`` bool: genes matching ``pattern`` (None: none excluded).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(G,)`` bool, True for an excluded gene.
+    """
     if not pattern:
         return np.zeros(len(genes), dtype=bool)
     regex = re.compile(pattern)

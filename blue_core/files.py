@@ -44,7 +44,13 @@ MODEL_NAME_RULE = (
 
 
 def is_model_name(name: object) -> bool:
-    """True when ``name`` is a valid model name (see :data:`MODEL_NAME_RULE`)."""
+    """True when ``name`` is a valid model name (see :data:`MODEL_NAME_RULE`).
+
+    Returns
+    -------
+    bool
+        Whether ``name`` is a valid model name.
+    """
     return isinstance(name, str) and bool(_NAME_RE.fullmatch(name)) and ".." not in name
 
 
@@ -57,6 +63,11 @@ def check_model_name(name: object, *, what: str = "model name") -> str:
         The proposed name (e.g. typed into the app's Train page or given as ``--name``).
     what
         How the message refers to the value.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
 
     Raises
     ------
@@ -75,6 +86,11 @@ def check_model_name(name: object, *, what: str = "model name") -> str:
 
 def check_output_folder(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Path:
     """Check, before any work is done, that ``target`` may be (re)written as an output folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``target`` as a path.
 
     Raises
     ------
@@ -269,12 +285,24 @@ def neutralise_formulas(frame: "pd.DataFrame") -> "pd.DataFrame":
     """A copy of ``frame`` safe to open in a spreadsheet: text cells, column names and index labels that
     start with ``=``, ``+``, ``-``, ``@``, tab, carriage return (or an apostrophe) get a leading ``'``.
     Numbers are unchanged (``-0.5`` the number is not text). Used for every CSV/TSV the code writes;
-    h5ad and parquet keep names unchanged."""
+    h5ad and parquet keep names unchanged.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The safe copy (``frame`` is not changed).
+    """
     return _map_text(frame, _neutral)
 
 
 def restore_formulas(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """Undo :func:`neutralise_formulas` on a table read back from a CSV the code wrote (exact inverse)."""
+    """Undo :func:`neutralise_formulas` on a table read back from a CSV the code wrote (exact inverse).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table as it was before :func:`neutralise_formulas`.
+    """
     return _map_text(frame, _restored)
 
 

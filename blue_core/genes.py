@@ -109,6 +109,11 @@ def strip_version(gene_id: str) -> str:
     """Remove an Ensembl version suffix: ``"ENSG00000141510.16"`` -> ``"ENSG00000141510"``.
 
     ``_PAR_Y`` suffixes are removed too; non-Ensembl identifiers are returned unchanged.
+
+    Returns
+    -------
+    str
+        The identifier without its version suffix.
     """
     if gene_id.startswith("ENS") and _ENSEMBL_RE.match(gene_id):
         return gene_id.split(".", 1)[0].removesuffix("_PAR_Y")
@@ -123,6 +128,11 @@ def detect_id_type(ids: Sequence[str]) -> GeneIdType:
     """Classify identifiers as ``"symbol"``, ``"ensembl"``, ``"ensembl_versioned"`` or ``"mixed"``.
 
     More than 90% of one kind decides; anything in between is ``"mixed"``.
+
+    Returns
+    -------
+    str
+        ``"symbol"``, ``"ensembl"``, ``"ensembl_versioned"`` or ``"mixed"``.
     """
     ids = [str(i) for i in ids]
     if not ids:
@@ -143,6 +153,11 @@ def gene_like_fraction(ids: Sequence[str]) -> float:
     Counts Ensembl gene IDs, approved human symbols and mouse ortholog symbols (aliases are left
     out: short aliases such as ``S1`` collide with common sample names).
     Used to tell a gene axis from a sample axis (orientation detection).
+
+    Returns
+    -------
+    float
+        Fraction in [0, 1].
     """
     ids = [str(i).strip() for i in ids]
     if not ids:
@@ -159,6 +174,11 @@ def looks_like_mouse(ids: Sequence[str]) -> bool:
     those, at least a fifth (and at least 3, or all if fewer) are known mouse symbols that are not
     also approved human symbols (the ortholog table covers only genes with a human ortholog, so
     ``Gm``/``Rik`` genes are not confirmed).
+
+    Returns
+    -------
+    bool
+        Whether the identifiers are mouse symbols.
     """
     symbols = [str(i) for i in ids if not _is_ensembl(str(i))]
     if not symbols:

@@ -46,6 +46,11 @@ def default_adapt(model: BlueModel) -> bool | str:
     A shipped model's card says so (``card["adaptation_bank"]["default"]``) only where adaptation was chosen
     leave-one-cohort-out on real cohorts (``bench/results/selection_loco.md``); a model a user trains adapts only
     when asked.
+
+    Returns
+    -------
+    bool or str
+        ``"auto"`` or False.
     """
     bank = (model.card or {}).get("adaptation_bank") or {}
     return "auto" if bank.get("default") is True and model.adaptation_bank is not None else False
@@ -240,7 +245,7 @@ class Deconvolution:
 
 
 def fit_scores(
-    proportions: np.ndarray, expression: np.ndarray, bulk: np.ndarray, present: np.ndarray | None = None
+    proportions: np.ndarray, expression: np.ndarray, *, bulk: np.ndarray, present: np.ndarray | None = None
 ) -> np.ndarray:
     """Per-sample fit score: Pearson r of log1p(reconstruction) vs log1p(bulk), both CPM over present genes.
 
@@ -379,18 +384,20 @@ def deconvolve(
         props[start:stop] = member_props[:, start:stop].mean(axis=0)
         if out_present.sum() >= 3:
             out_values = _gene_values(block, out_pos, out_present)
-            fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], out_values, out_present)
+            fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
+                                            present=out_present)
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
     intervals: dict[str, pd.DataFrame] = {}
     spread_max = None
     if model.n_members > 1:
-        lo, hi, spread = proportion_intervals(member_props, model.card.get("intervals"), model.cell_types)
+        lo, hi, spread = proportion_intervals(member_props, calibration=model.card.get("intervals"),
+                                              cell_types=model.cell_types)
         intervals = {name: pd.DataFrame(v, index=index, columns=model.cell_types)
                      for name, v in (("proportions_lo", lo), ("proportions_hi", hi), ("member_spread", spread))}
         spread_max = spread.max(axis=1)
-    flags = flag_fit(model, fit_r, spread_max)  # the one flag rule (trust.assess applies it too)
+    flags = flag_fit(model, fit_r, member_spread=spread_max)  # the one flag rule (trust.assess applies it too)
     threshold, basis, poorly = flags.fit_threshold, flags.fit_basis, flags.poorly_explained
     fit = pd.DataFrame({"fit_r": fit_r, "poorly_explained": poorly}, index=index)
     if spread_max is not None:
@@ -455,11 +462,11 @@ def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarr
         config, required = AdaptationConfig(), adapt is True
     else:
         raise BlueInputError(f"adapt must be False, True, 'auto' or an AdaptationConfig, got {adapt!r}.")
-    refused = refusal(model, X.shape[0], config)
+    refused = refusal(model, n_samples=X.shape[0], config=config)
     if refused is not None and not required:
         return model, {"ran": False, "reason": refused[0]}, progress
     sub = None if progress is None else (lambda f, m: progress(0.8 * f, m))
-    adapted, record = adapt_model(model, _gene_values(_dense_block(X), in_pos, present), present, config=config,
+    adapted, record = adapt_model(model, _gene_values(_dense_block(X), in_pos, present), present=present, config=config,
                                   progress=sub)
     rest = None if progress is None else (lambda f, m: progress(0.8 + 0.2 * f, m))
     return adapted, record, rest
@@ -473,7 +480,7 @@ Z90 = 1.6448536269514722
 
 
 def proportion_intervals(
-    member_props: np.ndarray, calibration: dict[str, Any] | None, cell_types: list[str]
+    member_props: np.ndarray, *, calibration: dict[str, Any] | None, cell_types: list[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """90 % intervals of an ensemble's proportions.
 

@@ -5,8 +5,14 @@ All functions take array-likes of equal shape and flatten them; NaNs are dropped
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["ccc", "pearson", "rmse", "per_column", "accuracy_table"]
 
@@ -25,6 +31,11 @@ def ccc(truth: npt.ArrayLike, estimate: npt.ArrayLike) -> float:
 
     ``2 cov(t, e) / (var t + var e + (mean t - mean e)^2)``, population (1/n) moments.
     Returns NaN for fewer than two pairs or zero total variance.
+
+    Returns
+    -------
+    float
+        Lin's CCC in [-1, 1] (NaN without pairs).
     """
     t, e = _paired(truth, estimate)
     if t.size < 2:
@@ -36,7 +47,13 @@ def ccc(truth: npt.ArrayLike, estimate: npt.ArrayLike) -> float:
 
 
 def pearson(truth: npt.ArrayLike, estimate: npt.ArrayLike) -> float:
-    """Pearson correlation over all paired values (NaN when either side is constant)."""
+    """Pearson correlation over all paired values (NaN when either side is constant).
+
+    Returns
+    -------
+    float
+        Pearson r in [-1, 1] (NaN when either side is constant).
+    """
     t, e = _paired(truth, estimate)
     if t.size < 2 or t.std() == 0 or e.std() == 0:
         return float("nan")
@@ -44,15 +61,28 @@ def pearson(truth: npt.ArrayLike, estimate: npt.ArrayLike) -> float:
 
 
 def rmse(truth: npt.ArrayLike, estimate: npt.ArrayLike) -> float:
-    """Root mean squared error over all paired values."""
+    """Root mean squared error over all paired values.
+
+    Returns
+    -------
+    float
+        RMSE, in the unit of the values.
+    """
     t, e = _paired(truth, estimate)
     if t.size == 0:
         return float("nan")
     return float(np.sqrt(np.mean((t - e) ** 2)))
 
 
-def per_column(truth, estimate, metric=pearson) -> dict[str, float]:
-    """Apply ``metric`` to each shared column of two DataFrames (rows aligned by index)."""
+def per_column(truth: "pd.DataFrame", estimate: "pd.DataFrame", *,
+               metric: Callable[[npt.ArrayLike, npt.ArrayLike], float] = pearson) -> dict[str, float]:
+    """Apply ``metric`` to each shared column of two DataFrames (rows aligned by index).
+
+    Returns
+    -------
+    dict
+        Column -> metric value.
+    """
     shared_rows = truth.index.intersection(estimate.index)
     shared_cols = [c for c in truth.columns if c in estimate.columns]
     return {c: metric(truth.loc[shared_rows, c], estimate.loc[shared_rows, c]) for c in shared_cols}

@@ -458,6 +458,11 @@ def resolve_model(name_or_directory: str | os.PathLike) -> tuple[Path, str]:
     the package's ``pretrained/``), never in the working directory; a folder is used only when the
     argument is written as a path (``./pbmc``, ``models/pbmc``, an absolute path, or a ``Path``).
 
+    Returns
+    -------
+    tuple of (pathlib.Path, str)
+        The model's directory and ``"installed"`` or ``"folder"``.
+
     Raises
     ------
     BlueModelError

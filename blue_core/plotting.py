@@ -45,7 +45,13 @@ def _palette(names: Sequence[str]) -> dict[str, str]:
 
 
 def sample_order(proportions: pd.DataFrame, *, sort_by: str | None = None, groups: pd.Series | None = None) -> list[str]:
-    """Order of samples for a bar chart: by group (if any), then by ``sort_by`` descending."""
+    """Order of samples for a bar chart: by group (if any), then by ``sort_by`` descending.
+
+    Returns
+    -------
+    list of str
+        Sample names, in drawing order.
+    """
     frame = proportions.copy()
     keys: list[str] = []
     ascending: list[bool] = []
@@ -67,6 +73,11 @@ def stacked_bar(proportions: pd.DataFrame, *, order: Sequence[str] | None = None
     """Stacked bar chart: one bar per sample, one colour per cell type (fractions sum to 1).
 
     ``color_names`` fixes the colour order, so that two charts give the same name the same colour.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart.
     """
     import plotly.graph_objects as go
 
@@ -115,6 +126,11 @@ def group_box(frame: pd.DataFrame, groups: pd.Series, *, value_name: str = "frac
 
     ``scale_per_feature`` draws one panel per feature with its own y axis (genes' CPM differ by orders of
     magnitude; fractions share one axis).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart.
     """
     import plotly.express as px
 
@@ -137,7 +153,13 @@ def group_box(frame: pd.DataFrame, groups: pd.Series, *, value_name: str = "frac
 
 def scatter_vs(frame: pd.DataFrame, covariate: pd.Series, *, covariate_name: str, value_name: str = "fraction",
                title: str = "") -> "go.Figure":
-    """One panel per feature: value against a numeric clinical covariate, a point per sample."""
+    """One panel per feature: value against a numeric clinical covariate, a point per sample.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart (one panel per feature).
+    """
     import plotly.express as px
 
     data = frame.copy()
@@ -157,7 +179,13 @@ def scatter_vs(frame: pd.DataFrame, covariate: pd.Series, *, covariate_name: str
 
 
 def fit_bar(fit: pd.DataFrame, *, threshold: float | None = None) -> "go.Figure":
-    """Per-sample fit score (``fit_r``); poorly explained samples in red; the model's threshold dashed."""
+    """Per-sample fit score (``fit_r``); poorly explained samples in red; the model's threshold dashed.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart.
+    """
     import plotly.graph_objects as go
 
     frame = fit.copy()
@@ -182,13 +210,25 @@ def fit_bar(fit: pd.DataFrame, *, threshold: float | None = None) -> "go.Figure"
 
 
 def interval_table(result: Deconvolution, sample: str) -> pd.DataFrame:
-    """One sample's proportions with their 90 % interval: cell types x (proportion, lo, hi)."""
+    """One sample's proportions with their 90 % interval: cell types x (proportion, lo, hi).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cell types x (``proportion``, ``lo``, ``hi``), fractions.
+    """
     return pd.DataFrame({"proportion": result.proportions.loc[sample], "lo": result.proportions_lo.loc[sample],
                          "hi": result.proportions_hi.loc[sample]}).rename_axis("cell type")
 
 
 def interval_bars(result: Deconvolution, sample: str) -> "go.Figure":
-    """Bar per cell type (mean proportion of the ensemble) with its 90 % interval as error bars."""
+    """Bar per cell type (mean proportion of the ensemble) with its 90 % interval as error bars.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart.
+    """
     import plotly.graph_objects as go
 
     table = interval_table(result, sample)
@@ -208,7 +248,13 @@ def interval_bars(result: Deconvolution, sample: str) -> "go.Figure":
 
 
 def truth_vs_prediction(predicted: pd.DataFrame, truth: pd.DataFrame, *, title: str) -> "go.Figure":
-    """Measured (x) vs predicted (y) proportions, one colour per cell type, with the identity line."""
+    """Measured (x) vs predicted (y) proportions, one colour per cell type, with the identity line.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The scatter with the identity line.
+    """
     import plotly.graph_objects as go
 
     shared = [c for c in predicted.columns if c in truth.columns]
@@ -233,6 +279,11 @@ def heatmap(frame: pd.DataFrame, *, title: str, colorbar: str, diverging: bool =
 
     ``log_color`` colours by log10(value + 1) (for CPM spanning orders of magnitude); the hover
     still shows the value itself.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The heatmap.
     """
     import plotly.graph_objects as go
 
@@ -253,7 +304,13 @@ def heatmap(frame: pd.DataFrame, *, title: str, colorbar: str, diverging: bool =
 
 
 def forest(summary: pd.DataFrame, *, reference: str) -> "go.Figure":
-    """Hazard ratios with 95% CI per group (log scale), the reference group at 1."""
+    """Hazard ratios with 95% CI per group (log scale), the reference group at 1.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The forest plot (log scale).
+    """
     import plotly.graph_objects as go
 
     rows = summary[np.isfinite(summary["hr"].astype(float))]
@@ -272,7 +329,13 @@ def forest(summary: pd.DataFrame, *, reference: str) -> "go.Figure":
 
 def bar_table(frame: pd.DataFrame, *, x: str, y: str, color: str | None = None, title: str,
               orientation: str = "h") -> "go.Figure":
-    """Horizontal bar chart of a results table (e.g. enrichment scores, hazard ratios)."""
+    """Horizontal bar chart of a results table (e.g. enrichment scores, hazard ratios).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart.
+    """
     import plotly.express as px
 
     data = frame.reset_index()
@@ -404,7 +467,13 @@ def subtype_heatmap(clustering: "SubtypeClustering", n_features: int = 40) -> "g
 
 
 def consensus_matrix(clustering: "SubtypeClustering") -> "go.Figure":
-    """Consensus matrix of the chosen k, samples ordered by subtype (values in [0, 1])."""
+    """Consensus matrix of the chosen k, samples ordered by subtype (values in [0, 1]).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The heatmap.
+    """
     import plotly.graph_objects as go
 
     clustering._check_fitted()

@@ -97,7 +97,13 @@ def check_reference_markers(reference: ad.AnnData, *, min_fold: float = 1.5, min
 
 def marker_qc_messages(report: pd.DataFrame, *, name: str = "the reference") -> list[str]:
     """One warning text per cell type of ``report`` that shows none, or fewer than half, of its canonical
-    markers (missing from the reference or not higher in that type)."""
+    markers (missing from the reference or not higher in that type).
+
+    Returns
+    -------
+    list of str
+        One warning text per cell type short of its markers (empty when all are fine).
+    """
     out = []
     for row in report.itertuples(index=False):
         if row.ok and len(row.shown) >= len(row.markers) / 2:

@@ -83,7 +83,7 @@ import os
 import warnings
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
@@ -95,6 +95,9 @@ from .hdf5 import read_h5ad
 from .config import VALIDATION_FRACTION
 from .exceptions import BlueInputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import BlueModel
+
 __all__ = ["read_recipe", "build_reference", "build_references", "build_gep_references", "gep_reference_subset", "panel_genes", "train_from_recipe", "train_recipe", "train_ensemble_recipe", "data_root", "calibration_profiles", "recipe_bank"]
 
 logger = logging.getLogger(__name__)
@@ -102,7 +105,13 @@ logger = logging.getLogger(__name__)
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a recipe TOML file. Returns the parsed dict with ``_path`` added."""
+    """Read and check a recipe TOML file. Returns the parsed dict with ``_path`` added.
+
+    Returns
+    -------
+    dict
+        The parsed recipe with ``_path`` (the file) added.
+    """
     path = Path(path)
     if not path.is_file():
         raise BlueInputError(f"recipe file {path} does not exist. Pass the path of a recipe.toml, e.g. pretrained/pbmc/recipe.toml.")
@@ -122,7 +131,13 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
 def data_root(recipe: dict[str, Any]) -> Path:
     """Folder that reference paths are relative to: env ``BLUE_SHARED_DATA``, else the recipe's ``data_root``,
     relative to the recipe file's folder (to the working directory for a recipe built in code, without ``_path``).
-    The library never locates data from its own install location."""
+    The library never locates data from its own install location.
+
+    Returns
+    -------
+    pathlib.Path
+        The data folder (absolute).
+    """
     env = os.environ.get("BLUE_SHARED_DATA")
     if env:
         return Path(env)
@@ -270,6 +285,11 @@ def gep_reference_subset(spec: dict[str, Any], obs: pd.DataFrame) -> np.ndarray:
 
     Label-free (:func:`~blue_core.labels.split_cells` on ``subset.column``), so that a benchmark can take
     the complement as held-out cells. All cells without a ``subset``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_cells,)`` bool mask over ``obs``.
     """
     from .labels import split_cells
 
@@ -358,6 +378,11 @@ def build_reference(recipe: dict[str, Any]) -> ad.AnnData:
 
     Only for inspection and for benchmarks that need one matrix; training uses :func:`build_references`
     and loses no genes.
+
+    Returns
+    -------
+    anndata.AnnData
+        Cells x shared genes, counts, ``obs['cell_type']`` and ``obs['reference']``.
     """
     parts = list(build_references(recipe).values())
     if len(parts) == 1:
@@ -375,6 +400,11 @@ def panel_genes(recipe: dict[str, Any]) -> dict[str, list[str]]:
 
     Each panel is read with :func:`~blue_core.io.read_bulk`, so its gene names are harmonised exactly
     as a user's file of that cohort will be at inference time. Empty dict when the recipe has none.
+
+    Returns
+    -------
+    dict
+        Panel name -> gene symbols (empty without panels).
     """
     from .io import read_bulk  # lazy: only panel recipes need it
 
@@ -391,7 +421,13 @@ def panel_genes(recipe: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def calibration_profiles(recipe: dict[str, Any]) -> pd.DataFrame | None:
-    """The recipe's ``[calibration]`` sorted-cell profiles as genes x model cell types (None without one)."""
+    """The recipe's ``[calibration]`` sorted-cell profiles as genes x model cell types (None without one).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Genes x model cell types, or None without a ``[calibration]`` section.
+    """
     cfg = recipe.get("calibration")
     if not cfg:
         return None
@@ -406,9 +442,15 @@ def calibration_profiles(recipe: dict[str, Any]) -> pd.DataFrame | None:
     return pd.DataFrame(out)
 
 
-def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = None):
+def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = None) -> BlueModel:
     """Read a recipe file and build its model: :func:`train_ensemble_recipe` when the recipe has an
-    ``[ensemble]`` section, else :func:`train_recipe`."""
+    ``[ensemble]`` section, else :func:`train_recipe`.
+
+    Returns
+    -------
+    BlueModel
+        The trained model (an ensemble when the recipe has ``[ensemble]``).
+    """
     recipe = read_recipe(path)
     if recipe.get("ensemble"):
         return train_ensemble_recipe(recipe, progress=progress)
@@ -416,13 +458,18 @@ def train_from_recipe(path: str | os.PathLike, *, progress: Progress | None = No
 
 
 def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
-                          members: list | None = None):
+                          members: list | None = None) -> BlueModel:
     """Train the members of a recipe's ``[ensemble]`` (``seeds = [...]``, ``split_seed``) and stack them.
 
     Every member is :func:`train_recipe` with ``training.seed`` = one of the seeds and ``training.split_seed``
     = ``split_seed`` (one shared split: same genes, no member sees the validation cells); the ensemble's
     intervals are calibrated on those held-out cells (:func:`~blue_core.ensemble.build_ensemble`).
     ``members`` may hold already trained members (in seed order) to reuse.
+
+    Returns
+    -------
+    BlueModel
+        The ensemble, its intervals calibrated on the held-out cells.
     """
     import copy
 
@@ -454,7 +501,7 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
 
 
 def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
-                 references: dict[str, Any] | None = None):
+                 references: dict[str, Any] | None = None) -> BlueModel:
     """Build the reference of a parsed recipe (as :func:`read_recipe` returns it) and train a model.
 
     Benchmarks pass modified copies of a shipped recipe to measure one change at a time. ``references``: the
@@ -544,7 +591,7 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
     return model
 
 
-def recipe_bank(recipe: dict[str, Any], model: Any):
+def recipe_bank(recipe: dict[str, Any], model: BlueModel) -> Any:
     """The adaptation bank of a model trained from ``recipe`` (what ``train_model`` builds at the end).
 
     For models trained before banks existed: the recipe's references are split as in training (its

@@ -113,7 +113,13 @@ class PseudoBulk:
 
 
 def cell_types_of(reference: ad.AnnData, cell_type_key: str = "cell_type") -> list[str]:
-    """Sorted cell-type names of a reference (``obs[cell_type_key]``), as strings."""
+    """Sorted cell-type names of a reference (``obs[cell_type_key]``), as strings.
+
+    Returns
+    -------
+    list of str
+        Sorted cell-type names.
+    """
     if cell_type_key not in reference.obs:
         raise BlueInputError(
             f"the reference has no obs['{cell_type_key}'] column with cell-type labels; "

@@ -257,6 +257,11 @@ def zscore(frame: pd.DataFrame, *, axis: int = 0) -> pd.DataFrame:
     """Standardize ``frame`` to mean 0, SD 1 along ``axis`` (0: each column across rows).
 
     Constant rows/columns become 0 rather than NaN, so a heatmap stays drawable.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The standardised table (same shape; a constant column becomes 0).
     """
     mean = frame.mean(axis=axis)
     sd = frame.std(axis=axis, ddof=0).replace(0, np.nan)
@@ -268,6 +273,11 @@ def top_genes(frame: pd.DataFrame, *, n: int = 30, by: str = "variance") -> list
     """Names of the ``n`` columns of a samples x genes table with the largest variance or mean.
 
     Variance is computed on log1p(values) so that a few very high genes do not dominate.
+
+    Returns
+    -------
+    list of str
+        Up to ``n`` column names, largest first.
     """
     if by not in ("variance", "mean"):
         raise BlueInputError(f"by must be 'variance' or 'mean', not {by!r}.")

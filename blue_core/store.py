@@ -26,7 +26,13 @@ COLUMNS = ["name", "tissue", "cell_types", "n_input_genes", "n_output_genes", "d
 
 
 def search_path() -> list[Path]:
-    """Directories searched for models, in order."""
+    """Directories searched for models, in order.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Directories, first searched first.
+    """
     paths = [Path(p) for p in os.environ.get("BLUE_MODELS_DIR", "").split(os.pathsep) if p]
     installed = package_folder("blue_pretrained")
     if installed is not None:
@@ -46,6 +52,11 @@ def _model_dirs() -> dict[str, Path]:
 
 def find_model(name: str) -> Path:
     """Directory of the model called ``name``.
+
+    Returns
+    -------
+    pathlib.Path
+        The model's directory.
 
     Raises
     ------

@@ -20,35 +20,66 @@ __all__ = ["mean_profiles", "unmeasured_genes", "versus_reference", "sample_prof
 
 
 def mean_profiles(result: Deconvolution) -> pd.DataFrame:
-    """Cell types x genes: each cell type's predicted GEP (CPM) averaged over the samples."""
+    """Cell types x genes: each cell type's predicted GEP (CPM) averaged over the samples.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cell types x genes, CPM.
+    """
     return pd.DataFrame({str(ct): result.gep(ct).mean(axis=0) for ct in result.cell_types}).T
 
 
 def unmeasured_genes(result: Deconvolution) -> set[str]:
-    """Output genes the input did not measure (their GEPs are inferred from the other genes only)."""
+    """Output genes the input did not measure (their GEPs are inferred from the other genes only).
+
+    Returns
+    -------
+    set of str
+        Gene symbols.
+    """
     return set((getattr(result, "input_report", None) or {}).get("unmeasured_output_genes") or [])
 
 
-def versus_reference(result: Deconvolution, model: BlueModel, sample: str, genes: Sequence[str]) -> pd.DataFrame | None:
+def versus_reference(result: Deconvolution, model: BlueModel, *, sample: str, genes: Sequence[str]
+                     ) -> pd.DataFrame | None:
     """Cell types x genes: log2((predicted CPM + 1) / (reference mean CPM + 1)) for one sample -- what is
-    specific to this sample. None when the model's card holds no reference profiles."""
+    specific to this sample. None when the model's card holds no reference profiles.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Cell types x genes, log2 ratios; None when the model has no reference profiles.
+    """
     reference = getattr(model, "reference_profiles", None) if model is not None else None
     if reference is None:
         return None
-    predicted = sample_profiles(result, sample, genes)
+    predicted = sample_profiles(result, sample=sample, genes=genes)
     types = [t for t in predicted.index if t in reference.columns]
     ref = reference.loc[list(genes), types].T
     return np.log2(predicted.loc[types] + 1.0) - np.log2(ref + 1.0)
 
 
-def sample_profiles(result: Deconvolution, sample: str, genes: Sequence[str]) -> pd.DataFrame:
-    """Cell types x genes table of one sample's predicted GEPs (CPM), reshaped from ``result.gep``."""
+def sample_profiles(result: Deconvolution, *, sample: str, genes: Sequence[str]) -> pd.DataFrame:
+    """Cell types x genes table of one sample's predicted GEPs (CPM), reshaped from ``result.gep``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cell types x genes, CPM.
+    """
     return pd.DataFrame({str(ct): result.gep(ct).loc[sample, list(genes)] for ct in result.cell_types}).T
 
 
 def truth_mapping(cohort_info: dict | None, model_name: str) -> tuple[dict[str, str], dict[str, str]] | None:
     """The documented mapping of a model's cell types and a cohort's measured populations onto one
-    vocabulary, from the cohort card: ``truth_mapping[<model>] = {"model": {...}, "truth": {...}}``."""
+    vocabulary, from the cohort card: ``truth_mapping[<model>] = {"model": {...}, "truth": {...}}``.
+
+    Returns
+    -------
+    tuple of (dict, dict) or None
+        ``(model type -> group, measured population -> group)``, or None when undocumented.
+    """
     entry = ((cohort_info or {}).get("truth_mapping") or {}).get(str(model_name))
     if not entry or not entry.get("model") or not entry.get("truth"):
         return None
@@ -87,14 +118,26 @@ def survival_table(survival: SurvivalAnalysis) -> pd.DataFrame:
 
 def at_risk_table(survival: SurvivalAnalysis) -> pd.DataFrame:
     """Numbers at risk per group (rows, natural order) at the Kaplan-Meier ticks (columns named with the unit,
-    e.g. ``"500 days"``)."""
+    e.g. ``"500 days"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Groups x ticks, counts of patients at risk.
+    """
     table = survival.at_risk_.copy()
     table.columns = [f"{t:g} {survival.time_unit}" for t in table.columns]
     return table.rename_axis("subtype")
 
 
 def pairwise_table(survival: SurvivalAnalysis) -> pd.DataFrame:
-    """Pairwise log-rank tests with plain column names (``p`` unadjusted, ``p (Bonferroni)`` over the pairs)."""
+    """Pairwise log-rank tests with plain column names (``p`` unadjusted, ``p (Bonferroni)`` over the pairs).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair of groups.
+    """
     pw = survival.pairwise_
     return pd.DataFrame({"subtype A": pw["group_a"].astype(str), "subtype B": pw["group_b"].astype(str),
                          "log-rank statistic": pw["statistic"].round(2),
@@ -104,7 +147,13 @@ def pairwise_table(survival: SurvivalAnalysis) -> pd.DataFrame:
 
 def validation_table(validations: Sequence[CohortValidation]) -> pd.DataFrame:
     """One row per validation cohort: ``cohort``, ``patients``, ``deaths``, ``log-rank p``, ``Holm p``,
-    ``best subtype there``, ``replicates`` ("yes" / "no: <why>"); every cell filled."""
+    ``best subtype there``, ``replicates`` ("yes" / "no: <why>"); every cell filled.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per validation cohort.
+    """
     rows = []
     for v in validations:
         sa = v.survival

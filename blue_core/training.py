@@ -64,9 +64,9 @@ class Loss:
 def blue_loss(
     pred_proportions: torch.Tensor,
     pred_gep: torch.Tensor,
+    *,
     proportions: torch.Tensor,
     gep: torch.Tensor,
-    *,
     proportion_weight: float = 100.0,
     gene_mask: torch.Tensor | None = None,
 ) -> Loss:
@@ -209,7 +209,7 @@ def _panel_inputs(values: np.ndarray, panel_masks: Sequence[np.ndarray] | None, 
 
 
 def platform_factors(
-    reference: ad.AnnData, profiles: pd.DataFrame, cell_types: Sequence[str], *, shrinkage: float = 0.5,
+    reference: ad.AnnData, profiles: pd.DataFrame, *, cell_types: Sequence[str], shrinkage: float = 0.5,
     clip: float = 3.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Per cell type and gene, how bulk RNA-seq of sorted cells reads relative to single-cell pseudo-bulk.
@@ -279,7 +279,7 @@ def _allocate(n: int, shares: dict[str, float]) -> dict[str, int]:
 
 
 def reference_profiles(
-    references: Sequence[ad.AnnData], output_genes: Sequence[str], cell_types: Sequence[str]
+    references: Sequence[ad.AnnData], *, output_genes: Sequence[str], cell_types: Sequence[str]
 ) -> dict[str, Any]:
     """Each cell type's mean profile in the (training cells of the) references, CPM over the output genes.
 
@@ -459,7 +459,7 @@ def _evaluate(
         for start in range(0, x.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             pp, gg = network(x[sl])
-            loss = blue_loss(pp, gg, p[sl], g[sl], proportion_weight=proportion_weight,
+            loss = blue_loss(pp, gg, proportions=p[sl], gep=g[sl], proportion_weight=proportion_weight,
                              gene_mask=None if mask is None else mask[sl])
             w = pp.shape[0]
             totals += w * np.array([loss.total.item(), loss.gep.item(), loss.proportion.item()])
@@ -491,7 +491,7 @@ def _validation_metrics(
             per_sample = [pearson(true_g[i, k], pred_g[i, k]) for i in np.flatnonzero(present[:, k])[:200]]
             rs_by_type.setdefault(k, []).extend(r for r in per_sample if math.isfinite(r))
         out_idx = np.array([pb.genes.index(gene) for gene in pb.output_genes])
-        fit = fit_scores(pred_p[sl], np.expm1(pred_g), pb.bulk[:, out_idx])
+        fit = fit_scores(pred_p[sl], np.expm1(pred_g), bulk=pb.bulk[:, out_idx])
         fits.append(fit[np.isfinite(fit)])
     true_p = np.concatenate(true_all)
     rs = [float(np.median(v)) for _, v in sorted(rs_by_type.items()) if v]
@@ -672,7 +672,7 @@ def _simulate_all(splits: dict, extra_splits: dict, cell_types: list[str], input
     if platform_profiles is not None:  # once per reference, shared by the plain and the GEP-branch sets
         for ref_name, (train_r, _) in splits.items():
             factors_by_ref[ref_name], calibration[ref_name] = platform_factors(
-                train_r, platform_profiles, cell_types, shrinkage=sim.platform_shrinkage)
+                train_r, platform_profiles, cell_types=cell_types, shrinkage=sim.platform_shrinkage)
 
     def simulate_sets(kwargs: dict[str, Any], seed_shift: int, span: tuple[float, float], parts: dict[str, tuple],
                       n_train: dict[str, int], n_valid: dict[str, int]) -> tuple:
@@ -780,7 +780,8 @@ def _training_card(*, tissue: str | None, description: str, provenance: dict[str
             mixed_fraction=sim.mixed_fraction if len(references) > 1 else 0.0,
         ),
         reference_qc=reference_qc,
-        reference_profiles=reference_profiles([t for t, _ in splits.values()], output_genes, cell_types),
+        reference_profiles=reference_profiles([t for t, _ in splits.values()], output_genes=output_genes,
+                                              cell_types=cell_types),
         platform_calibration=(dict(shrinkage=sim.platform_shrinkage,
                                    profile_columns=list(map(str, platform_profiles.columns)),
                                    per_reference=sets.calibration) if platform_profiles is not None else None),

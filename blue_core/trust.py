@@ -224,7 +224,13 @@ def tissue_checks(scores: pd.DataFrame, tissue: str | None, *, calibration: Mapp
 
 def looks_like(scores: pd.DataFrame, *, calibration: Mapping[str, Any] | None = None) -> str | None:
     """The tissue a cohort looks like from its marker compartments (``LOOKS_LIKE``): the first whose compartment
-    is above its calibrated ceiling in most samples; None when none is (or the data are a gene panel)."""
+    is above its calibrated ceiling in most samples; None when none is (or the data are a gene panel).
+
+    Returns
+    -------
+    str or None
+        The tissue, or None.
+    """
     cal = calibration if calibration is not None else load_calibration()
     for compartment, tissue in LOOKS_LIKE:
         limit = cal.get("ceilings", {}).get(compartment)
@@ -302,7 +308,7 @@ def assess(bulk: ad.AnnData | pd.DataFrame | None, result: Deconvolution, *, mod
     spread = fit["member_spread"].to_numpy() if "member_spread" in fit else None
     # the one flag rule deconvolve applied to result.fit (issue 23.2); here with ``calibration`` (the shipped one
     # unless a caller, e.g. a leave-one-cohort-out bench, passes another)
-    flags = flag_fit(model, fit["fit_r"].to_numpy(), spread, calibration=cal)
+    flags = flag_fit(model, fit["fit_r"].to_numpy(), member_spread=spread, calibration=cal)
     real_fit, real_spread = flags.fit_basis == "real cohorts", flags.spread_basis == "real cohorts"
     floor_words = REAL_FLOOR_WORDS if real_fit else ("the model's 1% quantile on simulated validation mixtures (no "
                                                      "real-cohort calibration for this model)")

@@ -57,8 +57,8 @@ if missing:
 st.subheader("One sample across cell types")
 samples = [str(s) for s in result.proportions.index]
 sample = st.selectbox("Sample", samples, key="gep_sample")
-one = tables.sample_profiles(result, sample, chosen)
-versus = tables.versus_reference(result, app_state.current_model(), sample, chosen)
+one = tables.sample_profiles(result, sample=sample, genes=chosen)
+versus = tables.versus_reference(result, app_state.current_model(), sample=sample, genes=chosen)
 view = "Predicted (CPM)"
 if versus is not None:
     view = st.radio("Show", ["Predicted (CPM)", "Predicted vs the model's reference mean"], key="gep_view",

@@ -30,7 +30,13 @@ _COMMAND_MODULES = ("_engine", "_clinical", "_app")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the ``blue`` argument parser with every available sub-command."""
+    """Build the ``blue`` argument parser with every available sub-command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser with every sub-command.
+    """
     parser = argparse.ArgumentParser(
         prog="blue",
         description="BLUE: cell-type proportions and cell-type expression profiles from bulk RNA-seq.",
@@ -49,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``blue`` command. Returns the process exit code."""
+    """Entry point of the ``blue`` command. Returns the process exit code.
+
+    Returns
+    -------
+    int
+        The process exit code (0 ok, 2 a problem the user can fix).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

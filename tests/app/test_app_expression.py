@@ -82,7 +82,7 @@ def test_sample_profile_against_the_reference_mean() -> None:
     model = app_state.get_model(at.session_state["model_name"])
     sample = at.selectbox(key="gep_sample").value
     genes = [g.rstrip(" †") for g in versus[0]["data"][0]["x"]]
-    expected = tables.versus_reference(result, model, sample, genes)
+    expected = tables.versus_reference(result, model, sample=sample, genes=genes)
     z = array(versus[0]["data"][0]["z"]).reshape(expected.shape)
     assert np.allclose(z, expected.to_numpy(), atol=1e-4)  # log2 (predicted + 1) / (reference + 1)
 

@@ -91,7 +91,7 @@ def test_closed_form_gep_exact_and_conserves_bulk() -> None:
     bulk, theta = _mixtures(sig)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Z = closed_form_gep(bulk, theta, sig)
+        Z = closed_form_gep(bulk, theta, signature=sig)
     assert Z.shape == (8, 4, 60)
     # Sum over cell types gives back the bulk.
     np.testing.assert_allclose(Z.sum(axis=1), bulk.to_numpy(), rtol=1e-10)
@@ -99,7 +99,7 @@ def test_closed_form_gep_exact_and_conserves_bulk() -> None:
     expected = theta.to_numpy()[:, :, None] * sig.to_numpy().T[None]
     np.testing.assert_allclose(Z, expected, rtol=1e-10)
     # CPM normalisation returns the type's own profile.
-    Zc = closed_form_gep(bulk, theta, sig, normalize="cpm")
+    Zc = closed_form_gep(bulk, theta, signature=sig, normalize="cpm")
     np.testing.assert_allclose(Zc, np.broadcast_to(sig.to_numpy().T, Zc.shape), rtol=1e-10)
 
 
@@ -107,8 +107,8 @@ def test_closed_form_gep_input_checks() -> None:
     sig = _signature()
     bulk, theta = _mixtures(sig)
     with pytest.raises(BlueInputError):
-        closed_form_gep(bulk.drop(columns="g0"), theta, sig)
+        closed_form_gep(bulk.drop(columns="g0"), theta, signature=sig)
     with pytest.raises(BlueInputError):
-        closed_form_gep(bulk, theta.iloc[::-1], sig)
+        closed_form_gep(bulk, theta.iloc[::-1], signature=sig)
     with pytest.raises(BlueInputError):
-        closed_form_gep(bulk, theta, sig, normalize="log")  # type: ignore[arg-type]
+        closed_form_gep(bulk, theta, signature=sig, normalize="log")  # type: ignore[arg-type]

@@ -64,9 +64,10 @@ def test_intervals_shape_and_order(ensemble, reference):
 
 def test_proportion_intervals_combine_spread_and_validation_error():
     members = np.array([[[0.5, 0.5]], [[0.7, 0.3]]], dtype=np.float32)  # 2 members, 1 sample, 2 types
-    lo0, hi0, spread = proportion_intervals(members, None, ["a", "b"])
+    lo0, hi0, spread = proportion_intervals(members, calibration=None, cell_types=["a", "b"])
     assert np.allclose(spread, 0.1414, atol=1e-3)
-    lo1, hi1, _ = proportion_intervals(members, {"z": Z90, "sigma_by_type": {"a": 0.1, "b": 0.0}}, ["a", "b"])
+    lo1, hi1, _ = proportion_intervals(members, calibration={"z": Z90, "sigma_by_type": {"a": 0.1, "b": 0.0}},
+                                     cell_types=["a", "b"])
     assert hi1[0, 0] - lo1[0, 0] > hi0[0, 0] - lo0[0, 0]  # validation error widens the interval
     assert np.isclose(hi1[0, 1] - lo1[0, 1], hi0[0, 1] - lo0[0, 1])
 
@@ -156,7 +157,8 @@ def test_real_cohort_error_widens_the_intervals_and_unmeasured_types_take_the_la
         real_cohort_sigma(residuals.iloc[:0], ["A"])
     members = np.full((3, 2, 3), 0.5, dtype=np.float32)  # members agree: the half-width is the calibration alone
     plain = {"z": Z90, "sigma_by_type": {"A": 0.0, "B": 0.0, "C": 0.0}}
-    lo, hi, _ = proportion_intervals(members, plain, ["A", "B", "C"])
+    lo, hi, _ = proportion_intervals(members, calibration=plain, cell_types=["A", "B", "C"])
     assert np.allclose(hi - lo, 0.0)
-    lo, hi, _ = proportion_intervals(members, {**plain, "real_cohorts": {"sigma_by_type": real}}, ["A", "B", "C"])
+    lo, hi, _ = proportion_intervals(members, calibration={**plain, "real_cohorts": {"sigma_by_type": real}},
+                                     cell_types=["A", "B", "C"])
     assert np.allclose((hi - lo)[0], 2 * Z90 * np.array([0.1, 0.3, 0.3]), atol=1e-5)

@@ -156,10 +156,25 @@ def test_blue_core_imports_neither_streamlit_nor_the_app():
 
 
 def _public_functions():
+    """Every function a public module exports (issue 23.7: not only the package's top-level names)."""
+    import importlib
+    import pkgutil
+
+    seen = set()
     for name in bc.__all__:
         obj = getattr(bc, name)
         if inspect.isfunction(obj):
+            seen.add(obj)
             yield name, obj
+    for info in pkgutil.iter_modules(bc.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"blue_core.{info.name}")
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) and obj not in seen:
+                seen.add(obj)
+                yield f"{info.name}.{name}", obj
 
 
 @pytest.mark.parametrize("name, func", list(_public_functions()))
@@ -173,7 +188,8 @@ def test_public_functions_follow_the_api_conventions(name, func):
     doc = inspect.getdoc(func) or ""
     assert doc, f"{name}: no docstring"
     if sig.return_annotation not in (None, "None"):
-        assert "Returns\n-------" in doc, f"{name}: numpydoc Returns section missing"
+        section = "Yields\n------" if inspect.isgeneratorfunction(inspect.unwrap(func)) else "Returns\n-------"
+        assert section in doc, f"{name}: numpydoc {section.splitlines()[0]} section missing"
     for p in params:
         if p.name in {"method", "mode", "features", "kind", "how", "normalize"}:
             assert "Literal" in str(p.annotation), f"{name}({p.name}=...): a mode is a Literal"

@@ -70,8 +70,8 @@ def test_fit_score_perfect_reconstruction():
     geps = rng.gamma(1.0, 100.0, size=(4, 3, 50))
     props = rng.dirichlet(np.ones(3), size=4)
     bulk = np.einsum("nk,nkg->ng", props, geps) * 7.0
-    assert np.allclose(fit_scores(props, geps, bulk), 1.0)
-    assert (fit_scores(props, geps, rng.gamma(1.0, 100.0, size=(4, 50))) < 0.9).all()
+    assert np.allclose(fit_scores(props, geps, bulk=bulk), 1.0)
+    assert (fit_scores(props, geps, bulk=rng.gamma(1.0, 100.0, size=(4, 50))) < 0.9).all()
 
 
 def test_write_and_read_back(setup, tmp_path):

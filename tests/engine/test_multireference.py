@@ -125,7 +125,7 @@ def test_platform_factors_scale_the_bulk_not_the_targets():
                          index=genes)
     sorted_cells = means.copy()
     sorted_cells.loc["GENE150", "type0"] *= 20  # bulk RNA-seq reads this gene much higher in type0
-    factors, summary = platform_factors(ref, sorted_cells, ["type0", "type1", "type2"], shrinkage=0.5)
+    factors, summary = platform_factors(ref, sorted_cells, cell_types=["type0", "type1", "type2"], shrinkage=0.5)
     g = genes.index("GENE150")
     assert factors[0, g] > 2.5 and summary["types"] == ["type0", "type1"]
     assert np.allclose(factors[2], 1.0)  # no profile for type2

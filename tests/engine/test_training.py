@@ -26,11 +26,11 @@ def test_loss_parts_and_masking():
     p = torch.tensor([[0.5, 0.5, 0.0]])
     g = torch.zeros(1, 3, 4)
     pred_g = torch.ones(1, 3, 4)
-    loss = blue_loss(p, pred_g, p, g, proportion_weight=100.0)
+    loss = blue_loss(p, pred_g, proportions=p, gep=g, proportion_weight=100.0)
     assert loss.proportion.item() == 0.0
     assert loss.gep.item() == pytest.approx(2.0)  # the absent third type does not count
     assert loss.total.item() == pytest.approx(2.0)
-    loss2 = blue_loss(torch.tensor([[1.0, 0.0, 0.0]]), pred_g, p, g, proportion_weight=10.0)
+    loss2 = blue_loss(torch.tensor([[1.0, 0.0, 0.0]]), pred_g, proportions=p, gep=g, proportion_weight=10.0)
     assert loss2.total.item() == pytest.approx(loss2.gep.item() + 10.0 * loss2.proportion.item())
 
 
@@ -39,7 +39,7 @@ def test_gep_loss_is_weighted_by_cell_fraction():
     g = torch.zeros(2, 2, 3)
     pred = torch.zeros(2, 2, 3)
     pred[1, 0] = 1.0  # error only where type0 has 10 % of the cells
-    loss = blue_loss(p, pred, p, g)
+    loss = blue_loss(p, pred, proportions=p, gep=g)
     assert loss.gep.item() == pytest.approx(0.1)  # (0.9 * 0 + 0.1 * 1) / (0.9 + 0.1)
 
 
