@@ -296,6 +296,32 @@ def _as_bulk(bulk: Any, model: BlueModel) -> ad.AnnData:
     )
 
 
+def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.ndarray, out_pos: np.ndarray,
+                  batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every member on every sample, in batches: ``props (n, K)``, ``member_props (M, n, K)``, ``expression
+    (n, K, G_out)`` CPM and ``fit_r (n,)`` (NaN with fewer than 3 output genes measured)."""
+    n = X.shape[0]
+    out_present = out_pos >= 0
+    props = np.empty((n, len(model.cell_types)), dtype=np.float32)
+    member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)
+    expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
+    fit_r = np.full(n, np.nan)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        block = _dense_block(X[start:stop])
+        values = _gene_values(block, in_pos, present)
+        member_props[:, start:stop], expression[start:stop] = model.predict_members(preprocess(values, present),
+                                                                                    batch_size=batch_size)
+        props[start:stop] = member_props[:, start:stop].mean(axis=0)
+        if out_present.sum() >= 3:
+            out_values = _gene_values(block, out_pos, out_present)
+            fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
+                                            present=out_present)
+        if progress is not None:
+            progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
+    return props, member_props, expression, fit_r
+
+
 def deconvolve(
     bulk: ad.AnnData | pd.DataFrame | str | Path,
     model: BlueModel | str | Path,
@@ -371,23 +397,8 @@ def deconvolve(
     shipped_name = model.name
     adapt = default_adapt(model) if adapt is None else adapt
     model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
-    props = np.empty((n, len(model.cell_types)), dtype=np.float32)
-    member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)
-    expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
-    fit_r = np.full(n, np.nan)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        block = _dense_block(X[start:stop])
-        values = _gene_values(block, in_pos, present)
-        member_props[:, start:stop], expression[start:stop] = model.predict_members(preprocess(values, present),
-                                                                                    batch_size=batch_size)
-        props[start:stop] = member_props[:, start:stop].mean(axis=0)
-        if out_present.sum() >= 3:
-            out_values = _gene_values(block, out_pos, out_present)
-            fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
-                                            present=out_present)
-        if progress is not None:
-            progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
+    props, member_props, expression, fit_r = _run_networks(model, X, in_pos=in_pos, present=present, out_pos=out_pos,
+                                                           batch_size=batch_size, progress=progress)
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
     intervals: dict[str, pd.DataFrame] = {}
     spread_max = None

@@ -269,6 +269,51 @@ def _quiet_deconvolve(frame: pd.DataFrame, model: BlueModel, batch_size: int):  
         return deconvolve(frame, model, batch_size=batch_size, adapt=False)
 
 
+def _prepare_partial(partial: Path, manifest: dict[str, Any]) -> None:
+    """``<out>.partial/`` for this run: kept (to resume) only when an interrupted run had the same manifest."""
+    if partial.exists():
+        try:
+            same = json.loads((partial / "manifest.json").read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (partial / "parts").mkdir(exist_ok=True)
+
+
+def _gep_store(partial: Path, source: ChunkedBulk, model: BlueModel, keep_types: list[str], keep_genes: list[str],
+               chunk_size: int, gep_dtype: str) -> Any:
+    """The zarr group the GEPs are written to (reopened when resuming)."""
+    import zarr
+
+    path = partial / "expression.zarr"
+    if (path / "zarr.json").exists():
+        return zarr.open_group(str(path), mode="r+")
+    store = zarr.open_group(str(path), mode="w")
+    store.create_array("expression", shape=(source.n_samples, len(keep_types), len(keep_genes)),
+                       chunks=(min(chunk_size, source.n_samples), len(keep_types), len(keep_genes)), dtype=gep_dtype)
+    store.create_array("samples", data=np.asarray(source.samples, dtype=str))
+    store.create_array("cell_types", data=np.asarray(keep_types, dtype=str))
+    store.create_array("genes", data=np.asarray(keep_genes, dtype=str))
+    store.attrs.update(units="log1p(CPM) over the model's output genes" if gep_dtype == "float16"
+                       else "CPM over the model's output genes", model=model.name)
+    return store
+
+
+def _write_gep_block(store: Any, block: np.ndarray, start: int, stop: int, *, type_idx: list[int],
+                     gene_idx: list[int], full: tuple[int, int], gep_dtype: str) -> None:
+    """One chunk's GEPs ``(chunk, K, G)`` into the store; subsets indexed only when asked (no copies otherwise)."""
+    if len(type_idx) != full[0]:
+        block = block[:, type_idx]
+    if len(gene_idx) != full[1]:
+        block = block[:, :, gene_idx]
+    if gep_dtype == "float16":  # CPM reaches 1e6, past float16's 65,504: store log1p(CPM) instead
+        block = np.log1p(block)
+    store["expression"][start:stop] = block if block.dtype == np.dtype(gep_dtype) else block.astype(gep_dtype)
+
+
 @dataclass
 class StreamResult:
     """What :func:`deconvolve_chunked` wrote.
@@ -375,33 +420,8 @@ def deconvolve_chunked(
     manifest = {"source": str(source.path.resolve()), "n_samples": source.n_samples, "model": model.name,
                 "weights_sha256": (model.card or {}).get("weights_sha256"), "chunk_size": chunk_size, "gep": gep,
                 "gep_dtype": gep_dtype, "cell_types": keep_types, "genes": keep_genes, "log_base": log_base}
-    if partial.exists():
-        try:
-            same = json.loads((partial / "manifest.json").read_text()) == manifest
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    (partial / "parts").mkdir(exist_ok=True)
-    store = None
-    if gep:
-        import zarr
-
-        path = partial / "expression.zarr"
-        if (path / "zarr.json").exists():
-            store = zarr.open_group(str(path), mode="r+")
-        else:
-            store = zarr.open_group(str(path), mode="w")
-            store.create_array("expression", shape=(source.n_samples, len(keep_types), len(keep_genes)),
-                               chunks=(min(chunk_size, source.n_samples), len(keep_types), len(keep_genes)),
-                               dtype=gep_dtype)
-            store.create_array("samples", data=np.asarray(source.samples, dtype=str))
-            store.create_array("cell_types", data=np.asarray(keep_types, dtype=str))
-            store.create_array("genes", data=np.asarray(keep_genes, dtype=str))
-            store.attrs.update(units="log1p(CPM) over the model's output genes" if gep_dtype == "float16"
-                               else "CPM over the model's output genes", model=model.name)
+    _prepare_partial(partial, manifest)
+    store = _gep_store(partial, source, model, keep_types, keep_genes, chunk_size, gep_dtype) if gep else None
     chunks = list(source.chunks(chunk_size))
     resumed = computed = 0
     for i, (start, stop) in enumerate(chunks):
@@ -417,15 +437,8 @@ def deconvolve_chunked(
         result.proportions_table().rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.proportions.parquet")
         result.fit.rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.fit.parquet")
         if store is not None:
-            block = result.expression  # (chunk, K, G) float32; index only when a subset is asked (no copies)
-            if len(type_idx) != len(model.cell_types):
-                block = block[:, type_idx]
-            if len(gene_idx) != len(model.output_genes):
-                block = block[:, :, gene_idx]
-            if gep_dtype == "float16":  # CPM reaches 1e6, past float16's 65,504: store log1p(CPM) instead
-                block = np.log1p(block)
-            store["expression"][start:stop] = block if block.dtype == np.dtype(gep_dtype) else block.astype(gep_dtype)
-            del block
+            _write_gep_block(store, result.expression, start, stop, type_idx=type_idx, gene_idx=gene_idx,
+                             full=(len(model.cell_types), len(model.output_genes)), gep_dtype=gep_dtype)
         done.write_text("ok")
         computed += 1
         if progress is not None:
