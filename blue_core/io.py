@@ -487,6 +487,88 @@ def _orient(header: list[str], row_ids: list[str], n_rows: int, n_cols: int) -> 
 
 
 # --------------------------------------------------------------------------------------- public
+def _bulk_from_table(fmt: str, held: list[Any], name: str, limits: InputLimits, report_warnings: list[str],
+                     dropped: list[str]) -> tuple[np.ndarray, list[str], list[str], str, list[str] | None]:
+    """A text or xlsx table as ``(matrix samples x genes, sample IDs, gene IDs, orientation, fallback symbols)``:
+    parsed, header and ID column fixed, oriented, annotation columns dropped (recorded in ``dropped`` and
+    ``report_warnings``). ``held`` is a one-item list with the file's payload, emptied here (no other reference
+    keeps the bytes alive while the table is parsed)."""
+    fallback_symbols: list[str] | None = None
+    payload = held.pop()
+    if fmt == "xlsx":
+        header, body = _parse_xlsx(payload, name, limits)
+    else:
+        limits.check_memory(len(payload) * TEXT_MEMORY_FACTOR, name, f"this {len(payload) / 1e6:,.0f} MB table")
+        text = _decode_text(payload, name)
+        del payload
+        header, body = _parse_text(text, name)
+        del text
+    if body.shape[0] == 0:
+        raise BlueInputError(f"{name} has a header but no data rows. Export the full expression table.")
+    if len(header) < 2:
+        raise BlueInputError(
+            f"{name} has only one column. Check the delimiter (comma or tab) and that samples are columns."
+        )
+    header, body = _fix_headerless(header, body, report_warnings)
+    header, body = _pick_id_column(header, body, dropped)
+    body, row_ids = _drop_unnamed_rows(body, report_warnings)
+    orientation = _orient(header[1:], row_ids, body.shape[0], len(header) - 1)
+    if orientation == "genes_x_samples":
+        sample_cols, value_cols = [], []
+        for k in range(1, len(header)):
+            if _is_annotation(header[k], body[k]):
+                dropped.append(header[k])
+                if header[k].strip().lower() in _SYMBOL_COLUMNS and fallback_symbols is None:
+                    fallback_symbols = ["" if pd.isna(v) else str(v) for v in body[k]]
+            else:
+                sample_cols.append(header[k])
+                value_cols.append(k)
+        _check_unique_samples(sample_cols, name)
+        frame = _numeric_frame(body[value_cols], sample_cols, name, "sample")
+        matrix = frame.to_numpy().T
+        sample_ids, gene_ids = sample_cols, row_ids
+    else:
+        _check_unique_samples(row_ids, name)
+        keep = []
+        for k in range(1, len(header)):
+            if body[k].dtype == object and _is_annotation("", body[k]):
+                dropped.append(header[k])
+            else:
+                keep.append(k)
+        frame = _numeric_frame(body[keep], [header[k] for k in keep], name, "gene column")
+        matrix = frame.to_numpy()
+        sample_ids, gene_ids = row_ids, [header[k] for k in keep]
+    if dropped:
+        report_warnings.append(f"ignored annotation columns: {', '.join(dropped[:10])}")
+    return matrix, sample_ids, gene_ids, orientation, fallback_symbols
+
+
+def _harmonise_genes(matrix: np.ndarray, gene_ids: Sequence[str], fallback_symbols: list[str] | None, name: str,
+                     report_warnings: list[str]) -> tuple[np.ndarray, list[str], Any, int]:
+    """Gene identifiers to current HGNC symbols (mouse refused), duplicates summed; what happened goes to
+    ``report_warnings``. Returns ``(matrix, symbols, mapping, n_summed)``."""
+    _genes.check_not_mouse(gene_ids, what="input")
+    mapping = _genes.map_gene_ids(gene_ids, fallback=fallback_symbols)
+    matrix, symbols, n_summed = _genes.sum_duplicate_genes(matrix, mapping.symbols)
+    if n_summed:
+        report_warnings.append(f"summed {n_summed} duplicated gene rows after mapping identifiers to symbols")
+    if mapping.n_alias_mapped:
+        report_warnings.append(
+            f"renamed {mapping.n_alias_mapped} old gene symbols to current ones (e.g. {', '.join(mapping.alias_examples[:3])})"
+        )
+    recognised = _genes.gene_like_fraction(symbols[:5000])
+    if recognised < 0.2:
+        msg = (
+            f"{name}: only {recognised:.0%} of the gene identifiers are known human genes (e.g. "
+            f"{', '.join(map(str, gene_ids[:3]))}). Use human gene symbols or Ensembl gene IDs (not probe or Entrez IDs)."
+        )
+        warnings.warn(msg, BlueWarning, stacklevel=3)
+        report_warnings.append(msg)
+    if mapping.n_par_y_dropped:
+        report_warnings.append(f"dropped {mapping.n_par_y_dropped} PAR-Y duplicate rows (ENSGR / _PAR_Y)")
+    return matrix, symbols, mapping, n_summed
+
+
 def read_bulk(
     source: BulkSource,
     *,
@@ -552,52 +634,12 @@ def read_bulk(
 
     if fmt == "h5ad":
         matrix, sample_ids, gene_ids, orientation = _bulk_from_h5ad(payload, name, limits)
+        del payload
     else:
-        if fmt == "xlsx":
-            header, body = _parse_xlsx(payload, name, limits)
-        else:
-            limits.check_memory(len(payload) * TEXT_MEMORY_FACTOR, name, f"this {len(payload) / 1e6:,.0f} MB table")
-            text = _decode_text(payload, name)
-            del payload
-            header, body = _parse_text(text, name)
-            del text
-        if body.shape[0] == 0:
-            raise BlueInputError(f"{name} has a header but no data rows. Export the full expression table.")
-        if len(header) < 2:
-            raise BlueInputError(
-                f"{name} has only one column. Check the delimiter (comma or tab) and that samples are columns."
-            )
-        header, body = _fix_headerless(header, body, report_warnings)
-        header, body = _pick_id_column(header, body, dropped)
-        body, row_ids = _drop_unnamed_rows(body, report_warnings)
-        orientation = _orient(header[1:], row_ids, body.shape[0], len(header) - 1)
-        if orientation == "genes_x_samples":
-            sample_cols, value_cols = [], []
-            for k in range(1, len(header)):
-                if _is_annotation(header[k], body[k]):
-                    dropped.append(header[k])
-                    if header[k].strip().lower() in _SYMBOL_COLUMNS and fallback_symbols is None:
-                        fallback_symbols = ["" if pd.isna(v) else str(v) for v in body[k]]
-                else:
-                    sample_cols.append(header[k])
-                    value_cols.append(k)
-            _check_unique_samples(sample_cols, name)
-            frame = _numeric_frame(body[value_cols], sample_cols, name, "sample")
-            matrix = frame.to_numpy().T
-            sample_ids, gene_ids = sample_cols, row_ids
-        else:
-            _check_unique_samples(row_ids, name)
-            keep = []
-            for k in range(1, len(header)):
-                if body[k].dtype == object and _is_annotation("", body[k]):
-                    dropped.append(header[k])
-                else:
-                    keep.append(k)
-            frame = _numeric_frame(body[keep], [header[k] for k in keep], name, "gene column")
-            matrix = frame.to_numpy()
-            sample_ids, gene_ids = row_ids, [header[k] for k in keep]
-        if dropped:
-            report_warnings.append(f"ignored annotation columns: {', '.join(dropped[:10])}")
+        held = [payload]  # the helper takes the only reference, so the raw bytes are freed once decoded
+        del payload
+        matrix, sample_ids, gene_ids, orientation, fallback_symbols = _bulk_from_table(
+            fmt, held, name, limits, report_warnings, dropped)
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise BlueInputError(f"{name} holds no expression values after removing annotation columns. Check the layout.")
     _check_finite(matrix, name)
@@ -606,25 +648,7 @@ def read_bulk(
         warnings.warn(log_msg, LogScaleInputWarning, stacklevel=2)
         report_warnings.append(log_msg)
 
-    _genes.check_not_mouse(gene_ids, what="input")
-    mapping = _genes.map_gene_ids(gene_ids, fallback=fallback_symbols)
-    matrix, symbols, n_summed = _genes.sum_duplicate_genes(matrix, mapping.symbols)
-    if n_summed:
-        report_warnings.append(f"summed {n_summed} duplicated gene rows after mapping identifiers to symbols")
-    if mapping.n_alias_mapped:
-        report_warnings.append(
-            f"renamed {mapping.n_alias_mapped} old gene symbols to current ones (e.g. {', '.join(mapping.alias_examples[:3])})"
-        )
-    recognised = _genes.gene_like_fraction(symbols[:5000])
-    if recognised < 0.2:
-        msg = (
-            f"{name}: only {recognised:.0%} of the gene identifiers are known human genes (e.g. "
-            f"{', '.join(map(str, gene_ids[:3]))}). Use human gene symbols or Ensembl gene IDs (not probe or Entrez IDs)."
-        )
-        warnings.warn(msg, BlueWarning, stacklevel=2)
-        report_warnings.append(msg)
-    if mapping.n_par_y_dropped:
-        report_warnings.append(f"dropped {mapping.n_par_y_dropped} PAR-Y duplicate rows (ENSGR / _PAR_Y)")
+    matrix, symbols, mapping, n_summed = _harmonise_genes(matrix, gene_ids, fallback_symbols, name, report_warnings)
 
     adata = anndata.AnnData(
         X=np.ascontiguousarray(matrix, dtype=np.float64),
