@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from .config import EXCLUDE_PATTERN, MIN_FOLD_CHANGE
 from .exceptions import BlueInputError
-from .simulation import _check_reference, cell_types_of
+from .simulation import check_reference, cell_types_of
 
 __all__ = ["marker_scores", "select_input_genes", "select_output_genes", "excluded_genes", "EXCLUDE_PATTERN",
            "MIN_FOLD_CHANGE"]
@@ -81,7 +81,7 @@ def marker_scores(reference: ad.AnnData, *, min_fold_change: float = 1.0) -> pd.
     DataFrame
         ``(n_genes, n_cell_types)`` Welch t-like scores on log1p(CP10k); positive = higher in the type.
     """
-    X = _check_reference(reference)
+    X = check_reference(reference)
     Y = _log_norm(X)
     labels = reference.obs["cell_type"].astype(str).to_numpy()
     types = cell_types_of(reference)
@@ -231,7 +231,7 @@ def select_output_genes(
     for cell_type in scores.columns:
         col = scores[cell_type]
         ranked.extend(col[col > 0].sort_values(ascending=False).index[:n_per_cell_type])
-    _, var = _mean_var(_log_norm(_check_reference(reference)))
+    _, var = _mean_var(_log_norm(check_reference(reference)))
     var = pd.Series(var, index=genes)[keep].sort_values(ascending=False)
     ranked.extend(var.index[:n_variable])
     chosen = list(dict.fromkeys(ranked))[:max_genes]

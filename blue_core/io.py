@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from . import genes as _genes
 from .exceptions import BlueInputError, BlueWarning, LogScaleInputWarning
 
-__all__ = ["REPORT_WORDS", "report_words", "read_bulk", "read_reference", "read_reference_obs", "BulkSource", "InputLimits", "input_report_lines"]
+__all__ = ["REPORT_WORDS", "report_words", "read_bulk", "read_reference", "read_reference_obs", "BulkSource", "InputLimits", "input_report_lines", "check_finite", "convert_units", "LOG_BASES"]
 
 #: Plain words for the input report's codes (the app's tiles; ``uns["blue_input"]`` keeps the codes).
 REPORT_WORDS: dict[str, dict[str, str]] = {
@@ -431,12 +431,27 @@ def _is_annotation(label: str, series: pd.Series) -> bool:
 
 # --------------------------------------------------------------------------------------- units
 _LOG10_AUTO_MAX = 7.0
-_LOG_BASES = {"2": (2.0, "log2", "2**x"), "10": (10.0, "log10", "10**x"), "e": (np.e, "natural-log", "exp(x)")}
+LOG_BASES = {"2": (2.0, "log2", "2**x"), "10": (10.0, "log10", "10**x"), "e": (np.e, "natural-log", "exp(x)")}
 
 
-def _convert_units(values: np.ndarray, name: str, *, log_base: str = "auto") -> tuple[np.ndarray, str, str | None]:
-    """Return (linear values, units, warning text or None). ``values`` is (n_samples, n_genes)."""
-    if log_base not in ("auto", *_LOG_BASES):
+def convert_units(values: np.ndarray, name: str, *, log_base: str = "auto") -> tuple[np.ndarray, str, str | None]:
+    """The one units rule: log-scale values back to linear, or refused when they cannot be expression.
+
+    Parameters
+    ----------
+    values
+        ``(n_samples, n_genes)`` as read.
+    name
+        How messages name the file.
+    log_base
+        ``"auto"`` (log2, or log10 when the largest value is below 7) or a declared base.
+
+    Returns
+    -------
+    tuple
+        ``(linear values, units, warning text or None)``; units ``"counts"``, ``"relative"`` or ``"log_converted"``.
+    """
+    if log_base not in ("auto", *LOG_BASES):
         raise BlueInputError(f"log_base must be 'auto', '2', '10' or 'e', not {log_base!r}.")
     vmin, vmax = float(values.min()), float(values.max())
     integer = bool(np.all(np.abs(values - np.round(values)) < 1e-8))
@@ -446,7 +461,7 @@ def _convert_units(values: np.ndarray, name: str, *, log_base: str = "auto") -> 
         neg_frac = float(np.mean(values < 0))
         has_floor = n_floor >= 2 and floor_frac >= 0.001
         if vmax <= _LOG_MAX and (has_floor or neg_frac < 0.3):
-            base, word, inverse = _LOG_BASES["2" if log_base == "auto" else log_base]
+            base, word, inverse = LOG_BASES["2" if log_base == "auto" else log_base]
             linear = np.power(base, values)
             floor_note = ""
             if has_floor:
@@ -465,7 +480,7 @@ def _convert_units(values: np.ndarray, name: str, *, log_base: str = "auto") -> 
         )
     if vmax <= _LOG_MAX and not integer:
         key = log_base if log_base != "auto" else ("10" if vmax < _LOG10_AUTO_MAX else "2")
-        base, word, inverse = _LOG_BASES[key]
+        base, word, inverse = LOG_BASES[key]
         why = (f" (read as log10 because the largest value, {vmax:.3g}, would be only {2 ** vmax:.0f} as log2 -- no "
                "RNA-seq sample tops out that low)" if log_base == "auto" and key == "10" else "")
         msg = (
@@ -642,8 +657,8 @@ def read_bulk(
             fmt, held, name, limits, report_warnings, dropped)
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise BlueInputError(f"{name} holds no expression values after removing annotation columns. Check the layout.")
-    _check_finite(matrix, name)
-    matrix, units, log_msg = _convert_units(matrix, name, log_base=log_base)
+    check_finite(matrix, name)
+    matrix, units, log_msg = convert_units(matrix, name, log_base=log_base)
     if log_msg:
         warnings.warn(log_msg, LogScaleInputWarning, stacklevel=2)
         report_warnings.append(log_msg)
@@ -775,7 +790,8 @@ def _check_unique_samples(samples: Sequence[str], name: str) -> None:
         )
 
 
-def _check_finite(matrix: np.ndarray, name: str) -> None:
+def check_finite(matrix: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite values with counts and the fix (the one home of that rule; streaming uses it too)."""
     bad = ~np.isfinite(matrix)
     if bad.any():
         n_nan, n_inf = int(np.isnan(matrix).sum()), int(np.isinf(matrix).sum())

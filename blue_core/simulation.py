@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from ._types import Progress
 from .exceptions import BlueInputError
 
-__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of", "profile_cells", "rna_content_factors"]
+__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of", "profile_cells", "rna_content_factors", "check_reference"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,14 @@ def cell_types_of(reference: ad.AnnData, cell_type_key: str = "cell_type") -> li
     return sorted(pd.unique(labels))
 
 
-def _check_reference(reference: ad.AnnData) -> sp.csr_matrix:
+def check_reference(reference: ad.AnnData) -> sp.csr_matrix:
+    """Check a labelled single-cell reference (the one home of that rule: simulation, gene selection, training).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        ``X`` as CSR counts, cells x genes.
+    """
     if not isinstance(reference, ad.AnnData):
         raise BlueInputError(
             f"reference must be an AnnData (cells x genes), got {type(reference).__name__}; "
@@ -399,7 +406,7 @@ def simulate(
     PseudoBulk
         ``bulk (n, G)``, ``proportions (n, K)``, ``profiles (n, K, G_out)``.
     """
-    X = _check_reference(reference)
+    X = check_reference(reference)
     if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise BlueInputError(f"n_samples must be a positive integer, got {n_samples!r}.")
     if cells_per_sample < 1:
@@ -716,7 +723,7 @@ def split_reference(
     tuple of AnnData
         ``(train, validation, test)``, copies; cells never appear in two splits.
     """
-    _check_reference(reference)
+    check_reference(reference)
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1) > 1e-6:
         raise BlueInputError(f"fractions must be three non-negative numbers summing to 1, got {fractions}.")

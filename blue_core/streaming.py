@@ -218,10 +218,10 @@ def _check_overlap(source: ChunkedBulk, model: BlueModel, present: list[str]) ->
 
 
 def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str], plan: list[np.ndarray]) -> pd.DataFrame:
-    from .io import _check_finite
+    from .io import check_finite
 
     values = source.read(start, stop)
-    _check_finite(values, f"{source.path.name} (samples {start}-{stop})")
+    check_finite(values, f"{source.path.name} (samples {start}-{stop})")
     matrix = np.stack([values[:, cols].sum(axis=1) for cols in plan], axis=1) if plan else np.zeros((stop - start, 0))
     return pd.DataFrame(matrix, index=source.samples[start:stop], columns=present)
 
@@ -239,20 +239,20 @@ def _to_linear(frame: pd.DataFrame, log_base: str) -> pd.DataFrame:
     (per-chunk auto-detection could read two chunks of one file differently, so streaming never guesses)."""
     if log_base == "auto":
         return frame
-    from .io import _LOG_BASES
+    from .io import LOG_BASES
 
-    base = _LOG_BASES[log_base][0]
+    base = LOG_BASES[log_base][0]
     return (np.power(base, frame) - 1.0).clip(lower=0.0)
 
 
 def _check_linear(frame: pd.DataFrame, source: ChunkedBulk) -> None:
-    """``read_bulk``'s units rule (``io._convert_units``) on a chunk: streaming takes linear values only."""
-    from .io import _convert_units
+    """``read_bulk``'s units rule (``io.convert_units``) on a chunk: streaming takes linear values only."""
+    from .io import convert_units
 
     values = frame.to_numpy()
     if not values.size:
         return
-    _, units, _ = _convert_units(values, source.path.name)  # raises for negative values that are not log-scale
+    _, units, _ = convert_units(values, source.path.name)  # raises for negative values that are not log-scale
     if units == "log_converted":
         raise BlueInputError(f"{source.path.name}: the values look log-scale (min {values.min():.3g}, max "
                              f"{values.max():.3g}). Streaming needs linear counts or TPM: declare the base "

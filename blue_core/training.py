@@ -38,7 +38,7 @@ from .model import PREPROCESSING, BlueModel, preprocess
 from .module import BlueNet
 from .qc import check_reference_markers, marker_qc_messages
 from .adaptation import build_bank
-from .simulation import PseudoBulk, _check_reference, cell_types_of, rna_content_factors, simulate, split_reference
+from .simulation import PseudoBulk, check_reference, cell_types_of, rna_content_factors, simulate, split_reference
 
 __all__ = ["Loss", "blue_loss", "train_model", "platform_factors", "DEFAULT_NETWORK", "reference_profiles"]
 
@@ -241,7 +241,7 @@ def platform_factors(
     factors = np.ones((len(cell_types), len(genes)), dtype=np.float32)
     if len(shared) < 100 or shrinkage <= 0:
         return factors, dict(types=[], n_shared_genes=int(len(shared)))
-    X = _check_reference(reference)
+    X = check_reference(reference)
     pos = genes.get_indexer(shared)
     labels = reference.obs["cell_type"].astype(str).to_numpy()
     done, sizes = [], []
@@ -330,7 +330,7 @@ def _as_references(reference: Any) -> dict[str, ad.AnnData]:
         raise BlueInputError("no reference given; pass an AnnData or a {name: AnnData} mapping of references.")
     for name, ref in refs.items():
         try:
-            _check_reference(ref)
+            check_reference(ref)
         except BlueInputError as err:
             raise BlueInputError(f"reference {name!r}: {err}") from None
     return refs

@@ -246,3 +246,17 @@ def test_every_public_top_level_definition_is_exported():
         assert exported is not None, f"{path.name}: no __all__"
         assert not set(public) - set(exported), f"{path.name}: not exported {sorted(set(public) - set(exported))}"
         assert all(hasattr(module, n) for n in exported), f"{path.name}: __all__ names a missing object"
+
+
+def test_no_core_module_reaches_into_another_modules_private_names():
+    """Issue 23.8: a rule shared by two modules is public in its one home (``io.check_finite``,
+    ``io.convert_units``, ``simulation.check_reference`` were imported as private helpers)."""
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                offenders += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    # the package-private helper modules (_types, _version) are meant to be shared
+    offenders = [o for o in offenders if not o.split(": ")[1].startswith(("_types.", "_version."))]
+    assert not offenders, offenders
