@@ -162,7 +162,9 @@ def test_train_page_cancel(page: Any, shot: Any, tmp_path: Path) -> None:
     reference.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
         files=[{"name": "tiny_blood.h5ad", "mimeType": "application/octet-stream", "buffer": _reference_bytes()}])
     page.get_by_text("Training settings").wait_for()
-    assert page.get_by_test_id("stMetricValue").filter(has_text="180").count() == 1  # cells
+    cells = page.get_by_test_id("stMetricValue").filter(has_text="180")
+    cells.first.wait_for()  # the page renders top-down: under load the metrics can follow the heading by seconds
+    assert cells.count() == 1  # cells
     shot(page, "6_train_a_model")
     page.get_by_role("button", name="Train", exact=True).click()
     page.get_by_test_id("stProgress").first.wait_for()
