@@ -29,15 +29,15 @@ import copy
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from ._types import Progress
 from .bank import SimulationBank, read_bank, write_bank
-from .config import from_settings
+from .config import Settings
 from .exceptions import BlueInputError
 
 __all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank",
@@ -50,7 +50,7 @@ MIN_SAMPLES = 8
 
 
 @dataclass(frozen=True)
-class AdaptationConfig:
+class AdaptationConfig(Settings):
     """Settings of :func:`adapt_model` (declared before any cohort was scored; ``bench/selection.py``).
 
     Attributes
@@ -102,14 +102,7 @@ class AdaptationConfig:
         if problems:
             raise BlueInputError("adaptation settings: " + "; ".join(problems) + ".")
 
-    def as_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (recorded in results)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None = None) -> AdaptationConfig:
-        """Defaults overridden by ``values``; unknown keys are refused with the list of valid ones."""
-        return from_settings(cls, values, what="adaptation")
+    _what: ClassVar[str] = "adaptation"
 
 
 def build_bank(model: Any, training_references: Any, *, n_samples: int = 2000, cells_per_sample: int = 500,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
 __all__ = ["load_calibration", "for_model", "fit_threshold", "spread_threshold", "FitFlags", "flag_fit", "FIT_FLOOR_MARGIN",
-           "SPREAD_CEILING_FACTOR", "REAL_FLOOR_WORDS", "REAL_SPREAD_WORDS"]
+           "SPREAD_CEILING_FACTOR", "REAL_FLOOR_WORDS", "REAL_SPREAD_WORDS", "FIT_LIMIT_WORDS", "SPREAD_LIMIT_WORDS"]
 
 #: A model's real-cohort fit floor = the lowest ``fit_r`` of its real in-tissue calibration samples minus this
 #: margin (issue 22.3): cohorts of one tissue differ in median fit by up to ~0.12 (protocol, depth, platform), so a
@@ -34,6 +34,11 @@ SPREAD_CEILING_FACTOR = 1.5
 #: How the app, CLI and README name the two real-cohort limits (one wording, here).
 REAL_FLOOR_WORDS = f"the lowest fit of real samples of the model's tissue, less {FIT_FLOOR_MARGIN:.2f}"
 REAL_SPREAD_WORDS = f"{SPREAD_CEILING_FACTOR:g} times the largest disagreement on real samples of the model's tissue"
+#: How a fit or spread limit is named, by what it was measured on (deconvolve's warning, the verdict's reasons).
+FIT_LIMIT_WORDS = {"real cohorts": REAL_FLOOR_WORDS,
+                   "simulated mixtures": "the model's 1% quantile on simulated validation mixtures"}
+SPREAD_LIMIT_WORDS = {"real cohorts": REAL_SPREAD_WORDS,
+                      "simulated mixtures": "the 99% quantile on simulated validation mixtures"}
 
 _CALIBRATION = Path(__file__).parent / "data" / "trust_calibration.json"
 
@@ -157,9 +162,10 @@ def flag_fit(model: "BlueModel", fit_r: np.ndarray, *, member_spread: np.ndarray
     FitFlags
         The per-sample flags and the limits they used, with their bases.
     """
-    threshold, basis = fit_threshold(model, calibration=calibration)
+    cal = calibration if calibration is not None else load_calibration()  # read once for both limits
+    threshold, basis = fit_threshold(model, calibration=cal)
     poorly = ~(np.asarray(fit_r, dtype=float) >= threshold)
-    limit, spread_basis = spread_threshold(model, calibration=calibration)
+    limit, spread_basis = spread_threshold(model, calibration=cal)
     disagree = None
     if member_spread is not None:
         spread = np.asarray(member_spread, dtype=float)

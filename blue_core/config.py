@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from .exceptions import BlueInputError
 
-__all__ = ["NetworkConfig", "GeneSelection", "SimulationConfig", "TrainConfig", "from_settings", "EXCLUDE_PATTERN",
+__all__ = ["Settings", "NetworkConfig", "GeneSelection", "SimulationConfig", "TrainConfig", "from_settings", "EXCLUDE_PATTERN",
            "MIN_FOLD_CHANGE", "VALIDATION_FRACTION"]
 
 #: Genes never used as markers by default: ribosomal, mitochondrially encoded and HLA genes, whose
@@ -48,8 +48,41 @@ def from_settings(cls: type, values: Mapping[str, Any] | None, *, what: str) -> 
     return cls(**values)
 
 
+class Settings:
+    """Base of the frozen settings dataclasses: the one ``from_dict`` / ``as_dict`` pair they share."""
+
+    #: How messages name these settings ("unknown network setting(s) ...").
+    _what: ClassVar[str] = "settings"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (keyword arguments, or what a result records).
+
+        Returns
+        -------
+        dict
+            Field name -> value.
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None = None) -> Self:
+        """Defaults overridden by ``values`` (e.g. a recipe's section).
+
+        Returns
+        -------
+        Settings
+            The merged settings, of the calling class.
+
+        Raises
+        ------
+        BlueInputError
+            A key that is not one of the fields (the message lists the valid ones).
+        """
+        return from_settings(cls, values, what=cls._what)
+
+
 @dataclass(frozen=True)
-class NetworkConfig:
+class NetworkConfig(Settings):
     """BlueNet hyper-parameters (defaults chosen with ``bench/architecture.py``).
 
     Attributes
@@ -71,35 +104,11 @@ class NetworkConfig:
     kernel_size: int = 5
     dropout: float = 0.1
 
-    def as_dict(self) -> dict[str, Any]:
-        """The settings as keyword arguments of ``BlueNet``.
-
-        Returns
-        -------
-        dict
-            Field name -> value.
-        """
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None = None) -> NetworkConfig:
-        """Defaults overridden by ``values`` (e.g. a recipe's ``[network]`` section or ``train_model(network=)``).
-
-        Returns
-        -------
-        NetworkConfig
-            The merged settings.
-
-        Raises
-        ------
-        BlueInputError
-            A key that is not a network setting (the message lists the valid ones).
-        """
-        return from_settings(cls, values, what="network")
+    _what: ClassVar[str] = "network"
 
 
 @dataclass(frozen=True)
-class GeneSelection:
+class GeneSelection(Settings):
     """Which genes a model reads and predicts (a recipe's ``[genes]``; see :mod:`blue_core.features`).
 
     Attributes
@@ -132,20 +141,11 @@ class GeneSelection:
     output_selection: Mapping[str, Any] | None = None
     outputs_include_inputs: bool = True
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None = None) -> GeneSelection:
-        """Defaults overridden by ``values``.
-
-        Returns
-        -------
-        GeneSelection
-            The merged settings.
-        """
-        return from_settings(cls, values, what="gene selection")
+    _what: ClassVar[str] = "gene selection"
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Settings):
     """The pseudo-bulk a model trains on (see :func:`~blue_core.simulation.simulate`).
 
     Attributes
@@ -174,20 +174,11 @@ class SimulationConfig:
     gep_reference_options: Mapping[str, Mapping[str, Any]] | None = None
     platform_shrinkage: float = 0.5
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None = None) -> SimulationConfig:
-        """Defaults overridden by ``values``.
-
-        Returns
-        -------
-        SimulationConfig
-            The merged settings.
-        """
-        return from_settings(cls, values, what="simulation")
+    _what: ClassVar[str] = "simulation"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """How the network is optimised (a recipe's ``[training]``).
 
     Attributes
@@ -224,14 +215,5 @@ class TrainConfig:
     threads: int | None = None
     gep_early_stopping: Literal["main", "all"] = "main"
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None = None) -> TrainConfig:
-        """Defaults overridden by ``values``.
-
-        Returns
-        -------
-        TrainConfig
-            The merged settings.
-        """
-        return from_settings(cls, values, what="training")
+    _what: ClassVar[str] = "training"
 

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from ._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, refusal
-from .calibration import REAL_FLOOR_WORDS, flag_fit
+from .calibration import FIT_LIMIT_WORDS, flag_fit
 from .exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from .files import write_csv
 from .model import MIN_GENE_FRACTION, WARN_GENE_FRACTION, BlueModel, preprocess
@@ -417,7 +417,7 @@ def deconvolve(
     if poorly.any():
         warnings.warn(
             f"{int(poorly.sum())} of {n} samples are poorly explained by model {model.name!r} (fit r < "
-            f"{threshold:.2f}, {_BASIS_WORDS[basis]}); treat their estimates with caution "
+            f"{threshold:.2f}, {FIT_LIMIT_WORDS[basis]}); treat their estimates with caution "
             "(wrong tissue, strong platform or batch effects, or cell types missing from the model).",
             PoorFitWarning,
             stacklevel=2,
@@ -482,9 +482,6 @@ def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarr
     rest = None if progress is None else (lambda f, m: progress(0.8 + 0.2 * f, m))
     return adapted, record, rest
 
-
-_BASIS_WORDS = {"real cohorts": REAL_FLOOR_WORDS,
-                "simulated mixtures": "the model's 1% quantile on simulated validation mixtures"}
 
 #: Two-sided 90 % normal quantile used for the intervals.
 Z90 = 1.6448536269514722

@@ -212,11 +212,6 @@ def _model_genes(model: BlueModel) -> list[str]:
     return list(dict.fromkeys([*map(str, model.input_genes), *map(str, model.output_genes)]))
 
 
-def _check_overlap(source: ChunkedBulk, model: BlueModel, present: list[str]) -> None:
-    """The in-memory overlap rule (:meth:`BlueModel.check_genes`), before any work."""
-    model.check_genes(present, source=source.path.name)
-
-
 def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str], plan: list[np.ndarray]) -> pd.DataFrame:
     from .io import check_finite
 

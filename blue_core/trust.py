@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .calibration import REAL_FLOOR_WORDS, REAL_SPREAD_WORDS, flag_fit, for_model, load_calibration
+from .calibration import FIT_LIMIT_WORDS, SPREAD_LIMIT_WORDS, flag_fit, for_model, load_calibration
 from .exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -300,19 +300,16 @@ def assess(bulk: ad.AnnData | pd.DataFrame | None, result: Deconvolution, *, mod
         Per-sample verdicts with reasons, the tissue-check rows and a one-line summary.
     """
     cal = calibration if calibration is not None else load_calibration()
-    if bulk is None:
-        checks = pd.DataFrame(columns=["sample", "compartment", "score", "limit", "cause"])
-    else:
-        checks = tissue_checks(compartment_scores(bulk), (model.card or {}).get("tissue"), calibration=cal)
+    scores = compartment_scores(bulk) if bulk is not None else pd.DataFrame()  # None: no tissue checks (streamed)
+    checks = tissue_checks(scores, (model.card or {}).get("tissue"), calibration=cal)
     fit = result.fit
     spread = fit["member_spread"].to_numpy() if "member_spread" in fit else None
     # the one flag rule deconvolve applied to result.fit (issue 23.2); here with ``calibration`` (the shipped one
     # unless a caller, e.g. a leave-one-cohort-out bench, passes another)
     flags = flag_fit(model, fit["fit_r"].to_numpy(), member_spread=spread, calibration=cal)
-    real_fit, real_spread = flags.fit_basis == "real cohorts", flags.spread_basis == "real cohorts"
-    floor_words = REAL_FLOOR_WORDS if real_fit else ("the model's 1% quantile on simulated validation mixtures (no "
-                                                     "real-cohort calibration for this model)")
-    spread_words = REAL_SPREAD_WORDS if real_spread else "the 99% quantile on simulated validation mixtures"
+    real_fit = flags.fit_basis == "real cohorts"
+    floor_words = FIT_LIMIT_WORDS[flags.fit_basis] + ("" if real_fit else " (no real-cohort calibration for this model)")
+    spread_words = SPREAD_LIMIT_WORDS[flags.spread_basis]
     rows = {}
     causes = checks.groupby("sample", sort=False)["cause"].apply(list).to_dict() if len(checks) else {}
     for i, sample in enumerate(fit.index):
