@@ -126,6 +126,12 @@ def test_cli_streams_and_runs_on_dask(cohort, tmp_path, capsys):
     assert np.array_equal(table[list(memory.proportions.columns)].to_numpy(), memory.proportions.to_numpy())
     assert main(["deconvolve", str(folder / "cohort.h5ad"), "--model", str(model_dir), "--out", str(tmp_path / "a"),
                  "--chunk-size", "16"]) == 2  # a finished result is not overwritten without --overwrite
+    capsys.readouterr()
+    assert main(["deconvolve", str(folder / "cohort.h5ad"), "--model", str(model_dir), "--out", str(tmp_path / "c"),
+                 "--scheduler", "local", "--log-base", "2"]) == 2  # Dask reads linear values only: refused, with the fix
+    err = capsys.readouterr().err
+    assert "--log-base is not available with --scheduler" in err and "--chunk-size instead" in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_csv_reads_any_row_range_in_one_pass_when_sequential(cohort):
