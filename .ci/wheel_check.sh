@@ -14,7 +14,7 @@ python3 -m venv "$work/venv"
 cd "$work"                                   # nowhere near the checkout
 export PATH="$work/venv/bin:$PATH"
 blue models
-demo="$(python -c 'from blue_core.datasets import sample_root; print(sample_root() / "monaco_pbmc")')"
+demo="$(python -c 'from blue_core.io.datasets import sample_root; print(sample_root() / "monaco_pbmc")')"
 case "$demo" in "$work"/venv/*) ;; *) echo "demo cohort not installed with the wheel: $demo"; exit 1;; esac
 blue deconvolve "$demo" --model pbmc --out "$work/out" >/dev/null
 test -s "$work/out/proportions.csv"

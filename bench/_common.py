@@ -1,5 +1,5 @@
 """What several bench scripts share (constants of the real cohorts); science helpers live in ``blue_core``
-(e.g. ``blue_core.stats.collapse_columns``). Scripts import this, never each other's internals."""
+(e.g. ``blue_core.analysis.stats.collapse_columns``). Scripts import this, never each other's internals."""
 
 from __future__ import annotations
 

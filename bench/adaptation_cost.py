@@ -37,9 +37,9 @@ def _one(n: int, adapt: bool) -> dict:
     """Runs in a child process: one deconvolution, timed, with its peak RSS."""
     import time
 
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     model = load_model("pbmc")
     bulk = read_bulk(REPO / "sample_data" / "monaco_pbmc" / "bulk.csv.gz", genes=model.read_genes)
@@ -75,10 +75,10 @@ def cost() -> list[dict]:
 def floor() -> list[dict]:
     from loco import _five, cohorts, score
 
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
-    from blue_core.adaptation import AdaptationConfig
-    from blue_core.model import load_model
+    from blue_core.engine.adaptation import AdaptationConfig
+    from blue_core.engine.model import load_model
 
     model = load_model("pbmc")
     rows = []

@@ -39,11 +39,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import blue_core as bc  # noqa: E402
-from blue_core.enrichment import enrich, load_gene_sets  # noqa: E402
+from blue_core.analysis.enrichment import enrich, load_gene_sets  # noqa: E402
 from blue_core.plotting import save_km  # noqa: E402
-from blue_core.stats import holm  # noqa: E402
-from blue_core.subtypes import SubtypeClustering  # noqa: E402
-from blue_core.survival import SurvivalAnalysis, best_prognosis_group  # noqa: E402
+from blue_core.analysis.stats import holm  # noqa: E402
+from blue_core.analysis.subtypes import SubtypeClustering  # noqa: E402
+from blue_core.analysis.survival import SurvivalAnalysis, best_prognosis_group  # noqa: E402
 from _tables import markdown_table, results_folder  # noqa: E402
 
 logger = logging.getLogger("bench.aml_subtypes")
@@ -75,7 +75,7 @@ MIN_REFERENCE_R = 0.3
 
 def _load(name: str):
     """(bulk, clinical) of a cohort: the sample cohort when shipped, else the protocol's shared files."""
-    from blue_core.clinical import read_clinical
+    from blue_core.analysis.clinical import read_clinical
     from blue_core.io import read_bulk
 
     if name == "leucegene_aml":  # not shipped (fails the data checks); the protocol names the shared files

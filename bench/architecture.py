@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from pbmc3k_holdout import PBMC3K, RESULTS, evaluate, markdown_table  # noqa: E402
 
 from blue_core.io import read_reference  # noqa: E402
-from blue_core.simulation import split_reference  # noqa: E402
-from blue_core.training import train_model  # noqa: E402
+from blue_core.engine.simulation import split_reference  # noqa: E402
+from blue_core.engine.training import train_model  # noqa: E402
 
 CONFIGS = {
     "tiny": dict(hidden=128, signal_length=64, base_channels=4, depth=2),

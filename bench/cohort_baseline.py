@@ -38,7 +38,7 @@ def five(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 
 
 def score(truth: pd.DataFrame, pred: pd.DataFrame) -> dict:
-    from blue_core.metrics import ccc, pearson
+    from blue_core.analysis.metrics import ccc, pearson
 
     pred = pred.loc[truth.index]
     return {"n": len(truth), "ccc": ccc(truth, pred),
@@ -73,9 +73,9 @@ def published_rows(cohort: str, truth: pd.DataFrame, suffix: str) -> list[dict]:
 
 
 def main() -> int:
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     model = load_model("pbmc")
     rows = []

@@ -7,7 +7,7 @@ Declared before any score was seen (this docstring was committed with the script
   - ``shipped``: pbmc3k; GEP branch on state-varying pseudo-bulks (4 k-means states per type).
   - ``+kang``: the same, plus Kang et al. 2018 (control + IFN-beta stimulated PBMC) as a GEP-branch-only
     reference: half of each condition's cells (``subset = {column = "condition", fraction = 0.5, seed = 0}``),
-    labels derived by ``blue_core.labels.transfer_labels`` from pbmc3k with the Hallmark interferon sets
+    labels derived by ``blue_core.engine.labels.transfer_labels`` from pbmc3k with the Hallmark interferon sets
     excluded, the conditions as simulation states (``state_key = "condition"``), half of its pseudo-bulks
     from one condition only. Proportions cannot change (the proportion branch shares no parameter and
     no training sample with it): the Monaco CCC column checks this.
@@ -47,8 +47,8 @@ from gep_shifts import _quiet, kang_shift, monaco_beyond_mean  # noqa: E402
 from selection import _base, _kang_labels  # noqa: E402
 
 import blue_core as bc  # noqa: E402
-from blue_core.metrics import ccc  # noqa: E402
-from blue_core.recipes import data_root, gep_reference_subset, train_recipe  # noqa: E402
+from blue_core.analysis.metrics import ccc  # noqa: E402
+from blue_core.engine.recipes import data_root, gep_reference_subset, train_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "condition_refs"
@@ -86,7 +86,7 @@ def model_for(candidate: str, seed: int) -> bc.BlueModel:
 
 def monaco_ccc(model: bc.BlueModel) -> float:
     """Monaco proportions CCC over the coarse types, as bench/selection.py scores it."""
-    from blue_core.stats import collapse_columns as _collapse
+    from blue_core.analysis.stats import collapse_columns as _collapse
 
     cohort = bc.load_sample("monaco_pbmc")
     mapping = cohort.info["truth_mapping"]["pbmc"]

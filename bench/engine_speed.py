@@ -40,7 +40,7 @@ def stage_simulate(args) -> dict:
     import numpy as np
 
     from blue_core.io import read_reference
-    from blue_core.simulation import simulate
+    from blue_core.engine.simulation import simulate
 
     ref = read_reference(PBMC3K)
     rng = np.random.default_rng(0)
@@ -56,8 +56,8 @@ def stage_simulate(args) -> dict:
 
 def stage_train(args) -> dict:
     from blue_core.io import read_reference
-    from blue_core.model import save_model
-    from blue_core.training import train_model
+    from blue_core.engine.model import save_model
+    from blue_core.engine.training import train_model
 
     ref = read_reference(PBMC3K)
     t0 = time.perf_counter()
@@ -73,10 +73,10 @@ def stage_train(args) -> dict:
 def stage_infer(args) -> dict:
     import torch
 
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_reference
-    from blue_core.model import load_model
-    from blue_core.simulation import simulate
+    from blue_core.engine.model import load_model
+    from blue_core.engine.simulation import simulate
 
     torch.set_num_threads(2)
     ref = read_reference(PBMC3K)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import markdown_table  # noqa: E402
 
 import blue_core as bc  # noqa: E402
-from blue_core.model import BlueModel  # noqa: E402
+from blue_core.engine.model import BlueModel  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 

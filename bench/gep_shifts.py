@@ -48,10 +48,10 @@ from selection import _base, _kang_labels  # noqa: E402
 from validate import BETA_FUNCTION_GENES, PBMC_TO_ABIS, pseudo_bulk_anndata  # noqa: E402
 
 import blue_core as bc  # noqa: E402
-from blue_core.baselines import closed_form_gep, signature_from_reference  # noqa: E402
-from blue_core.metrics import pearson  # noqa: E402
-from blue_core.recipes import build_reference, data_root, read_recipe  # noqa: E402
-from blue_core.stats import benjamini_hochberg  # noqa: E402
+from blue_core.engine.baselines import closed_form_gep, signature_from_reference  # noqa: E402
+from blue_core.analysis.metrics import pearson  # noqa: E402
+from blue_core.engine.recipes import build_reference, data_root, read_recipe  # noqa: E402
+from blue_core.analysis.stats import benjamini_hochberg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -187,9 +187,9 @@ HELD_OUT_PATIENT = "AML556"
 def vangalen_lopo(mode: str) -> dict[str, float]:
     import copy
 
-    from blue_core.recipes import build_references, train_recipe
-    from blue_core.simulation import split_reference
-    from blue_core.training import reference_profiles
+    from blue_core.engine.recipes import build_references, train_recipe
+    from blue_core.engine.simulation import split_reference
+    from blue_core.engine.training import reference_profiles
 
     recipe = read_recipe(REPO / "pretrained" / "aml" / "recipe.toml")
     reference = next(iter(build_references(recipe).values()))
@@ -200,7 +200,7 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
     if (folder / "model.json").is_file():
         model = bc.load_model(folder)
     else:
-        import blue_core.recipes as recipes
+        import blue_core.engine.recipes as recipes
 
         local = copy.deepcopy(recipe)
         if mode == "states":
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     blood, islets = bc.load_model(args.blood), bc.load_model(args.islets)
     cells = None
     if args.kang_held_out:
-        from blue_core.recipes import gep_reference_subset
+        from blue_core.engine.recipes import gep_reference_subset
 
         spec = next(g for g in (_recipe(blood, "pbmc").get("gep_references") or []) if "kang" in g["path"])
         cells = ~gep_reference_subset(spec, _kang_labels(data_root(_base("pbmc"))).obs)

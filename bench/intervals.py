@@ -15,7 +15,7 @@ types -- an approximation, stated in the table). Goal (issue 10): >= 80 % on the
 ``--real`` (issue 22.4, declared 2026-12-03 before its scores): the installed ``pbmc`` and ``blood`` ensembles, as a
 user runs them (adapted), on the real cohorts with measured composition (``bench/loco.py``'s cohorts and groups;
 ``pbmc`` on its own tissue only: Monaco, SDY67, Hoek; ``blood`` also on the whole-blood GSE127813). The intervals get a
-real-cohort error term ``real_k`` (``blue_core.ensemble.real_cohort_sigma``). Each cohort is scored with ``real_k``
+real-cohort error term ``real_k`` (``blue_core.engine.ensemble.real_cohort_sigma``). Each cohort is scored with ``real_k``
 measured on the *other* cohorts: coverage of the measured group shares by the 90 % intervals (both renormalised over
 the scored groups, the interval by the factor of its point) and the mean width, before and after. A group of
 several model types (Hoek's T = CD4 T + CD8 T) gets the summed point and the root-sum-square of the members'
@@ -40,9 +40,9 @@ from selection import HAO, PBMC3K_FULL, WORK, _base  # noqa: E402
 from validate import pseudo_bulk_anndata  # noqa: E402
 
 import blue_core as bc  # noqa: E402
-from blue_core.ensemble import build_ensemble  # noqa: E402
-from blue_core.inference import Z90  # noqa: E402
-from blue_core.recipes import _load_one, data_root  # noqa: E402
+from blue_core.engine.ensemble import build_ensemble  # noqa: E402
+from blue_core.engine.inference import Z90  # noqa: E402
+from blue_core.engine.recipes import _load_one, data_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -155,8 +155,8 @@ def _coverage(run: dict, real: dict[str, float] | None) -> tuple[float, float]:
 def main_real(argv: list[str]) -> int:
     import json
 
-    from blue_core.ensemble import REAL_SIGMA_RULE, real_cohort_sigma
-    from blue_core.model import CARD_FILE
+    from blue_core.engine.ensemble import REAL_SIGMA_RULE, real_cohort_sigma
+    from blue_core.engine.model import CARD_FILE
 
     update = "--update-cards" in argv
     rows, shipped = [], {}

@@ -112,7 +112,7 @@ def cohorts(tissue: str = "pbmc") -> dict[str, dict]:
 
 
 def score(truth: pd.DataFrame, pred: pd.DataFrame, groups: list[str]) -> dict:
-    from blue_core.metrics import ccc
+    from blue_core.analysis.metrics import ccc
 
     pred = pred.loc[truth.index, groups]
     return {"ccc": ccc(truth[groups], pred), **{f"bias {t}": float((pred[t] - truth[t]).mean()) for t in groups},
@@ -122,7 +122,7 @@ def score(truth: pd.DataFrame, pred: pd.DataFrame, groups: list[str]) -> dict:
 # ------------------------------------------------------------------------------------------ models
 def member(model, i: int):  # noqa: ANN001, ANN201
     """Member ``i`` of an ensemble as a single-network model (with the ensemble's bank)."""
-    from blue_core.model import BlueModel
+    from blue_core.engine.model import BlueModel
 
     single = BlueModel(model.name, model.cell_types, model.input_genes, model.output_genes, model.preprocessing,
                        model.networks[i], {k: v for k, v in model.card.items() if k not in ("intervals", "members")})
@@ -131,7 +131,7 @@ def member(model, i: int):  # noqa: ANN001, ANN201
 
 
 def _recipe(tissue: str, kind: str, seed: int) -> dict:
-    from blue_core.recipes import read_recipe
+    from blue_core.engine.recipes import read_recipe
 
     recipe = read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
     recipe.pop("ensemble", None)
@@ -149,8 +149,8 @@ def _train_one(tissue: str, kind: str, seed: int) -> str:
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    from blue_core.model import save_model
-    from blue_core.recipes import train_recipe
+    from blue_core.engine.model import save_model
+    from blue_core.engine.recipes import train_recipe
 
     folder = WORK / tissue / kind / f"seed{seed}"
     if not (folder / "model.json").is_file():
@@ -168,7 +168,7 @@ def train(tissue: str, workers: int = 2, seeds: tuple[int, ...] = SEEDS, kind: s
 
 
 def models(tissue: str, kind: str) -> list:
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     if kind == "shipped":  # today's setting: the model as shipped before issue 21 (a copy kept under _work)
         today = WORK / tissue / "today"
@@ -185,8 +185,8 @@ def _other_share(result, spec: dict) -> float:  # noqa: ANN001
 
 
 def run(tissue: str) -> list[dict]:
-    from blue_core.adaptation import AdaptationConfig
-    from blue_core.inference import deconvolve
+    from blue_core.engine.adaptation import AdaptationConfig
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
 
     data = cohorts(tissue)
@@ -227,7 +227,7 @@ def run_pancreas() -> list[dict]:
     from scipy import stats
 
     import blue_core as bc
-    from blue_core.adaptation import AdaptationConfig
+    from blue_core.engine.adaptation import AdaptationConfig
 
     cohort = bc.load_sample("fadista_islets")
     clinical = cohort.clinical.set_index("sample") if "sample" in cohort.clinical else cohort.clinical
@@ -281,9 +281,9 @@ SHIPPED = "installed model, as a user runs it"
 def run_installed(tissue: str) -> list[dict]:
     """The installed ensemble with its default settings (``deconvolve(bulk, tissue)``) on every cohort: the
     numbers a user gets (not part of the choice)."""
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     model = load_model(tissue)
     rows = []

@@ -31,13 +31,13 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from blue_core.baselines import nnls_proportions, signature_from_reference  # noqa: E402
-from blue_core.features import marker_scores  # noqa: E402
-from blue_core.inference import deconvolve  # noqa: E402
+from blue_core.engine.baselines import nnls_proportions, signature_from_reference  # noqa: E402
+from blue_core.engine.gene_selection import marker_scores  # noqa: E402
+from blue_core.engine.inference import deconvolve  # noqa: E402
 from blue_core.io import read_reference  # noqa: E402
-from blue_core.metrics import ccc, pearson  # noqa: E402
-from blue_core.simulation import simulate, split_reference  # noqa: E402
-from blue_core.training import train_model  # noqa: E402
+from blue_core.analysis.metrics import ccc, pearson  # noqa: E402
+from blue_core.engine.simulation import simulate, split_reference  # noqa: E402
+from blue_core.engine.training import train_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import markdown_table  # noqa: E402  (re-exported for architecture.py)
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         f"| GEP RMSE log1p CPM (mean over types) | {s['gep_rmse_mean']:.3f} | {s['baseline_rmse_mean']:.3f} | "
         "lower than baseline |",
         "",
-        "Baselines: proportions = NNLS (blue_core.baselines) on the training cells' mean CPM profiles over the "
+        "Baselines: proportions = NNLS (blue_core.engine.baselines) on the training cells' mean CPM profiles over the "
         "model's input genes; GEPs = each type's mean profile in the training cells (the same for every sample).",
         "",
         "Per cell type:",

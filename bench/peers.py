@@ -126,7 +126,7 @@ def _markers(signature: pd.DataFrame, n_per_type: int) -> list[str]:
 
 def _worker_signature(method: str, spec: dict, reference, bulks: dict[str, pd.DataFrame]) -> dict:
     """NNLS or nu-SVR on the reference's mean CPM profiles (marker genes); GEPs by closed-form E[Z|X]."""
-    from blue_core.baselines import closed_form_gep, nnls_proportions, signature_from_reference, svr_proportions
+    from blue_core.engine.baselines import closed_form_gep, nnls_proportions, signature_from_reference, svr_proportions
 
     fit = nnls_proportions if method == "nnls" else svr_proportions
     start = time.perf_counter()
@@ -545,7 +545,7 @@ def to_vocabulary(pred: pd.DataFrame, targets: list[str]) -> tuple[pd.DataFrame,
 
 def score_proportions(truth: pd.DataFrame, pred: pd.DataFrame, *, renormalise: bool) -> dict:
     """Overall (flattened) and per-cell-type CCC, Pearson r and RMSE."""
-    from blue_core.metrics import ccc, pearson, rmse
+    from blue_core.analysis.metrics import ccc, pearson, rmse
 
     types = list(truth.columns)
     p, mapping = to_vocabulary(pred, types)
@@ -673,7 +673,7 @@ def nnls_sensitivity(group_dir: Path, bulk_name: str, score) -> list[tuple[str, 
     A sensitivity check of the baseline (the benchmark itself keeps the a-priori 50 per type);
     ``score(proportions) -> float``.
     """
-    from blue_core.baselines import nnls_proportions, signature_from_reference
+    from blue_core.engine.baselines import nnls_proportions, signature_from_reference
 
     _, reference, bulks = _load_group(group_dir)
     full = signature_from_reference(reference)
@@ -870,7 +870,7 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
         "Monocyte = Monocytes.C + Monocytes.NC.I; DC = mDCs + pDCs), renormalised to sum 1; MAIT, gamma-delta T, "
         "plasmablasts and low-density granulocytes are left out. Predictions are summed into the same 6 types "
         "(Platelet dropped) and renormalised.",
-        "- NNLS / nu-SVR: signature = mean per-cell CPM of each type (`blue_core.baselines.signature_from_reference`) "
+        "- NNLS / nu-SVR: signature = mean per-cell CPM of each type (`blue_core.engine.baselines.signature_from_reference`) "
         f"on the top {MARKERS_PER_TYPE} marker genes per type (log2 fold change over the highest other type, fixed a "
         "priori). nu-SVR follows CIBERSORT (standardised signature and mixture, nu in {0.25, 0.5, 0.75}, best by fit "
         "RMSE). Their GEPs: closed-form E[Z|X] (BayesPrism's expected expression) with their own fractions.",
@@ -1054,9 +1054,9 @@ def published_section() -> list[str]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from cohort_baseline import GROUPS, cohorts, five, published_rows, score
 
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     model = load_model("pbmc")
     rows = []

@@ -3,7 +3,7 @@
 Measured on data that is NOT the evaluation truth: pseudo-bulk built from the Kang 2018 PBMCs
 (another 10x dataset, control and interferon-stimulated, cell labels derived as documented in
 ``bench/validate.py::label_kang``). Each variant is the shipped ``pretrained/pbmc/recipe.toml`` with one
-change; all are trained by ``blue_core.recipes.train_recipe``, exactly as the shipped model. Monaco flow cytometry is not used.
+change; all are trained by ``blue_core.engine.recipes.train_recipe``, exactly as the shipped model. Monaco flow cytometry is not used.
 
     python bench/robustness.py            # writes bench/results/robustness.md
 """
@@ -21,8 +21,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blue_core.metrics import ccc  # noqa: E402
-from blue_core.recipes import build_reference, data_root, read_recipe, train_recipe  # noqa: E402
+from blue_core.analysis.metrics import ccc  # noqa: E402
+from blue_core.engine.recipes import build_reference, data_root, read_recipe, train_recipe  # noqa: E402
 from _tables import markdown_table, results_folder  # noqa: E402
 from validate import kang_pseudo_bulk, label_kang, quiet_deconvolve  # noqa: E402
 

@@ -69,14 +69,14 @@ def case(kind: str, path: str, out: str, gep: bool) -> dict:
     import warnings
 
     import blue_core as bc
-    from blue_core.streaming import deconvolve_chunked, deconvolve_dask, open_bulk
+    from blue_core.engine.streaming import deconvolve_chunked, deconvolve_dask, open_bulk
 
     warnings.simplefilter("ignore")
     model = bc.load_model("pbmc")
     t0 = time.perf_counter()
     if kind == "memory":
         source = open_bulk(path)
-        from blue_core.streaming import _chunk_frame, _column_plan, _model_genes
+        from blue_core.engine.streaming import _chunk_frame, _column_plan, _model_genes
 
         present, plan = _column_plan(source, _model_genes(model))
         frame = _chunk_frame(source, 0, source.n_samples, present, plan)

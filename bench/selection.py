@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HOEK_MODEL, HOEK_TRUTH  # noqa: E402
 from _tables import markdown_table  # noqa: E402
 
-from blue_core.stats import collapse_columns as _collapse  # noqa: E402
+from blue_core.analysis.stats import collapse_columns as _collapse  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "select"
@@ -138,7 +138,7 @@ def _kang_labels(root: Path) -> "ad.AnnData":  # noqa: F821
     blood references pooled (interferon genes excluded), cached under bench/_work/select/."""
     import anndata as ad
 
-    from blue_core.recipes import _load_one
+    from blue_core.engine.recipes import _load_one
     from validate import label_kang
 
     cache = WORK / "kang_labelled.h5ad"
@@ -153,8 +153,8 @@ def _kang_labels(root: Path) -> "ad.AnnData":  # noqa: F821
 def score_pbmc(model) -> dict[str, float]:  # noqa: ANN001
     import blue_core as bc
     from blue_core.io import read_bulk
-    from blue_core.metrics import ccc, pearson
-    from blue_core.recipes import data_root
+    from blue_core.analysis.metrics import ccc, pearson
+    from blue_core.engine.recipes import data_root
 
     out: dict[str, float] = {}
     cohort = bc.load_sample("monaco_pbmc")
@@ -216,7 +216,7 @@ SCORERS = {"pbmc": score_pbmc, "pancreas": score_pancreas}
 
 # ------------------------------------------------------------------------------------------ runs
 def _base(tissue: str) -> dict:
-    from blue_core.recipes import read_recipe
+    from blue_core.engine.recipes import read_recipe
 
     return read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
 
@@ -227,8 +227,8 @@ def run_one(tissue: str, candidate: str, seed: int) -> dict:
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    from blue_core.model import load_model, save_model
-    from blue_core.recipes import train_recipe
+    from blue_core.engine.model import load_model, save_model
+    from blue_core.engine.recipes import train_recipe
 
     folder = WORK / tissue / candidate / f"seed{seed}"
     recipe = candidates(tissue, _base(tissue))[candidate][1]
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         names = args.candidates or list(candidates(args.tissue, _base(args.tissue)))
         todo = [(c, s) for c in names for s in args.seeds if (c, s) not in done]
         if args.tissue == "pbmc":
-            from blue_core.recipes import data_root
+            from blue_core.engine.recipes import data_root
 
             _kang_labels(data_root(_base("pbmc")))  # once, before the workers start
         with ProcessPoolExecutor(max_workers=args.workers) as pool:

@@ -22,7 +22,7 @@ Declared before the run (rules fixed in this docstring):
   recommendation also uses the distance of a cohort's median compartment scores to each model's real
   in-tissue median (``centroids``), because the checks alone could not tell PBMC from AML marrow.)
   (Added 2026-12-02: the AML model was rebuilt to read four AML panels; model-specific limits apply only to the
-  weights they were measured with, ``blue_core.calibration``. Leucegene (373, 2,518 random genes, issue 15) was
+  weights they were measured with, ``blue_core.engine.calibration``. Leucegene (373, 2,518 random genes, issue 15) was
   first added as an AML in-tissue cohort; its fits were near 0 (median fit r 0.05), which pulled the AML fit
   floor to 0.02. Its expression file fails integrity checks (``bench/aml_subtypes.py``, "Data checks": EEF1A1 and
   HBB are 0 in every sample, the Y-linked ZFY is as high in women as in men, gene means correlate r 0.03 with the
@@ -45,7 +45,7 @@ Declared before the run (rules fixed in this docstring):
   Monaco when Monaco was left out); without a real cohort that has it, the highest score without it + 0.02. The real PBMC cohort SDY67 (12) and the real whole-blood cohort GSE127813 (12)
   join the calibration; whole blood now has a real cohort, so ``blood`` gets a centroid from it. Fit floor =
   lowest ``fit_r`` of the model's real in-tissue samples minus 0.10; spread ceiling = 1.5 x the largest
-  ``member_spread`` there (``blue_core.calibration``): cohorts of one tissue differ by up to ~0.12 in median fit,
+  ``member_spread`` there (``blue_core.engine.calibration``): cohorts of one tissue differ by up to ~0.12 in median fit,
   so quantiles over some cohorts flagged whole cohorts of the right tissue. Test only (never calibrate): derived
   whole blood (above); **array-like whole blood** (derived: GSE127813 TPM plus an array-style floor of 1.1 x
   lognormal noise, no zeros); **solid tissue in PBMC** (derived: each Monaco sample mixed with the pseudo-bulk of 60
@@ -54,9 +54,9 @@ Declared before the run (rules fixed in this docstring):
   leave-one-cohort-out** (verdicts and recommendation with a calibration made without it); the goals of issue 22
   are read per cohort on those numbers: right tissue flagged <= 10 %, wrong tissue ``wrong input`` >= 90 %.
 * **Scores.** Every cohort through every model: the share of samples called ``ok`` / ``caution`` /
-  ``wrong input`` by ``blue_core.trust.assess``; in-tissue cohorts also leave-one-cohort-out (calibrated without
+  ``wrong input`` by ``blue_core.analysis.trust.assess``; in-tissue cohorts also leave-one-cohort-out (calibrated without
   that cohort), because calibrating and scoring on the same samples flatters the in-tissue rates. And the model
-  ``blue_core.trust.recommend_model`` picks for each cohort.
+  ``blue_core.analysis.trust.recommend_model`` picks for each cohort.
 
     python bench/trust.py [--out bench/results]
 """
@@ -77,8 +77,8 @@ from _tables import markdown_table, results_folder, write_report  # noqa: E402
 
 import blue_core as bc  # noqa: E402
 from blue_core.io import read_bulk  # noqa: E402
-from blue_core.calibration import FIT_FLOOR_MARGIN, SPREAD_CEILING_FACTOR  # noqa: E402
-from blue_core.trust import assess, compartment_scores, recommend_model  # noqa: E402
+from blue_core.engine.calibration import FIT_FLOOR_MARGIN, SPREAD_CEILING_FACTOR  # noqa: E402
+from blue_core.analysis.trust import assess, compartment_scores, recommend_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Trust signals on real bulk: right vs wrong tissue (issues 13.3, 22.3)", "",
              "Produced by `python bench/trust.py`; cohorts, calibration rules and scores were declared in its docstring "
              "before the run (issue 22.3's rules after looking at the old rules' scores on these cohorts: not a blind "
-             "test). **Every share is leave-one-cohort-out**: the verdicts of `blue_core.trust.assess` with a "
+             "test). **Every share is leave-one-cohort-out**: the verdicts of `blue_core.analysis.trust.assess` with a "
              "calibration made without that cohort (`ok (all cohorts calibrate)` beside it for comparison). Cohorts "
              "marked *(derived)* are semi-synthetic, built from real data, and never calibrate.", "",
              f"Calibration written to `blue_core/data/trust_calibration.json` (all real cohorts): ceilings "
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{float(defective['ok (LOCO)'].iloc[0]) if len(defective) else float('nan'):.2f}.", "",
              markdown_table(goal_table, number_format="{:.2f}"), "",
              "## Every cohort through every model", "", markdown_table(table, number_format="{:.2f}"), "",
-             "## Recommended model per cohort (`blue_core.trust.recommend_model`, leave-one-cohort-out)", "",
+             "## Recommended model per cohort (`blue_core.analysis.trust.recommend_model`, leave-one-cohort-out)", "",
              markdown_table(recs, number_format=None), ""]
     write_report(out_dir, "trust", lines, {"rows": rows, "goals": goals, "recommendations": recs.to_dict("records"),
                                            "calibration": cal})

@@ -9,7 +9,7 @@ CIBERSORTx estimates) are only read here, for scoring: no model setting was chos
     python bench/validate.py --models pbmc   # one model
     python bench/validate.py --update-cards  # also store the numbers in pretrained/<name>/model.json
 
-Baselines: NNLS (``blue_core.baselines.nnls_proportions``) on the mean CPM profiles of the same
+Baselines: NNLS (``blue_core.engine.baselines.nnls_proportions``) on the mean CPM profiles of the same
 single-cell reference the model was trained on, over the model's input genes; for GEPs, the
 reference mean profile of each cell type (what you get without deconvolving expression).
 """
@@ -31,16 +31,16 @@ import pandas as pd
 from scipy import stats
 
 import blue_core as bc
-from blue_core.baselines import nnls_proportions, signature_from_reference
-from blue_core.metrics import ccc, pearson
-from blue_core.recipes import build_reference, data_root, read_recipe
+from blue_core.engine.baselines import nnls_proportions, signature_from_reference
+from blue_core.analysis.metrics import ccc, pearson
+from blue_core.engine.recipes import build_reference, data_root, read_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HOEK_MODEL, HOEK_TRUTH  # noqa: E402
 from _tables import markdown_table  # noqa: E402
 
-from blue_core.stats import collapse_columns as collapse  # noqa: E402
+from blue_core.analysis.stats import collapse_columns as collapse  # noqa: E402
 
 logger = logging.getLogger("validate")
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -91,7 +91,7 @@ def label_kang(root: Path, reference: ad.AnnData | list[ad.AnnData]) -> ad.AnnDa
     the Hallmark interferon-alpha and -gamma response sets are excluded from the features so that the
     stimulation itself cannot move a cell between types. The labels are derived truth, not measured.
     """
-    from blue_core.labels import transfer_labels
+    from blue_core.engine.labels import transfer_labels
 
     kang = ad.read_h5ad(root / "pbmc" / "kang_ifnb_harmony.h5ad")
     ifn: set[str] = set()
@@ -246,8 +246,8 @@ def validate_pancreas(model: bc.BlueModel, recipe: dict) -> list[tuple[str, floa
 
 # ------------------------------------------------------------------------------------------------ aml
 def validate_aml(model: bc.BlueModel, recipe: dict, *, quick: bool = False) -> list[tuple[str, float, float]]:
-    from blue_core.simulation import split_reference
-    from blue_core.recipes import panel_genes
+    from blue_core.engine.simulation import split_reference
+    from blue_core.engine.recipes import panel_genes
 
     root = data_root(recipe)
     reference = build_reference(recipe)
@@ -314,7 +314,7 @@ def validate_blood(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, 
     """Issue 16: the whole-blood model on what we hold. Monaco PBMC (flow: 6 PBMC types; low-density granulocytes
     about 4 %), HPA's total-PBMC profile (granulocytes near 0), and pseudo-bulk from the held-out cells of the
     training split (single cells never trained on; granulocyte cells synthetic, from the same profiles)."""
-    from blue_core.simulation import simulate, split_reference
+    from blue_core.engine.simulation import simulate, split_reference
 
     root = data_root(recipe)
     reference = build_reference(recipe)

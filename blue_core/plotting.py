@@ -19,9 +19,9 @@ from .exceptions import BlueInputError
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-    from .inference import Deconvolution
-    from .subtypes import SubtypeClustering
-    from .survival import SurvivalAnalysis
+    from .engine.inference import Deconvolution
+    from .analysis.subtypes import SubtypeClustering
+    from .analysis.survival import SurvivalAnalysis
 
 __all__ = ["COLORBLIND", "km_curves", "save_km", "subtype_heatmap", "consensus_matrix", "sample_order", "stacked_bar", "group_box", "scatter_vs", "fit_bar", "interval_table", "interval_bars", "truth_vs_prediction", "heatmap", "forest", "bar_table"]
 

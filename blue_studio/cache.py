@@ -21,10 +21,10 @@ import streamlit as st
 from blue_core.exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from blue_core.subtypes import CohortValidation, SubtypeClustering
+    from blue_core.analysis.subtypes import CohortValidation, SubtypeClustering
 
-    from blue_core.inference import Deconvolution
-    from blue_core.model import BlueModel
+    from blue_core.engine.inference import Deconvolution
+    from blue_core.engine.model import BlueModel
 
 
 __all__ = ["content_hash", "frame_hash", "pretrained_models", "load_pretrained", "model_key", "read_bulk_upload", "load_sample", "demo_cohorts", "read_demo_bulk", "run_deconvolution", "anndata_bytes", "model_zip_bytes", "result_key", "fit_subtypes", "fit_survival", "validate_on_cohorts", "gene_set_collections", "run_enrichment", "reference_obs", "read_reference_upload", "train_with_progress"]
@@ -47,7 +47,7 @@ def frame_hash(frame: pd.DataFrame | None) -> str:
 
 def pretrained_models() -> pd.DataFrame:
     """Table of pretrained models (``blue_core.list_models``); empty when none is installed."""
-    from blue_core.store import list_models
+    from blue_core.engine.store import list_models
 
     return list_models()
 
@@ -55,7 +55,7 @@ def pretrained_models() -> pd.DataFrame:
 @st.cache_resource(show_spinner="Loading model ...", max_entries=8)
 def load_pretrained(name: str) -> Any:
     """A pretrained model by name, loaded once per server process (read-only, eval mode)."""
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     model = load_model(name)
     network = getattr(model, "network", None)
@@ -156,16 +156,16 @@ def read_bulk_upload(data: bytes, filename: str, genes: Sequence[str] | None) ->
 
 @st.cache_data(show_spinner="Loading the demo cohort ...", max_entries=8)
 def load_sample(name: str) -> Any:
-    """A bundled demo cohort (``blue_core.datasets.load_sample``), cached (a copy per caller)."""
-    from blue_core.datasets import load_sample as _load
+    """A bundled demo cohort (``blue_core.io.datasets.load_sample``), cached (a copy per caller)."""
+    from blue_core.io.datasets import load_sample as _load
 
     return _load(name)
 
 
 def demo_cohorts() -> pd.DataFrame:
-    """Table of bundled demo cohorts (``blue_core.datasets.list_samples``); empty if none."""
+    """Table of bundled demo cohorts (``blue_core.io.datasets.list_samples``); empty if none."""
     try:
-        from blue_core.datasets import list_samples
+        from blue_core.io.datasets import list_samples
     except ImportError:
         return pd.DataFrame(columns=["name", "title"])
     table = list_samples()
@@ -174,7 +174,7 @@ def demo_cohorts() -> pd.DataFrame:
 
 def read_demo_bulk(name: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
     """The demo cohort's bulk read with the model's genes, so the report counts matched genes."""
-    from blue_core.datasets import sample_root
+    from blue_core.io.datasets import sample_root
 
     data = (sample_root() / name / "bulk.csv.gz").read_bytes()
     return read_bulk_upload(data, f"{name}/bulk.csv.gz", genes)
@@ -185,7 +185,7 @@ def _deconvolve_cached(bulk_key: str, model_key_: str, adapt: bool | str, _bulk:
     """``blue_core.deconvolve`` with a progress bar (and time left); the cache key is the content keys + ``adapt``."""
     import time
 
-    from blue_core.inference import deconvolve
+    from blue_core.engine.inference import deconvolve
     bar = st.progress(0.0, text="Deconvolving ...")
     start = time.perf_counter()
 
@@ -208,7 +208,7 @@ def run_deconvolution(bulk: Any, bulk_key: str, model: BlueModel, *, adapt: bool
     ``adapt`` is ``deconvolve``'s (None: the model's default, ``inference.default_adapt``). Returns the ``Deconvolution`` and the texts of
     the warnings raised (e.g. ``PoorFitWarning``).
     """
-    from blue_core.inference import default_adapt
+    from blue_core.engine.inference import default_adapt
 
     adapt = default_adapt(model) if adapt is None else adapt
     result, messages = _deconvolve_cached(bulk_key, model_key(model), adapt, bulk, model)
@@ -229,9 +229,9 @@ def anndata_bytes(adata: Any) -> bytes:
 
 def model_zip_bytes(model: BlueModel) -> bytes:
     """A zip of the model's files (``model.safetensors`` + ``model.json``) written by ``save_model``."""
-    from blue_core.model import save_model
+    from blue_core.engine.model import save_model
 
-    from blue_core.files import check_model_name
+    from blue_core.io.files import check_model_name
 
     folder = check_model_name(getattr(model, "name", "model"))  # the name inside the zip; never a path
     buffer = io.BytesIO()
@@ -253,7 +253,7 @@ def result_key() -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=3600)
 def _fit_subtypes(key: str, features: str, cell_types: tuple[str, ...], k: int | None, _result: Deconvolution) -> Any:
-    from blue_core.subtypes import SubtypeClustering
+    from blue_core.analysis.subtypes import SubtypeClustering
 
     bar = st.progress(0.0, text="Finding subtypes (consensus clustering) ...")
 
@@ -272,8 +272,8 @@ def fit_subtypes(result: Deconvolution, *, features: str, cell_types: Sequence[s
 
 def fit_survival(labels: pd.Series, clinical: pd.DataFrame, *, time_col: str, event_col: str) -> Any:
     """``SurvivalAnalysis(time_col, event_col).fit(labels, clinical)`` with a unit read from the column name."""
-    from blue_core.clinical import guess_time_unit
-    from blue_core.survival import SurvivalAnalysis
+    from blue_core.analysis.clinical import guess_time_unit
+    from blue_core.analysis.survival import SurvivalAnalysis
 
     return SurvivalAnalysis(time_col, event_col, time_unit=guess_time_unit(time_col)).fit(labels, clinical)
 
@@ -281,10 +281,10 @@ def fit_survival(labels: pd.Series, clinical: pd.DataFrame, *, time_col: str, ev
 def validate_on_cohorts(names: list[str], model: BlueModel, subtypes: SubtypeClustering, *, discovery: Deconvolution,
                         survival: Any, time_col: str, event_col: str) -> list[CohortValidation]:
     """Cross-cohort validation in demo cohorts ``names``: each deconvolved with ``model`` (cached), then
-    ``blue_core.subtypes.validate_subtypes`` with the discovery's best-prognosis subtype, and
+    ``blue_core.analysis.subtypes.validate_subtypes`` with the discovery's best-prognosis subtype, and
     ``validate_across`` (Holm over the cohorts) -- the same rules as ``blue subtypes --validate``."""
-    from blue_core.subtypes import validate_across, validate_subtypes, validation_genes
-    from blue_core.survival import best_prognosis_group
+    from blue_core.analysis.subtypes import validate_across, validate_subtypes, validation_genes
+    from blue_core.analysis.survival import best_prognosis_group
 
     best = best_prognosis_group(survival)
     out = []
@@ -303,8 +303,8 @@ def validate_on_cohorts(names: list[str], model: BlueModel, subtypes: SubtypeClu
 
 
 def gene_set_collections() -> pd.DataFrame:
-    """The shipped gene-set collections (``blue_core.enrichment.list_gene_set_collections``)."""
-    from blue_core.enrichment import list_gene_set_collections
+    """The shipped gene-set collections (``blue_core.analysis.enrichment.list_gene_set_collections``)."""
+    from blue_core.analysis.enrichment import list_gene_set_collections
 
     return list_gene_set_collections()
 
@@ -312,7 +312,7 @@ def gene_set_collections() -> pd.DataFrame:
 @st.cache_data(show_spinner="Running gene-set enrichment ...", max_entries=32, ttl=3600)
 def _enrich(key: str, labels_key: str, group: str, cell_type: str, collections: tuple[str, ...], method: str,
             _result: Deconvolution, _labels: pd.Series) -> pd.DataFrame:
-    from blue_core.enrichment import enrich
+    from blue_core.analysis.enrichment import enrich
 
     return enrich(_result, _labels, group=group, cell_type=cell_type, gene_sets=list(collections), method=method)
 
@@ -367,7 +367,7 @@ def train_with_progress(reference: Any, **settings: Any) -> Any:
     """
     import time
 
-    from blue_core.training import train_model
+    from blue_core.engine.training import train_model
 
     bar = st.progress(0.0, text="Starting training ...")
     start = time.perf_counter()
@@ -398,24 +398,24 @@ def time_left(fraction: float, elapsed_s: float) -> str:
 
 @st.cache_data(show_spinner="Checking which model fits these data ...", max_entries=16, ttl=3600)
 def _recommend(bulk_key: str, _bulk: Any) -> pd.DataFrame:
-    from blue_core.model import load_installed
-    from blue_core.trust import recommend_model
+    from blue_core.engine.model import load_installed
+    from blue_core.analysis.trust import recommend_model
 
     return recommend_model(_bulk, load_installed(loader=load_pretrained))
 
 
 def recommend(bulk: Any, bulk_key: str) -> pd.DataFrame:
-    """``blue_core.trust.recommend_model`` over the installed models, cached on the data's content key."""
+    """``blue_core.analysis.trust.recommend_model`` over the installed models, cached on the data's content key."""
     return _recommend(bulk_key.rsplit(":", 1)[0], bulk)  # the data part of the key (not the model genes)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=3600)
 def _assess(bulk_key: str, model_key_: str, _bulk: Any, _model: BlueModel, _result: Deconvolution) -> Any:
-    from blue_core.trust import assess
+    from blue_core.analysis.trust import assess
 
     return assess(_bulk, _result, model=_model)
 
 
 def trust_report(bulk: Any, bulk_key: str, model: BlueModel, result: Deconvolution) -> Any:
-    """``blue_core.trust.assess`` of a result (cached on the data and model keys)."""
+    """``blue_core.analysis.trust.assess`` of a result (cached on the data and model keys)."""
     return _assess(bulk_key, model_key(model), bulk, model, result)

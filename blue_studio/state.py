@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from blue_core.clinical import read_clinical_table
+from blue_core.analysis.clinical import read_clinical_table
 from blue_core.exceptions import BlueInputError, BlueModelError
 
 from .cache import content_hash, load_pretrained, load_sample, pretrained_models, read_bulk_upload, read_demo_bulk
 
 if TYPE_CHECKING:  # pragma: no cover
-    from blue_core.model import BlueModel
+    from blue_core.engine.model import BlueModel
 
 __all__ = ["analysis_inputs", "on_analysis_upload", "on_model_zip_upload", "use_model", "follow_recommendation", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
@@ -304,7 +304,7 @@ def _open_upload(key: str, error_key: str, reader: Callable[[bytes], Any]) -> tu
 
 def on_model_zip_upload() -> None:
     """Model-zip uploader callback: load a model downloaded earlier into this session (``load_model_zip``)."""
-    from blue_core.model import load_model_zip
+    from blue_core.engine.model import load_model_zip
 
     state = st.session_state
     _, model = _open_upload("model_zip_upload", "model_zip_error", load_model_zip)
@@ -316,7 +316,7 @@ def on_model_zip_upload() -> None:
 
 def on_analysis_upload() -> None:
     """Saved-analysis uploader callback: reopen a zip from 'Download this analysis' (``read_bundle``)."""
-    from blue_core.bundle import read_bundle
+    from blue_core.io.bundle import read_bundle
 
     state = st.session_state
     upload, bundle = _open_upload("analysis_upload", "analysis_error", read_bundle)

@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from blue_core import calibration
-from blue_core.files import write_csv
+from blue_core.engine import calibration
+from blue_core.io.files import write_csv
 from blue_core.io import report_words
-from blue_core.tables import unmeasured_genes
+from blue_core.analysis.tables import unmeasured_genes
 
 from .state import model_label, use_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-    from blue_core.inference import Deconvolution
-    from blue_core.model import BlueModel
+    from blue_core.engine.inference import Deconvolution
+    from blue_core.engine.model import BlueModel
 
 __all__ = ["show_error", "show_warnings", "csv_download", "mark_unmeasured", "md", "safe_figure", "plot", "sidebar_status", "card_table", "show_model_card", "show_input_report"]
 
@@ -270,8 +270,8 @@ def adaptation_switch(model: BlueModel, bulk: Any) -> bool:
     Off and disabled, with the reason, when the model carries no simulation bank or the cohort is smaller than
     adaptation needs; otherwise on by default where the model's default adapts (``inference.default_adapt``).
     """
-    from blue_core.adaptation import MIN_SAMPLES
-    from blue_core.inference import default_adapt
+    from blue_core.engine.adaptation import MIN_SAMPLES
+    from blue_core.engine.inference import default_adapt
 
     n = int(getattr(bulk, "n_obs", 0))
     reason = ""
@@ -293,7 +293,7 @@ def adaptation_switch(model: BlueModel, bulk: Any) -> bool:
 
 def show_adaptation(result: Any) -> None:
     """Says whether the shown result was adapted to its cohort (``adaptation.adaptation_text``)."""
-    from blue_core.adaptation import adaptation_text
+    from blue_core.engine.adaptation import adaptation_text
 
     text = adaptation_text((getattr(result, "input_report", None) or {}).get("adaptation"))
     if text:
@@ -301,7 +301,7 @@ def show_adaptation(result: Any) -> None:
 
 
 def show_recommendation(ranking: pd.DataFrame, *, current: str | None) -> None:
-    """Which installed model fits the loaded data (``blue_core.trust.recommend_model``), with a switch button."""
+    """Which installed model fits the loaded data (``blue_core.analysis.trust.recommend_model``), with a switch button."""
     if ranking is None or not len(ranking):
         return
     best = ranking.iloc[0]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import calibration, clinical as clinical_rules, plotting, tables
+from blue_core.engine import calibration
+from blue_core.analysis import clinical as clinical_rules, tables
+from blue_core import plotting
 
 from blue_studio import state as app_state, views
 from blue_core.exceptions import BlueInputError
-from blue_core.metrics import accuracy_table
-from blue_core.stats import collapse_columns, compare_groups, correlate
+from blue_core.analysis.metrics import accuracy_table
+from blue_core.analysis.stats import collapse_columns, compare_groups, correlate
 
 app_state.init_state()
 st.title("Cell-type proportions")

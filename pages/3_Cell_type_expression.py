@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import clinical as clinical_rules, plotting, tables
+from blue_core.analysis import clinical as clinical_rules, tables
+from blue_core import plotting
 
 from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueInputError
-from blue_core.stats import compare_groups, specific_genes, top_genes, zscore
+from blue_core.analysis.stats import compare_groups, specific_genes, top_genes, zscore
 
 app_state.init_state()
 st.title("Cell-type expression")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from blue_core import clinical as clinical_rules, tables
+from blue_core.analysis import clinical as clinical_rules, tables
 
 from blue_studio import cache, state as app_state, views
-from blue_core.datasets import validation_cohorts
+from blue_core.io.datasets import validation_cohorts
 from blue_core.exceptions import BlueInputError
 
 app_state.init_state()

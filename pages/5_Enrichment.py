@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from blue_core import clinical as clinical_rules, plotting
+from blue_core.analysis import clinical as clinical_rules
+from blue_core import plotting
 
 from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueInputError

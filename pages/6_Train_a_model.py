@@ -6,11 +6,12 @@ import re
 
 import streamlit as st
 
-from blue_core import clinical as clinical_rules, plotting
+from blue_core.analysis import clinical as clinical_rules
+from blue_core import plotting
 
 from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueInputError
-from blue_core.files import MODEL_NAME_RULE, check_model_name
+from blue_core.io.files import MODEL_NAME_RULE, check_model_name
 
 app_state.init_state()
 state = st.session_state

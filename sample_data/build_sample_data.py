@@ -63,7 +63,7 @@ def build(shared: Path) -> None:
         "of human immune cell types. Cell Rep 2019;26:1627-1640",
         "licence": "GEO public data; flow truth as distributed in granulator (GPL-3)",
         "recommended_model": "pbmc",
-        # flow types <-> model types (blue_core.tables.truth_mapping): the common vocabulary of the accuracy view;
+        # flow types <-> model types (blue_core.analysis.tables.truth_mapping): the common vocabulary of the accuracy view;
         # the whole-blood model's granulocytes meet the flow panel's low-density granulocytes
         "truth_mapping": {"pbmc": {"model": {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte", "mDC": "DC", "pDC": "DC"}, "truth": {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocyte": "Monocyte", "DC": "DC"}}, "blood": {"model": {"B": "B", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "NK": "NK", "Monocyte": "Monocyte", "mDC": "DC", "pDC": "DC", "Neutrophil": "Granulocyte", "Eosinophil": "Granulocyte", "Basophil": "Granulocyte"}, "truth": {"B": "B", "T_CD4": "CD4 T", "T_CD8": "CD8 T", "NK": "NK", "Monocyte": "Monocyte", "DC": "DC", "Granulocyte_LD": "Granulocyte"}}},
     }, bulk)

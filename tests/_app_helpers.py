@@ -21,7 +21,7 @@ TIMEOUT = 180
 
 
 def installed_models() -> list[str]:
-    from blue_core.store import list_models
+    from blue_core.engine.store import list_models
 
     table = list_models()
     return [str(n) for n in table["name"]] if len(table) else []
@@ -44,10 +44,10 @@ def page(filename: str) -> Any:
 @functools.lru_cache(maxsize=8)
 def demo_result(name: str) -> tuple[Any, Any, Any, str]:
     """(cohort, model, Deconvolution, model name) for a demo cohort with its recommended model."""
-    from blue_core.datasets import load_sample, sample_root
-    from blue_core.inference import deconvolve
+    from blue_core.io.datasets import load_sample, sample_root
+    from blue_core.engine.inference import deconvolve
     from blue_core.io import read_bulk
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     cohort = load_sample(name)
     require_model(cohort.recommended_model)

@@ -27,8 +27,8 @@ TINY_TRAINING: dict[str, Any] = dict(
 def _tiny(n_genes: int, seed: int, n_markers: int, bulk_seed: int, n_bulk: int, extra: tuple) -> tuple:
     from _engine_data import synthetic_reference
 
-    from blue_core.simulation import simulate
-    from blue_core.training import train_model
+    from blue_core.engine.simulation import simulate
+    from blue_core.engine.training import train_model
 
     ref = synthetic_reference(n_cells=150, n_genes=n_genes, seed=seed)
     model = train_model(ref, n_markers=n_markers, name="tiny", **{**TINY_TRAINING, **dict(extra)})

@@ -1,7 +1,7 @@
 """``blue app``: start the BLUE studio Streamlit app from the installed package.
 
 The app (``app.py`` + ``pages/``, package ``blue_app``) is found with
-:func:`~blue_core.resources.package_folder`; its ``.streamlit/config.toml`` is passed as command-line
+:func:`~blue_core.io.resources.package_folder`; its ``.streamlit/config.toml`` is passed as command-line
 options, because Streamlit reads that file only from the working directory. Streamlit is started as a
 separate program (``python -m streamlit run``, exec'd in place of ``blue app``): the engine never imports it.
 """
@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 
 from ..exceptions import BlueInputError
-from ..resources import package_folder
+from ..io.resources import package_folder
 
 
 def streamlit_command(*, port: int | None = None, address: str | None = None, headless: bool = True) -> list[str]:

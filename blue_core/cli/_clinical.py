@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..clinical import guess_time_unit, read_clinical
-from ..strictjson import dumps, jsonable
+from ..analysis.clinical import guess_time_unit, read_clinical
+from ..io.strictjson import dumps, jsonable
 from ..exceptions import BlueInputError
-from ..files import restore_formulas, write_csv
+from ..io.files import restore_formulas, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
 
 # --------------------------------------------------------------------------- helpers
 def _read_deconvolution(directory: str | Path) -> Any:
-    from ..inference import Deconvolution
+    from ..engine.inference import Deconvolution
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -101,7 +101,7 @@ def _write_labels(labels: pd.Series, path: Path) -> None:
 
 
 def _survival(labels: pd.Series, clinical_path: str, args: argparse.Namespace) -> Any:
-    from ..survival import SurvivalAnalysis
+    from ..analysis.survival import SurvivalAnalysis
 
     clinical = read_clinical(clinical_path, sample_col=args.sample_col)
     return SurvivalAnalysis(args.time_col, args.event_col, sample_col=args.sample_col,
@@ -122,8 +122,8 @@ def _report(out: dict[str, Any], title: str) -> None:
 
 # --------------------------------------------------------------------------- commands
 def _run_subtypes(args: argparse.Namespace) -> int:
-    from ..subtypes import SubtypeClustering, validate_subtypes, validation_genes
-    from ..survival import best_prognosis_group
+    from ..analysis.subtypes import SubtypeClustering, validate_subtypes, validation_genes
+    from ..analysis.survival import best_prognosis_group
 
     if args.validate and not args.validate_clinical:
         raise BlueInputError("--validate needs --validate-clinical FILE (the validation cohort's survival table).")
@@ -198,7 +198,7 @@ def _run_subtypes(args: argparse.Namespace) -> int:
 
 
 def _run_enrich(args: argparse.Namespace) -> int:
-    from ..enrichment import enrich
+    from ..analysis.enrichment import enrich
 
     deconv = _read_deconvolution(args.deconv_dir)
     labels = _read_labels(args.subtypes)

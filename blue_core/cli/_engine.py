@@ -169,7 +169,7 @@ def _simulation_kwargs(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _read_reference(args: argparse.Namespace):  # noqa: ANN202
-    from ..io import read_reference
+    from ..io.reference import read_reference
 
     path = Path(args.reference)
     if not path.is_file():
@@ -181,8 +181,8 @@ def _read_reference(args: argparse.Namespace):  # noqa: ANN202
 def _run_simulate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..files import atomic_directory, check_output_folder, write_csv
-    from ..simulation import simulate
+    from ..io.files import atomic_directory, check_output_folder, write_csv
+    from ..engine.simulation import simulate
 
     check_output_folder(args.out, overwrite=args.overwrite, what="--out")
     reference = _read_reference(args)
@@ -200,9 +200,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..model import save_model
+    from ..engine.model import save_model
 
-    from ..files import check_model_name
+    from ..io.files import check_model_name
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -217,10 +217,10 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.reference:
             raise BlueInputError("pass either REFERENCE.h5ad or --recipe FILE, not both.")
         try:
-            from ..recipes import train_from_recipe
+            from ..engine.recipes import train_from_recipe
         except ImportError as err:
             raise BlueInputError(
-                "training from a recipe needs blue_core.recipes, which is not installed in this version; "
+                "training from a recipe needs blue_core.engine.recipes, which is not installed in this version; "
                 "train from a reference file instead (blue train REFERENCE.h5ad --out DIR)."
             ) from err
         if not Path(args.recipe).is_file():
@@ -230,12 +230,12 @@ def _run_train(args: argparse.Namespace) -> int:
     else:
         if not args.reference:
             raise BlueInputError("give a single-cell reference (blue train REFERENCE.h5ad --out DIR) or --recipe FILE.")
-        from ..training import train_model
+        from ..engine.training import train_model
 
         reference = _read_reference(args)
         panel = None
         if args.input_panel:
-            from ..io import read_bulk
+            from ..io.bulk import read_bulk
 
             panel = list(read_bulk(args.input_panel).var_names)
         with _progress_bar("train") as progress:
@@ -258,8 +258,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
     """``blue train --recipe FILE --out DIR --bank-only``: add the adaptation bank to a trained model."""
-    from ..model import load_model, save_model
-    from ..recipes import read_recipe, recipe_bank
+    from ..engine.model import load_model, save_model
+    from ..engine.recipes import read_recipe, recipe_bank
 
     if not args.recipe or not Path(args.recipe).is_file():
         raise BlueInputError("--bank-only needs --recipe FILE (the recipe the model in --out was trained with).")
@@ -272,16 +272,16 @@ def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
     model.adaptation_bank = recipe_bank(recipe, model)
     model.card["adaptation_bank"] = dict(
         rule="pseudo-bulks from the training cells with the recipe's simulation settings (seed 4242), for "
-             "cohort adaptation (blue_core.adaptation); added after training by blue train --bank-only")
+             "cohort adaptation (blue_core.engine.adaptation); added after training by blue train --bank-only")
     save_model(model, out, overwrite=True)
     print(f"wrote the adaptation bank of {model.name!r} ({model.adaptation_bank.n_samples} pseudo-bulks) to {out}")
     return 0
 
 
 def _run_streaming(args: argparse.Namespace) -> int:
-    from ..files import atomic_directory, check_output_folder, write_csv
-    from ..model import load_model
-    from ..streaming import DEFAULT_CHUNK_SIZE, NO_TISSUE_CHECKS, deconvolve_chunked, deconvolve_dask, open_bulk
+    from ..io.files import atomic_directory, check_output_folder, write_csv
+    from ..engine.model import load_model
+    from ..engine.streaming import DEFAULT_CHUNK_SIZE, NO_TISSUE_CHECKS, deconvolve_chunked, deconvolve_dask, open_bulk
 
     if args.adapt == "on":
         raise BlueInputError("--adapt on is not available for chunked or streamed runs (--chunk-size, --scheduler, "
@@ -322,10 +322,11 @@ def _run_streaming(args: argparse.Namespace) -> int:
 def _run_deconvolve(args: argparse.Namespace) -> int:
     if args.chunk_size or args.scheduler or str(args.bulk).lower().endswith((".h5", ".hdf5", ".zarr")):
         return _run_streaming(args)
-    from ..files import check_output_folder
-    from ..inference import deconvolve
-    from ..io import input_report_lines, read_bulk
-    from ..model import load_model
+    from ..io.files import check_output_folder
+    from ..engine.inference import deconvolve
+    from ..io.bulk import read_bulk
+    from ..io.report import input_report_lines
+    from ..engine.model import load_model
 
     source = Path(args.bulk)
     if not source.exists():
@@ -345,7 +346,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"input: {summary}", file=sys.stderr)
     for text in messages:
         print(f"input: {text}", file=sys.stderr)
-    from ..trust import assess
+    from ..analysis.trust import assess
 
     trust = assess(bulk, result, model=model)
     trust.annotate(result).write(args.out, overwrite=args.overwrite)  # fit.csv / h5ad obs carry verdict + reasons
@@ -369,8 +370,8 @@ def _adapt_option(value: str | None) -> dict[str, Any]:
 def _suggest_model(bulk: Any, chosen: Any) -> None:
     """After a 'wrong input' verdict: the installed model the data recommend (``trust.recommend_model``), printed
     as the option to rerun with."""
-    from ..model import load_installed, load_model
-    from ..trust import recommend_model
+    from ..engine.model import load_installed, load_model
+    from ..analysis.trust import recommend_model
 
     models = load_installed(loader=lambda name: chosen if name == chosen.name else load_model(name))
     ranking = recommend_model(bulk, models)
@@ -386,7 +387,7 @@ def _suggest_model(bulk: Any, chosen: Any) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from ..store import list_models
+    from ..engine.store import list_models
 
     table = list_models()
     if table.empty:

@@ -66,7 +66,7 @@ def _uploaded(text: str, filename: str) -> object:
 def test_uploaded_file_report_and_run() -> None:
     """A file in the session (as the uploader callback leaves it) is read, reported and deconvolved."""
     require_model("pbmc")
-    from blue_core.datasets import sample_root
+    from blue_core.io.datasets import sample_root
 
     data = (sample_root() / "monaco_pbmc" / "bulk.csv.gz").read_bytes()
     at = _uploaded(gzip.decompress(data).decode(), "my_pbmc.csv")
@@ -154,7 +154,7 @@ def test_whole_blood_like_upload_opens_on_the_blood_model() -> None:
     require_model("pbmc")
     require_model("blood")
     import blue_core as bc
-    from blue_core.trust import MARKER_SETS
+    from blue_core.analysis.trust import MARKER_SETS
 
     frame = bc.load_sample("monaco_pbmc").bulk.to_df()
     genes = [g for g in MARKER_SETS["neutrophil"] if g in frame.columns]
@@ -199,7 +199,7 @@ def test_adaptation_switch_runs_it_and_says_so() -> None:
 
 def test_adaptation_switch_is_off_with_the_reason_for_a_tiny_cohort() -> None:
     require_model("pbmc")
-    from blue_core.datasets import sample_root
+    from blue_core.io.datasets import sample_root
 
     text = gzip.decompress((sample_root() / "monaco_pbmc" / "bulk.csv.gz").read_bytes()).decode()
     three = "\n".join(",".join(line.split(",")[:4]) for line in text.splitlines())

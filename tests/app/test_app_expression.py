@@ -75,7 +75,7 @@ def test_sample_profile_against_the_reference_mean() -> None:
     assert_clean(at)
     versus = [f for f in figures(at) if "vs the reference mean" in str(f["layout"].get("title", ""))]
     assert len(versus) == 1
-    from blue_core import tables
+    from blue_core.analysis import tables
     from blue_studio import state as app_state
 
     result = at.session_state["result"]

@@ -49,7 +49,7 @@ def test_blood_demo_bars_fit_and_flow_truth() -> None:
     assert fit_fig and sum(len(t["x"]) for t in fit_fig[0]["data"]) == 12
     # the fit line is the real-cohort floor, so the model's own tissue is not "poorly explained" wholesale
     # (it was 11 of 12 under the simulated-mixture threshold, contradicting the green trust verdict)
-    from blue_core.calibration import REAL_FLOOR_WORDS
+    from blue_core.engine.calibration import REAL_FLOOR_WORDS
 
     assert REAL_FLOOR_WORDS in texts(at)
     verdict = [plain(e.value) for e in [*at.success, *at.warning, *at.error] if "Trust verdict:" in plain(e.value)]
@@ -122,8 +122,8 @@ def test_blood_model_on_monaco_meets_the_flow_granulocytes() -> None:
 
     from _app_helpers import require_model
 
-    from blue_core.inference import deconvolve
-    from blue_core.model import load_model
+    from blue_core.engine.inference import deconvolve
+    from blue_core.engine.model import load_model
 
     require_model("blood")
     at = seed(page(PAGE), "monaco_pbmc")
@@ -141,7 +141,7 @@ def test_blood_model_on_monaco_meets_the_flow_granulocytes() -> None:
 
 
 def _monaco_bulk():
-    from blue_core.datasets import sample_root
+    from blue_core.io.datasets import sample_root
     from blue_core.io import read_bulk
 
     return read_bulk(sample_root() / "monaco_pbmc" / "bulk.csv.gz")

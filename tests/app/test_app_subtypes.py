@@ -99,7 +99,7 @@ def test_cohort_without_survival_columns_explains() -> None:
 
 
 def test_validation_cohorts_are_those_the_same_model_reads() -> None:
-    from blue_core.datasets import validation_cohorts
+    from blue_core.io.datasets import validation_cohorts
 
     assert validation_cohorts("aml", exclude="tcga_laml") == ["beataml", "target_aml"]
     assert validation_cohorts("aml", exclude="target_aml") == ["beataml", "tcga_laml"]

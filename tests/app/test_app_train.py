@@ -58,7 +58,7 @@ def test_columns_counts_train_and_use() -> None:
     import zipfile
 
     from blue_studio import cache
-    from blue_core.model import load_model
+    from blue_core.engine.model import load_model
 
     archive = zipfile.ZipFile(io.BytesIO(cache.model_zip_bytes(model)))
     assert sorted(archive.namelist()) == ["tiny/adaptation.safetensors", "tiny/model.json", "tiny/model.safetensors"]

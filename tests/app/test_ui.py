@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blue_core import clinical as clinical_rules, plotting, tables
+from blue_core.analysis import clinical as clinical_rules, tables
+from blue_core import plotting
 
 from blue_studio import cache, views
 from blue_studio import state as app_state
@@ -132,8 +133,8 @@ def test_model_zip_upload_adds_the_model_to_this_session(fake_state: dict, tiny_
 
 def test_saved_analysis_reopens_in_a_new_session(fake_state: dict, tiny_trained) -> None:
     """Issue 13.8: a bundle from 'Download this analysis' reopens as the current result."""
-    from blue_core.bundle import write_bundle
-    from blue_core.inference import deconvolve
+    from blue_core.io.bundle import write_bundle
+    from blue_core.engine.inference import deconvolve
 
     model, bulk = tiny_trained()
     result = deconvolve(bulk, model)

@@ -13,9 +13,9 @@ WORDS = re.compile(r"(\d+) ok, (\d+) caution, (\d+) wrong input")
 
 def test_every_results_page_shows_the_data_pages_verdict() -> None:
     require_model("pbmc")
-    from blue_core.datasets import sample_root
+    from blue_core.io.datasets import sample_root
     from blue_core.io import read_bulk
-    from blue_core.trust import assess
+    from blue_core.analysis.trust import assess
     from blue_studio import cache, state as app_state
 
     cohort, model, result, name = demo_result("monaco_pbmc")

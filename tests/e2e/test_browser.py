@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _require_model(name: str) -> None:
-    from blue_core.store import list_models
+    from blue_core.engine.store import list_models
 
     table = list_models()
     if name not in set(map(str, table["name"])):
@@ -138,7 +138,7 @@ def test_analysis_zip_button_gives_a_zip_that_reopens(page: Any, shot: Any, tmp_
     """Issue 22.5: the sidebar's "Download this analysis (zip)" works from the button (it used to fail with
     MediaFileStorageError: the deferred download ran outside the session) and the file opens again."""
     _require_model("pbmc")
-    from blue_core.bundle import read_bundle
+    from blue_core.io.bundle import read_bundle
 
     page.locator("button", has_text="Load Monaco").first.click()
     page.get_by_text("Deconvolved 12 samples").wait_for(timeout=120_000)

@@ -49,7 +49,7 @@ def outside() -> Iterator[tuple[str, list[str]]]:
 @pytest.fixture(scope="module")
 def poisoned(outside: tuple[str, list[str]], tiny_trained: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A tiny model named 'poisoned' whose card fields are Markdown images on the logging server."""
-    from blue_core.model import save_model
+    from blue_core.engine.model import save_model
     from blue_studio.cache import model_zip_bytes
 
     url, _ = outside

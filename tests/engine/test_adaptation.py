@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from blue_core.adaptation import AdaptationConfig, adaptation_text, read_bank
+from blue_core.engine.adaptation import AdaptationConfig, adaptation_text, read_bank
 from blue_core.exceptions import BlueInputError, BlueModelError
-from blue_core.inference import deconvolve
-from blue_core.model import BANK_FILE, load_model, save_model
+from blue_core.engine.inference import deconvolve
+from blue_core.engine.model import BANK_FILE, load_model, save_model
 
 QUICK = AdaptationConfig(steps=15, batch_size=16)
 
@@ -95,7 +95,7 @@ def test_bank_round_trip_and_a_replaced_bank_is_refused(tiny_trained, tmp_path):
     with pytest.raises(BlueModelError, match="does not match its model card"):
         load_model(tmp_path / "m")
     with pytest.raises(BlueModelError, match="does not fit the model"):
-        from blue_core.adaptation import write_bank
+        from blue_core.engine.adaptation import write_bank
 
         write_bank(model.adaptation_bank, tmp_path / "bank.safetensors")
         read_bank(tmp_path / "bank.safetensors", n_input_genes=3, n_cell_types=len(model.cell_types))
@@ -122,7 +122,7 @@ def test_downloads_record_the_adaptation(tiny_trained, tmp_path):
     """The result folder's provenance.json and the analysis bundle's manifest say that (and how) it was adapted."""
     import json
 
-    from blue_core.bundle import read_bundle, write_bundle
+    from blue_core.io.bundle import read_bundle, write_bundle
 
     model, bulk = tiny_trained(n_bulk=12)
     result = _run(model, bulk, QUICK)

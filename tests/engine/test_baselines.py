@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from blue_core.baselines import closed_form_gep, nnls_proportions, signature_from_reference, svr_proportions
+from blue_core.engine.baselines import closed_form_gep, nnls_proportions, signature_from_reference, svr_proportions
 from blue_core.exceptions import BlueInputError, GeneOverlapWarning
 
 

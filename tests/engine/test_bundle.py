@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blue_core.bundle import read_bundle, write_bundle
+from blue_core.io.bundle import read_bundle, write_bundle
 from blue_core.exceptions import BlueInputError
-from blue_core.inference import deconvolve
-from blue_core.survival import SurvivalAnalysis
+from blue_core.engine.inference import deconvolve
+from blue_core.analysis.survival import SurvivalAnalysis
 
 
 def test_bundle_round_trip_with_subtypes_and_survival(tiny_trained):

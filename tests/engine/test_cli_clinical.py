@@ -11,7 +11,7 @@ import pytest
 
 from blue_core.cli import main
 
-inference = pytest.importorskip("blue_core.inference", reason="blue_core.inference (Deconvolution) not available")
+inference = pytest.importorskip("blue_core.engine.inference", reason="blue_core.engine.inference (Deconvolution) not available")
 
 
 def _write_deconv(directory: Path, n: int = 40, seed: int = 0, prefix: str = "P") -> pd.DataFrame:
@@ -31,7 +31,7 @@ def _write_deconv(directory: Path, n: int = 40, seed: int = 0, prefix: str = "P"
                          "os_event": np.where(rng.uniform(size=n) < 0.85, "Dead", "Alive")})
 
 
-@pytest.mark.filterwarnings("ignore::blue_core.enrichment.FewGeneSetsWarning")
+@pytest.mark.filterwarnings("ignore::blue_core.analysis.enrichment.FewGeneSetsWarning")
 def test_subtypes_validate_and_enrich(tmp_path, capsys):
     d1, d2, out = tmp_path / "d1", tmp_path / "d2", tmp_path / "out"
     _write_deconv(d1).to_csv(tmp_path / "clin1.csv", index=False)
@@ -93,8 +93,8 @@ def test_user_errors_exit_2(tmp_path, capsys):
 
 def _aml_model_for(bulk) -> str:
     """The ``aml`` model if installed, else the aml* model whose input genes the cohort covers best."""
-    from blue_core.model import load_model
-    from blue_core.store import list_models
+    from blue_core.engine.model import load_model
+    from blue_core.engine.store import list_models
 
     names = [str(n) for n in list_models()["name"] if str(n).lower().startswith("aml")]
     if "aml" in names:
@@ -108,8 +108,8 @@ def _aml_model_for(bulk) -> str:
 def test_real_aml_cohorts_end_to_end(tmp_path):
     """TCGA-LAML -> TARGET-AML with the AML model(s): well-formed subtypes and survival outputs."""
     try:
-        from blue_core.datasets import load_sample
-        from blue_core.store import list_models
+        from blue_core.io.datasets import load_sample
+        from blue_core.engine.store import list_models
     except ImportError as err:  # pragma: no cover
         pytest.skip(f"engine modules not available: {err}")
     if not any(str(n).lower().startswith("aml") for n in list_models()["name"]):

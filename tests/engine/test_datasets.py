@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from blue_core import datasets
+from blue_core.io import datasets
 from blue_core.exceptions import BlueInputError, LogScaleInputWarning
 
 EXPECTED = {  # name: (n_samples, units, recommended model, clinical columns that must exist)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blue_core.enrichment import enrich, list_gene_set_collections, load_gene_sets
+from blue_core.analysis.enrichment import enrich, list_gene_set_collections, load_gene_sets
 from blue_core.exceptions import BlueInputError
 
 PLANTED = [f"UP{i}" for i in range(20)]
@@ -79,8 +79,8 @@ def test_prerank_p_is_never_zero_and_fdr_agrees_with_it():
     """Issue 13.5: no p = 0 beside FDR = 1 -- permutation p >= 1/(permutations + 1), FDR = BH over those p."""
     import numpy as np
 
-    from blue_core.enrichment import _prerank
-    from blue_core.stats import benjamini_hochberg
+    from blue_core.analysis.enrichment import _prerank
+    from blue_core.analysis.stats import benjamini_hochberg
 
     rng = np.random.default_rng(0)
     genes = [f"G{i}" for i in range(200)]

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from _engine_data import synthetic_reference
 
-from blue_core.ensemble import build_ensemble
+from blue_core.engine.ensemble import build_ensemble
 from blue_core.exceptions import BlueInputError, BlueModelError
-from blue_core.inference import Z90, Deconvolution, deconvolve, proportion_intervals
-from blue_core.model import load_model, save_model
-from blue_core.training import train_model
+from blue_core.engine.inference import Z90, Deconvolution, deconvolve, proportion_intervals
+from blue_core.engine.model import load_model, save_model
+from blue_core.engine.training import train_model
 
 TINY = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2, batch_size=32,
             network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10, n_output_genes=40)
@@ -34,7 +34,7 @@ def ensemble(reference):
 def _bulk(reference, n=6):
     import anndata as ad
 
-    from blue_core.simulation import simulate
+    from blue_core.engine.simulation import simulate
 
     pb = simulate(reference, n, cells_per_sample=40, seed=5)
     return ad.AnnData(pd.DataFrame(pb.bulk, columns=pb.genes, index=[f"S{i}" for i in range(n)]).astype(float)), pb
@@ -146,9 +146,9 @@ def test_real_cohort_error_widens_the_intervals_and_unmeasured_types_take_the_la
     largest measured term, and without residuals nothing is calibrated (a clear error, not a silent zero)."""
     import pandas as pd
 
-    from blue_core.ensemble import real_cohort_sigma
+    from blue_core.engine.ensemble import real_cohort_sigma
     from blue_core.exceptions import BlueInputError
-    from blue_core.inference import Z90
+    from blue_core.engine.inference import Z90
 
     residuals = pd.DataFrame({"cell_type": ["A", "A", "B", "B"], "residual": [0.1, -0.1, 0.3, 0.3]})
     real = real_cohort_sigma(residuals, ["A", "B", "C"])

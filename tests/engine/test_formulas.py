@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blue_core.files import FORMULA_STARTS, neutralise_formulas, restore_formulas
-from blue_core.inference import Deconvolution, deconvolve
+from blue_core.io.files import FORMULA_STARTS, neutralise_formulas, restore_formulas
+from blue_core.engine.inference import Deconvolution, deconvolve
 
 EVIL = '=HYPERLINK("http://evil.example/x","clickme")'
 
@@ -48,7 +48,7 @@ def test_result_csvs_are_neutralised_and_h5ad_keeps_names(tiny_trained, tmp_path
 
 
 def test_bundle_csvs_are_neutralised_and_reopen_with_the_names(tiny_trained):
-    from blue_core.bundle import read_bundle, write_bundle
+    from blue_core.io.bundle import read_bundle, write_bundle
 
     model, result, names = _hacked(tiny_trained)
     labels = pd.Series(["=1+1", "b", "=1+1", "b"], index=names)
@@ -61,7 +61,7 @@ def test_bundle_csvs_are_neutralised_and_reopen_with_the_names(tiny_trained):
 
 
 def test_streaming_csv_is_neutralised_and_parquet_is_not(tiny_trained, tmp_path):
-    from blue_core.streaming import deconvolve_chunked
+    from blue_core.engine.streaming import deconvolve_chunked
 
     model, result, names = _hacked(tiny_trained)
     frame = pd.DataFrame(np.random.default_rng(0).poisson(20, (4, len(model.input_genes))).astype(np.float32),

@@ -11,7 +11,7 @@ import pytest
 import blue_core as bc
 from blue_core.exceptions import BlueInputError, GeneOverlapWarning
 from blue_core.io import read_bulk
-from blue_core.streaming import deconvolve_chunked
+from blue_core.engine.streaming import deconvolve_chunked
 
 TCGA = "sample_data/tcga_laml/bulk.csv.gz"
 
@@ -62,7 +62,7 @@ def test_a_streamed_run_carries_the_input_report_and_the_same_verdict_rule(tmp_p
     flag rule (tissue checks are not run, and it says so), a declared log base honoured, one final swap."""
     import json
 
-    from blue_core.streaming import NO_TISSUE_CHECKS
+    from blue_core.engine.streaming import NO_TISSUE_CHECKS
 
     model = bc.load_model("pbmc")
     bulk = bc.load_sample("monaco_pbmc").bulk

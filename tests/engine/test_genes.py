@@ -1,4 +1,4 @@
-"""Gene identifier harmonization (blue_core.genes): real IDs, tiny synthetic matrices."""
+"""Gene identifier harmonization (blue_core.io.genes): real IDs, tiny synthetic matrices."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from blue_core import genes
+from blue_core.io import genes
 from blue_core.exceptions import BlueInputError
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from blue_core.exceptions import BlueModelError
-from blue_core.model import load_model, save_model
-from blue_core.store import list_models
-from blue_core.inference import deconvolve
+from blue_core.engine.model import load_model, save_model
+from blue_core.engine.store import list_models
+from blue_core.engine.inference import deconvolve
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_store_lists_and_finds_by_name(saved, monkeypatch):
 
 
 def test_list_models_empty(tmp_path, monkeypatch):
-    import blue_core.store as store
+    import blue_core.engine.store as store
 
     monkeypatch.setattr(store, "search_path", lambda: [tmp_path])
     table = list_models()
@@ -128,7 +128,7 @@ def _zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
 
 def test_model_zip_round_trip_and_refusals(trained, saved):
     """Issue 13.7: a trained model loads back from its zip; unsafe or wrong archives are refused with a message."""
-    from blue_core.model import load_model_zip
+    from blue_core.engine.model import load_model_zip
 
     model, bulk = trained
     files = {name: (saved / name).read_bytes() for name in ("model.json", "model.safetensors", "adaptation.safetensors")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blue_core.module import BlueNet
+from blue_core.engine.network import BlueNet
 
 SHAPES = [
     # (constructor kwargs, batch, expected proportions shape, expected GEP shape)
@@ -68,10 +68,10 @@ def test_network_defaults_have_one_home():
     """Issue 12: BlueNet's signature, train_model and recipes take their defaults from NetworkConfig."""
     import inspect
 
-    from blue_core.config import NetworkConfig
+    from blue_core.engine.config import NetworkConfig
     from blue_core.exceptions import BlueInputError
-    from blue_core.module import BlueNet
-    from blue_core.training import DEFAULT_NETWORK
+    from blue_core.engine.network import BlueNet
+    from blue_core.engine.training import DEFAULT_NETWORK
 
     signature = inspect.signature(BlueNet.__init__).parameters
     for name, value in NetworkConfig().as_dict().items():

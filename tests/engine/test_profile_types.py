@@ -12,7 +12,7 @@ import pytest
 from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueInputError
-from blue_core.simulation import profile_cells, simulate
+from blue_core.engine.simulation import profile_cells, simulate
 
 
 def _profiles(genes: list[str]) -> pd.DataFrame:
@@ -63,7 +63,7 @@ def test_group_share_draws_whole_blood_and_pbmc_like_samples():
 
 
 def test_recipe_profile_references_merge_into_the_reference(tmp_path):
-    from blue_core.recipes import build_references
+    from blue_core.engine.recipes import build_references
 
     ref = synthetic_reference(n_genes=60)
     ref.var_names = [f"G{i}" for i in range(60)]
@@ -101,7 +101,7 @@ def test_an_ensemble_recipe_builds_its_references_once_and_members_equal_lone_ru
 
     import torch
 
-    from blue_core import recipes
+    from blue_core.engine import recipes
 
     ref = synthetic_reference(n_cells=120, n_genes=60)
     ref.var_names = [f"G{i}" for i in range(60)]

@@ -25,11 +25,11 @@ from _engine_data import synthetic_reference
 
 from blue_studio import cache, views
 from blue_core.exceptions import BlueInputError, BlueModelError
-from blue_core.files import atomic_directory, check_model_name
-from blue_core.inference import Deconvolution, deconvolve
+from blue_core.io.files import atomic_directory, check_model_name
+from blue_core.engine.inference import Deconvolution, deconvolve
 from blue_core.io import InputLimits, read_bulk, read_reference, read_reference_obs
-from blue_core.model import load_model, save_model
-from blue_core.training import train_model
+from blue_core.engine.model import load_model, save_model
+from blue_core.engine.training import train_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=2, proportion_epochs=2, batch_size=16,
@@ -71,7 +71,7 @@ def test_safe_names_pass():
 
 
 def test_train_refuses_a_path_name_before_any_work(monkeypatch):
-    import blue_core.training as training
+    import blue_core.engine.training as training
 
     monkeypatch.setattr(training, "simulate", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(BlueInputError, match="not allowed"):
@@ -130,7 +130,7 @@ def test_ceiling_from_the_environment(monkeypatch):
 
 
 def test_memory_budget_refuses_before_parsing(monkeypatch):
-    import blue_core.io as bio
+    import blue_core.io.bulk as bio
 
     monkeypatch.setattr(bio, "_parse_text", lambda *a: pytest.fail("parsed despite the budget"))
     with pytest.raises(BlueInputError, match="more than this server's budget"):
@@ -146,9 +146,9 @@ def test_h5ad_with_a_huge_declared_matrix_is_refused_before_reading(tmp_path, mo
         handle.create_group("obs")
         handle.create_group("var")
     assert path.stat().st_size < 100_000
-    import blue_core.io as bio
+    import blue_core.io.hdf5 as hdf5
 
-    monkeypatch.setattr(bio, "_read_h5ad_bytes", lambda *a: pytest.fail("read despite the declared size"))
+    monkeypatch.setattr(hdf5, "read_h5ad", lambda *a, **k: pytest.fail("read despite the declared size"))
     with pytest.raises(BlueInputError, match="MB once decompressed|budget"):
         read_bulk(path)
     with pytest.raises(BlueInputError, match="MB once decompressed|budget"):
@@ -295,7 +295,7 @@ def _edit_card(directory: Path, edit) -> None:
 
 
 def test_oversized_card_is_refused_before_allocation(saved, monkeypatch):
-    import blue_core.model as bm
+    import blue_core.engine.model as bm
 
     n = 1_500_000
 
@@ -406,7 +406,7 @@ def test_reference_obs_only():
 
 
 def test_whole_transcriptome_samples_x_genes_file_reads():
-    from blue_core import genes
+    from blue_core.io import genes
 
     symbols = sorted(genes._approved_symbols())[:20_000]
     rng = np.random.default_rng(0)
@@ -527,8 +527,8 @@ def test_30000_gene_samples_x_genes_file_in_the_app_and_the_cli(tmp_path):
     """Issue 13.1 / 9.6: a whole-transcriptome samples x genes CSV (30,000 genes) reads in the app and the CLI."""
     from _app_helpers import assert_clean, page
 
-    from blue_core import genes
-    from blue_core.datasets import sample_root
+    from blue_core.io import genes
+    from blue_core.io.datasets import sample_root
 
     monaco = read_bulk(sample_root() / "monaco_pbmc")  # real values for the model's genes, padding for the rest
     symbols = list(dict.fromkeys([*map(str, monaco.var_names), *sorted(genes._approved_symbols())]))[:30_000]
@@ -554,6 +554,6 @@ def test_30000_gene_samples_x_genes_file_in_the_app_and_the_cli(tmp_path):
 
 
 def test_import_blue_core_does_not_import_streamlit():
-    code = "import sys, blue_core, blue_core.io, blue_core.inference, blue_core.model; print('streamlit' in sys.modules)"
+    code = "import sys, blue_core, blue_core.io, blue_core.engine.inference, blue_core.engine.model; print('streamlit' in sys.modules)"
     out = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

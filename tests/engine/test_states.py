@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from blue_core.exceptions import BlueInputError
-from blue_core.simulation import simulate
+from blue_core.engine.simulation import simulate
 
 
 def _two_states(seed: int = 0) -> ad.AnnData:
@@ -66,7 +66,7 @@ def test_state_mode_is_deterministic_and_checked():
 
 
 def test_card_records_the_simulation_mode():
-    from blue_core.training import train_model
+    from blue_core.engine.training import train_model
 
     model = train_model(_two_states(), name="states", n_samples=64, n_validation_samples=32, cells_per_sample=30,
                         epochs=1, proportion_epochs=1, batch_size=32, n_markers=5, n_output_genes=30,
@@ -78,7 +78,7 @@ def test_card_records_the_simulation_mode():
 def test_gep_only_simulation_leaves_the_proportion_branch_unchanged():
     import torch
 
-    from blue_core.training import train_model
+    from blue_core.engine.training import train_model
 
     settings = dict(name="h", n_samples=64, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2,
                     batch_size=32, n_markers=5, n_output_genes=30, min_fold_change=1.0, seed=4,
@@ -110,7 +110,7 @@ def _main_and_condition_refs() -> tuple[ad.AnnData, ad.AnnData]:
 def test_gep_references_leave_the_proportion_branch_and_genes_unchanged():
     import torch
 
-    from blue_core.training import train_model
+    from blue_core.engine.training import train_model
 
     main, conditions = _main_and_condition_refs()
     plain = train_model(main, **_SMALL)
@@ -134,7 +134,7 @@ def test_gep_references_leave_the_proportion_branch_and_genes_unchanged():
 
 
 def test_gep_references_are_checked():
-    from blue_core.training import train_model
+    from blue_core.engine.training import train_model
 
     main, conditions = _main_and_condition_refs()
     foreign = conditions.copy()
@@ -148,7 +148,7 @@ def test_gep_references_are_checked():
 
 
 def test_transfer_labels_recovers_planted_types_without_the_excluded_genes():
-    from blue_core.labels import transfer_labels
+    from blue_core.engine.labels import transfer_labels
 
     rng = np.random.default_rng(0)
     n, g = 300, 80
@@ -171,7 +171,7 @@ def test_transfer_labels_recovers_planted_types_without_the_excluded_genes():
 
 
 def test_split_cells_takes_a_fraction_of_each_group_reproducibly():
-    from blue_core.labels import split_cells
+    from blue_core.engine.labels import split_cells
 
     groups = ["ctrl"] * 100 + ["stim"] * 60
     mask = split_cells(groups, fraction=0.5, seed=0)

@@ -1,4 +1,4 @@
-"""Tests of blue_core.stats.compare_groups on data with a known effect and a null."""
+"""Tests of blue_core.analysis.stats.compare_groups on data with a known effect and a null."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from blue_core.exceptions import BlueInputError
-from blue_core.stats import benjamini_hochberg, compare_groups
+from blue_core.analysis.stats import benjamini_hochberg, compare_groups
 
 
 def _frame(shift: float, n: int = 30, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -83,7 +83,7 @@ def test_bad_groups_raise_clear_errors(labels: list[str] | None, match: str) -> 
 
 
 def test_correlate_finds_monotone_relation() -> None:
-    from blue_core.stats import correlate
+    from blue_core.analysis.stats import correlate
 
     rng = np.random.default_rng(2)
     idx = [f"s{i}" for i in range(40)]
@@ -98,7 +98,7 @@ def test_correlate_finds_monotone_relation() -> None:
 
 
 def test_zscore_and_top_genes() -> None:
-    from blue_core.stats import top_genes, zscore
+    from blue_core.analysis.stats import top_genes, zscore
 
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "flat": [4.0, 4.0, 4.0], "big": [0.0, 100.0, 1000.0]})
     z = zscore(frame)
@@ -109,7 +109,7 @@ def test_zscore_and_top_genes() -> None:
 
 
 def test_collapse_columns() -> None:
-    from blue_core.stats import collapse_columns
+    from blue_core.analysis.stats import collapse_columns
 
     frame = pd.DataFrame({"mDC": [0.1, 0.2], "pDC": [0.1, 0.0], "B": [0.3, 0.3], "ILC": [0.5, 0.5]}, index=["a", "b"])
     out = collapse_columns(frame, {"mDC": "DC", "pDC": "DC", "B": "B"})
@@ -122,7 +122,7 @@ def test_collapse_columns() -> None:
 
 
 def test_specific_genes() -> None:
-    from blue_core.stats import specific_genes
+    from blue_core.analysis.stats import specific_genes
 
     profiles = pd.DataFrame({"INS": [5000.0, 10, 20], "GCG": [10.0, 8000, 5], "ACTB": [900.0, 1000, 950],
                              "IAPP": [300.0, 1, 2]}, index=["beta", "alpha", "delta"])
@@ -134,7 +134,7 @@ def test_specific_genes() -> None:
 
 def test_significance_needs_an_effect_size():
     """A 0.5 % CPM difference can have a tiny p-value; it is not called significant without |log2 FC| >= 0.5."""
-    from blue_core.stats import compare_groups
+    from blue_core.analysis.stats import compare_groups
 
     rng = np.random.default_rng(0)
     n = 60
@@ -154,8 +154,8 @@ def test_censored_survival_is_never_correlated():
     """Issue 13: no correlation against censored survival times -- refused, and not offered as a covariate."""
     import numpy as np
 
-    from blue_core.clinical import is_survival_column, numeric_columns
-    from blue_core.stats import correlate
+    from blue_core.analysis.clinical import is_survival_column, numeric_columns
+    from blue_core.analysis.stats import correlate
 
     rng = np.random.default_rng(0)
     samples = [f"s{i}" for i in range(30)]
@@ -170,7 +170,7 @@ def test_censored_survival_is_never_correlated():
 
 
 def test_holm_matches_the_step_down_rule_and_counts_declared_tests():
-    from blue_core.stats import holm
+    from blue_core.analysis.stats import holm
 
     p = np.array([0.01, 0.04, 0.03, np.nan, 0.005])
     out = holm(p)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from blue_core.exceptions import BlueInputError
-from blue_core.inference import deconvolve
-from blue_core.streaming import deconvolve_chunked, deconvolve_dask, open_bulk
+from blue_core.engine.inference import deconvolve
+from blue_core.engine.streaming import deconvolve_chunked, deconvolve_dask, open_bulk
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_streaming_input_errors_name_the_fix(cohort, tmp_path):
 
 def test_cli_streams_and_runs_on_dask(cohort, tmp_path, capsys):
     from blue_core.cli import main
-    from blue_core.model import save_model
+    from blue_core.engine.model import save_model
 
     model, folder, memory = cohort
     model_dir = save_model(model, tmp_path / "tiny")

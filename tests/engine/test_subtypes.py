@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from blue_core.exceptions import BlueInputError
-from blue_core.subtypes import SubtypeClustering, shared_genes, subtype_features
+from blue_core.analysis.subtypes import SubtypeClustering, shared_genes, subtype_features
 
 
 def _planted(n_per: int = 20, k: int = 3, p: int = 30, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -125,7 +125,7 @@ def test_plots_return_figures():
 
 def test_validation_rules_are_one_and_say_the_result_plainly():
     """validation_genes / validate_subtypes: the rules the app and `blue subtypes --validate` share."""
-    from blue_core.subtypes import CohortValidation, validation_genes
+    from blue_core.analysis.subtypes import CohortValidation, validation_genes
 
     a = SimpleNamespace(cell_types=["T", "B"], genes=["G1", "G2", "G3"])
     b = SimpleNamespace(cell_types=["T", "B"], genes=["G3", "G1"])
@@ -146,8 +146,8 @@ def test_validation_rules_are_one_and_say_the_result_plainly():
 def test_validation_needs_the_same_best_group_and_holm_across_cohorts():
     """Issue 15.4: a split replicates only with the discovery's best-prognosis subtype best again, and cohorts
     validated together share one Holm family."""
-    from blue_core.subtypes import CohortValidation, validate_across
-    from blue_core.survival import SurvivalAnalysis, best_prognosis_group
+    from blue_core.analysis.subtypes import CohortValidation, validate_across
+    from blue_core.analysis.survival import SurvivalAnalysis, best_prognosis_group
 
     rng = np.random.default_rng(0)
     n = 90

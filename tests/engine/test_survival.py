@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from blue_core.exceptions import BlueInputError
-from blue_core.survival import SurvivalAnalysis
+from blue_core.analysis.survival import SurvivalAnalysis
 
 
 def _cohort(hr: float, n: int = 200, seed: int = 0) -> tuple[pd.Series, pd.DataFrame]:

@@ -8,8 +8,8 @@ import torch
 from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueInputError
-from blue_core.model import BlueModel
-from blue_core.training import blue_loss, train_model
+from blue_core.engine.model import BlueModel
+from blue_core.engine.training import blue_loss, train_model
 
 TINY_NET = dict(hidden=16, signal_length=16, base_channels=2, depth=2)
 
@@ -97,7 +97,7 @@ def test_single_cell_type_is_refused():
 def test_configs_and_the_old_keywords_train_the_same_model():
     """Issue 23.3: train_model takes one frozen config per part of the run; the old keyword names still work and
     give the identical model; an unknown setting is refused with the valid ones."""
-    from blue_core.config import GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
+    from blue_core.engine.config import GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
 
     ref = synthetic_reference(n_cells=150, n_genes=80, seed=0)
     net = dict(hidden=16, signal_length=16, base_channels=2, depth=2)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blue_core.trust import MARKER_SETS, MIN_GENES_FOR_CHECKS, assess, compartment_scores, load_calibration, tissue_checks
+from blue_core.analysis.trust import MARKER_SETS, MIN_GENES_FOR_CHECKS, assess, compartment_scores, load_calibration, tissue_checks
 
 CAL = {"ceilings": {"neutrophil": 0.9, "islet endocrine": 0.2, "leukocyte": 0.7},
        "floors": {"leukocyte": 0.95}, "fit_floor": {"blood_model": 0.5}, "spread_ceiling": {},
@@ -61,7 +61,7 @@ def test_assess_combines_causes_fit_floor_and_says_it_plainly():
 
 
 def test_model_calibration_applies_only_to_the_weights_it_was_measured_with():
-    from blue_core.calibration import fit_threshold, for_model
+    from blue_core.engine.calibration import fit_threshold, for_model
 
     same = SimpleNamespace(name="blood_model", card={"weights_sha256": "a" * 64}, fit_r_threshold=0.9)
     other = SimpleNamespace(name="blood_model", card={"weights_sha256": "b" * 64}, fit_r_threshold=0.9)
@@ -91,7 +91,7 @@ def test_recommend_model_picks_the_tissue_of_real_demos():
     import warnings
 
     import blue_core as bc
-    from blue_core.trust import recommend_model
+    from blue_core.analysis.trust import recommend_model
 
     models = [bc.load_model(n) for n in ("pbmc", "pancreas", "aml")]
     with warnings.catch_warnings():
@@ -117,7 +117,7 @@ def test_poorly_explained_agrees_with_the_trust_verdict_on_the_models_own_tissue
     import warnings
 
     import blue_core as bc
-    from blue_core.trust import assess
+    from blue_core.analysis.trust import assess
 
     model = bc.load_model("pbmc")
     bulk = bc.load_sample("monaco_pbmc").bulk
@@ -132,7 +132,7 @@ def test_poorly_explained_agrees_with_the_trust_verdict_on_the_models_own_tissue
 
 
 def test_looks_like_takes_marrow_before_granulocytes():
-    from blue_core.trust import looks_like
+    from blue_core.analysis.trust import looks_like
 
     cal = {"ceilings": {"neutrophil": 0.9, "myeloid progenitor": 0.6, "islet endocrine": 0.2}}
     frame = pd.DataFrame({"neutrophil": [0.95, 0.96, 0.5], "myeloid progenitor": [0.3, 0.2, 0.1],
@@ -161,7 +161,7 @@ def test_whole_blood_like_input_recommends_the_blood_model(tmp_path, capsys):
 
     import blue_core as bc
     from blue_core.cli import main
-    from blue_core.trust import recommend_model
+    from blue_core.analysis.trust import recommend_model
 
     models = [bc.load_model(n) for n in ("pbmc", "pancreas", "aml", "blood")]
     frame = _granulocyte_rich_monaco()
@@ -178,8 +178,8 @@ def test_whole_blood_like_input_recommends_the_blood_model(tmp_path, capsys):
 
 
 def test_recommend_model_judges_a_large_cohort_on_a_bounded_subsample(monkeypatch):
-    import blue_core.inference as inference
-    from blue_core.trust import recommend_model
+    import blue_core.engine.inference as inference
+    from blue_core.analysis.trust import recommend_model
 
     seen = []
 
@@ -196,8 +196,8 @@ def test_recommend_model_judges_a_large_cohort_on_a_bounded_subsample(monkeypatc
 def test_recommendation_follows_tissue_evidence_and_says_when_nothing_fits(monkeypatch):
     """Issue 22.2: PBMC-like data go to the PBMC model even when another model's checks do not fire and its fit
     is higher; a model whose tissue the data do not look like is never 'fits'; the reason supports the model."""
-    from blue_core import inference
-    from blue_core.trust import recommend_model
+    from blue_core.engine import inference
+    from blue_core.analysis.trust import recommend_model
 
     fits = {"pbmc_model": 0.55, "marrow_model": 0.75}
 
@@ -252,7 +252,7 @@ def test_progenitor_evidence_needs_blast_genes_or_granule_genes_beyond_neutrophi
 def test_a_sample_mostly_outside_blood_is_wrong_input_and_looks_like_no_model():
     """Issue 22.3: epithelial or melanocytic genes high -> a named cause for blood models, and a cohort of such
     samples looks like a solid tissue or tumour, which no installed tissue matches."""
-    from blue_core.trust import SOLID_TISSUE, looks_like
+    from blue_core.analysis.trust import SOLID_TISSUE, looks_like
 
     tumour = _bulk("melanocytic")
     cal = {**CAL, "ceilings": {**CAL["ceilings"], "non-immune": 0.5}}

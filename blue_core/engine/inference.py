@@ -1,0 +1,530 @@
+"""deconvolve: cell-type proportions, cell-type GEPs and a fit score for every bulk sample.
+
+The bulk is aligned to the model's input genes (genes missing from the bulk are left out of the
+library size and set to the sample mean after standardisation; see ``model.preprocess``), run through
+the network in batches, and scored.
+
+Fit score (``fit_r``): Pearson r, over the model's output genes measured in the bulk, between
+``log1p(sum_k p_k * GEP_k)`` and ``log1p(bulk)``, both rescaled to CPM over those genes. A sample is
+``poorly_explained`` when ``fit_r`` is below the model's threshold (:func:`blue_core.engine.calibration.fit_threshold`):
+for a shipped model whose weights were calibrated on real cohorts, the 5 % quantile of ``fit_r`` over real
+in-tissue samples (so about 1 in 20 samples of the right tissue is flagged); for any other model the card's
+``validation.fit_r_threshold``, the 1 % quantile over the model's simulated validation mixtures, which real bulk
+fits worse (so real samples are flagged far more often; the input report says which basis applied).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._types import Progress, log1p_cpm
+from .adaptation import AdaptationConfig, adapt_model, refusal
+from .calibration import FIT_LIMIT_WORDS, flag_fit
+from ..exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
+from ..io.files import write_csv
+from .model import MIN_GENE_FRACTION, WARN_GENE_FRACTION, BlueModel, preprocess
+
+__all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_adapt(model: BlueModel) -> bool | str:
+    """``deconvolve(adapt=None)``: ``"auto"`` for a model whose card says adaptation is its default, else False.
+
+    A shipped model's card says so (``card["adaptation_bank"]["default"]``) only where adaptation was chosen
+    leave-one-cohort-out on real cohorts (``bench/results/selection_loco.md``); a model a user trains adapts only
+    when asked.
+
+    Returns
+    -------
+    bool or str
+        ``"auto"`` or False.
+    """
+    bank = (model.card or {}).get("adaptation_bank") or {}
+    return "auto" if bank.get("default") is True and model.adaptation_bank is not None else False
+
+
+
+def _layer_key(cell_type: str) -> str:
+    """h5ad layer key of a cell type: ``%`` and ``/`` percent-encoded (HDF5 keys may not hold ``/``);
+    reversible with :func:`_cell_type_of_key` (``"HSC/Progenitor"`` <-> ``"HSC%2FProgenitor"``)."""
+    return cell_type.replace("%", "%25").replace("/", "%2F")
+
+
+def _cell_type_of_key(key: str) -> str:
+    return key.replace("%2F", "/").replace("%25", "%")
+
+
+@dataclass
+class Deconvolution:
+    """Result of :func:`deconvolve`.
+
+    Attributes
+    ----------
+    proportions
+        DataFrame ``(n_samples, K)``, cell fractions; rows sum to 1.
+    expression
+        ``(n_samples, K, G_out)`` float32, each cell type's GEP in CPM over the model's output genes.
+    cell_types
+        ``K`` names (order of ``expression`` axis 1).
+    genes
+        ``G_out`` output genes (order of ``expression`` axis 2).
+    fit
+        DataFrame indexed by sample: ``fit_r`` (float, NaN when it cannot be computed) and
+        ``poorly_explained`` (bool).
+    model_name
+        Name of the model used.
+    input_report
+        Gene matching and input details (``n_model_genes``, ``n_model_genes_matched``, ...).
+    proportions_lo, proportions_hi
+        Ensemble models only: DataFrames like ``proportions`` with the lower / upper end of each
+        sample's and type's 90 % interval (see :func:`proportion_intervals`); None for a single model.
+    member_spread
+        Ensemble models only: the members' standard deviation of each proportion.
+    """
+
+    proportions: pd.DataFrame
+    expression: np.ndarray
+    cell_types: list[str]
+    genes: list[str]
+    fit: pd.DataFrame
+    model_name: str
+    input_report: dict[str, Any] = field(default_factory=dict)
+    proportions_lo: pd.DataFrame | None = None
+    proportions_hi: pd.DataFrame | None = None
+    member_spread: pd.DataFrame | None = None
+
+    @property
+    def samples(self) -> list[str]:
+        """Sample names."""
+        return list(self.proportions.index)
+
+    def gep(self, cell_type: str) -> pd.DataFrame:
+        """GEP of one cell type: DataFrame ``(n_samples, G_out)`` in CPM."""
+        if cell_type not in self.cell_types:
+            raise BlueInputError(f"unknown cell type {cell_type!r}; choose one of {self.cell_types}.")
+        k = self.cell_types.index(cell_type)
+        return pd.DataFrame(self.expression[:, k, :], index=self.proportions.index, columns=self.genes)
+
+    def reconstruction(self) -> np.ndarray:
+        """``sum_k p_k * GEP_k``: ``(n_samples, G_out)`` float32, the bulk the model explains (CPM scale)."""
+        return np.einsum("nk,nkg->ng", self.proportions.to_numpy(np.float32), self.expression)
+
+    def to_anndata(self) -> ad.AnnData:
+        """AnnData (samples x output genes) with one layer per cell type (its GEP, CPM).
+
+        ``X`` is the reconstruction ``sum_k p_k GEP_k``; ``obsm["proportions"]`` the proportions (columns encoded like the layer keys);
+        ``obs`` the fit columns; ``uns`` the model name, cell types and the input report (JSON).
+        Layer keys are the cell-type names with ``%`` and ``/`` percent-encoded (``HSC%2FProgenitor``).
+        """
+        obs = self.fit.copy()
+        for column in ("poorly_explained", "members_disagree"):
+            if column in obs:
+                obs[column] = obs[column].astype(bool)
+        adata = ad.AnnData(
+            X=self.reconstruction(), obs=obs, var=pd.DataFrame(index=pd.Index(self.genes, name="gene"))
+        )
+        adata.obs_names = [str(s) for s in self.proportions.index]
+        for k, cell_type in enumerate(self.cell_types):
+            adata.layers[_layer_key(cell_type)] = self.expression[:, k, :]
+        for key in ("proportions", "proportions_lo", "proportions_hi", "member_spread"):
+            frame = getattr(self, key)
+            if frame is not None:  # column names encoded like the layer keys (no '/' in HDF5 keys)
+                adata.obsm[key] = frame.set_axis(adata.obs_names).rename(columns=lambda c: _layer_key(str(c)))
+        adata.uns["model_name"] = self.model_name
+        adata.uns["cell_types"] = list(self.cell_types)
+        adata.uns["units"] = "CPM over the model's output genes"
+        adata.uns["input_report_json"] = json.dumps(self.input_report, default=str)
+        return adata
+
+    def write(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv``, ``expression.h5ad`` and
+        ``provenance.json`` (model, BLUE version, whether and how the result was adapted to its cohort, the
+        input report).
+
+        The files are written into a temporary sibling folder that is renamed to ``directory`` only
+        when all three are complete (:func:`~blue_core.io.files.atomic_directory`): a failure part-way
+        (disk full, interrupt) leaves any previous result in ``directory`` intact.
+
+        Parameters
+        ----------
+        directory
+            Output folder; created. Must not be a file.
+        overwrite
+            Replace an existing non-empty folder (its old contents are removed once the new result is
+            in place). Refused by default.
+
+        Raises
+        ------
+        BlueInputError
+            ``directory`` is a file, or is not empty and ``overwrite`` is False.
+        """
+        from ..io.files import atomic_directory
+
+        from .._version import __version__
+        from ..io.strictjson import dumps
+
+        with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
+            write_csv(self.proportions_table().rename_axis("sample"), tmp / "proportions.csv")
+            write_csv(self.fit.rename_axis("sample"), tmp / "fit.csv")
+            self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
+            provenance = {"model": self.model_name, "blue_version": __version__,
+                          "n_samples": int(self.proportions.shape[0]),
+                          "adaptation": self.input_report.get("adaptation") or {"ran": False},
+                          "input_report": self.input_report}
+            (tmp / "provenance.json").write_text(dumps(provenance) + "\n", encoding="utf-8")
+        logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
+        return Path(directory)
+
+    def proportions_table(self) -> pd.DataFrame:
+        """Proportions with, for an ensemble, ``<type>_lo`` / ``<type>_hi`` interval columns after each type."""
+        if self.proportions_lo is None or self.proportions_hi is None:
+            return self.proportions.copy()
+        columns = {}
+        for cell_type in self.cell_types:
+            columns[cell_type] = self.proportions[cell_type]
+            columns[f"{cell_type}_lo"] = self.proportions_lo[cell_type]
+            columns[f"{cell_type}_hi"] = self.proportions_hi[cell_type]
+        return pd.DataFrame(columns, index=self.proportions.index)
+
+    @classmethod
+    def read(cls, directory: str | Path) -> Deconvolution:
+        """Read a result written by :meth:`write` (e.g. by ``blue deconvolve``)."""
+        directory = Path(directory)
+        path = directory / "expression.h5ad"
+        if not path.is_file():
+            raise BlueInputError(
+                f"{directory} holds no expression.h5ad; pass the --out directory of `blue deconvolve`."
+            )
+        from ..io.hdf5 import read_h5ad
+
+        adata = read_h5ad(path)
+        cell_types = [str(c) for c in adata.uns["cell_types"]]
+        def layer(cell_type: str) -> np.ndarray:
+            key = _layer_key(cell_type)
+            if key not in adata.layers:  # written before the reversible encoding: '/' was '_'
+                key = cell_type.replace("/", "_")
+            return np.asarray(adata.layers[key], dtype=np.float32)
+
+        expression = np.stack([layer(c) for c in cell_types], 1)
+        def frame(key: str) -> pd.DataFrame:
+            out = pd.DataFrame(adata.obsm[key], copy=True)
+            return out.rename(columns=lambda c: _cell_type_of_key(str(c)))[cell_types]
+
+        proportions = frame("proportions")
+        proportions.index = pd.Index(adata.obs_names, name="sample")
+        columns = [c for c in ("fit_r", "poorly_explained", "member_spread", "members_disagree", "verdict", "reasons")
+                   if c in adata.obs]
+        fit = adata.obs[columns].copy()
+        fit.index = proportions.index
+        for column in ("poorly_explained", "members_disagree"):
+            if column in fit:
+                fit[column] = fit[column].astype(bool)
+        for column in ("verdict", "reasons"):
+            if column in fit:
+                fit[column] = fit[column].astype(str)
+        report = json.loads(adata.uns.get("input_report_json", "{}"))
+        extra = {}
+        for key in ("proportions_lo", "proportions_hi", "member_spread"):
+            if key in adata.obsm:
+                extra[key] = frame(key).set_axis(proportions.index)
+        return cls(proportions, expression, cell_types, [str(g) for g in adata.var_names], fit,
+                   str(adata.uns.get("model_name", "")), report, **extra)
+
+
+def fit_scores(
+    proportions: np.ndarray, expression: np.ndarray, *, bulk: np.ndarray, present: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-sample fit score: Pearson r of log1p(reconstruction) vs log1p(bulk), both CPM over present genes.
+
+    Parameters
+    ----------
+    proportions
+        ``(n, K)`` cell fractions.
+    expression
+        ``(n, K, G)`` GEPs, linear scale (CPM).
+    bulk
+        ``(n, G)`` bulk values (linear scale) over the same genes.
+    present
+        ``(G,)`` bool: genes measured in the bulk (default all).
+
+    Returns
+    -------
+    ndarray
+        ``(n,)`` float64; NaN where a side is constant or empty.
+    """
+    if present is None:
+        present = np.ones(bulk.shape[1], dtype=bool)
+    recon = np.einsum("nk,nkg->ng", proportions.astype(np.float64), expression[:, :, present].astype(np.float64))
+    observed = np.asarray(bulk, dtype=np.float64)[:, present]
+
+    a, b = log1p_cpm(recon), log1p_cpm(observed)
+    a -= a.mean(1, keepdims=True)
+    b -= b.mean(1, keepdims=True)
+    denominator = np.sqrt((a**2).sum(1) * (b**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (a * b).sum(1) / denominator, np.nan)
+
+
+def _as_bulk(bulk: Any, model: BlueModel) -> ad.AnnData:
+    if isinstance(bulk, ad.AnnData):
+        return bulk
+    if isinstance(bulk, pd.DataFrame):
+        return ad.AnnData(X=bulk.to_numpy(dtype=np.float64), obs=pd.DataFrame(index=bulk.index.astype(str)),
+                          var=pd.DataFrame(index=bulk.columns.astype(str)))
+    if isinstance(bulk, (str, Path)):
+        try:
+            from ..io.bulk import read_bulk
+        except ImportError as err:  # pragma: no cover - io.py is part of the package
+            raise BlueInputError("reading files needs blue_core.io (read_bulk), which is not installed.") from err
+        return read_bulk(bulk, genes=model.read_genes)  # None for a multi-panel model: check_genes picks its panel
+    raise BlueInputError(
+        f"bulk must be an AnnData (samples x genes), a DataFrame (samples x genes) or a file path, got "
+        f"{type(bulk).__name__}."
+    )
+
+
+def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.ndarray, out_pos: np.ndarray,
+                  batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every member on every sample, in batches: ``props (n, K)``, ``member_props (M, n, K)``, ``expression
+    (n, K, G_out)`` CPM and ``fit_r (n,)`` (NaN with fewer than 3 output genes measured)."""
+    n = X.shape[0]
+    out_present = out_pos >= 0
+    props = np.empty((n, len(model.cell_types)), dtype=np.float32)
+    member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)
+    expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
+    fit_r = np.full(n, np.nan)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        block = _dense_block(X[start:stop])
+        values = _gene_values(block, in_pos, present)
+        member_props[:, start:stop], expression[start:stop] = model.predict_members(preprocess(values, present),
+                                                                                    batch_size=batch_size)
+        props[start:stop] = member_props[:, start:stop].mean(axis=0)
+        if out_present.sum() >= 3:
+            out_values = _gene_values(block, out_pos, out_present)
+            fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
+                                            present=out_present)
+        if progress is not None:
+            progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
+    return props, member_props, expression, fit_r
+
+
+def deconvolve(
+    bulk: ad.AnnData | pd.DataFrame | str | Path,
+    model: BlueModel | str | Path,
+    *,
+    batch_size: int = 256,
+    adapt: bool | Literal["auto"] | AdaptationConfig | None = None,
+    progress: Progress | None = None,
+) -> Deconvolution:
+    """Estimate cell-type proportions and cell-type GEPs for every bulk sample.
+
+    Parameters
+    ----------
+    bulk
+        AnnData or DataFrame, samples x genes (HGNC symbols), linear-scale non-negative values
+        (counts, CPM or TPM; use :func:`blue_core.read_bulk` for files), or a path read with ``read_bulk``.
+    model
+        A :class:`~blue_core.engine.model.BlueModel`, a model name or a model directory.
+    batch_size
+        Samples per forward pass; memory stays flat in the number of samples apart from the result.
+    adapt
+        Cohort adaptation (:mod:`blue_core.engine.adaptation`); None: :func:`default_adapt` (``"auto"`` for the
+        shipped models where adaptation was chosen on real cohorts, else False). ``False`` (the shipped
+        networks as they are);
+        ``True`` or an :class:`~blue_core.engine.adaptation.AdaptationConfig` (fine-tune a copy of each member's
+        proportion branch on this cohort first; refused for a cohort below ``min_samples`` or a model
+        without a simulation bank); ``"auto"`` (adapt when the model has a bank and the cohort is large
+        enough, else run without and say why in the input report). With adaptation a sample's fractions
+        depend on the cohort it came with. ``input_report["adaptation"]`` records what ran.
+    progress
+        Optional callback ``progress(fraction, message)``.
+
+    Returns
+    -------
+    Deconvolution
+        Proportions ``(n, K)``, GEPs ``(n, K, G_out)`` in CPM, and per-sample fit scores.
+
+    Raises
+    ------
+    BlueInputError
+        Fewer than half of the model's input genes are in the bulk, or the values are not usable.
+
+    Warns
+    -----
+    GeneOverlapWarning
+        Fewer than 90 % of the model's input genes are in the bulk.
+    PoorFitWarning
+        Some samples are poorly explained by the model.
+    """
+    if not isinstance(model, BlueModel):
+        from .model import load_model
+
+        model = load_model(model)
+    if batch_size < 1:
+        raise BlueInputError(f"batch_size must be >= 1, got {batch_size}.")
+    t0 = time.perf_counter()
+    adata = _as_bulk(bulk, model)
+    n = adata.n_obs
+    if n == 0:
+        raise BlueInputError("the bulk has no samples; pass a table with at least one sample.")
+    genes = pd.Index([str(g) for g in adata.var_names])
+    if genes.has_duplicates:
+        raise BlueInputError(
+            f"the bulk has duplicated genes (e.g. {genes[genes.duplicated()][:3].tolist()}); read it with "
+            "read_bulk, which sums duplicates."
+        )
+    in_pos = genes.get_indexer(model.input_genes)
+    match = model.check_genes(genes)  # the one overlap rule (streaming, the CLI and the app's input report use it too)
+    present = match.present
+    out_pos = genes.get_indexer(model.output_genes)
+    out_present = out_pos >= 0
+
+    X = adata.X
+    shipped_name = model.name
+    adapt = default_adapt(model) if adapt is None else adapt
+    model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
+    props, member_props, expression, fit_r = _run_networks(model, X, in_pos=in_pos, present=present, out_pos=out_pos,
+                                                           batch_size=batch_size, progress=progress)
+    index = pd.Index([str(s) for s in adata.obs_names], name="sample")
+    intervals: dict[str, pd.DataFrame] = {}
+    spread_max = None
+    if model.n_members > 1:
+        lo, hi, spread = proportion_intervals(member_props, calibration=model.card.get("intervals"),
+                                              cell_types=model.cell_types)
+        intervals = {name: pd.DataFrame(v, index=index, columns=model.cell_types)
+                     for name, v in (("proportions_lo", lo), ("proportions_hi", hi), ("member_spread", spread))}
+        spread_max = spread.max(axis=1)
+    flags = flag_fit(model, fit_r, member_spread=spread_max)  # the one flag rule (trust.assess applies it too)
+    threshold, basis, poorly = flags.fit_threshold, flags.fit_basis, flags.poorly_explained
+    fit = pd.DataFrame({"fit_r": fit_r, "poorly_explained": poorly}, index=index)
+    if spread_max is not None:
+        fit["member_spread"] = spread_max
+        fit["members_disagree"] = flags.members_disagree
+    if poorly.any():
+        warnings.warn(
+            f"{int(poorly.sum())} of {n} samples are poorly explained by model {model.name!r} (fit r < "
+            f"{threshold:.2f}, {FIT_LIMIT_WORDS[basis]}); treat their estimates with caution "
+            "(wrong tissue, strong platform or batch effects, or cell types missing from the model).",
+            PoorFitWarning,
+            stacklevel=2,
+        )
+    report = dict(adata.uns.get("blue_input", {})) if isinstance(adata.uns.get("blue_input"), dict) else {}
+    report.update(
+        n_samples=n,
+        n_model_genes=match.n_expected,
+        n_model_genes_matched=match.n_matched,
+        input_panel=match.panel or "",
+        missing_model_genes=[g for g, ok in zip(model.input_genes, present) if not ok][:50],
+        n_output_genes_in_bulk=int(out_present.sum()),
+        unmeasured_output_genes=[g for g, ok in zip(model.output_genes, out_present) if not ok],
+        fit_r_threshold=threshold,
+        fit_r_threshold_basis=basis,
+        spread_threshold=flags.spread_threshold,
+        spread_threshold_basis=flags.spread_basis,
+        adaptation=adaptation,
+    )
+    logger.info("deconvolved %d samples with %r in %.2f s", n, shipped_name, time.perf_counter() - t0)
+    proportions = pd.DataFrame(props, index=index, columns=model.cell_types)
+    return Deconvolution(proportions, expression, list(model.cell_types), list(model.output_genes), fit,
+                         model.name, report, **intervals)
+
+
+def _dense_block(X: Any) -> np.ndarray:
+    """Rows of the bulk as a dense float64 array, checked: linear-scale, finite, non-negative."""
+    block = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    if not np.isfinite(block).all() or (block < 0).any():
+        raise BlueInputError(
+            "the bulk has negative, NaN or infinite values; BLUE needs linear-scale non-negative expression "
+            "(counts, CPM or TPM) — read the file with read_bulk, which checks and converts it."
+        )
+    return block
+
+
+def _gene_values(block: np.ndarray, positions: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``(n, len(positions))`` the block's values in a model's gene order (0 where the bulk lacks the gene)."""
+    values = np.zeros((block.shape[0], len(positions)))
+    values[:, found] = block[:, positions[found]]
+    return values
+
+
+def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarray,
+                 adapt: bool | str | AdaptationConfig, progress: Progress | None
+                 ) -> tuple[BlueModel, dict[str, Any], Progress | None]:
+    """Apply ``deconvolve(adapt=...)``: the model to run, the adaptation record, the remaining progress."""
+    if adapt is False or adapt is None:
+        return model, {"ran": False, "reason": "not requested"}, progress
+    if isinstance(adapt, AdaptationConfig):
+        config, required = adapt, True
+    elif adapt is True or adapt == "auto":
+        config, required = AdaptationConfig(), adapt is True
+    else:
+        raise BlueInputError(f"adapt must be False, True, 'auto' or an AdaptationConfig, got {adapt!r}.")
+    refused = refusal(model, n_samples=X.shape[0], config=config)
+    if refused is not None and not required:
+        return model, {"ran": False, "reason": refused[0]}, progress
+    sub = None if progress is None else (lambda f, m: progress(0.8 * f, m))
+    adapted, record = adapt_model(model, _gene_values(_dense_block(X), in_pos, present), present=present, config=config,
+                                  progress=sub)
+    rest = None if progress is None else (lambda f, m: progress(0.8 + 0.2 * f, m))
+    return adapted, record, rest
+
+
+#: Two-sided 90 % normal quantile used for the intervals.
+Z90 = 1.6448536269514722
+
+
+def proportion_intervals(
+    member_props: np.ndarray, *, calibration: dict[str, Any] | None, cell_types: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """90 % intervals of an ensemble's proportions.
+
+    The half-width combines the members' disagreement with the error the ensemble makes on validation
+    pseudo-bulk (cells it never trained on) and, where measured, on real cohorts:
+    ``z * sqrt(sd_members**2 + sigma_k**2 + real_k**2)``, with ``sigma_k`` the ensemble's validation RMSE for
+    cell type ``k`` (``card["intervals"]["sigma_by_type"]``, written by
+    :func:`blue_core.engine.ensemble.build_ensemble`), ``real_k`` its RMSE against measured composition of real cohorts
+    (``card["intervals"]["real_cohorts"]["sigma_by_type"]``, :func:`blue_core.engine.ensemble.real_cohort_sigma`;
+    issue 22.4: simulated error alone misses the systematic error on real bulk) and ``z = 1.645`` (two-sided
+    90 %); clipped to [0, 1]. Without a calibration only the members' spread is used.
+
+    Parameters
+    ----------
+    member_props
+        ``(M, n, K)`` per-member proportions.
+    calibration
+        ``card["intervals"]`` or None.
+    cell_types
+        ``K`` names (keys of ``sigma_by_type``).
+
+    Returns
+    -------
+    tuple
+        ``lo, hi, spread``, each ``(n, K)`` float32; ``lo <= mean <= hi``.
+    """
+    mean = member_props.mean(axis=0)
+    spread = member_props.std(axis=0, ddof=1) if member_props.shape[0] > 1 else np.zeros_like(mean)
+    sigma = np.zeros(len(cell_types), dtype=np.float32)
+    z = Z90
+    if calibration:
+        z = float(calibration.get("z", Z90))
+        by_type = calibration.get("sigma_by_type") or {}
+        sigma = np.array([float(by_type.get(t, 0.0)) for t in cell_types], dtype=np.float32)
+        real = (calibration.get("real_cohorts") or {}).get("sigma_by_type") or {}
+        sigma = np.sqrt(sigma**2 + np.array([float(real.get(t, 0.0)) for t in cell_types], dtype=np.float32) ** 2)
+    half = z * np.sqrt(spread**2 + sigma[None, :] ** 2)
+    return (np.clip(mean - half, 0.0, 1.0).astype(np.float32), np.clip(mean + half, 0.0, 1.0).astype(np.float32),
+            spread.astype(np.float32))

@@ -1,0 +1,792 @@
+"""BlueModel: the user-facing model (genes, cell types, preprocessing, network) and its files.
+
+Files of a saved model (a directory):
+
+* ``model.safetensors``: the network weights (safetensors; never pickle);
+* ``model.json``: the model card: ``format_version``, ``name``, ``tissue``, ``description``,
+  ``cell_types``, ``input_genes``, ``output_genes``, ``preprocessing``, ``network`` (BlueNet
+  hyper-parameters), ``training`` (settings), ``provenance`` (training data, given by the caller),
+  ``validation`` (metrics on validation pseudo-bulk), ``training_time_s``, ``blue_version``,
+  ``weights_file`` and ``weights_sha256``.
+
+Preprocessing (identical in training and inference, recorded in ``card['preprocessing']``): the bulk
+over the model's input genes is scaled to counts per million over those genes (library-size
+normalisation; genes missing from the bulk count as absent), ``log1p``, then standardised per sample
+(mean 0, SD 1 across the present input genes; missing genes are set to 0, the sample mean). The
+scale-free last step makes raw counts, CPM and TPM give the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .._types import log1p_cpm
+from .._version import __version__
+from ..exceptions import BlueInputError, BlueModelError
+from ..io.strictjson import dumps as strict_dumps
+from ..io.files import check_model_name
+from .network import BlueNet
+
+__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION", "save_model", "load_model", "load_installed", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the model file layout; bumped when a saved model can no longer be read as is.
+FORMAT_VERSION = 1
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+#: Optional third file: the pseudo-bulks cohort adaptation mixes with (``blue_core.engine.adaptation``).
+BANK_FILE = "adaptation.safetensors"
+
+#: The preprocessing recorded in every model card.
+PREPROCESSING: dict[str, Any] = {
+    "input_units": "linear-scale counts, CPM or TPM (log-scale input is converted back by read_bulk)",
+    "library_size": "CPM over the model's input genes present in the sample",
+    "log1p": True,
+    "standardize": "per sample: (x - mean) / sd over present input genes; missing genes set to 0",
+    "gep_scale": "network GEP output is log1p(CPM over output genes); reported as CPM (expm1)",
+    "gep_loss": "MSE on log1p(CPM) per gene, averaged over samples weighted by the cell type's fraction "
+    "(0 where absent), summed over cell types",
+    "proportion_loss": "MSE on cell fractions, times proportion_weight",
+}
+
+
+def preprocess(values: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Turn bulk values over the model's input genes into the network input.
+
+    Parameters
+    ----------
+    values
+        ``(n_samples, G_in)`` non-negative linear-scale expression (counts, CPM or TPM), columns in the
+        model's input-gene order; values of genes missing from the bulk are ignored.
+    present
+        ``(G_in,)`` bool, genes measured in the bulk (default: all).
+
+    Returns
+    -------
+    ndarray
+        ``(n_samples, G_in)`` float32: per-sample standardised log1p(CPM over present input genes).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if present is None:
+        present = np.ones(x.shape[1], dtype=bool)
+    x = np.where(present[None, :], x, 0.0)
+    x = log1p_cpm(x)
+    sub = x[:, present]
+    mean = sub.mean(axis=1, keepdims=True)
+    sd = sub.std(axis=1, keepdims=True)
+    z = np.divide(x - mean, sd, out=np.zeros_like(x), where=sd > 0)
+    z[:, ~present] = 0.0
+    return z.astype(np.float32)
+
+
+#: Below this fraction of the model's input genes (or of its matched panel) found in the bulk, deconvolution is refused.
+MIN_GENE_FRACTION = 0.5
+#: Below this fraction a GeneOverlapWarning is emitted.
+WARN_GENE_FRACTION = 0.9
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
+
+
+def _gene_hint(bulk_genes: "Sequence[str]") -> str:
+    """What is probably wrong with a bulk's gene names, in one clause."""
+    sample = [str(g) for g in list(bulk_genes)[:2000]]
+    if not sample:
+        return "the bulk has no genes"
+    if np.mean([bool(_ENSEMBL.match(g)) for g in sample]) > 0.5:
+        return ("the bulk genes look like Ensembl IDs; read the file with blue_core.read_bulk (or `blue deconvolve "
+                "FILE`), which maps them to HGNC symbols")
+    if np.mean([g[:1].isupper() and g[1:].islower() and len(g) > 2 for g in sample]) > 0.5:
+        return "the bulk genes look like mouse symbols (e.g. 'Cd74'); BLUE's models are human: use human gene symbols"
+    return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
+
+
+@dataclass(frozen=True)
+class GeneMatch:
+    """How a bulk's genes cover a model's input genes (the one overlap rule; see :meth:`BlueModel.match_genes`).
+
+    Attributes
+    ----------
+    present
+        ``(G_in,)`` bool: input genes the bulk measures (within the matched panel for a multi-panel model).
+    n_matched, n_expected
+        Genes found and genes the model (or its matched panel) reads.
+    panel
+        Name of the matched input panel, or None for a single-panel model.
+    """
+
+    present: np.ndarray
+    n_matched: int
+    n_expected: int
+    panel: str | None
+
+    @property
+    def fraction(self) -> float:
+        """``n_matched / n_expected`` (0 when nothing is expected)."""
+        return self.n_matched / self.n_expected if self.n_expected else 0.0
+
+
+class BlueModel:
+    """A trained BLUE model: network plus everything needed to use it on bulk data.
+
+    Parameters
+    ----------
+    name
+        Model name (e.g. ``"pbmc"``).
+    cell_types
+        ``K`` cell-type names, the order of the network's outputs.
+    input_genes
+        ``G_in`` gene symbols the network reads.
+    output_genes
+        ``G_out`` gene symbols of the predicted GEPs.
+    preprocessing
+        Description of the preprocessing (see :data:`PREPROCESSING`).
+    network
+        The trained :class:`~blue_core.engine.network.BlueNet` (put in eval mode), or a list of them: an
+        **ensemble** whose members share the genes, cell types and architecture (see
+        :mod:`blue_core.engine.ensemble`). Proportions are the members' mean, GEPs their mean (CPM), and
+        :func:`~blue_core.engine.inference.deconvolve` adds per-sample 90 % intervals from the members' spread.
+    card
+        The model card (see module docstring); ``card['validation']['fit_r_threshold']`` is the fit
+        score under which a sample is flagged as poorly explained.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cell_types: list[str],
+        input_genes: list[str],
+        output_genes: list[str],
+        preprocessing: dict[str, Any],
+        network: BlueNet | list[BlueNet],
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = check_model_name(name)
+        self.cell_types = list(cell_types)
+        self.input_genes = list(input_genes)
+        self.output_genes = list(output_genes)
+        self.preprocessing = dict(preprocessing)
+        networks = list(network) if isinstance(network, (list, tuple)) else [network]
+        if not networks:
+            raise BlueModelError("a model needs at least one network.")
+        self.networks: list[BlueNet] = [net.eval() for net in networks]
+        self.card = dict(card or {})
+        #: Pseudo-bulks for cohort adaptation (:class:`~blue_core.engine.adaptation.SimulationBank`), or None.
+        self.adaptation_bank: Any = None
+        #: Where the model was loaded from: "installed", "folder", or None (built in this process).
+        self.source: str | None = None
+        self.path: Path | None = None
+        _check_consistent(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"BlueModel(name={self.name!r}, {len(self.cell_types)} cell types, "
+            f"{len(self.input_genes):,} input genes, {len(self.output_genes):,} output genes)"
+        )
+
+    @property
+    def network(self) -> BlueNet:
+        """The (first) member's network; ``networks`` holds all members of an ensemble."""
+        return self.networks[0]
+
+    @property
+    def n_members(self) -> int:
+        """Number of networks (1 for a single model, >= 2 for an ensemble)."""
+        return len(self.networks)
+
+    @property
+    def read_genes(self) -> list[str] | None:
+        """Genes to hand ``read_bulk(genes=...)`` so its report counts the model genes found.
+
+        ``None`` for a multi-panel model (``card["input_panels"]``): it reads one cohort panel at a time
+        and :func:`~blue_core.engine.inference.deconvolve` checks the overlap against the matched panel.
+        """
+        return None if (self.card or {}).get("input_panels") else list(self.input_genes)
+
+    def match_genes(self, genes: "list[str] | np.ndarray | pd.Index") -> GeneMatch:
+        """Which input genes a bulk with these gene symbols measures.
+
+        A multi-panel model (``card["input_panels"]``, trained with panel dropout) reads one cohort panel
+        at a time: the panel with the largest matched fraction is chosen, and only its genes count.
+        :func:`~blue_core.engine.inference.deconvolve` decides with this and the app's input report shows it.
+        """
+        import pandas as pd
+
+        index = pd.Index([str(g) for g in genes])
+        present = index.get_indexer(self.input_genes) >= 0
+        panels = (self.card or {}).get("input_panels") or {}
+        names = np.asarray(self.input_genes)
+        masks = {name: np.isin(names, panel) for name, panel in panels.items() if panel}
+        if not masks:
+            return GeneMatch(present, int(present.sum()), len(self.input_genes), None)
+        best = max(masks, key=lambda k: present[masks[k]].mean())
+        present = present & masks[best]
+        return GeneMatch(present, int(present.sum()), int(masks[best].sum()), best)
+
+    def check_genes(self, genes: "list[str] | np.ndarray | pd.Index", *, source: str | None = None) -> GeneMatch:
+        """The one overlap rule (issue 23): :meth:`match_genes`, refused under ``MIN_GENE_FRACTION`` of the model's
+        (or matched panel's) input genes, warned under ``WARN_GENE_FRACTION``. ``deconvolve``, streaming, the CLI and
+        the app's input report all decide with it.
+
+        Raises
+        ------
+        BlueInputError
+            Too few input genes measured; the message names the count, the need and the likely cause.
+
+        Warns
+        -----
+        GeneOverlapWarning
+            Fewer than ``WARN_GENE_FRACTION`` of the input genes measured.
+        """
+        import warnings
+
+        from ..exceptions import GeneOverlapWarning
+
+        match = self.match_genes(genes)
+        where = f"{source}: " if source else ""
+        panel = f" (its {match.panel} panel)" if match.panel else ""
+        if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
+            raise BlueInputError(
+                f"{where}{match.n_matched:,} of {match.n_expected:,} model input genes matched the bulk genes{panel} "
+                f"(need >= {MIN_GENE_FRACTION:.0%}): {_gene_hint(list(genes))}.")
+        if match.n_matched < WARN_GENE_FRACTION * match.n_expected:
+            warnings.warn(
+                f"{where}only {match.n_matched:,} of {match.n_expected:,} model input genes{panel} "
+                f"({match.fraction:.0%}) are in the bulk; missing genes are treated as average, so estimates are less "
+                "reliable.", GeneOverlapWarning, stacklevel=3)
+        return match
+
+    @property
+    def reference_profiles(self) -> "pd.DataFrame | None":
+        """``(G_out, K)`` each type's mean profile in the training reference(s), CPM over the output genes
+        (``card["reference_profiles"]``), or None for a model saved without it."""
+        import pandas as pd
+
+        values = ((self.card or {}).get("reference_profiles") or {}).get("values")
+        if not values:
+            return None
+        return pd.DataFrame({t: values[t] for t in self.cell_types if t in values}, index=self.output_genes)
+
+    @property
+    def fit_r_threshold(self) -> float:
+        """Fit score (Pearson r) below which a sample is flagged ``poorly_explained``."""
+        value = (self.card.get("validation") or {}).get("fit_r_threshold")
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else 0.5
+
+    def predict(self, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Run the network on preprocessed input.
+
+        Parameters
+        ----------
+        x
+            ``(n, G_in)`` float32 output of :func:`preprocess`.
+        batch_size
+            Samples per forward pass.
+
+        Returns
+        -------
+        tuple
+            proportions ``(n, K)`` float32 and GEPs ``(n, K, G_out)`` float32 in CPM.
+        """
+        members, geps = self.predict_members(x, batch_size=batch_size)
+        return members.mean(axis=0), geps
+
+    def predict_members(self, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Run every member on preprocessed input.
+
+        Returns
+        -------
+        tuple
+            per-member proportions ``(M, n, K)`` float32 and the members' mean GEPs ``(n, K, G_out)``
+            float32 in CPM.
+        """
+        n = x.shape[0]
+        props = np.empty((self.n_members, n, len(self.cell_types)), dtype=np.float32)
+        geps = np.zeros((n, len(self.cell_types), len(self.output_genes)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+                for m, net in enumerate(self.networks):
+                    net.eval()
+                    p, g = net(batch)
+                    props[m, start : start + batch_size] = p.numpy()
+                    geps[start : start + batch_size] += torch.expm1(g).numpy()
+        if self.n_members > 1:
+            geps /= self.n_members
+        return props, geps
+
+
+
+def _check_consistent(model: BlueModel) -> None:
+    config = model.network.config
+    if any(net.config != config for net in model.networks[1:]):
+        raise BlueModelError(f"the members of model {model.name!r} have different architectures; an ensemble's "
+                             "members share one network configuration.")
+    checks = (
+        ("input genes", len(model.input_genes), config["n_input_genes"]),
+        ("output genes", len(model.output_genes), config["n_output_genes"]),
+        ("cell types", len(model.cell_types), config["n_cell_types"]),
+    )
+    for what, listed, expected in checks:
+        if listed != expected:
+            raise BlueModelError(
+                f"model {model.name!r} lists {listed} {what} but its network has {expected}; "
+                "the model files do not belong together — re-save or re-train the model."
+            )
+    for what, names in (("input genes", model.input_genes), ("output genes", model.output_genes),
+                        ("cell types", model.cell_types)):
+        if len(set(names)) != len(names):
+            raise BlueModelError(f"model {model.name!r} has duplicated {what}; the model card is corrupted.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = False) -> Path:
+    """Save a model as ``directory/model.safetensors`` + ``directory/model.json``.
+
+    Parameters
+    ----------
+    model
+        The model to save.
+    directory
+        Target directory (created if needed).
+    overwrite
+        Replace an existing model in ``directory``; refused by default.
+
+    Returns
+    -------
+    Path
+        The directory.
+    """
+    directory = Path(directory)
+    weights, card_path = directory / WEIGHTS_FILE, directory / CARD_FILE
+    if not overwrite and (weights.exists() or card_path.exists()):
+        raise BlueModelError(
+            f"{directory} already holds a model; choose another directory or pass overwrite=True "
+            "(--overwrite on the command line)."
+        )
+    check_model_name(model.name)
+    if directory.exists() and not directory.is_dir():
+        raise BlueModelError(f"{directory} is a file, not a folder; choose a folder to save the model in.")
+    directory.mkdir(parents=True, exist_ok=True)
+    # Both files are written under temporary names in the same folder and renamed into place when
+    # complete, so a failure part-way never leaves a half-written weights file or card.
+    tmp_weights, tmp_card = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CARD_FILE}.tmp"
+    tmp_bank = directory / f".{BANK_FILE}.tmp"
+    state = _state_dict(model)
+    try:
+        save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
+        card = _final_card(model, _sha256(tmp_weights))
+        if model.adaptation_bank is not None:
+            from .bank import write_bank
+
+            card["adaptation_bank"] = dict(card.get("adaptation_bank") or {}, file=BANK_FILE,
+                                           n_samples=model.adaptation_bank.n_samples,
+                                           sha256=write_bank(model.adaptation_bank, tmp_bank))
+        else:
+            card.pop("adaptation_bank", None)
+        tmp_card.write_text(strict_dumps(card) + "\n", encoding="utf-8")
+        os.chmod(tmp_weights, tmp_card.stat().st_mode & 0o777)  # safetensors writes 0600; follow the umask
+        os.replace(tmp_weights, weights)
+        if tmp_bank.exists():
+            os.chmod(tmp_bank, tmp_card.stat().st_mode & 0o777)
+            os.replace(tmp_bank, directory / BANK_FILE)
+        else:
+            (directory / BANK_FILE).unlink(missing_ok=True)
+        os.replace(tmp_card, card_path)
+    finally:
+        for leftover in (tmp_weights, tmp_card, tmp_bank):
+            leftover.unlink(missing_ok=True)
+    model.card = card
+    logger.info("saved model %r to %s (%.1f MB)", model.name, directory, weights.stat().st_size / 1e6)
+    return directory
+
+
+def _state_dict(model: BlueModel) -> dict[str, torch.Tensor]:
+    """All weights; an ensemble's tensors are prefixed with the member (``m0.``, ``m1.``, ...)."""
+    if model.n_members == 1:
+        return {k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()}
+    return {f"m{i}.{k}": v.detach().contiguous().cpu()
+            for i, net in enumerate(model.networks) for k, v in net.state_dict().items()}
+
+
+def _final_card(model: BlueModel, weights_sha256: str) -> dict[str, Any]:
+    """The card written next to the weights: the model's card plus its lists, network and checksum."""
+    card = dict(model.card)
+    card.update(
+        format_version=FORMAT_VERSION,
+        name=model.name,
+        cell_types=model.cell_types,
+        input_genes=model.input_genes,
+        output_genes=model.output_genes,
+        preprocessing=model.preprocessing,
+        network=model.network.config,
+        n_members=model.n_members,
+        blue_version=card.get("blue_version", __version__),
+        weights_file=WEIGHTS_FILE,
+        weights_sha256=weights_sha256,
+    )
+    return card
+
+
+def resolve_model(name_or_directory: str | os.PathLike) -> tuple[Path, str]:
+    """Where a model argument points: ``(directory, "installed" | "folder")``.
+
+    A bare name (``"pbmc"``) is looked up among the installed models only (``$BLUE_MODELS_DIR``, then
+    the package's ``pretrained/``), never in the working directory; a folder is used only when the
+    argument is written as a path (``./pbmc``, ``models/pbmc``, an absolute path, or a ``Path``).
+
+    Returns
+    -------
+    tuple of (pathlib.Path, str)
+        The model's directory and ``"installed"`` or ``"folder"``.
+
+    Raises
+    ------
+    BlueModelError
+        Unknown name (the message lists the installed models and, when a folder of that name exists
+        here, says to write it as ``./NAME``), or a path that is not a folder.
+    """
+    from .store import find_model
+
+    text = os.fspath(name_or_directory)
+    as_path = (
+        isinstance(name_or_directory, os.PathLike)
+        or os.sep in text
+        or "/" in text
+        or text.startswith((".", "~"))
+        or os.path.isabs(text)
+    )
+    if as_path:
+        directory = Path(text).expanduser()
+        if not directory.is_dir():
+            raise BlueModelError(f"model folder {text} not found; pass an existing folder written by "
+                                 "`blue train`, or a model name from `blue models`.")
+        return directory, "folder"
+    try:
+        return find_model(text), "installed"
+    except BlueModelError as err:
+        if Path(text).is_dir():
+            raise BlueModelError(
+                f"{err} A folder {text!r} exists in the working directory: to use it, write it as a path "
+                f"(./{text})."
+            ) from None
+        raise
+
+
+def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
+    """Load an installed model by name, or a model folder given as a path.
+
+    Names and paths are told apart by :func:`resolve_model`: ``"pbmc"`` is always the installed model,
+    ``"./pbmc"`` the folder. The weights are read with ``safetensors`` only (no pickle). Before anything
+    is allocated the card is checked against a schema (types, lengths, finite numbers) and the network it
+    describes against the shapes in the safetensors header; then the sha256 of the weights is checked.
+    The loaded model records where it came from in ``model.source`` (``"installed"`` or ``"folder"``)
+    and ``model.path``.
+
+    Returns
+    -------
+    BlueModel
+        The model in eval mode, with its card (``model.card``) and its gene lists.
+
+    Raises
+    ------
+    BlueModelError
+        Unknown name, missing or corrupted files, a card that fails the schema, wrong format version or
+        weights that do not match the card.
+    """
+    directory, source = resolve_model(name_or_directory)
+    card_path, weights = directory / CARD_FILE, directory / WEIGHTS_FILE
+    if not card_path.is_file():
+        raise BlueModelError(f"{directory} has no {CARD_FILE}; a BLUE model directory holds {CARD_FILE} and "
+                             f"{WEIGHTS_FILE} (written by save_model / blue train).")
+    if card_path.stat().st_size > MAX_CARD_BYTES:
+        raise BlueModelError(f"{card_path} is {card_path.stat().st_size / 1e6:.0f} MB; a model card is at most "
+                             f"{MAX_CARD_BYTES / 1e6:.0f} MB. The file is not a BLUE model card.")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+        raise BlueModelError(f"{card_path} is not valid JSON ({err}); restore the file or re-train the model.") from err
+    check_card(card, card_path)
+    if not weights.is_file():
+        raise BlueModelError(f"{directory} has no {WEIGHTS_FILE}; copy the weights next to {CARD_FILE}.")
+    n_members = int(card.get("n_members") or 1)
+    _check_weights_header(weights, card["network"], n_members)
+    digest = _sha256(weights)
+    if digest != card["weights_sha256"]:
+        raise BlueModelError(
+            f"{weights} does not match its model card (sha256 {digest[:12]}... != {str(card['weights_sha256'])[:12]}...): "
+            "the file is corrupted or was replaced. Restore it or re-train the model."
+        )
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
+    try:
+        if n_members == 1:
+            network: BlueNet | list[BlueNet] = BlueNet(**card["network"])
+            network.load_state_dict(state, strict=True)
+        else:
+            network = []
+            for i in range(n_members):
+                prefix = f"m{i}."
+                member = BlueNet(**card["network"])
+                member.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+                network.append(member)
+    except (TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise BlueModelError(
+            f"the weights in {weights} do not fit the network described in {CARD_FILE} ({first}); "
+            "the files do not belong together — re-train the model."
+        ) from err
+    model = BlueModel(
+        name=card["name"],
+        cell_types=card["cell_types"],
+        input_genes=card["input_genes"],
+        output_genes=card["output_genes"],
+        preprocessing=card.get("preprocessing", PREPROCESSING),
+        network=network,
+        card=card,
+    )
+    bank = card.get("adaptation_bank")
+    if isinstance(bank, dict) and bank.get("sha256"):
+        from .bank import read_bank
+
+        model.adaptation_bank = read_bank(directory / BANK_FILE, n_input_genes=len(model.input_genes),
+                                          n_cell_types=len(model.cell_types), sha256=str(bank["sha256"]))
+    model.source, model.path = source, directory
+    logger.info("loaded %r (%s) from %s", model, source, directory)
+    return model
+
+
+#: A model card larger than this is refused before it is parsed.
+MAX_CARD_BYTES = 64_000_000
+
+_NETWORK_INTS = ("n_input_genes", "n_output_genes", "n_cell_types", "hidden", "n_layers", "signal_length",
+                 "base_channels", "depth", "kernel_size")
+
+
+def _reject_constant(token: str) -> None:
+    raise ValueError(f"{token} is not allowed in a model card (strict JSON: use null)")
+
+
+def check_card(card: Any, card_path: str | os.PathLike = CARD_FILE) -> None:
+    """Check a model card's schema before anything it describes is allocated.
+
+    Checks: a JSON object of the supported ``format_version``; ``name`` a safe model name;
+    ``cell_types`` / ``input_genes`` / ``output_genes`` non-empty lists of unique strings whose lengths
+    match ``network``; ``network`` exactly the :class:`~blue_core.engine.network.BlueNet` arguments, integers
+    (``dropout`` a number in [0, 1)); ``weights_sha256`` 64 hex digits; ``validation.fit_r_threshold`` a
+    finite number or null; ``input_panels`` null or lists of input genes.
+
+    Raises
+    ------
+    BlueModelError
+        The first rule broken, naming the field.
+    """
+    from ..io.files import is_model_name
+
+    def fail(problem: str) -> None:
+        raise BlueModelError(f"{card_path}: {problem}; the model card is invalid — restore it or re-train the model.")
+
+    if not isinstance(card, dict):
+        fail("expected a JSON object")
+    version = card.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BlueModelError(
+            f"{card_path} has format_version {version!r}; this BLUE studio ({__version__}) reads format "
+            f"{FORMAT_VERSION}. Re-train the model with this version or use the matching BLUE studio."
+        )
+    missing = [k for k in ("name", "cell_types", "input_genes", "output_genes", "network", "weights_sha256")
+               if k not in card]
+    if missing:
+        raise BlueModelError(f"{card_path} lacks {missing}; the model card is incomplete — re-save the model.")
+    if not is_model_name(card["name"]):
+        fail(f"name {str(card['name'])[:60]!r} is not a safe model name")
+    for key in ("cell_types", "input_genes", "output_genes"):
+        value = card[key]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            fail(f"{key} must be a non-empty list of names")
+        if len(set(value)) != len(value):
+            fail(f"{key} has duplicated names")
+    network = card["network"]
+    if not isinstance(network, dict):
+        fail("network must be an object of BlueNet settings")
+    expected = set(_NETWORK_INTS) | {"dropout"}
+    if set(network) != expected:
+        fail(f"network must hold exactly {sorted(expected)}")
+    for key in _NETWORK_INTS:
+        value = network[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
+            fail(f"network.{key} must be an integer in [1, 10,000,000], got {str(value)[:40]!r}")
+    dropout = network["dropout"]
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        fail(f"network.dropout must be a number in [0, 1), got {str(dropout)[:40]!r}")
+    for key, listed in (("n_input_genes", "input_genes"), ("n_output_genes", "output_genes"),
+                        ("n_cell_types", "cell_types")):
+        if network[key] != len(card[listed]):
+            fail(f"network.{key} = {network[key]:,} but {listed} lists {len(card[listed]):,}")
+    if not isinstance(card["weights_sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", card["weights_sha256"]):
+        fail("weights_sha256 must be 64 hexadecimal digits")
+    validation = card.get("validation")
+    if validation is not None and not isinstance(validation, dict):
+        fail("validation must be an object")
+    threshold = (validation or {}).get("fit_r_threshold")
+    if threshold is not None and (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
+                                  or not math.isfinite(threshold)):
+        fail(f"validation.fit_r_threshold must be a number or null, got {str(threshold)[:40]!r}")
+    n_members = card.get("n_members", 1)
+    if n_members is not None and (not isinstance(n_members, int) or isinstance(n_members, bool) or not 1 <= n_members <= 64):
+        fail(f"n_members must be an integer in [1, 64], got {str(n_members)[:40]!r}")
+    intervals = card.get("intervals")
+    if intervals is not None:
+        sigma = intervals.get("sigma_by_type") if isinstance(intervals, dict) else None
+        ok = isinstance(sigma, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and math.isfinite(v) and v >= 0 for v in sigma.values())
+        if not ok or not isinstance(intervals.get("z"), (int, float)):
+            fail("intervals must hold z (a number) and sigma_by_type (non-negative numbers)")
+    profiles = card.get("reference_profiles")
+    if profiles is not None:
+        values = profiles.get("values") if isinstance(profiles, dict) else None
+        if not isinstance(values, dict) or not all(
+            t in card["cell_types"] and isinstance(v, list) and len(v) == len(card["output_genes"]) for t, v in values.items()
+        ):
+            fail("reference_profiles.values must map cell types to one number per output gene")
+    panels = card.get("input_panels")
+    if panels is not None:
+        genes = set(card["input_genes"])
+        if not isinstance(panels, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(g, str) and g in genes for g in v) for v in panels.values()
+        ):
+            fail("input_panels must map panel names to non-empty lists of input genes")
+    for key in ("tissue", "description"):
+        if card.get(key) is not None and not isinstance(card[key], str):
+            fail(f"{key} must be text")
+
+
+def _check_weights_header(weights: Path, network: dict[str, Any], n_members: int = 1) -> None:
+    """Compare the tensor names, shapes and dtypes in the safetensors header with the card's network.
+
+    The expected shapes come from a :class:`BlueNet` built on PyTorch's ``meta`` device, which
+    allocates no memory; the weights themselves are not read.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            found = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
+    try:
+        with torch.device("meta"):
+            one = {k: tuple(v.shape) for k, v in BlueNet(**network).state_dict().items()}
+        expected = one if n_members == 1 else {f"m{i}.{k}": v for i in range(n_members) for k, v in one.items()}
+    except (TypeError, ValueError) as err:
+        raise BlueModelError(f"the network in {weights.parent / CARD_FILE} is invalid ({err}); re-train the model.") from err
+    if set(found) != set(expected):
+        extra, lacking = sorted(set(found) - set(expected))[:3], sorted(set(expected) - set(found))[:3]
+        raise BlueModelError(
+            f"the weights in {weights} do not fit the network described in {CARD_FILE} (unexpected {extra}, "
+            f"missing {lacking}); the files do not belong together — re-train the model."
+        )
+    for key, shape in expected.items():
+        if found[key][0] != shape or found[key][1] != "F32":
+            raise BlueModelError(
+                f"the weights in {weights} do not fit the network described in {CARD_FILE} ({key}: "
+                f"{found[key][1]} {found[key][0]} in the file, F32 {shape} in the card); the files do not belong "
+                "together — re-train the model."
+            )
+
+
+#: Largest model zip :func:`load_model_zip` accepts, compressed and uncompressed (bytes).
+MAX_MODEL_ZIP_BYTES = 200 * 1024 * 1024
+
+
+def load_installed(*, loader: Callable[[str], BlueModel] | None = None) -> list[BlueModel]:
+    """Every installed model (:func:`~blue_core.engine.store.list_models`), loaded with ``loader`` (default
+    :func:`load_model`; the app passes its cached loader). A model that cannot be loaded is left out with a
+    logged warning: a broken install must not break a recommendation.
+
+    Returns
+    -------
+    list of BlueModel
+        In the store's order.
+    """
+    from .store import list_models
+
+    load = loader or load_model
+    models = []
+    for name in (str(n) for n in list_models()["name"]):
+        try:
+            models.append(load(name))
+        except (BlueModelError, OSError, ValueError) as err:
+            logger.warning("model %s left out: %s", name, err)
+    return models
+
+
+def load_model_zip(data: bytes, *, max_bytes: int = MAX_MODEL_ZIP_BYTES) -> BlueModel:
+    """Load a model from the zip BLUE studio's "Download the model" gives (``<name>/model.json`` +
+    ``<name>/model.safetensors``).
+
+    Safe for a file a stranger uploads: the archive's size and every member's declared size are limited, only
+    those two files are read (no other file, no absolute path, no ``..``, no link is accepted), the members are
+    read into a fresh temporary folder whose names this code chooses, and the model then passes every check of
+    :func:`load_model` (card schema, shapes, weights' sha256; safetensors only, never pickle).
+
+    Parameters
+    ----------
+    data
+        The zip file's bytes.
+    max_bytes
+        Ceiling on the zip's size and on the sum of its members' uncompressed sizes.
+
+    Returns
+    -------
+    BlueModel
+        The model (``source`` = ``"folder"``; its temporary folder is gone once loaded).
+
+    Raises
+    ------
+    BlueModelError
+        Not a zip, too large, unexpected or unsafe members, or a model that fails the checks; the message says
+        what to upload instead.
+    """
+    import tempfile
+
+    from ..io.files import extract_zip
+
+    hint = "Upload the zip that 'Download the model' produced (one folder with model.json and model.safetensors)."
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"  # a name this code chose
+        folder.mkdir()
+        try:
+            written = extract_zip(data, folder, allowed={CARD_FILE, WEIGHTS_FILE, BANK_FILE}, max_bytes=max_bytes,
+                                  what="model zip", hint=hint)
+        except BlueInputError as err:
+            raise BlueModelError(str(err)) from None
+        missing = sorted({CARD_FILE, WEIGHTS_FILE} - set(written))
+        if missing:
+            raise BlueModelError(f"the model zip lacks {missing}. {hint}")
+        return load_model(folder)
