@@ -42,7 +42,7 @@ def _one(n: int, adapt: bool) -> dict:
     from blue_core.engine.model import load_model
 
     model = load_model("pbmc")
-    bulk = read_bulk(REPO / "sample_data" / "monaco_pbmc" / "bulk.csv.gz", genes=model.read_genes)
+    bulk = read_bulk(REPO / "sample_data" / "monaco_pbmc" / "bulk.csv.gz")
     if n > bulk.n_obs:
         rng = np.random.default_rng(0)
         reps = -(-n // bulk.n_obs)
@@ -87,7 +87,7 @@ def floor() -> list[dict]:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bulk = read_bulk(spec["path"], genes=model.read_genes)
+            bulk = read_bulk(spec["path"])
             plain = _five(deconvolve(bulk, model, adapt=False).proportions, spec["model"], spec["groups"])
         for n in FLOOR_SIZES:
             for draw in range(3 if n < bulk.n_obs else 1):

@@ -82,7 +82,7 @@ def main() -> int:
     for cohort, (path, truth, suffix) in cohorts().items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bulk = read_bulk(path, genes=model.read_genes)
+            bulk = read_bulk(path)
             result = deconvolve(bulk, model, adapt=False)
         rows.append({"cohort": cohort, "method": "BLUE pbmc (shipped)", "kind": "this repo",
                      **score(truth, five(result.proportions, {}))})

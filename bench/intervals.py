@@ -112,7 +112,7 @@ def _real_runs(tissue: str) -> dict[str, dict]:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = bc.deconvolve(read_bulk(spec["path"], genes=model.read_genes), model)
+            res = bc.deconvolve(read_bulk(spec["path"]), model)
         truth = spec["truth"]
         point = res.proportions.loc[truth.index]
         half = (res.proportions_hi.loc[truth.index] - point).clip(lower=0.0)

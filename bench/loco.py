@@ -203,7 +203,7 @@ def run(tissue: str) -> list[dict]:
             for cohort, spec in data.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    bulk = read_bulk(spec["path"], genes=model.read_genes)
+                    bulk = read_bulk(spec["path"])
                     adapt = False
                     if settings is not None:
                         adapt = "auto" if bulk.n_obs < AdaptationConfig().min_samples else AdaptationConfig(**settings)
@@ -291,7 +291,7 @@ def run_installed(tissue: str) -> list[dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            result = deconvolve(read_bulk(spec["path"], genes=model.read_genes), model)
+            result = deconvolve(read_bulk(spec["path"]), model)
         pred = _five(result.proportions, spec["model"], spec["groups"])
         rows.append({"tissue": tissue, "candidate": SHIPPED, "seed": -1, "cohort": cohort, "n": int(len(spec["truth"])),
                      "adapted": bool(result.input_report["adaptation"]["ran"]), "other share": _other_share(result, spec),

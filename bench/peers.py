@@ -1063,7 +1063,7 @@ def published_section() -> list[str]:
     for cohort, (path, truth, suffix) in cohorts().items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = deconvolve(read_bulk(path, genes=model.read_genes), model)
+            result = deconvolve(read_bulk(path), model)
         adapted = "adapted" if result.input_report["adaptation"]["ran"] else "not adapted"
         rows.append({"cohort": cohort, "method": f"BLUE pbmc (shipped, {adapted})", "kind": "this repo",
                      **score(truth, five(result.proportions, {}))})

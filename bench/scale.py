@@ -46,7 +46,7 @@ def build(n: int) -> Path:
         return path
     WORK.mkdir(parents=True, exist_ok=True)
     model = bc.load_model("pbmc")
-    genes = list(dict.fromkeys([*model.read_genes, *model.output_genes]))
+    genes = list(dict.fromkeys([*model.input_genes, *model.output_genes]))
     monaco = bc.load_sample("monaco_pbmc").bulk
     genes = [g for g in genes if g in set(monaco.var_names)]
     base = np.asarray(monaco[:, genes].X, dtype=np.float32)

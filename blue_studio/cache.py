@@ -11,7 +11,7 @@ import io
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +79,14 @@ def model_key(model: BlueModel) -> str:
 
 
 @st.cache_data(show_spinner="Reading the bulk file ...", max_entries=16, ttl=3600)
-def _read_bulk_bytes(data_hash: str, filename: str, genes_key: str, _data: bytes, _genes: Sequence[str] | None):
-    """Parse uploaded bytes with ``read_bulk``; returns (AnnData, warning messages)."""
+def _read_bulk_bytes(data_hash: str, filename: str, _data: bytes):
+    """Parse uploaded bytes with ``read_bulk``; returns (AnnData, warning messages). Keyed on the content only:
+    switching the model never re-parses (the model's gene decision is ``BlueModel.check_genes``, after)."""
     from blue_core.io import read_bulk
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bulk = read_bulk(io.BytesIO(_data), genes=list(_genes) if _genes is not None else None, filename=filename)
+        bulk = read_bulk(io.BytesIO(_data), filename=filename)
     messages = _warning_messages(caught, bulk)
     return bulk, messages
 
@@ -135,18 +136,17 @@ def _personal(value: Any, neutral: str, real: str) -> Any:
     return value
 
 
-def read_bulk_upload(data: bytes, filename: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
-    """Read an uploaded bulk file (cached on its content and the model's genes, never on its name).
+def read_bulk_upload(data: bytes, filename: str) -> tuple[Any, list[str]]:
+    """Read an uploaded bulk file (cached on its content, never on its name or the model).
 
     Raises
     ------
     BlueInputError
         The file cannot be used; the message names the problem and the fix.
     """
-    genes_key = content_hash("\n".join(genes)) if genes is not None else "none"
     neutral = _neutral_name(filename)
     try:
-        bulk, messages = _read_bulk_bytes(content_hash(data), neutral, genes_key, data, genes)
+        bulk, messages = _read_bulk_bytes(content_hash(data), neutral, data)
     except BlueInputError as err:
         raise BlueInputError(_personal(str(err), neutral, filename)) from None
     # cache_data hands every caller its own copy: personalising it touches no other session
@@ -172,12 +172,12 @@ def demo_cohorts() -> pd.DataFrame:
     return table.reset_index() if "name" not in table.columns else table
 
 
-def read_demo_bulk(name: str, genes: Sequence[str] | None) -> tuple[Any, list[str]]:
-    """The demo cohort's bulk read with the model's genes, so the report counts matched genes."""
+def read_demo_bulk(name: str) -> tuple[Any, list[str]]:
+    """The demo cohort's bulk, read as an upload of its file would be."""
     from blue_core.io.datasets import sample_root
 
     data = (sample_root() / name / "bulk.csv.gz").read_bytes()
-    return read_bulk_upload(data, f"{name}/bulk.csv.gz", genes)
+    return read_bulk_upload(data, f"{name}/bulk.csv.gz")
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=3600)
@@ -293,7 +293,7 @@ def validate_on_cohorts(names: list[str], model: BlueModel, subtypes: SubtypeClu
         clinical = getattr(cohort, "clinical", None)
         if clinical is None:
             raise BlueInputError(f"The cohort {name!r} has no clinical table, so survival cannot be validated on it.")
-        bulk, _ = read_demo_bulk(name, model.read_genes)
+        bulk, _ = read_demo_bulk(name)
         other, _ = run_deconvolution(bulk, f"demo:{name}", model)
         validation_genes(discovery, other, features=subtypes.features, cell_types=subtypes.cell_types)
         out.append(validate_subtypes(subtypes, other, clinical=clinical, time_col=time_col, event_col=event_col,
@@ -406,7 +406,7 @@ def _recommend(bulk_key: str, _bulk: Any) -> pd.DataFrame:
 
 def recommend(bulk: Any, bulk_key: str) -> pd.DataFrame:
     """``blue_core.analysis.trust.recommend_model`` over the installed models, cached on the data's content key."""
-    return _recommend(bulk_key.rsplit(":", 1)[0], bulk)  # the data part of the key (not the model genes)
+    return _recommend(bulk_key, bulk)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=3600)

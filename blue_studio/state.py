@@ -18,7 +18,7 @@ from .cache import content_hash, load_pretrained, load_sample, pretrained_models
 if TYPE_CHECKING:  # pragma: no cover
     from blue_core.engine.model import BlueModel
 
-__all__ = ["analysis_inputs", "on_analysis_upload", "on_model_zip_upload", "use_model", "follow_recommendation", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "model_read_genes", "load_current_bulk", "on_reference_upload", "use_trained_model"]
+__all__ = ["analysis_inputs", "on_analysis_upload", "on_model_zip_upload", "use_model", "follow_recommendation", "TRAINED_PREFIX", "init_state", "reset_results", "model_options", "model_label", "get_model", "current_model", "current_result", "require_result", "on_model_change", "on_bulk_upload", "on_clinical_upload", "load_demo", "load_current_bulk", "on_reference_upload", "use_trained_model"]
 
 
 #: Session-state keys of models trained in this session start with this prefix.
@@ -221,11 +221,6 @@ def load_demo(name: str) -> None:
     reset_results()
 
 
-def model_read_genes(model: BlueModel | None) -> list[str] | None:
-    """Genes to hand ``read_bulk`` (``BlueModel.read_genes``; None without a model)."""
-    return None if model is None else model.read_genes
-
-
 def current_trust_report() -> Any | None:
     """The ``TrustReport`` of the result in this session, as the Data & model page shows it (``cache.trust_report``
     on the loaded data and model; cached), or None (no result, no model, or data not loaded from an upload or demo).
@@ -256,25 +251,34 @@ def current_trust() -> tuple[Any | None, str | None]:
 
 
 def load_current_bulk(model: BlueModel | None) -> tuple[Any | None, list[str], str | None]:
-    """The loaded bulk data read against the model's genes: (AnnData, warnings, content key).
+    """The loaded bulk data, checked against the model's genes: (AnnData, warnings, content key).
 
-    Returns ``(None, [], None)`` when nothing is loaded.
+    Reading depends on the data only (cached on their content); the model then decides whether it can read
+    them (``BlueModel.check_genes``, the rule ``deconvolve`` uses). Returns ``(None, [], None)`` when nothing
+    is loaded.
 
     Raises
     ------
     BlueInputError
-        The data cannot be used (the message says why and how to fix it).
+        The data cannot be used, or not with this model (the message says why and how to fix it).
     """
+    import warnings
+
     state = st.session_state
-    genes = model_read_genes(model)
-    genes_key = content_hash("\n".join(genes)) if genes is not None else "none"
     if state.get("bulk_source") == "upload" and state.get("bulk_bytes") is not None:
-        bulk, messages = read_bulk_upload(state["bulk_bytes"], state["bulk_filename"], genes)
-        return bulk, messages, f"{content_hash(state['bulk_bytes'])}:{genes_key}"
-    if state.get("bulk_source") == "demo" and state.get("demo_name"):
-        bulk, messages = read_demo_bulk(state["demo_name"], genes)
-        return bulk, messages, f"demo:{state['demo_name']}:{genes_key}"
-    return None, [], None
+        bulk, messages = read_bulk_upload(state["bulk_bytes"], state["bulk_filename"])
+        key = content_hash(state["bulk_bytes"])
+    elif state.get("bulk_source") == "demo" and state.get("demo_name"):
+        bulk, messages = read_demo_bulk(state["demo_name"])
+        key = f"demo:{state['demo_name']}"
+    else:
+        return None, [], None
+    if model is not None:
+        with warnings.catch_warnings():  # a low overlap is warned by the run itself, once
+            warnings.simplefilter("ignore")
+            model.check_genes(bulk.var_names, source=state.get("bulk_label") or None,
+                              report=bulk.uns.get("blue_input"))
+    return bulk, messages, key
 
 
 def on_reference_upload() -> None:

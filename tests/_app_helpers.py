@@ -52,9 +52,8 @@ def demo_result(name: str) -> tuple[Any, Any, Any, str]:
     cohort = load_sample(name)
     require_model(cohort.recommended_model)
     model = load_model(cohort.recommended_model)
-    from blue_studio import state as app_state
 
-    bulk = read_bulk(sample_root() / name / "bulk.csv.gz", genes=app_state.model_read_genes(model))
+    bulk = read_bulk(sample_root() / name / "bulk.csv.gz")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PoorFitWarning etc.: the app shows them; not under test here
         result = deconvolve(bulk, model)

@@ -337,7 +337,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"model: {where} {model.name!r} ({model.path})", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bulk = read_bulk(source, genes=model.read_genes, log_base=args.log_base)
+        bulk = read_bulk(source, log_base=args.log_base)
         with _progress_bar("deconvolve") as progress:
             result = deconvolve(bulk, model, batch_size=args.batch_size, progress=progress,
                                 **_adapt_option(args.adapt))

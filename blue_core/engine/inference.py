@@ -289,7 +289,7 @@ def _as_bulk(bulk: Any, model: BlueModel) -> ad.AnnData:
             from ..io.bulk import read_bulk
         except ImportError as err:  # pragma: no cover - io.py is part of the package
             raise BlueInputError("reading files needs blue_core.io (read_bulk), which is not installed.") from err
-        return read_bulk(bulk, genes=model.read_genes)  # None for a multi-panel model: check_genes picks its panel
+        return read_bulk(bulk)  # reads and harmonises only; the model decides on the genes (check_genes)
     raise BlueInputError(
         f"bulk must be an AnnData (samples x genes), a DataFrame (samples x genes) or a file path, got "
         f"{type(bulk).__name__}."
@@ -388,7 +388,7 @@ def deconvolve(
             "read_bulk, which sums duplicates."
         )
     in_pos = genes.get_indexer(model.input_genes)
-    match = model.check_genes(genes)  # the one overlap rule (streaming, the CLI and the app's input report use it too)
+    match = model.check_genes(genes, report=adata.uns.get("blue_input"))  # the one overlap rule (streaming, the CLI and the app's input report use it too)
     present = match.present
     out_pos = genes.get_indexer(model.output_genes)
     out_present = out_pos >= 0

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,24 @@ WARN_GENE_FRACTION = 0.9
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
 
-def _gene_hint(bulk_genes: "Sequence[str]") -> str:
-    """What is probably wrong with a bulk's gene names, in one clause."""
+_ID_KINDS = {"ensembl_versioned": "Ensembl IDs with versions", "ensembl": "Ensembl IDs", "symbol": "gene symbols",
+             "mixed": "a mix of Ensembl IDs and symbols"}
+
+
+def _gene_hint(bulk_genes: "Sequence[str]", report: "Mapping[str, Any] | None" = None) -> str:
+    """What is probably wrong with a bulk's gene names, in one clause (``report``: ``read_bulk``'s input report,
+    which knows the file's own identifiers)."""
+    if report and report.get("gene_id_type") in _ID_KINDS:
+        examples = [str(g) for g in report.get("gene_id_examples") or []]
+        kind = _ID_KINDS[report["gene_id_type"]]
+        if examples and np.mean([g.isdigit() for g in examples]) > 0.5:
+            kind = "numeric IDs (Entrez gene IDs?)"
+        converted = report.get("n_ensembl_mapped") or 0
+        converted_words = f", {converted:,} of them converted to symbols" if converted else ""
+        return (f"the file's genes look like {kind} (e.g. {', '.join(examples)}{converted_words}; the bulk has "
+                f"{int(report.get('n_genes', len(bulk_genes))):,} genes). Use human gene symbols or Ensembl gene IDs, "
+                "check that this is the right model for the tissue, and that the file covers the whole transcriptome "
+                "rather than a small gene panel")
     sample = [str(g) for g in list(bulk_genes)[:2000]]
     if not sample:
         return "the bulk has no genes"
@@ -209,15 +225,6 @@ class BlueModel:
         """Number of networks (1 for a single model, >= 2 for an ensemble)."""
         return len(self.networks)
 
-    @property
-    def read_genes(self) -> list[str] | None:
-        """Genes to hand ``read_bulk(genes=...)`` so its report counts the model genes found.
-
-        ``None`` for a multi-panel model (``card["input_panels"]``): it reads one cohort panel at a time
-        and :func:`~blue_core.engine.inference.deconvolve` checks the overlap against the matched panel.
-        """
-        return None if (self.card or {}).get("input_panels") else list(self.input_genes)
-
     def match_genes(self, genes: "list[str] | np.ndarray | pd.Index") -> GeneMatch:
         """Which input genes a bulk with these gene symbols measures.
 
@@ -238,10 +245,17 @@ class BlueModel:
         present = present & masks[best]
         return GeneMatch(present, int(present.sum()), int(masks[best].sum()), best)
 
-    def check_genes(self, genes: "list[str] | np.ndarray | pd.Index", *, source: str | None = None) -> GeneMatch:
+    def check_genes(self, genes: "list[str] | np.ndarray | pd.Index", *, source: str | None = None,
+                    report: "Mapping[str, Any] | None" = None) -> GeneMatch:
         """The one overlap rule (issue 23): :meth:`match_genes`, refused under ``MIN_GENE_FRACTION`` of the model's
         (or matched panel's) input genes, warned under ``WARN_GENE_FRACTION``. ``deconvolve``, streaming, the CLI and
-        the app's input report all decide with it.
+        the app's input report all decide with it. ``report`` (``read_bulk``'s ``uns["blue_input"]``) lets the
+        refusal name the file's identifiers (Ensembl with versions, Entrez numbers, ...).
+
+        Returns
+        -------
+        GeneMatch
+            The genes found (within the matched panel).
 
         Raises
         ------
@@ -263,7 +277,7 @@ class BlueModel:
         if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
             raise BlueInputError(
                 f"{where}{match.n_matched:,} of {match.n_expected:,} model input genes matched the bulk genes{panel} "
-                f"(need >= {MIN_GENE_FRACTION:.0%}): {_gene_hint(list(genes))}.")
+                f"(need >= {MIN_GENE_FRACTION:.0%}): {_gene_hint(list(genes), report)}.")
         if match.n_matched < WARN_GENE_FRACTION * match.n_expected:
             warnings.warn(
                 f"{where}only {match.n_matched:,} of {match.n_expected:,} model input genes{panel} "

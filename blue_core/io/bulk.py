@@ -383,8 +383,6 @@ def _harmonise_genes(matrix: np.ndarray, gene_ids: Sequence[str], fallback_symbo
 def read_bulk(
     source: BulkSource,
     *,
-    genes: Sequence[str] | None = None,
-    min_gene_fraction: float = 0.5,
     filename: str | None = None,
     limits: InputLimits | None = None,
     log_base: Literal["auto", "2", "10", "e"] = "auto",
@@ -397,11 +395,6 @@ def read_bulk(
         Path to a CSV/TSV/TXT (optionally ``.gz``), XLSX or h5ad file; a sample-cohort folder holding
         ``bulk.csv.gz``; raw ``bytes``; or a binary file-like (e.g. Streamlit's ``UploadedFile``).
         Tables may be genes x samples (first column = gene) or samples x genes.
-    genes
-        Model input genes (symbols). When given, the overlap is reported in ``uns["blue_input"]``
-        and fewer than ``min_gene_fraction`` of them present raises :class:`BlueInputError`.
-    min_gene_fraction
-        Minimal fraction of ``genes`` that must be present, in [0, 1].
     filename
         Name used for the format (extension) and messages when ``source`` is bytes or a file-like.
     limits
@@ -424,7 +417,8 @@ def read_bulk(
     ------
     BlueInputError
         Empty, binary or unparsable file; one column only; NaN/inf, negative (non-log) or non-numeric
-        values; duplicated sample names; mouse genes; too few model genes.
+        values; duplicated sample names; mouse genes. (Whether the genes suit a model is the model's
+        decision: :meth:`~blue_core.engine.model.BlueModel.check_genes`.)
 
     Warns
     -----
@@ -433,8 +427,6 @@ def read_bulk(
     """
     import anndata
 
-    if not 0.0 <= min_gene_fraction <= 1.0:
-        raise BlueInputError(f"min_gene_fraction must be in [0, 1], got {min_gene_fraction}.")
     limits = limits or InputLimits.from_env()
     data, name = load_source(source, filename=filename, limits=limits)
     fmt, payload = detect_format(data, name=name, limits=limits)
@@ -479,11 +471,10 @@ def read_bulk(
         "n_alias_mapped": int(mapping.n_alias_mapped),
         "n_unmapped_ids": int(mapping.n_unmapped),
         "n_par_y_dropped": int(mapping.n_par_y_dropped),
+        "gene_id_examples": [str(g) for g in list(gene_ids)[:3]],
         "dropped_columns": list(dropped),
         "warnings": report_warnings,
     }
-    if genes is not None:
-        _check_model_genes(adata, list(genes), min_gene_fraction, mapping, gene_ids, name, report)
     adata.uns["blue_input"] = report
     logger.info(
         "read %s: %d samples x %d genes (%s, %s, ids %s)", name, adata.n_obs, adata.n_vars, orientation, units, mapping.id_type
@@ -543,43 +534,6 @@ def _check_unique_samples(samples: Sequence[str], name: str) -> None:
         raise BlueInputError(
             f"{name}: duplicated sample names: {', '.join(map(str, dups.index[:5]))}. Give every sample a unique name "
             "(e.g. add a replicate suffix) and load the file again."
-        )
-
-
-def _check_model_genes(
-    adata: Any,
-    model_genes: list[str],
-    min_fraction: float,
-    mapping: _genes.GeneMapping,
-    raw_ids: Sequence[str],
-    name: str,
-    report: dict[str, Any],
-) -> None:
-    """Record the model-gene overlap in ``report``; raise when under ``min_fraction``."""
-    present = set(adata.var_names)
-    matched = [g for g in model_genes if g in present]
-    n, m = len(model_genes), len(matched)
-    report["n_model_genes"] = n
-    report["n_model_genes_matched"] = m
-    report["missing_model_genes"] = [g for g in model_genes if g not in present]
-    if n and m < min_fraction * n:
-        kind = {
-            "ensembl_versioned": "Ensembl IDs with versions",
-            "ensembl": "Ensembl IDs",
-            "symbol": "gene symbols",
-            "mixed": "a mix of Ensembl IDs and symbols",
-        }[mapping.id_type]
-        examples = ", ".join(list(raw_ids)[:3])
-        if np.mean([str(i).isdigit() for i in raw_ids]) > 0.5:
-            kind = "numeric IDs (Entrez gene IDs?)"
-        converted = (
-            f", {mapping.n_ensembl_mapped:,} of them converted to symbols" if mapping.n_ensembl_mapped else ""
-        )
-        raise BlueInputError(
-            f"{name}: genes look like {kind} (e.g. {examples}{converted}); {m:,} of {n:,} model genes matched "
-            f"(need at least {min_fraction:.0%}; the file has {adata.n_vars:,} genes). Use human gene symbols or "
-            "Ensembl gene IDs, check that this is the right model for the tissue, and that the file covers the "
-            "whole transcriptome rather than a small gene panel."
         )
 
 

@@ -16,10 +16,10 @@ def test_every_results_page_shows_the_data_pages_verdict() -> None:
     from blue_core.io.datasets import sample_root
     from blue_core.io import read_bulk
     from blue_core.analysis.trust import assess
-    from blue_studio import cache, state as app_state
+    from blue_studio import cache
 
     cohort, model, result, name = demo_result("monaco_pbmc")
-    bulk = read_bulk(sample_root() / "monaco_pbmc" / "bulk.csv.gz", genes=app_state.model_read_genes(model))
+    bulk = read_bulk(sample_root() / "monaco_pbmc" / "bulk.csv.gz")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         counts = assess(bulk, result, model=model).counts

@@ -186,16 +186,27 @@ def test_ensembl_versions_annotation_columns_and_duplicates():
     np.testing.assert_array_equal(bulk[:, "GAPDH"].X.ravel(), 2 * frame.iloc[1, 2:].to_numpy(dtype=float))
 
 
-def test_model_genes_report_and_overlap_error():
-    bulk = read_bulk(_csv(_counts()), filename="x.csv", genes=GENES[:10] + ["NOTAGENE1"])
-    report = bulk.uns["blue_input"]
-    assert report["n_model_genes"] == 11 and report["n_model_genes_matched"] == 10
-    assert report["missing_model_genes"] == ["NOTAGENE1"]
+def _model_with(genes):
+    """A stand-in model with these input genes: ``check_genes`` is the model's rule (reading knows no model)."""
+    from blue_core.engine.model import BlueModel
+
+    model = BlueModel.__new__(BlueModel)
+    model.input_genes, model.card = list(genes), {}
+    return model
+
+
+def test_model_genes_overlap_error_names_the_files_identifiers():
+    """Issue 23.5: ``read_bulk`` reads and harmonises only; the model decides on the genes, and its refusal still
+    names what the file holds (the input report keeps the identifier type and examples)."""
+    bulk = read_bulk(_csv(_counts()), filename="x.csv")
+    assert "n_model_genes" not in bulk.uns["blue_input"]
+    match = _model_with(GENES[:10] + ["NOTAGENE1"]).check_genes(bulk.var_names)
+    assert (match.n_expected, match.n_matched) == (11, 10)
     frame = _counts()
     frame.index = [f"ENSG{90000000000 + i:011d}.3" for i in range(len(GENES))]
-    model = [f"GENE{i}" for i in range(2000)]
-    with pytest.raises(BlueInputError, match=r"Ensembl IDs with versions.*0 of 2,000 model genes matched"):
-        read_bulk(_csv(frame), filename="x.csv", genes=model)
+    bulk = read_bulk(_csv(frame), filename="x.csv")
+    with pytest.raises(BlueInputError, match=r"0 of 2,000 model input genes.*Ensembl IDs with versions \(e\.g\. ENSG"):
+        _model_with([f"GENE{i}" for i in range(2000)]).check_genes(bulk.var_names, report=bulk.uns["blue_input"])
 
 
 # ------------------------------------------------------------------------------- bad inputs
@@ -341,8 +352,10 @@ def test_pandas_row_index_column_and_unnamed_rows():
 def test_numeric_gene_ids_named_in_message():
     frame = _counts()
     frame.index = [str(7157 + i) for i in range(len(GENES))]
-    with pytest.warns(BlueWarning, match="known human genes"), pytest.raises(BlueInputError, match=r"Entrez.*0 of 5"):
-        read_bulk(_csv(frame), filename="x.csv", genes=GENES[:5])
+    with pytest.warns(BlueWarning, match="known human genes"):
+        bulk = read_bulk(_csv(frame), filename="x.csv")
+    with pytest.raises(BlueInputError, match=r"0 of 5.*Entrez"):
+        _model_with(GENES[:5]).check_genes(bulk.var_names, report=bulk.uns["blue_input"])
 
 
 def test_semicolon_with_decimal_commas():

@@ -490,9 +490,9 @@ def test_pages_render_injected_names_as_text():
 # ----------------------------------------------------------------------- 9. no user metadata in caches
 def test_identical_bytes_under_two_names_do_not_leak_the_other_name(tiny_model):
     data = _bulk_csv(seed=42)
-    alice, _ = cache.read_bulk_upload(data, "alice_patient_list.csv", None)
+    alice, _ = cache.read_bulk_upload(data, "alice_patient_list.csv")
     result_a, _ = cache.run_deconvolution(alice, "k42", tiny_model)
-    bob, messages = cache.read_bulk_upload(data, "bob.csv", None)
+    bob, messages = cache.read_bulk_upload(data, "bob.csv")
     result_b, _ = cache.run_deconvolution(bob, "k42", tiny_model)  # served from the shared cache
     assert bob.uns["blue_input"]["source"] == "bob.csv"
     assert result_b.input_report["source"] == "bob.csv" and result_a.input_report["source"] == "alice_patient_list.csv"
