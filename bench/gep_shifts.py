@@ -189,7 +189,7 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
 
     from blue_core.engine.recipes import build_references, train_recipe
     from blue_core.engine.simulation import split_reference
-    from blue_core.engine.training import reference_profiles
+    from blue_core.engine.training_sets import reference_profiles
 
     recipe = read_recipe(REPO / "pretrained" / "aml" / "recipe.toml")
     reference = next(iter(build_references(recipe).values()))

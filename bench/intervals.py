@@ -156,7 +156,7 @@ def main_real(argv: list[str]) -> int:
     import json
 
     from blue_core.engine.ensemble import REAL_SIGMA_RULE, real_cohort_sigma
-    from blue_core.engine.model import CARD_FILE
+    from blue_core.engine.model_format import CARD_FILE
 
     update = "--update-cards" in argv
     rows, shipped = [], {}

@@ -33,7 +33,8 @@ from .adaptation import AdaptationConfig, adapt_model, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit
 from ..exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
 from ..io.files import write_csv
-from .model import MIN_GENE_FRACTION, WARN_GENE_FRACTION, BlueModel, preprocess
+from .gene_match import MIN_GENE_FRACTION, WARN_GENE_FRACTION
+from .model import BlueModel, preprocess
 
 __all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
 

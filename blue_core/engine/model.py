@@ -19,13 +19,10 @@ scale-free last step makes raw counts, CPM and TPM give the same input.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 import logging
 import math
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +36,14 @@ from .._version import __version__
 from ..exceptions import BlueInputError, BlueModelError
 from ..io.strictjson import dumps as strict_dumps
 from ..io.files import check_model_name
+from .gene_match import MIN_GENE_FRACTION, WARN_GENE_FRACTION, GeneMatch, gene_hint
+from .model_format import BANK_FILE, CARD_FILE, FORMAT_VERSION, WEIGHTS_FILE, check_weights_header, read_card
 from .network import BlueNet
 
-__all__ = ["load_model_zip", "BlueModel", "GeneMatch", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION", "save_model", "load_model", "load_installed", "resolve_model", "check_card", "preprocess", "FORMAT_VERSION", "PREPROCESSING"]
+__all__ = ["load_model_zip", "BlueModel", "save_model", "load_model", "load_installed", "resolve_model", "preprocess", "PREPROCESSING"]
 
 logger = logging.getLogger(__name__)
 
-#: Version of the model file layout; bumped when a saved model can no longer be read as is.
-FORMAT_VERSION = 1
-
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "model.json"
-#: Optional third file: the pseudo-bulks cohort adaptation mixes with (``blue_core.engine.adaptation``).
-BANK_FILE = "adaptation.safetensors"
 
 #: The preprocessing recorded in every model card.
 PREPROCESSING: dict[str, Any] = {
@@ -93,68 +85,6 @@ def preprocess(values: np.ndarray, present: np.ndarray | None = None) -> np.ndar
     z = np.divide(x - mean, sd, out=np.zeros_like(x), where=sd > 0)
     z[:, ~present] = 0.0
     return z.astype(np.float32)
-
-
-#: Below this fraction of the model's input genes (or of its matched panel) found in the bulk, deconvolution is refused.
-MIN_GENE_FRACTION = 0.5
-#: Below this fraction a GeneOverlapWarning is emitted.
-WARN_GENE_FRACTION = 0.9
-
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
-
-
-_ID_KINDS = {"ensembl_versioned": "Ensembl IDs with versions", "ensembl": "Ensembl IDs", "symbol": "gene symbols",
-             "mixed": "a mix of Ensembl IDs and symbols"}
-
-
-def _gene_hint(bulk_genes: "Sequence[str]", report: "Mapping[str, Any] | None" = None) -> str:
-    """What is probably wrong with a bulk's gene names, in one clause (``report``: ``read_bulk``'s input report,
-    which knows the file's own identifiers)."""
-    if report and report.get("gene_id_type") in _ID_KINDS:
-        examples = [str(g) for g in report.get("gene_id_examples") or []]
-        kind = _ID_KINDS[report["gene_id_type"]]
-        if examples and np.mean([g.isdigit() for g in examples]) > 0.5:
-            kind = "numeric IDs (Entrez gene IDs?)"
-        converted = report.get("n_ensembl_mapped") or 0
-        converted_words = f", {converted:,} of them converted to symbols" if converted else ""
-        return (f"the file's genes look like {kind} (e.g. {', '.join(examples)}{converted_words}; the bulk has "
-                f"{int(report.get('n_genes', len(bulk_genes))):,} genes). Use human gene symbols or Ensembl gene IDs, "
-                "check that this is the right model for the tissue, and that the file covers the whole transcriptome "
-                "rather than a small gene panel")
-    sample = [str(g) for g in list(bulk_genes)[:2000]]
-    if not sample:
-        return "the bulk has no genes"
-    if np.mean([bool(_ENSEMBL.match(g)) for g in sample]) > 0.5:
-        return ("the bulk genes look like Ensembl IDs; read the file with blue_core.read_bulk (or `blue deconvolve "
-                "FILE`), which maps them to HGNC symbols")
-    if np.mean([g[:1].isupper() and g[1:].islower() and len(g) > 2 for g in sample]) > 0.5:
-        return "the bulk genes look like mouse symbols (e.g. 'Cd74'); BLUE's models are human: use human gene symbols"
-    return "check that the bulk's genes are HGNC symbols for the same tissue as the model, or pick another model"
-
-
-@dataclass(frozen=True)
-class GeneMatch:
-    """How a bulk's genes cover a model's input genes (the one overlap rule; see :meth:`BlueModel.match_genes`).
-
-    Attributes
-    ----------
-    present
-        ``(G_in,)`` bool: input genes the bulk measures (within the matched panel for a multi-panel model).
-    n_matched, n_expected
-        Genes found and genes the model (or its matched panel) reads.
-    panel
-        Name of the matched input panel, or None for a single-panel model.
-    """
-
-    present: np.ndarray
-    n_matched: int
-    n_expected: int
-    panel: str | None
-
-    @property
-    def fraction(self) -> float:
-        """``n_matched / n_expected`` (0 when nothing is expected)."""
-        return self.n_matched / self.n_expected if self.n_expected else 0.0
 
 
 class BlueModel:
@@ -277,7 +207,7 @@ class BlueModel:
         if match.n_matched == 0 or match.n_matched < MIN_GENE_FRACTION * match.n_expected:
             raise BlueInputError(
                 f"{where}{match.n_matched:,} of {match.n_expected:,} model input genes matched the bulk genes{panel} "
-                f"(need >= {MIN_GENE_FRACTION:.0%}): {_gene_hint(list(genes), report)}.")
+                f"(need >= {MIN_GENE_FRACTION:.0%}): {gene_hint(list(genes), report)}.")
         if match.n_matched < WARN_GENE_FRACTION * match.n_expected:
             warnings.warn(
                 f"{where}only {match.n_matched:,} of {match.n_expected:,} model input genes{panel} "
@@ -344,7 +274,6 @@ class BlueModel:
         if self.n_members > 1:
             geps /= self.n_members
         return props, geps
-
 
 
 def _check_consistent(model: BlueModel) -> None:
@@ -536,18 +465,11 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
     if not card_path.is_file():
         raise BlueModelError(f"{directory} has no {CARD_FILE}; a BLUE model directory holds {CARD_FILE} and "
                              f"{WEIGHTS_FILE} (written by save_model / blue train).")
-    if card_path.stat().st_size > MAX_CARD_BYTES:
-        raise BlueModelError(f"{card_path} is {card_path.stat().st_size / 1e6:.0f} MB; a model card is at most "
-                             f"{MAX_CARD_BYTES / 1e6:.0f} MB. The file is not a BLUE model card.")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
-        raise BlueModelError(f"{card_path} is not valid JSON ({err}); restore the file or re-train the model.") from err
-    check_card(card, card_path)
+    card = read_card(card_path)
     if not weights.is_file():
         raise BlueModelError(f"{directory} has no {WEIGHTS_FILE}; copy the weights next to {CARD_FILE}.")
     n_members = int(card.get("n_members") or 1)
-    _check_weights_header(weights, card["network"], n_members)
+    check_weights_header(weights, card["network"], n_members=n_members)
     digest = _sha256(weights)
     if digest != card["weights_sha256"]:
         raise BlueModelError(
@@ -593,145 +515,6 @@ def load_model(name_or_directory: str | os.PathLike) -> BlueModel:
     model.source, model.path = source, directory
     logger.info("loaded %r (%s) from %s", model, source, directory)
     return model
-
-
-#: A model card larger than this is refused before it is parsed.
-MAX_CARD_BYTES = 64_000_000
-
-_NETWORK_INTS = ("n_input_genes", "n_output_genes", "n_cell_types", "hidden", "n_layers", "signal_length",
-                 "base_channels", "depth", "kernel_size")
-
-
-def _reject_constant(token: str) -> None:
-    raise ValueError(f"{token} is not allowed in a model card (strict JSON: use null)")
-
-
-def check_card(card: Any, card_path: str | os.PathLike = CARD_FILE) -> None:
-    """Check a model card's schema before anything it describes is allocated.
-
-    Checks: a JSON object of the supported ``format_version``; ``name`` a safe model name;
-    ``cell_types`` / ``input_genes`` / ``output_genes`` non-empty lists of unique strings whose lengths
-    match ``network``; ``network`` exactly the :class:`~blue_core.engine.network.BlueNet` arguments, integers
-    (``dropout`` a number in [0, 1)); ``weights_sha256`` 64 hex digits; ``validation.fit_r_threshold`` a
-    finite number or null; ``input_panels`` null or lists of input genes.
-
-    Raises
-    ------
-    BlueModelError
-        The first rule broken, naming the field.
-    """
-    from ..io.files import is_model_name
-
-    def fail(problem: str) -> None:
-        raise BlueModelError(f"{card_path}: {problem}; the model card is invalid — restore it or re-train the model.")
-
-    if not isinstance(card, dict):
-        fail("expected a JSON object")
-    version = card.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BlueModelError(
-            f"{card_path} has format_version {version!r}; this BLUE studio ({__version__}) reads format "
-            f"{FORMAT_VERSION}. Re-train the model with this version or use the matching BLUE studio."
-        )
-    missing = [k for k in ("name", "cell_types", "input_genes", "output_genes", "network", "weights_sha256")
-               if k not in card]
-    if missing:
-        raise BlueModelError(f"{card_path} lacks {missing}; the model card is incomplete — re-save the model.")
-    if not is_model_name(card["name"]):
-        fail(f"name {str(card['name'])[:60]!r} is not a safe model name")
-    for key in ("cell_types", "input_genes", "output_genes"):
-        value = card[key]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            fail(f"{key} must be a non-empty list of names")
-        if len(set(value)) != len(value):
-            fail(f"{key} has duplicated names")
-    network = card["network"]
-    if not isinstance(network, dict):
-        fail("network must be an object of BlueNet settings")
-    expected = set(_NETWORK_INTS) | {"dropout"}
-    if set(network) != expected:
-        fail(f"network must hold exactly {sorted(expected)}")
-    for key in _NETWORK_INTS:
-        value = network[key]
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
-            fail(f"network.{key} must be an integer in [1, 10,000,000], got {str(value)[:40]!r}")
-    dropout = network["dropout"]
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        fail(f"network.dropout must be a number in [0, 1), got {str(dropout)[:40]!r}")
-    for key, listed in (("n_input_genes", "input_genes"), ("n_output_genes", "output_genes"),
-                        ("n_cell_types", "cell_types")):
-        if network[key] != len(card[listed]):
-            fail(f"network.{key} = {network[key]:,} but {listed} lists {len(card[listed]):,}")
-    if not isinstance(card["weights_sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", card["weights_sha256"]):
-        fail("weights_sha256 must be 64 hexadecimal digits")
-    validation = card.get("validation")
-    if validation is not None and not isinstance(validation, dict):
-        fail("validation must be an object")
-    threshold = (validation or {}).get("fit_r_threshold")
-    if threshold is not None and (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
-                                  or not math.isfinite(threshold)):
-        fail(f"validation.fit_r_threshold must be a number or null, got {str(threshold)[:40]!r}")
-    n_members = card.get("n_members", 1)
-    if n_members is not None and (not isinstance(n_members, int) or isinstance(n_members, bool) or not 1 <= n_members <= 64):
-        fail(f"n_members must be an integer in [1, 64], got {str(n_members)[:40]!r}")
-    intervals = card.get("intervals")
-    if intervals is not None:
-        sigma = intervals.get("sigma_by_type") if isinstance(intervals, dict) else None
-        ok = isinstance(sigma, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                             and math.isfinite(v) and v >= 0 for v in sigma.values())
-        if not ok or not isinstance(intervals.get("z"), (int, float)):
-            fail("intervals must hold z (a number) and sigma_by_type (non-negative numbers)")
-    profiles = card.get("reference_profiles")
-    if profiles is not None:
-        values = profiles.get("values") if isinstance(profiles, dict) else None
-        if not isinstance(values, dict) or not all(
-            t in card["cell_types"] and isinstance(v, list) and len(v) == len(card["output_genes"]) for t, v in values.items()
-        ):
-            fail("reference_profiles.values must map cell types to one number per output gene")
-    panels = card.get("input_panels")
-    if panels is not None:
-        genes = set(card["input_genes"])
-        if not isinstance(panels, dict) or not all(
-            isinstance(v, list) and v and all(isinstance(g, str) and g in genes for g in v) for v in panels.values()
-        ):
-            fail("input_panels must map panel names to non-empty lists of input genes")
-    for key in ("tissue", "description"):
-        if card.get(key) is not None and not isinstance(card[key], str):
-            fail(f"{key} must be text")
-
-
-def _check_weights_header(weights: Path, network: dict[str, Any], n_members: int = 1) -> None:
-    """Compare the tensor names, shapes and dtypes in the safetensors header with the card's network.
-
-    The expected shapes come from a :class:`BlueNet` built on PyTorch's ``meta`` device, which
-    allocates no memory; the weights themselves are not read.
-    """
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights), framework="pt") as handle:
-            found = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise BlueModelError(f"{weights} cannot be read as safetensors ({err}); restore it or re-train.") from err
-    try:
-        with torch.device("meta"):
-            one = {k: tuple(v.shape) for k, v in BlueNet(**network).state_dict().items()}
-        expected = one if n_members == 1 else {f"m{i}.{k}": v for i in range(n_members) for k, v in one.items()}
-    except (TypeError, ValueError) as err:
-        raise BlueModelError(f"the network in {weights.parent / CARD_FILE} is invalid ({err}); re-train the model.") from err
-    if set(found) != set(expected):
-        extra, lacking = sorted(set(found) - set(expected))[:3], sorted(set(expected) - set(found))[:3]
-        raise BlueModelError(
-            f"the weights in {weights} do not fit the network described in {CARD_FILE} (unexpected {extra}, "
-            f"missing {lacking}); the files do not belong together — re-train the model."
-        )
-    for key, shape in expected.items():
-        if found[key][0] != shape or found[key][1] != "F32":
-            raise BlueModelError(
-                f"the weights in {weights} do not fit the network described in {CARD_FILE} ({key}: "
-                f"{found[key][1]} {found[key][0]} in the file, F32 {shape} in the card); the files do not belong "
-                "together — re-train the model."
-            )
 
 
 #: Largest model zip :func:`load_model_zip` accepts, compressed and uncompressed (bytes).

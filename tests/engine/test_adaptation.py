@@ -12,7 +12,8 @@ import torch
 from blue_core.engine.adaptation import AdaptationConfig, adaptation_text, read_bank
 from blue_core.exceptions import BlueInputError, BlueModelError
 from blue_core.engine.inference import deconvolve
-from blue_core.engine.model import BANK_FILE, load_model, save_model
+from blue_core.engine.model_format import BANK_FILE
+from blue_core.engine.model import load_model, save_model
 
 QUICK = AdaptationConfig(steps=15, batch_size=16)
 

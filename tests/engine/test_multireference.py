@@ -15,7 +15,9 @@ from _engine_data import synthetic_reference
 from blue_core.exceptions import BlueWarning
 from blue_core.engine.gene_selection import excluded_genes, select_input_genes
 from blue_core.engine.qc import check_reference_markers, marker_qc_messages
-from blue_core.engine.training import _gep_mse, _reference_tensors, train_model
+from blue_core.engine.fitting import _gep_mse
+from blue_core.engine.training import train_model
+from blue_core.engine.training_sets import _reference_tensors
 
 TINY = dict(n_samples=96, n_validation_samples=32, cells_per_sample=30, epochs=1, proportion_epochs=2, batch_size=32,
             network=dict(hidden=16, signal_length=16, base_channels=2, depth=2), n_markers=10, n_output_genes=60)
@@ -116,7 +118,7 @@ def test_read_reference_and_training_report_marker_qc(tmp_path):
 
 def test_platform_factors_scale_the_bulk_not_the_targets():
     from blue_core.engine.simulation import simulate
-    from blue_core.engine.training import platform_factors
+    from blue_core.engine.training_sets import platform_factors
 
     ref = synthetic_reference(n_cells=150, n_genes=200, seed=4)
     genes = [str(g) for g in ref.var_names]
@@ -141,10 +143,10 @@ def test_mixed_pseudo_bulk_brings_types_of_two_references_together():
     a = _renamed(synthetic_reference(n_cells=120, n_genes=60, n_types=2, seed=1), 0)   # type0, type1
     b = _renamed(synthetic_reference(n_cells=120, n_genes=60, n_types=2, seed=3), 20)
     b.obs["cell_type"] = pd.Categorical(b.obs["cell_type"].astype(str).map({"type0": "type2", "type1": "type3"}))
-    import blue_core.engine.training as training
+    import blue_core.engine.training_sets as training_sets
 
     seen = []
-    real = training._reference_tensors
+    real = training_sets._reference_tensors
 
     def spy(reference, *args, **kwargs):
         out = real(reference, *args, **kwargs)
@@ -153,7 +155,7 @@ def test_mixed_pseudo_bulk_brings_types_of_two_references_together():
 
     with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("ignore", BlueWarning)
-        mp.setattr(training, "_reference_tensors", spy)
+        mp.setattr(training_sets, "_reference_tensors", spy)
         model = train_model({"a": a, "b": b}, name="mix", mixed_fraction=0.5, **TINY)
     assert model.cell_types == ["type0", "type1", "type2", "type3"]
     mixed = [(props, n_out) for types, props, n_out in seen if len(types) == 4]

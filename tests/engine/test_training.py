@@ -9,7 +9,8 @@ from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueInputError
 from blue_core.engine.model import BlueModel
-from blue_core.engine.training import blue_loss, train_model
+from blue_core.engine.fitting import blue_loss
+from blue_core.engine.training import train_model
 
 TINY_NET = dict(hidden=16, signal_length=16, base_channels=2, depth=2)
 
