@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from pbmc3k_holdout import PBMC3K, RESULTS, evaluate, markdown_table  # noqa: E402
 
 from blue_core.io import read_reference  # noqa: E402
-from blue_core.engine.simulation import split_reference  # noqa: E402
+from blue_core.engine.reference_cells import split_reference  # noqa: E402
 from blue_core.engine.training import train_model  # noqa: E402
 
 CONFIGS = {

@@ -48,7 +48,8 @@ from selection import _base, _kang_labels  # noqa: E402
 
 import blue_core as bc  # noqa: E402
 from blue_core.analysis.metrics import ccc  # noqa: E402
-from blue_core.engine.recipes import data_root, gep_reference_subset, train_recipe  # noqa: E402
+from blue_core.engine.recipe_data import data_root, gep_reference_subset
+from blue_core.engine.recipes import train_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work" / "condition_refs"

@@ -50,7 +50,7 @@ from validate import BETA_FUNCTION_GENES, PBMC_TO_ABIS, pseudo_bulk_anndata  # n
 import blue_core as bc  # noqa: E402
 from blue_core.engine.baselines import closed_form_gep, signature_from_reference  # noqa: E402
 from blue_core.analysis.metrics import pearson  # noqa: E402
-from blue_core.engine.recipes import build_reference, data_root, read_recipe  # noqa: E402
+from blue_core.engine.recipe_data import build_reference, data_root, read_recipe  # noqa: E402
 from blue_core.analysis.stats import benjamini_hochberg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,8 +187,9 @@ HELD_OUT_PATIENT = "AML556"
 def vangalen_lopo(mode: str) -> dict[str, float]:
     import copy
 
-    from blue_core.engine.recipes import build_references, train_recipe
-    from blue_core.engine.simulation import split_reference
+    from blue_core.engine.recipe_data import build_references
+    from blue_core.engine.recipes import train_recipe
+    from blue_core.engine.reference_cells import split_reference
     from blue_core.engine.training_sets import reference_profiles
 
     recipe = read_recipe(REPO / "pretrained" / "aml" / "recipe.toml")
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     blood, islets = bc.load_model(args.blood), bc.load_model(args.islets)
     cells = None
     if args.kang_held_out:
-        from blue_core.engine.recipes import gep_reference_subset
+        from blue_core.engine.recipe_data import gep_reference_subset
 
         spec = next(g for g in (_recipe(blood, "pbmc").get("gep_references") or []) if "kang" in g["path"])
         cells = ~gep_reference_subset(spec, _kang_labels(data_root(_base("pbmc"))).obs)

@@ -131,7 +131,7 @@ def member(model, i: int):  # noqa: ANN001, ANN201
 
 
 def _recipe(tissue: str, kind: str, seed: int) -> dict:
-    from blue_core.engine.recipes import read_recipe
+    from blue_core.engine.recipe_data import read_recipe
 
     recipe = read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
     recipe.pop("ensemble", None)

@@ -36,7 +36,8 @@ from blue_core.engine.gene_selection import marker_scores  # noqa: E402
 from blue_core.engine.inference import deconvolve  # noqa: E402
 from blue_core.io import read_reference  # noqa: E402
 from blue_core.analysis.metrics import ccc, pearson  # noqa: E402
-from blue_core.engine.simulation import simulate, split_reference  # noqa: E402
+from blue_core.engine.simulation import simulate
+from blue_core.engine.reference_cells import split_reference  # noqa: E402
 from blue_core.engine.training import train_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

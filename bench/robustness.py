@@ -22,7 +22,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blue_core.analysis.metrics import ccc  # noqa: E402
-from blue_core.engine.recipes import build_reference, data_root, read_recipe, train_recipe  # noqa: E402
+from blue_core.engine.recipe_data import build_reference, data_root, read_recipe
+from blue_core.engine.recipes import train_recipe  # noqa: E402
 from _tables import markdown_table, results_folder  # noqa: E402
 from validate import kang_pseudo_bulk, label_kang, quiet_deconvolve  # noqa: E402
 

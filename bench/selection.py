@@ -138,7 +138,7 @@ def _kang_labels(root: Path) -> "ad.AnnData":  # noqa: F821
     blood references pooled (interferon genes excluded), cached under bench/_work/select/."""
     import anndata as ad
 
-    from blue_core.engine.recipes import _load_one
+    from blue_core.engine.recipe_data import _load_one
     from validate import label_kang
 
     cache = WORK / "kang_labelled.h5ad"
@@ -154,7 +154,7 @@ def score_pbmc(model) -> dict[str, float]:  # noqa: ANN001
     import blue_core as bc
     from blue_core.io import read_bulk
     from blue_core.analysis.metrics import ccc, pearson
-    from blue_core.engine.recipes import data_root
+    from blue_core.engine.recipe_data import data_root
 
     out: dict[str, float] = {}
     cohort = bc.load_sample("monaco_pbmc")
@@ -216,7 +216,7 @@ SCORERS = {"pbmc": score_pbmc, "pancreas": score_pancreas}
 
 # ------------------------------------------------------------------------------------------ runs
 def _base(tissue: str) -> dict:
-    from blue_core.engine.recipes import read_recipe
+    from blue_core.engine.recipe_data import read_recipe
 
     return read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
 
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         names = args.candidates or list(candidates(args.tissue, _base(args.tissue)))
         todo = [(c, s) for c in names for s in args.seeds if (c, s) not in done]
         if args.tissue == "pbmc":
-            from blue_core.engine.recipes import data_root
+            from blue_core.engine.recipe_data import data_root
 
             _kang_labels(data_root(_base("pbmc")))  # once, before the workers start
         with ProcessPoolExecutor(max_workers=args.workers) as pool:

@@ -33,7 +33,7 @@ from scipy import stats
 import blue_core as bc
 from blue_core.engine.baselines import nnls_proportions, signature_from_reference
 from blue_core.analysis.metrics import ccc, pearson
-from blue_core.engine.recipes import build_reference, data_root, read_recipe
+from blue_core.engine.recipe_data import build_reference, data_root, read_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -246,8 +246,8 @@ def validate_pancreas(model: bc.BlueModel, recipe: dict) -> list[tuple[str, floa
 
 # ------------------------------------------------------------------------------------------------ aml
 def validate_aml(model: bc.BlueModel, recipe: dict, *, quick: bool = False) -> list[tuple[str, float, float]]:
-    from blue_core.engine.simulation import split_reference
-    from blue_core.engine.recipes import panel_genes
+    from blue_core.engine.reference_cells import split_reference
+    from blue_core.engine.recipe_data import panel_genes
 
     root = data_root(recipe)
     reference = build_reference(recipe)
@@ -314,7 +314,8 @@ def validate_blood(model: bc.BlueModel, recipe: dict) -> list[tuple[str, float, 
     """Issue 16: the whole-blood model on what we hold. Monaco PBMC (flow: 6 PBMC types; low-density granulocytes
     about 4 %), HPA's total-PBMC profile (granulocytes near 0), and pseudo-bulk from the held-out cells of the
     training split (single cells never trained on; granulocyte cells synthetic, from the same profiles)."""
-    from blue_core.engine.simulation import simulate, split_reference
+    from blue_core.engine.simulation import simulate
+    from blue_core.engine.reference_cells import split_reference
 
     root = data_root(recipe)
     reference = build_reference(recipe)

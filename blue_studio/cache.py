@@ -21,7 +21,8 @@ import streamlit as st
 from blue_core.exceptions import BlueInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from blue_core.analysis.subtypes import CohortValidation, SubtypeClustering
+    from blue_core.analysis.subtype_validation import CohortValidation
+    from blue_core.analysis.subtypes import SubtypeClustering
 
     from blue_core.engine.inference import Deconvolution
     from blue_core.engine.model import BlueModel
@@ -281,9 +282,9 @@ def fit_survival(labels: pd.Series, clinical: pd.DataFrame, *, time_col: str, ev
 def validate_on_cohorts(names: list[str], model: BlueModel, subtypes: SubtypeClustering, *, discovery: Deconvolution,
                         survival: Any, time_col: str, event_col: str) -> list[CohortValidation]:
     """Cross-cohort validation in demo cohorts ``names``: each deconvolved with ``model`` (cached), then
-    ``blue_core.analysis.subtypes.validate_subtypes`` with the discovery's best-prognosis subtype, and
+    ``blue_core.analysis.subtype_validation.validate_subtypes`` with the discovery's best-prognosis subtype, and
     ``validate_across`` (Holm over the cohorts) -- the same rules as ``blue subtypes --validate``."""
-    from blue_core.analysis.subtypes import validate_across, validate_subtypes, validation_genes
+    from blue_core.analysis.subtype_validation import validate_across, validate_subtypes, validation_genes
     from blue_core.analysis.survival import best_prognosis_group
 
     best = best_prognosis_group(survival)

@@ -12,7 +12,7 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.inference import Deconvolution
     from ..engine.model import BlueModel
-    from .subtypes import CohortValidation
+    from .subtype_validation import CohortValidation
     from .survival import SurvivalAnalysis
 
 __all__ = ["mean_profiles", "unmeasured_genes", "versus_reference", "sample_profiles", "truth_mapping",

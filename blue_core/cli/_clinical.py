@@ -122,7 +122,8 @@ def _report(out: dict[str, Any], title: str) -> None:
 
 # --------------------------------------------------------------------------- commands
 def _run_subtypes(args: argparse.Namespace) -> int:
-    from ..analysis.subtypes import SubtypeClustering, validate_subtypes, validation_genes
+    from ..analysis.subtypes import SubtypeClustering
+    from ..analysis.subtype_validation import validate_subtypes, validation_genes
     from ..analysis.survival import best_prognosis_group
 
     if args.validate and not args.validate_clinical:

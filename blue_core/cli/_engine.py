@@ -259,7 +259,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
     """``blue train --recipe FILE --out DIR --bank-only``: add the adaptation bank to a trained model."""
     from ..engine.model import load_model, save_model
-    from ..engine.recipes import read_recipe, recipe_bank
+    from ..engine.recipe_data import read_recipe
+    from ..engine.recipes import recipe_bank
 
     if not args.recipe or not Path(args.recipe).is_file():
         raise BlueInputError("--bank-only needs --recipe FILE (the recipe the model in --out was trained with).")

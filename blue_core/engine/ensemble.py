@@ -24,7 +24,8 @@ from .config import VALIDATION_FRACTION
 from ..exceptions import BlueInputError
 from .inference import Z90, proportion_intervals
 from .model import BlueModel, preprocess
-from .simulation import simulate, split_reference
+from .simulation import simulate
+from .reference_cells import split_reference
 
 __all__ = ["build_ensemble", "real_cohort_sigma"]
 
@@ -178,4 +179,3 @@ def real_cohort_sigma(residuals: pd.DataFrame, cell_types: Sequence[str]) -> dic
     rmse = residuals.groupby("cell_type")["residual"].apply(lambda r: float(np.sqrt(np.mean(np.square(r)))))
     largest = float(rmse.max())
     return {t: float(rmse.get(t, largest)) for t in cell_types}
-

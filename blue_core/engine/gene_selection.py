@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from .config import EXCLUDE_PATTERN, MIN_FOLD_CHANGE
 from ..exceptions import BlueInputError
-from .simulation import check_reference, cell_types_of
+from .reference_cells import check_reference, cell_types_of
 
 __all__ = ["marker_scores", "select_input_genes", "select_output_genes", "excluded_genes", "EXCLUDE_PATTERN",
            "MIN_FOLD_CHANGE"]

@@ -15,7 +15,8 @@ Three kinds of proportion vectors are mixed:
 Optionally (``group_share``) a group of cell types (e.g. granulocytes) is given a total share drawn from one
 range in a fraction of the samples (whole-blood-like: 40-85 %) and from another range in the rest (PBMC-like:
 0-10 %); the other types keep their relative proportions. Cell types without single cells (granulocytes,
-lost by droplet protocols) enter as synthetic cells drawn from a bulk profile (:func:`profile_cells`).
+lost by droplet protocols) enter as synthetic cells drawn from a bulk profile
+(:func:`~blue_core.engine.reference_cells.profile_cells`).
 
 The draw itself is vectorised: for every (sample, cell type) the cell indices are drawn at once and
 turned into a sparse ``(n_samples, n_cells)`` matrix of draw counts, which is multiplied with the
@@ -30,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -37,8 +39,9 @@ import scipy.sparse as sp
 
 from .._types import Progress
 from ..exceptions import BlueInputError
+from .reference_cells import cell_types_of, check_reference, rna_content_factors
 
-__all__ = ["PseudoBulk", "simulate", "split_reference", "cell_types_of", "profile_cells", "rna_content_factors", "check_reference"]
+__all__ = ["PseudoBulk", "simulate"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,53 +113,6 @@ class PseudoBulk:
             adata.layers[cell_type] = self.profiles[:, k, :]
         adata.obsm["proportions"] = self.proportions.copy()
         return adata
-
-
-def cell_types_of(reference: ad.AnnData, cell_type_key: str = "cell_type") -> list[str]:
-    """Sorted cell-type names of a reference (``obs[cell_type_key]``), as strings.
-
-    Returns
-    -------
-    list of str
-        Sorted cell-type names.
-    """
-    if cell_type_key not in reference.obs:
-        raise BlueInputError(
-            f"the reference has no obs['{cell_type_key}'] column with cell-type labels; "
-            f"columns found: {list(reference.obs.columns)[:10]}. Pass cell_type_key= the column that holds the labels."
-        )
-    labels = reference.obs[cell_type_key].astype(str)
-    return sorted(pd.unique(labels))
-
-
-def check_reference(reference: ad.AnnData) -> sp.csr_matrix:
-    """Check a labelled single-cell reference (the one home of that rule: simulation, gene selection, training).
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix
-        ``X`` as CSR counts, cells x genes.
-    """
-    if not isinstance(reference, ad.AnnData):
-        raise BlueInputError(
-            f"reference must be an AnnData (cells x genes), got {type(reference).__name__}; "
-            "read it with blue_core.read_reference('file.h5ad')."
-        )
-    if reference.n_obs == 0:
-        raise BlueInputError("the reference has no cells; pass a reference with labelled cells.")
-    if "cell_type" not in reference.obs:
-        raise BlueInputError(
-            "the reference has no obs['cell_type'] column; read it with "
-            "read_reference(path, cell_type_key='<your label column>')."
-        )
-    X = reference.X
-    X = sp.csr_matrix(X, dtype=np.float32) if not sp.issparse(X) else X.tocsr().astype(np.float32, copy=False)
-    if X.nnz and (not np.isfinite(X.data).all() or X.data.min() < 0):
-        raise BlueInputError(
-            "the reference counts contain negative, NaN or infinite values; BLUE needs raw (non-negative) "
-            "counts in reference.X."
-        )
-    return X
 
 
 def _draw_proportions(
@@ -242,74 +198,6 @@ def _apply_group_share(rng: np.random.Generator, props: np.ndarray, types: Seque
     return out
 
 
-def profile_cells(
-    profiles: pd.DataFrame,
-    *,
-    genes: Sequence[str],
-    library_sizes: np.ndarray,
-    n_cells: int = 300,
-    n_donors: int = 6,
-    donor_sd: float = 0.3,
-    seed: int = 0,
-) -> ad.AnnData:
-    """Synthetic cells of cell types known only from a bulk profile (e.g. sorted granulocytes).
-
-    Each profile is restricted to ``genes`` and renormalised; ``n_donors`` donor versions multiply it by an
-    independent log-normal factor per gene (SD ``donor_sd``, natural log) -- a stand-in for the donor variation
-    an averaged profile lacks; each cell belongs to one donor version and draws its counts as a multinomial of
-    a library size resampled from ``library_sizes`` (the single-cell reference's), so its sampling noise is that
-    of a real cell of that depth. A gene absent from the profile is 0 in every synthetic cell.
-
-    Parameters
-    ----------
-    profiles
-        Genes x cell types, any linear unit (TPM, NX); NaN = not measured (0).
-    genes
-        Gene space of the synthetic cells (the single-cell reference's ``var_names``).
-    library_sizes
-        ``(n,)`` total counts of reference cells to resample from.
-    n_cells
-        Synthetic cells per cell type.
-    n_donors, donor_sd
-        Donor versions of each profile and the SD of their per-gene log-normal factor.
-    seed
-        Random seed (same seed, same cells).
-
-    Returns
-    -------
-    anndata.AnnData
-        ``(n_cells * K, len(genes))`` CSR float32 counts; ``obs['cell_type']``, ``obs['profile_donor']``
-        (``"<type>:<d>"``), ``obs['synthetic'] = True``.
-    """
-    if not isinstance(profiles, pd.DataFrame) or profiles.shape[1] == 0:
-        raise BlueInputError("profiles must be a genes x cell types DataFrame with at least one column.")
-    sizes = np.asarray(library_sizes, dtype=float)
-    sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
-    if sizes.size == 0 or n_cells < 1 or n_donors < 1 or donor_sd < 0:
-        raise BlueInputError("profile_cells needs positive library sizes, n_cells >= 1, n_donors >= 1, donor_sd >= 0.")
-    frame = profiles.apply(pd.to_numeric, errors="coerce").reindex([str(g) for g in genes]).fillna(0.0)
-    if (frame.to_numpy() < 0).any():
-        raise BlueInputError("profiles must be non-negative (a linear unit such as TPM or NX, not log values).")
-    rng = np.random.default_rng(seed)
-    blocks, labels, donors = [], [], []
-    for cell_type in frame.columns:
-        base = frame[cell_type].to_numpy(dtype=float)
-        if base.sum() <= 0:
-            raise BlueInputError(f"profile {cell_type!r} has no expression over the reference's genes.")
-        factors = rng.lognormal(0.0, donor_sd, size=(n_donors, base.size))
-        versions = base[None, :] * factors
-        versions /= versions.sum(axis=1, keepdims=True)
-        which = rng.integers(0, n_donors, size=n_cells)
-        depth = rng.choice(sizes, size=n_cells).round().astype(np.int64)
-        counts = np.vstack([rng.multinomial(depth[i], versions[which[i]]) for i in range(n_cells)])
-        blocks.append(sp.csr_matrix(counts.astype(np.float32)))
-        labels += [str(cell_type)] * n_cells
-        donors += [f"{cell_type}:{d}" for d in which]
-    obs = pd.DataFrame({"cell_type": pd.Categorical(labels), "profile_donor": donors, "synthetic": True},
-                       index=[f"synthetic:{t}:{i}" for t, i in zip(labels, range(len(labels)))])
-    return ad.AnnData(X=sp.vstack(blocks).tocsr(), obs=obs, var=pd.DataFrame(index=pd.Index([str(g) for g in genes])))
-
-
 def _cells_per_type(rng: np.random.Generator, props: np.ndarray, cells_per_sample: int) -> np.ndarray:
     """Multinomial number of cells of each type in each sample, ``(n_samples, K)`` int64."""
     props = np.clip(props, 0, None)
@@ -362,44 +250,36 @@ def simulate(
     sparse_fraction
         Fraction of samples in which a random subset of cell types is absent.
     gene_noise_sd
-        Platform-shift knob: SD (natural log) of a multiplicative log-normal factor per gene, shared by
-        ``noise_batch_size`` consecutive samples; mimics the gene-wise bias between single-cell and bulk
-        protocols. Applied to ``bulk`` only (targets stay on the single-cell scale).
+        SD (natural log) of a log-normal factor per gene shared by ``noise_batch_size`` consecutive samples
+        (a platform shift between single-cell and bulk protocols); on ``bulk`` only.
     sample_noise_sd
         SD (natural log) of an independent multiplicative log-normal factor per gene and sample.
     noise_batch_size
         Samples sharing one draw of the ``gene_noise_sd`` factors.
     state_key, n_states, state_alpha, single_state_fraction
-        **State-varying simulation** (off by default). Within each cell type, cells are grouped into
-        states -- the values of ``obs[state_key]`` (donors, conditions), or, with ``n_states > 0`` and no
-        ``state_key``, ``n_states`` sub-clusters of that type's cells (k-means on the first 10 principal
-        components of log1p(CP10k) over its 1,000 most variable genes). Each pseudo-bulk draws each type's
-        cells with its own Dirichlet(``state_alpha``) weights over that type's states, so that a type's
-        profile differs between pseudo-bulks as it does between real samples (small ``state_alpha``: one
-        state dominates). With ``state_key``, a ``single_state_fraction`` of the pseudo-bulks take every
-        type from one state value (one donor or one condition) where the type has cells of it. Targets
-        (``profiles``) are always the sample's own type means.
+        **State-varying simulation** (off by default). Within each type, cells are grouped into states: the
+        values of ``obs[state_key]`` (donors, conditions) or ``n_states`` sub-clusters (k-means on 10 PCs of
+        log1p(CP10k), 1,000 most variable genes). Each pseudo-bulk draws each type's cells with its own
+        Dirichlet(``state_alpha``) weights over its states, so a type's profile varies between pseudo-bulks as
+        between real samples; with ``state_key``, a ``single_state_fraction`` takes every type from one state
+        value. Targets (``profiles``) are always the sample's own type means.
     seed
         Seed of the random generator; the same seed gives the same output.
     progress
         Optional callback ``progress(fraction, message)``.
     type_gene_factors
-        ``(K, G)`` multiplicative factors (cell types in ``cell_types`` order x reference genes) applied to
-        each cell type's contribution to ``bulk`` (platform calibration: how a type's genes read on bulk
-        RNA-seq relative to single cells). ``profiles`` (the GEP targets) are not changed. Default: none.
+        ``(K, G)`` factors (``cell_types`` x reference genes) on each type's contribution to ``bulk`` (platform
+        calibration: how a type's genes read on bulk relative to single cells); ``profiles`` unchanged.
     group_share
         ``{"cell_types": [...], "fraction": f, "range": [lo, hi], "other_range": [lo, hi]}``: in a fraction ``f``
-        of the samples the listed types together take a share drawn uniformly from ``range`` (split among them
-        by a flat Dirichlet), in the others a share from ``other_range``; the remaining types are rescaled to
-        the rest. Default: none (all types drawn alike).
+        of the samples the listed types take a share drawn uniformly from ``range`` (split by a flat Dirichlet),
+        in the others from ``other_range``; the other types are rescaled to the rest. Default: none.
     rna_content
-        Per-type mRNA content per cell: ``"published"`` (the shipped table of measurements,
-        :func:`rna_content_factors`; types without a measurement get EPIC's default), ``"published-measured"``
-        (the same, but types without a measurement keep the counts per cell the reference measured for them,
-        rescaled like the measured types on average) or ``{cell type: relative mRNA per cell}``. Each drawn cell's counts are
-        rescaled so that a type's mean counts per cell in ``bulk`` are proportional to its content (the
-        reference's own per-type library sizes are divided out); ``proportions`` stay cell fractions and
-        ``profiles`` are unchanged. Default: none (cells carry the counts the reference measured).
+        Per-type mRNA content per cell: ``"published"`` (the shipped measurements,
+        :func:`~blue_core.engine.reference_cells.rna_content_factors`; unmeasured types get EPIC's default),
+        ``"published-measured"`` (unmeasured types keep the reference's own counts per cell) or ``{type: relative
+        mRNA}``. Each drawn cell is rescaled so that a type's mean counts per cell in ``bulk`` follow its content;
+        ``proportions`` stay cell fractions, ``profiles`` are unchanged. Default: none.
 
     Returns
     -------
@@ -407,6 +287,47 @@ def simulate(
         ``bulk (n, G)``, ``proportions (n, K)``, ``profiles (n, K, G_out)``.
     """
     X = check_reference(reference)
+    _check_options(n_samples, cells_per_sample=cells_per_sample, dirichlet_alpha=dirichlet_alpha,
+                   dominant_fraction=dominant_fraction, sparse_fraction=sparse_fraction, gene_noise_sd=gene_noise_sd,
+                   sample_noise_sd=sample_noise_sd, noise_batch_size=noise_batch_size)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    genes, types, out_idx, out_genes, members = _layout(reference, cell_types, output_genes)
+    type_gene_factors = _check_factors(type_gene_factors, len(types), len(genes))
+    sizes = np.array([m.size for m in members])
+    content_scale = _content_scale(X, types, members, sizes, rna_content) if rna_content is not None else None
+    available = sizes > 0
+    if not available.any():
+        raise BlueInputError("the reference has no cells of the requested cell types.")
+    states = None
+    if bool(state_key) or n_states > 0:
+        members, *states = _state_blocks(reference, X, members, state_key, n_states, seed,
+                                         state_alpha=state_alpha, single_state_fraction=single_state_fraction)
+
+    props, _ = _draw_proportions(rng, int(n_samples), available, dirichlet_alpha=dirichlet_alpha,
+                                 dominant_fraction=dominant_fraction, sparse_fraction=sparse_fraction)
+    if group_share:
+        props = _apply_group_share(np.random.default_rng([seed, 7]), props, types, available, group_share)
+    counts = _cells_per_type(rng, props, cells_per_sample)
+    n = int(n_samples)
+    weights = _state_weights(rng, n, *states, state_alpha, single_state_fraction)[0] if states is not None else None
+    bulk, profiles = _mix(rng, X, members, counts, out_idx, n_genes=len(genes),
+                          state_blocks=states[0] if states is not None else None, weights=weights,
+                          type_gene_factors=type_gene_factors, content_scale=content_scale, progress=progress)
+    _add_platform_noise(bulk, seed, gene_noise_sd=gene_noise_sd, sample_noise_sd=sample_noise_sd,
+                        noise_batch_size=noise_batch_size)
+
+    index = pd.Index([f"pseudobulk_{i}" for i in range(n)], name="sample")
+    fractions = pd.DataFrame(counts / float(cells_per_sample), index=index, columns=types)
+    logger.info("simulated %d pseudo-bulks of %d cells in %.1f s", n, cells_per_sample, time.perf_counter() - t0)
+    return PseudoBulk(
+        bulk=bulk, proportions=fractions, profiles=profiles, genes=genes, output_genes=out_genes, cell_types=types
+    )
+
+
+def _check_options(n_samples: Any, *, cells_per_sample: int, dirichlet_alpha: float, dominant_fraction: float,
+                   sparse_fraction: float, gene_noise_sd: float, sample_noise_sd: float, noise_batch_size: int) -> None:
+    """Refuse ``simulate`` options out of range, each with the range it must lie in."""
     if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise BlueInputError(f"n_samples must be a positive integer, got {n_samples!r}.")
     if cells_per_sample < 1:
@@ -420,8 +341,12 @@ def simulate(
         raise BlueInputError(f"dirichlet_alpha must be > 0, got {dirichlet_alpha}.")
     if gene_noise_sd < 0 or sample_noise_sd < 0 or noise_batch_size < 1:
         raise BlueInputError("gene_noise_sd and sample_noise_sd must be >= 0 and noise_batch_size >= 1.")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
+
+
+def _layout(reference: ad.AnnData, cell_types: Sequence[str] | None, output_genes: Sequence[str] | None
+            ) -> tuple[list[str], list[str], np.ndarray, list[str], list[np.ndarray]]:
+    """``(genes, cell types, output-gene positions, output genes, each type's cell rows)`` of a simulation; every
+    reference label must be one of ``cell_types`` and every output gene a reference gene."""
     genes = [str(g) for g in reference.var_names]
     labels = reference.obs["cell_type"].astype(str).to_numpy()
     types = list(cell_types) if cell_types is not None else cell_types_of(reference)
@@ -430,88 +355,75 @@ def simulate(
         raise BlueInputError(
             f"reference cell types {unknown[:5]} are not in cell_types; include them or drop those cells."
         )
-    if output_genes is None:
-        out_idx = np.arange(len(genes))
-        out_genes = genes
-    else:
-        position = {g: i for i, g in enumerate(genes)}
-        missing = [g for g in output_genes if g not in position]
-        if missing:
-            raise BlueInputError(
-                f"{len(missing)} output genes are not in the reference (e.g. {missing[:3]}); "
-                "choose output genes among reference.var_names."
-            )
-        out_idx = np.array([position[g] for g in output_genes], dtype=np.int64)
-        out_genes = [str(g) for g in output_genes]
-
-    n_types = len(types)
-    if type_gene_factors is not None:
-        type_gene_factors = np.asarray(type_gene_factors, dtype=np.float32)
-        if type_gene_factors.shape != (n_types, len(genes)) or not np.all(np.isfinite(type_gene_factors)) \
-                or (type_gene_factors < 0).any():
-            raise BlueInputError(
-                f"type_gene_factors must be a non-negative finite ({n_types}, {len(genes)}) array (cell types x "
-                f"reference genes), got shape {type_gene_factors.shape}."
-            )
     type_index = {t: k for k, t in enumerate(types)}
     codes = np.array([type_index[label] for label in labels], dtype=np.int64)
-    members = [np.flatnonzero(codes == k) for k in range(n_types)]
+    members = [np.flatnonzero(codes == k) for k in range(len(types))]
+    if output_genes is None:
+        return genes, types, np.arange(len(genes)), genes, members
+    position = {g: i for i, g in enumerate(genes)}
+    missing = [g for g in output_genes if g not in position]
+    if missing:
+        raise BlueInputError(
+            f"{len(missing)} output genes are not in the reference (e.g. {missing[:3]}); "
+            "choose output genes among reference.var_names."
+        )
+    out_idx = np.array([position[g] for g in output_genes], dtype=np.int64)
+    return genes, types, out_idx, [str(g) for g in output_genes], members
+
+
+def _check_factors(type_gene_factors: np.ndarray | None, n_types: int, n_genes: int) -> np.ndarray | None:
+    """``type_gene_factors`` as float32 ``(K, G)`` (None stays None), refused unless non-negative and finite."""
+    if type_gene_factors is None:
+        return None
+    factors = np.asarray(type_gene_factors, dtype=np.float32)
+    if factors.shape != (n_types, n_genes) or not np.all(np.isfinite(factors)) or (factors < 0).any():
+        raise BlueInputError(
+            f"type_gene_factors must be a non-negative finite ({n_types}, {n_genes}) array (cell types x "
+            f"reference genes), got shape {factors.shape}."
+        )
+    return factors
+
+
+def _content_scale(X: sp.csr_matrix, types: list[str], members: list[np.ndarray], sizes: np.ndarray,
+                   rna_content: Mapping[str, float] | str) -> np.ndarray:
+    """``(K,)`` float32 factor per type on its cells' counts: counts per cell follow the type's mRNA content (the
+    reference's own mean library per type divided out; unmeasured types keep their own counts per cell)."""
+    content = rna_content_factors(types, rna_content)["values"]
+    library = np.asarray(X.sum(axis=1)).ravel()
+    mean_library = np.array([library[m].mean() if m.size else 1.0 for m in members])
+    given = np.array([content[t] is not None for t in types]) & (sizes > 0)
+    if not given.any():
+        raise BlueInputError("rna_content has no measurement for any cell type of this reference.")
+    scale = np.ones(len(types))
+    scale[given] = np.array([content[t] for t, g in zip(types, given) if g]) / np.maximum(mean_library[given], 1e-12)
+    scale[~given] = scale[given].mean()  # unmeasured: the reference's own counts per cell
+    return (scale / scale[sizes > 0].mean()).astype(np.float32)
+
+
+def _mix(rng: np.random.Generator, X: sp.csr_matrix, members: list[np.ndarray], counts: np.ndarray,
+         out_idx: np.ndarray, *, n_genes: int, state_blocks: list | None, weights: list | None,
+         type_gene_factors: np.ndarray | None, content_scale: np.ndarray | None, progress: Progress | None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``counts[i, k]`` cells of type ``k`` into sample ``i`` and sum them: ``bulk (n, G)`` (platform factors
+    and RNA content applied) and ``profiles (n, K, G_out)`` in CPM over the output genes (0 for absent types)."""
+    n, n_types = counts.shape
     sizes = np.array([m.size for m in members])
-    content_scale = None
-    if rna_content is not None:
-        content = rna_content_factors(types, rna_content)["values"]
-        library = np.asarray(X.sum(axis=1)).ravel()
-        mean_library = np.array([library[m].mean() if m.size else 1.0 for m in members])
-        given = np.array([content[t] is not None for t in types]) & (sizes > 0)
-        if not given.any():
-            raise BlueInputError("rna_content has no measurement for any cell type of this reference.")
-        content_scale = np.ones(n_types)
-        content_scale[given] = np.array([content[t] for t, g in zip(types, given) if g]) / np.maximum(
-            mean_library[given], 1e-12)
-        content_scale[~given] = content_scale[given].mean()  # unmeasured: the reference's own counts per cell
-        content_scale = (content_scale / content_scale[sizes > 0].mean()).astype(np.float32)
-    available = sizes > 0
-    if not available.any():
-        raise BlueInputError("the reference has no cells of the requested cell types.")
-    state_mode = bool(state_key) or n_states > 0
-    if state_mode:
-        if state_alpha <= 0 or not 0 <= single_state_fraction <= 1:
-            raise BlueInputError("state_alpha must be > 0 and single_state_fraction in [0, 1].")
-        if state_key and state_key not in reference.obs:
-            raise BlueInputError(f"state_key {state_key!r} is not an obs column; columns: {list(reference.obs.columns)[:10]}.")
-        members, state_blocks, state_values = _state_blocks(reference, X, members, state_key, n_states, seed)
     X_by_type = [X[m] if m.size else None for m in members]
     X_out_by_type = [x[:, out_idx] if x is not None else None for x in X_by_type]
-
-    props, _ = _draw_proportions(
-        rng,
-        int(n_samples),
-        available,
-        dirichlet_alpha=dirichlet_alpha,
-        dominant_fraction=dominant_fraction,
-        sparse_fraction=sparse_fraction,
-    )
-    if group_share:
-        props = _apply_group_share(np.random.default_rng([seed, 7]), props, types, available, group_share)
-    counts = _cells_per_type(rng, props, cells_per_sample)
-
-    n = int(n_samples)
-    if state_mode:
-        weights, single = _state_weights(rng, n, state_blocks, state_values, state_alpha, single_state_fraction)
-    bulk = np.zeros((n, len(genes)), dtype=np.float32)
-    profiles = np.zeros((n, n_types, len(out_genes)), dtype=np.float32)
+    bulk = np.zeros((n, n_genes), dtype=np.float32)
+    profiles = np.zeros((n, n_types, len(out_idx)), dtype=np.float32)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
         rows = stop - start
         for k in range(n_types):
-            if not available[k]:
+            if not sizes[k]:
                 continue
             per_sample = counts[start:stop, k]
             total = int(per_sample.sum())
             if total == 0:
                 continue
             sample_of_draw = np.repeat(np.arange(rows), per_sample)
-            if state_mode:
+            if state_blocks is not None:
                 cell_of_draw = _draw_in_states(rng, weights[k][start:stop], sample_of_draw, state_blocks[k])
             else:
                 cell_of_draw = rng.integers(0, sizes[k], size=total)
@@ -528,81 +440,39 @@ def simulate(
             profiles[start:stop, k, :] = (draws @ X_out_by_type[k]).toarray()
         if progress is not None:
             progress(stop / n, f"simulated {stop:,} of {n:,} pseudo-bulks")
-
     library = profiles.sum(axis=2, keepdims=True, dtype=np.float64)
     scale = np.divide(1e6, library, out=np.zeros_like(library), where=library > 0).astype(np.float32)
     profiles *= scale  # in place: CPM over output genes, 0 for absent types
-
-    if gene_noise_sd > 0 or sample_noise_sd > 0:
-        noise_rng = np.random.default_rng([seed, 1])
-        log_factor = np.zeros_like(bulk)
-        if gene_noise_sd > 0:
-            n_batches = -(-n // noise_batch_size)
-            batch_factor = noise_rng.normal(0.0, gene_noise_sd, size=(n_batches, len(genes))).astype(np.float32)
-            log_factor += np.repeat(batch_factor, noise_batch_size, axis=0)[:n]
-        if sample_noise_sd > 0:
-            log_factor += noise_rng.normal(0.0, sample_noise_sd, size=bulk.shape).astype(np.float32)
-        bulk *= np.exp(log_factor)
-
-    index = pd.Index([f"pseudobulk_{i}" for i in range(n)], name="sample")
-    fractions = pd.DataFrame(counts / float(cells_per_sample), index=index, columns=types)
-    logger.info("simulated %d pseudo-bulks of %d cells in %.1f s", n, cells_per_sample, time.perf_counter() - t0)
-    return PseudoBulk(
-        bulk=bulk, proportions=fractions, profiles=profiles, genes=genes, output_genes=out_genes, cell_types=types
-    )
+    return bulk, profiles
 
 
-def rna_content_factors(cell_types: Sequence[str], rna_content: Mapping[str, float] | str = "published"
-                        ) -> dict[str, Any]:
-    """Relative mRNA content per cell of each cell type, from the shipped table or a mapping.
-
-    ``"published"`` reads ``blue_core/data/rna_content.csv``: EPIC's measured mRNA per cell of sorted blood
-    cells (Racle et al. 2017, ``mRNA_cell_default``: B 0.40, T 0.40, NK 0.44, monocytes 1.42, neutrophils
-    0.13); a type without its own row gets EPIC's default (0.40). ``"published-measured"``: the same, but a
-    type without its own row gets ``None`` (``simulate`` then keeps the reference's own counts for it). Names are matched exactly, then by prefix
-    (``"CD4 T naive"`` -> ``"CD4 T"``, ``"Monocyte classical"`` -> ``"Monocyte"``).
-
-    Returns
-    -------
-    dict
-        ``{"values": {type: content}, "measured": {type: source row or "default"}, "citation": str}``.
-
-    Raises
-    ------
-    BlueInputError
-        An unknown table name, or a mapping without a positive value for every type.
-    """
-    from ..io.resources import package_data
-
-    if isinstance(rna_content, str):
-        if rna_content not in ("published", "published-measured"):
-            raise BlueInputError("rna_content must be 'published', 'published-measured' or a {cell type: content} "
-                                 f"table, got {rna_content!r}.")
-        with package_data("rna_content.csv").open("r", encoding="utf-8") as handle:
-            table = pd.read_csv(handle).set_index("cell_type")
-        rows = [r for r in table.index if r != "default"]
-        values, measured = {}, {}
-        for t in cell_types:
-            match = t if t in rows else next((r for r in sorted(rows, key=len, reverse=True) if t.startswith(r)), None)
-            if match is None and rna_content == "published-measured":
-                values[t], measured[t] = None, "not measured: the reference's own counts per cell"
-                continue
-            values[t] = float(table.loc[match or "default", "mrna_per_cell"])
-            measured[t] = str(table.loc[match, "measured_as"]) if match else "default (no measurement)"
-        return dict(values=values, measured=measured, citation=str(table.loc["default", "source"]).split(",")[0])
-    values = {str(k): float(v) for k, v in dict(rna_content).items()}
-    missing = [t for t in cell_types if not values.get(t, 0) > 0]
-    if missing:
-        raise BlueInputError(f"rna_content needs a positive value for every cell type; missing or not positive: "
-                             f"{missing[:5]}.")
-    return dict(values={t: values[t] for t in cell_types}, measured={t: "given" for t in cell_types}, citation="given")
+def _add_platform_noise(bulk: np.ndarray, seed: int, *, gene_noise_sd: float, sample_noise_sd: float,
+                        noise_batch_size: int) -> None:
+    """Multiply ``bulk`` in place by log-normal factors: per gene shared by batches of samples, and per value."""
+    if gene_noise_sd <= 0 and sample_noise_sd <= 0:
+        return
+    n, n_genes = bulk.shape
+    noise_rng = np.random.default_rng([seed, 1])
+    log_factor = np.zeros_like(bulk)
+    if gene_noise_sd > 0:
+        n_batches = -(-n // noise_batch_size)
+        batch_factor = noise_rng.normal(0.0, gene_noise_sd, size=(n_batches, n_genes)).astype(np.float32)
+        log_factor += np.repeat(batch_factor, noise_batch_size, axis=0)[:n]
+    if sample_noise_sd > 0:
+        log_factor += noise_rng.normal(0.0, sample_noise_sd, size=bulk.shape).astype(np.float32)
+    bulk *= np.exp(log_factor)
 
 
 def _state_blocks(
     reference: ad.AnnData, X: sp.csr_matrix, members: list[np.ndarray], state_key: str | None, n_states: int,
-    seed: int,
+    seed: int, *, state_alpha: float, single_state_fraction: float,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Per type: its cells reordered by state, the state block boundaries and the state value of each block."""
+    """Per type: its cells reordered by state, the state block boundaries and the state value of each block
+    (the state options checked first)."""
+    if state_alpha <= 0 or not 0 <= single_state_fraction <= 1:
+        raise BlueInputError("state_alpha must be > 0 and single_state_fraction in [0, 1].")
+    if state_key and state_key not in reference.obs:
+        raise BlueInputError(f"state_key {state_key!r} is not an obs column; columns: {list(reference.obs.columns)[:10]}.")
     labels_all = None if not state_key else reference.obs[state_key].astype(str).to_numpy()
     new_members, blocks, values = [], [], []
     for k, cells in enumerate(members):
@@ -679,79 +549,3 @@ def _draw_in_states(rng: np.random.Generator, weights: np.ndarray, sample_of_dra
     state = (u[:, None] > cum[sample_of_draw]).sum(axis=1)
     lo, hi = blocks[state], blocks[state + 1]
     return lo + np.floor(rng.random(sample_of_draw.size) * (hi - lo)).astype(np.int64)
-
-
-def _stratum_sizes(fractions: np.ndarray, n: int) -> np.ndarray:
-    """Cells of one stratum per split: rounded shares, at least one per non-empty split when possible."""
-    sizes = np.floor(fractions * n).astype(int)
-    remainder = fractions * n - sizes
-    for s in np.argsort(-remainder)[: n - sizes.sum()]:
-        sizes[s] += 1
-    wanted = np.flatnonzero(fractions > 0)
-    if n >= wanted.size:
-        for s in wanted:
-            if sizes[s] == 0:
-                sizes[int(np.argmax(sizes))] -= 1
-                sizes[s] = 1
-    return sizes
-
-
-def split_reference(
-    reference: ad.AnnData,
-    *,
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    seed: int = 0,
-) -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
-    """Split a reference into disjoint train / validation / test cells.
-
-    When ``obs['donor']`` holds at least three donors, whole donors are assigned to splits (greedily,
-    by cell count, so each split with a non-zero fraction gets at least one donor); otherwise cells are
-    split within each cell type (stratified), so every split sees every cell type with enough cells.
-
-    Parameters
-    ----------
-    reference
-        Cells x genes AnnData with ``obs['cell_type']`` (optional ``obs['donor']``).
-    fractions
-        Target fractions of cells for (train, validation, test); must sum to 1. A fraction may be 0
-        (that split is then empty).
-    seed
-        Random seed.
-
-    Returns
-    -------
-    tuple of AnnData
-        ``(train, validation, test)``, copies; cells never appear in two splits.
-    """
-    check_reference(reference)
-    fr = np.asarray(fractions, dtype=float)
-    if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1) > 1e-6:
-        raise BlueInputError(f"fractions must be three non-negative numbers summing to 1, got {fractions}.")
-    rng = np.random.default_rng(seed)
-    assignment = np.full(reference.n_obs, -1, dtype=np.int64)
-    donors = reference.obs["donor"].astype(str).to_numpy() if "donor" in reference.obs else None
-    if donors is not None and np.unique(donors).size >= 3:
-        unique, size = np.unique(donors, return_counts=True)
-        order = rng.permutation(unique.size)
-        targets = fr * reference.n_obs
-        filled = np.zeros(3)
-        wanted = [s for s in range(3) if fr[s] > 0]
-        for rank, d in enumerate(order):
-            empty = [s for s in wanted if filled[s] == 0]
-            if empty and len(order) - rank <= len(empty):
-                split = empty[0]
-            else:
-                split = max(wanted, key=lambda s: targets[s] - filled[s])
-            filled[split] += size[d]
-            assignment[donors == unique[d]] = split
-        logger.info("split reference by donor: %s cells", filled.astype(int).tolist())
-    else:
-        labels = reference.obs["cell_type"].astype(str).to_numpy()
-        for label in np.unique(labels):
-            idx = rng.permutation(np.flatnonzero(labels == label))
-            n_split = _stratum_sizes(fr, idx.size)
-            bounds = np.cumsum(n_split)
-            starts = np.concatenate([[0], bounds[:-1]])
-            for s in range(3):
-                assignment[idx[starts[s] : bounds[s]]] = s
-    return tuple(reference[assignment == s].copy() for s in range(3))  # type: ignore[return-value]

@@ -36,7 +36,7 @@ from .model import PREPROCESSING, BlueModel
 from .qc import check_reference_markers, marker_qc_messages
 from .adaptation import build_bank
 from .fitting import train_network
-from .simulation import check_reference, cell_types_of, rna_content_factors, split_reference
+from .reference_cells import check_reference, cell_types_of, rna_content_factors, split_reference
 from .training_sets import SimulatedSets, reference_profiles, simulate_sets
 
 __all__ = ["train_model", "DEFAULT_NETWORK"]

@@ -16,7 +16,8 @@ import torch
 from .._types import Progress
 from .config import SimulationConfig, TrainConfig
 from .model import preprocess
-from .simulation import PseudoBulk, check_reference, simulate
+from .simulation import PseudoBulk, simulate
+from .reference_cells import check_reference
 
 __all__ = ["platform_factors", "reference_profiles", "SimulatedSets", "simulate_sets", "concat_sets", "MIXED"]
 

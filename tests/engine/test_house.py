@@ -117,7 +117,7 @@ def test_the_library_never_locates_files_from_its_own_install_location():
 
 
 def test_recipe_paths_are_relative_to_the_recipe_file(tmp_path, monkeypatch):
-    from blue_core.engine.recipes import data_root, read_recipe
+    from blue_core.engine.recipe_data import data_root, read_recipe
 
     monkeypatch.delenv("BLUE_SHARED_DATA", raising=False)
     folder = tmp_path / "recipes" / "mine"
@@ -249,17 +249,11 @@ def _long_functions(path: Path, limit: int) -> list[str]:
 
 def test_no_core_module_over_600_lines_and_no_function_over_120():
     """Issue 23 must-show: rooms a newcomer can read (io.py was 1,072 lines, ``simulate`` 233)."""
-    long_modules = [str(p.relative_to(REPO)) for p in sorted(CORE.rglob("*.py"))
-                    if len(p.read_text(encoding="utf-8").splitlines()) > 600]
-    assert set(long_modules) <= _STILL_LONG, sorted(set(long_modules) - _STILL_LONG)
+    long_modules = [f"{p.relative_to(REPO)} ({n} lines)" for p in sorted(CORE.rglob("*.py"))
+                    if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600]
+    assert not long_modules, long_modules
     long_functions = [f for p in sorted(CORE.rglob("*.py")) for f in _long_functions(p, 120)]
-    assert all(f.split(" (")[0] in _STILL_LONG for f in long_functions), long_functions
-
-
-#: Rooms not yet split (a ratchet: entries only leave; empty when issue 23 is done).
-_STILL_LONG = {"blue_core/analysis/subtypes.py", "blue_core/engine/recipes.py",
-               "blue_core/engine/simulation.py", 
-               "blue_core/engine/simulation.py:simulate"}
+    assert not long_functions, long_functions
 
 
 def test_the_length_checker_sees_a_long_function(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 import blue_core as bc
 from blue_core.exceptions import BlueInputError
-from blue_core.engine.recipes import read_recipe
+from blue_core.engine.recipe_data import read_recipe
 from tests._engine_data import synthetic_reference
 
 FAST = dict(n_samples=200, n_validation_samples=60, epochs=1, batch_size=64,

@@ -12,7 +12,8 @@ import pytest
 from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueInputError
-from blue_core.engine.simulation import profile_cells, simulate
+from blue_core.engine.reference_cells import profile_cells
+from blue_core.engine.simulation import simulate
 
 
 def _profiles(genes: list[str]) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def test_group_share_draws_whole_blood_and_pbmc_like_samples():
 
 
 def test_recipe_profile_references_merge_into_the_reference(tmp_path):
-    from blue_core.engine.recipes import build_references
+    from blue_core.engine.recipe_data import build_references
 
     ref = synthetic_reference(n_genes=60)
     ref.var_names = [f"G{i}" for i in range(60)]

@@ -8,7 +8,8 @@ from _engine_data import synthetic_reference
 
 from blue_core.exceptions import BlueInputError
 from blue_core.engine.gene_selection import select_input_genes, select_output_genes
-from blue_core.engine.simulation import simulate, split_reference
+from blue_core.engine.simulation import simulate
+from blue_core.engine.reference_cells import split_reference
 
 
 def test_shapes_and_invariants():
@@ -127,7 +128,8 @@ def test_rna_content_sets_each_types_counts_per_cell():
     """simulate(rna_content=...): a type's counts per cell follow its content; fractions and profiles do not move."""
     from _engine_data import synthetic_reference
 
-    from blue_core.engine.simulation import rna_content_factors, simulate
+    from blue_core.engine.reference_cells import rna_content_factors
+    from blue_core.engine.simulation import simulate
 
     ref = synthetic_reference(n_cells=300, n_genes=60, seed=2)
     types = sorted(ref.obs["cell_type"].astype(str).unique())

@@ -125,7 +125,7 @@ def test_plots_return_figures():
 
 def test_validation_rules_are_one_and_say_the_result_plainly():
     """validation_genes / validate_subtypes: the rules the app and `blue subtypes --validate` share."""
-    from blue_core.analysis.subtypes import CohortValidation, validation_genes
+    from blue_core.analysis.subtype_validation import CohortValidation, validation_genes
 
     a = SimpleNamespace(cell_types=["T", "B"], genes=["G1", "G2", "G3"])
     b = SimpleNamespace(cell_types=["T", "B"], genes=["G3", "G1"])
@@ -146,7 +146,7 @@ def test_validation_rules_are_one_and_say_the_result_plainly():
 def test_validation_needs_the_same_best_group_and_holm_across_cohorts():
     """Issue 15.4: a split replicates only with the discovery's best-prognosis subtype best again, and cohorts
     validated together share one Holm family."""
-    from blue_core.analysis.subtypes import CohortValidation, validate_across
+    from blue_core.analysis.subtype_validation import CohortValidation, validate_across
     from blue_core.analysis.survival import SurvivalAnalysis, best_prognosis_group
 
     rng = np.random.default_rng(0)
