@@ -71,9 +71,9 @@ def test_safe_names_pass():
 
 
 def test_train_refuses_a_path_name_before_any_work(monkeypatch):
-    import blue_core.engine.training as training
+    import blue_core.engine.training_sets as training_sets
 
-    monkeypatch.setattr(training, "simulate", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(training_sets, "simulate", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(BlueInputError, match="not allowed"):
         train_model(synthetic_reference(), name=str(ROOT / "pretrained" / "planted"))
 
