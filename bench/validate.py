@@ -32,6 +32,7 @@ from scipy import stats
 
 import blue_core as bc
 from blue_core.engine.baselines import nnls_proportions, signature_from_reference
+from blue_core.engine.card import real_data_fields
 from blue_core.analysis.metrics import ccc, pearson
 from blue_core.engine.recipe_data import build_reference, data_root, read_recipe
 
@@ -387,10 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(table, number_format="{:.3g}"))
         sys.stdout.flush()
         if args.update_cards:  # only save_model writes a card (strict JSON, checked, atomic)
-            model.card["real_data_validation"] = results[name]["rows"]
-            if recipe.get("limitations"):  # the recipe holds the card's limitations text (written from these numbers)
-                model.card["limitations"] = recipe["limitations"]
-            model.card["real_data_validation_command"] = "python bench/validate.py --update-cards"
+            # the recipe holds the card's limitations text (written from these numbers)
+            model.card.update(real_data_fields(results[name]["rows"], limitations=recipe.get("limitations"),
+                                               command="python bench/validate.py --update-cards"))
             bc.save_model(model, REPO_ROOT / "pretrained" / name, overwrite=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1))

@@ -45,6 +45,7 @@ _MODULES: dict[str, str] = {
     'engine.bank': 'The simulation bank a model carries for cohort adaptation (``adaptation.safetensors``; see ``adaptation.py``).',
     'engine.baselines': 'Classical deconvolution baselines: NNLS, nu-SVR (CIBERSORT) and closed-form GEPs.',
     'engine.calibration': 'Real-cohort calibration of the fit and spread signals: one home for which threshold applies to a model.',
+    'engine.card': "The model card: every field BLUE writes into a model's card (``model.json``), decided in this one room.",
     'engine.config': 'Configuration objects: the single home of defaults that several modules share.',
     'engine.ensemble': 'Ensembles: several trained members read as one model, with per-sample proportion intervals.',
     'engine.fitting': "Fitting a BlueNet: the BLUE loss, one branch's optimisation with early stopping, and the validation metrics.",

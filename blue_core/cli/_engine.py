@@ -260,6 +260,7 @@ def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
     """``blue train --recipe FILE --out DIR --bank-only``: add the adaptation bank to a trained model."""
     from ..engine.model import load_model, save_model
     from ..engine.recipe_data import read_recipe
+    from ..engine.card import bank_rule
     from ..engine.recipes import recipe_bank
 
     if not args.recipe or not Path(args.recipe).is_file():
@@ -271,9 +272,7 @@ def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
     if recipe.get("name") != model.name:
         raise BlueInputError(f"the recipe is for model {recipe.get('name')!r} but {out} holds {model.name!r}.")
     model.adaptation_bank = recipe_bank(recipe, model)
-    model.card["adaptation_bank"] = dict(
-        rule="pseudo-bulks from the training cells with the recipe's simulation settings (seed 4242), for "
-             "cohort adaptation (blue_core.engine.adaptation); added after training by blue train --bank-only")
+    model.card["adaptation_bank"] = bank_rule("recipe")
     save_model(model, out, overwrite=True)
     print(f"wrote the adaptation bank of {model.name!r} ({model.adaptation_bank.n_samples} pseudo-bulks) to {out}")
     return 0

@@ -25,6 +25,7 @@ from ..exceptions import BlueInputError
 from .inference import Z90, proportion_intervals
 from .model import BlueModel, preprocess
 from .simulation import simulate
+from .card import ensemble_card
 from .reference_cells import split_reference
 
 __all__ = ["build_ensemble", "real_cohort_sigma"]
@@ -87,24 +88,7 @@ def build_ensemble(
         if other.network.config != first.network.config:
             raise BlueInputError("ensemble members must share one network configuration.")
     networks = [net for m in members for net in m.networks]
-    card = dict(first.card)
-    card["members"] = [
-        dict(seed=(m.card.get("training") or {}).get("seed"), training_time_s=m.card.get("training_time_s"),
-             validation={k: v for k, v in (m.card.get("validation") or {}).items() if isinstance(v, (int, float))})
-        for m in members
-    ]
-    numeric = {}
-    for key in card["members"][0]["validation"]:
-        values = [mm["validation"].get(key) for mm in card["members"]]
-        if all(isinstance(v, (int, float)) for v in values):
-            numeric[key] = float(np.mean(values))
-    card["validation"] = {**(first.card.get("validation") or {}), **numeric,
-                          "members_rule": "validation metrics are the mean over members"}
-    card["training_time_s"] = float(sum(float(m.card.get("training_time_s") or 0) for m in members))
-    training = dict(card.get("training") or {})
-    training.pop("history", None)
-    training["member_seeds"] = [mm["seed"] for mm in card["members"]]
-    card["training"] = training
+    card = ensemble_card(members)
     model = BlueModel(name or first.name, first.cell_types, first.input_genes, first.output_genes,
                       first.preprocessing, networks, card)
     model.adaptation_bank = first.adaptation_bank  # one bank for all members (same split and bank seed)

@@ -32,10 +32,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .._types import log1p_cpm
-from .._version import __version__
 from ..exceptions import BlueInputError, BlueModelError
 from ..io.strictjson import dumps as strict_dumps
 from ..io.files import check_model_name
+from .card import final_card
 from .gene_match import MIN_GENE_FRACTION, WARN_GENE_FRACTION, GeneMatch, gene_hint
 from .model_format import BANK_FILE, CARD_FILE, FORMAT_VERSION, WEIGHTS_FILE, check_weights_header, read_card
 from .network import BlueNet
@@ -341,15 +341,12 @@ def save_model(model: BlueModel, directory: str | Path, *, overwrite: bool = Fal
     state = _state_dict(model)
     try:
         save_file(state, str(tmp_weights), metadata={"format": "pt", "blue_format_version": str(FORMAT_VERSION)})
-        card = _final_card(model, _sha256(tmp_weights))
+        bank = None
         if model.adaptation_bank is not None:
             from .bank import write_bank
 
-            card["adaptation_bank"] = dict(card.get("adaptation_bank") or {}, file=BANK_FILE,
-                                           n_samples=model.adaptation_bank.n_samples,
-                                           sha256=write_bank(model.adaptation_bank, tmp_bank))
-        else:
-            card.pop("adaptation_bank", None)
+            bank = dict(n_samples=model.adaptation_bank.n_samples, sha256=write_bank(model.adaptation_bank, tmp_bank))
+        card = final_card(model, weights_sha256=_sha256(tmp_weights), bank=bank)
         tmp_card.write_text(strict_dumps(card) + "\n", encoding="utf-8")
         os.chmod(tmp_weights, tmp_card.stat().st_mode & 0o777)  # safetensors writes 0600; follow the umask
         os.replace(tmp_weights, weights)
@@ -373,25 +370,6 @@ def _state_dict(model: BlueModel) -> dict[str, torch.Tensor]:
         return {k: v.detach().contiguous().cpu() for k, v in model.network.state_dict().items()}
     return {f"m{i}.{k}": v.detach().contiguous().cpu()
             for i, net in enumerate(model.networks) for k, v in net.state_dict().items()}
-
-
-def _final_card(model: BlueModel, weights_sha256: str) -> dict[str, Any]:
-    """The card written next to the weights: the model's card plus its lists, network and checksum."""
-    card = dict(model.card)
-    card.update(
-        format_version=FORMAT_VERSION,
-        name=model.name,
-        cell_types=model.cell_types,
-        input_genes=model.input_genes,
-        output_genes=model.output_genes,
-        preprocessing=model.preprocessing,
-        network=model.network.config,
-        n_members=model.n_members,
-        blue_version=card.get("blue_version", __version__),
-        weights_file=WEIGHTS_FILE,
-        weights_sha256=weights_sha256,
-    )
-    return card
 
 
 def resolve_model(name_or_directory: str | os.PathLike) -> tuple[Path, str]:

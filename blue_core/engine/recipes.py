@@ -88,6 +88,7 @@ import pandas as pd
 from .._types import Progress
 from .config import VALIDATION_FRACTION
 from ..exceptions import BlueInputError
+from .card import recipe_fields
 from .recipe_data import build_gep_references, build_references, calibration_profiles, panel_genes, read_recipe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,7 +151,7 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
         split_seed=split_seed,
         rna_content=recipe.get("simulation", {}).get("rna_content"),
     )
-    model.card["ensemble_recipe"] = {"seeds": seeds, "split_seed": split_seed}
+    model.card.update(recipe_fields({}, ensemble={"seeds": seeds, "split_seed": split_seed}))
     if progress is not None:
         progress(1.0, "ensemble calibrated")
     return model
@@ -241,9 +242,7 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
         network=recipe.get("network"),
         **recipe.get("training", {}),
     )
-    for key in ("title", "limitations", "fractions_of"):
-        if key in recipe:
-            model.card[key] = recipe[key]
+    model.card.update(recipe_fields(recipe))
     return model
 
 

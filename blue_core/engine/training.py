@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from .._types import Progress
-from .._version import __version__
+from .card import bank_rule, training_card
 from .config import GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
 from ..exceptions import BlueInputError, BlueWarning
 from ..io.files import check_model_name
@@ -36,8 +36,8 @@ from .model import PREPROCESSING, BlueModel
 from .qc import check_reference_markers, marker_qc_messages
 from .adaptation import build_bank
 from .fitting import train_network
-from .reference_cells import check_reference, cell_types_of, rna_content_factors, split_reference
-from .training_sets import SimulatedSets, reference_profiles, simulate_sets
+from .reference_cells import check_reference, cell_types_of, split_reference
+from .training_sets import reference_profiles, simulate_sets
 
 __all__ = ["train_model", "DEFAULT_NETWORK"]
 
@@ -86,30 +86,6 @@ def _union(lists: Sequence[Sequence[str]], *, first: Sequence[str] = (), cap: in
     return out[:cap] if cap else out
 
 
-def _reference_summary(references: dict[str, ad.AnnData], splits: dict[str, tuple]) -> dict[str, Any]:
-    def one(ref: ad.AnnData, train_r: ad.AnnData, val_r: ad.AnnData) -> dict[str, Any]:
-        return dict(
-            n_cells=int(ref.n_obs), n_genes=int(ref.n_vars),
-            cells_per_type={t: int(c) for t, c in ref.obs["cell_type"].astype(str).value_counts().items()},
-            n_donors=int(ref.obs["donor"].nunique()) if "donor" in ref.obs else None,
-            n_training_cells=int(train_r.n_obs), n_validation_cells=int(val_r.n_obs),
-        )
-
-    parts = {name: one(ref, *splits[name]) for name, ref in references.items()}
-    if len(parts) == 1:
-        return next(iter(parts.values()))
-    cells: dict[str, int] = {}
-    for part in parts.values():
-        for t, c in part["cells_per_type"].items():
-            cells[t] = cells.get(t, 0) + c
-    return dict(
-        n_cells=sum(v["n_cells"] for v in parts.values()),
-        n_genes=len(set().union(*(map(str, r.var_names) for r in references.values()))),
-        cells_per_type=cells,
-        n_training_cells=sum(v["n_training_cells"] for v in parts.values()),
-        n_validation_cells=sum(v["n_validation_cells"] for v in parts.values()),
-        references=parts,
-    )
 
 
 #: The keyword names ``train_model`` took before its configs (issue 23.3), each routed to (config, field): callers
@@ -241,64 +217,6 @@ def _select_genes(splits: dict[str, tuple], references: dict[str, ad.AnnData], g
     return input_genes, output_genes, panel_masks
 
 
-def _training_card(*, tissue: str | None, description: str, provenance: dict[str, Any] | None,
-                   references: dict, splits: dict, reference_qc: dict, gs: GeneSelection, sim: SimulationConfig,
-                   tr: TrainConfig, sets: SimulatedSets, extra_refs: dict, extra_sim: dict, input_genes: list[str],
-                   output_genes: list[str], cell_types: list[str], panel_masks: list[np.ndarray] | None,
-                   platform_profiles: pd.DataFrame | None, history: list, validation: dict, seconds: tuple[float, float]
-                   ) -> dict[str, Any]:
-    """The card ``train_model`` writes (the one place its fields are decided)."""
-    total_seconds, train_seconds = seconds
-    sim_kwargs = dict(sim.options or {})
-    card = dict(
-        tissue=tissue,
-        description=description,
-        provenance=provenance or {},
-        reference_summary=_reference_summary(references, splits),
-        gene_selection=dict(
-            selected_on="training cells of each reference (validation cells never seen)",
-            exclude_pattern=gs.exclude, min_fold_change=gs.min_fold_change, n_markers_per_cell_type=gs.n_markers,
-            union_over_references=len(references) > 1,
-            mixed_fraction=sim.mixed_fraction if len(references) > 1 else 0.0,
-        ),
-        reference_qc=reference_qc,
-        reference_profiles=reference_profiles([t for t, _ in splits.values()], output_genes=output_genes,
-                                              cell_types=cell_types),
-        platform_calibration=(dict(shrinkage=sim.platform_shrinkage,
-                                   profile_columns=list(map(str, platform_profiles.columns)),
-                                   per_reference=sets.calibration) if platform_profiles is not None else None),
-        training=dict(
-            n_samples=sim.n_samples, n_validation_samples=sets.n_val, cells_per_sample=sim.cells_per_sample,
-            simulation=sim_kwargs, gep_simulation=dict(sim.gep_options) if sim.gep_options else None,
-            gep_references=({name: dict(n_cells=int(ref.n_obs), simulation=extra_sim.get(name, {}),
-                                        cells_per_type={str(k): int(v) for k, v in
-                                                        ref.obs["cell_type"].astype(str).value_counts().items()})
-                             for name, ref in extra_refs.items()} or None),
-            gep_early_stopping=tr.gep_early_stopping if extra_refs else None,
-            epochs=tr.epochs, epochs_run=sum(h["branch"] == "gep" for h in history),
-            proportion_epochs=tr.proportion_epochs,
-            proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=tr.batch_size,
-            lr=tr.lr, weight_decay=tr.weight_decay, proportion_weight=tr.proportion_weight, patience=tr.patience,
-            validation_fraction=tr.validation_fraction, seed=tr.seed,
-            split_seed=tr.seed if tr.split_seed is None else tr.split_seed,
-            threads=torch.get_num_threads() if not tr.threads else int(tr.threads), n_markers=gs.n_markers,
-            input_panel_size=len(gs.input_panel) if gs.input_panel else None,
-            history=history,
-        ),
-        validation=validation,
-        input_panels=(
-            {name: [g for g, ok in zip(input_genes, mask) if ok] for name, mask in zip(gs.input_panels, panel_masks)}
-            if panel_masks else None
-        ),
-        training_time_s=round(total_seconds, 1),
-        network_training_time_s=round(train_seconds, 1),
-        blue_version=__version__,
-    )
-    if sim_kwargs.get("rna_content") is not None:
-        card["rna_content"] = dict(rna_content_factors(cell_types, sim_kwargs["rna_content"]),
-                                   rule="each simulated cell's counts rescaled so that a type's counts per cell "
-                                        "follow its mRNA content (simulation.simulate(rna_content=...))")
-    return card
 
 
 def train_model(
@@ -321,7 +239,7 @@ def train_model(
 
     The run is four named steps: check the inputs (``_check_run``), select genes on training cells
     (``_select_genes``), simulate pseudo-bulk (``training_sets.simulate_sets``), train both branches (``fitting.train_network``); the
-    card is written in one place (``_training_card``).
+    card is written in one place (:func:`~blue_core.engine.card.training_card`).
 
     Parameters
     ----------
@@ -386,12 +304,14 @@ def train_model(
     finally:
         torch.set_num_threads(previous_threads)
     total_seconds = time.perf_counter() - t_start
-    card = _training_card(tissue=tissue, description=description, provenance=provenance, references=references,
+    card = training_card(tissue=tissue, description=description, provenance=provenance, references=references,
                           splits=splits, reference_qc=reference_qc, gs=gs, sim=sim, tr=tr, sets=sets,
                           extra_refs=extra_refs, extra_sim=extra_sim, input_genes=input_genes,
                           output_genes=output_genes, cell_types=cell_types, panel_masks=panel_masks,
                           platform_profiles=platform_profiles, history=history, validation=validation,
-                          seconds=(total_seconds, train_seconds))
+                          seconds=(total_seconds, train_seconds),
+                          profiles=reference_profiles([t for t, _ in splits.values()], output_genes=output_genes,
+                                                      cell_types=cell_types))
     logger.info("trained %r in %.0f s; validation %s", name, total_seconds, validation)
     model = BlueModel(name, cell_types, input_genes, output_genes, dict(PREPROCESSING), net, card)
     report(0.995, "simulating the adaptation bank")
@@ -399,8 +319,6 @@ def train_model(
                                        n_samples=min(2000, sim.n_samples), cells_per_sample=sim.cells_per_sample,
                                        simulation=dict(sim.options or {}),
                                        per_reference={r: {"type_gene_factors": f} for r, f in sets.factors_by_ref.items()})
-    model.card["adaptation_bank"] = dict(
-        rule="pseudo-bulks from the training cells with the training simulation settings (seed 4242), for "
-             "cohort adaptation (blue_core.engine.adaptation)")
+    model.card["adaptation_bank"] = bank_rule("training")
     report(1.0, "done")
     return model
