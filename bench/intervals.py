@@ -40,6 +40,7 @@ from selection import HAO, PBMC3K_FULL, WORK, _base  # noqa: E402
 from validate import pseudo_bulk_anndata  # noqa: E402
 
 import blue_core as bc  # noqa: E402
+from blue_core.engine.card import real_cohort_intervals  # noqa: E402
 from blue_core.engine.ensemble import build_ensemble  # noqa: E402
 from blue_core.engine.inference import Z90  # noqa: E402
 from blue_core.engine.recipe_data import _load_one, data_root  # noqa: E402
@@ -177,10 +178,9 @@ def main_real(argv: list[str]) -> int:
         if update:
             path = REPO / "pretrained" / tissue / CARD_FILE
             card = json.loads(path.read_text())
-            card["intervals"]["real_cohorts"] = {"sigma_by_type": {k: round(v, 4) for k, v in shipped[tissue].items()},
-                                                 "cohorts": list(runs), "rule": REAL_SIGMA_RULE,
-                                                 "source": "python bench/intervals.py --real --update-cards "
-                                                           "(bench/results/intervals_real.md)"}
+            card["intervals"]["real_cohorts"] = real_cohort_intervals(
+                shipped[tissue], cohorts=list(runs), rule=REAL_SIGMA_RULE,
+                source="python bench/intervals.py --real --update-cards (bench/results/intervals_real.md)")
             path.write_text(json.dumps(card, indent=1) + "\n")
     table = pd.DataFrame(rows)
     out_dir = results_folder([a for a in argv if a != "--real" and a != "--update-cards"], "intervals_real")

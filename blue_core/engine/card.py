@@ -3,7 +3,8 @@
 Who writes what: ``train_model`` -> :func:`training_card` and :func:`bank_rule`; ``build_ensemble`` ->
 :func:`ensemble_card`; ``train_recipe`` -> :func:`recipe_fields`; ``blue train --bank-only`` -> :func:`bank_rule`;
 ``save_model`` -> :func:`final_card` (lists, network, checksum, bank file); ``bench/validate.py --update-cards``
--> :func:`real_data_fields`. Other code reads the card; it does not write fields of its own.
+-> :func:`real_data_fields`; ``bench/intervals.py --real --update-cards`` -> :func:`real_cohort_intervals`. Other
+code reads the card; it does not write fields of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .training_sets import SimulatedSets
 
 __all__ = ["training_card", "reference_summary", "bank_rule", "ensemble_card", "recipe_fields", "final_card",
-           "real_data_fields", "RECIPE_FIELDS"]
+           "real_data_fields", "real_cohort_intervals", "RECIPE_FIELDS"]
 
 #: Recipe keys copied to the card as they are (what the app shows beside the model).
 RECIPE_FIELDS = ("title", "limitations", "fractions_of")
@@ -239,3 +240,17 @@ def real_data_fields(rows: Sequence[Mapping[str, Any]], *, limitations: str | No
     if limitations:
         fields["limitations"] = limitations
     return fields
+
+
+def real_cohort_intervals(sigma_by_type: Mapping[str, float], *, cohorts: Sequence[str], rule: str,
+                          source: str) -> dict[str, Any]:
+    """The card's ``intervals["real_cohorts"]`` entry: the real-cohort error term of the proportion intervals per
+    cell type (rounded to 4 decimals), the cohorts it was measured on, its rule and the command that wrote it.
+
+    Returns
+    -------
+    dict
+        The entry (``bench/intervals.py`` writes it into the card JSON without re-saving the weights).
+    """
+    return {"sigma_by_type": {k: round(float(v), 4) for k, v in sigma_by_type.items()}, "cohorts": list(cohorts),
+            "rule": rule, "source": source}
