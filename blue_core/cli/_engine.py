@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..engine.config import GeneSelection, SimulationConfig, TrainConfig
 from ..exceptions import BlueInputError, BlueWarning
 
 logger = logging.getLogger(__name__)
@@ -83,18 +84,23 @@ def register(subparsers: Any) -> None:
     t.add_argument("--description", default="", help="description written to the model card")
     t.add_argument("--input-panel", metavar="FILE", default=None,
                    help="bulk file whose genes restrict the input genes (e.g. a cohort with a gene panel)")
-    t.add_argument("--n-markers", type=int, default=50, help="input marker genes per cell type (default 50)")
-    t.add_argument("--n-output-genes", type=int, default=2000, help="maximum output (GEP) genes (default 2000)")
-    t.add_argument("--n-samples", type=int, default=8000, help="training pseudo-bulks (default 8000)")
-    t.add_argument("--cells-per-sample", type=int, default=500, help="cells per pseudo-bulk (default 500)")
+    genes, sim, tr = GeneSelection(), SimulationConfig(), TrainConfig()  # the defaults live in the configs
+    t.add_argument("--n-markers", type=int, default=genes.n_markers,
+                   help=f"input marker genes per cell type (default {genes.n_markers})")
+    t.add_argument("--n-output-genes", type=int, default=genes.n_output_genes,
+                   help=f"maximum output (GEP) genes (default {genes.n_output_genes})")
+    t.add_argument("--n-samples", type=int, default=sim.n_samples, help=f"training pseudo-bulks (default {sim.n_samples})")
+    t.add_argument("--cells-per-sample", type=int, default=sim.cells_per_sample,
+                   help=f"cells per pseudo-bulk (default {sim.cells_per_sample})")
     _simulation_options(t)
-    t.add_argument("--epochs", type=int, default=30, help="maximum epochs of the GEP branch (default 30)")
-    t.add_argument("--proportion-epochs", type=int, default=100,
-                   help="maximum epochs of the proportion branch (default 100)")
-    t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--epochs", type=int, default=tr.epochs, help=f"maximum epochs of the GEP branch (default {tr.epochs})")
+    t.add_argument("--proportion-epochs", type=int, default=tr.proportion_epochs,
+                   help=f"maximum epochs of the proportion branch (default {tr.proportion_epochs})")
+    t.add_argument("--batch-size", type=int, default=tr.batch_size, help=f"batch size (default {tr.batch_size})")
+    t.add_argument("--lr", type=float, default=tr.lr, help=f"Adam learning rate (default {tr.lr:g})")
+    t.add_argument("--patience", type=int, default=tr.patience,
+                   help=f"early-stopping patience in epochs (default {tr.patience})")
+    t.add_argument("--seed", type=int, default=tr.seed, help=f"random seed (default {tr.seed})")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.set_defaults(func=_run_train)
 
@@ -240,11 +246,14 @@ def _run_train(args: argparse.Namespace) -> int:
             panel = list(read_bulk(args.input_panel).var_names)
         with _progress_bar("train") as progress:
             model = train_model(
-                reference, input_panel=panel, n_markers=args.n_markers, n_output_genes=args.n_output_genes,
-                n_samples=args.n_samples, cells_per_sample=args.cells_per_sample,
-                simulation=_simulation_kwargs(args), epochs=args.epochs, proportion_epochs=args.proportion_epochs,
-                batch_size=args.batch_size, lr=args.lr,
-                patience=args.patience, seed=args.seed, threads=args.threads, name=args.name or out.name,
+                reference,
+                genes=GeneSelection(input_panel=panel, n_markers=args.n_markers, n_output_genes=args.n_output_genes),
+                simulation=SimulationConfig(n_samples=args.n_samples, cells_per_sample=args.cells_per_sample,
+                                            options=_simulation_kwargs(args)),
+                training=TrainConfig(epochs=args.epochs, proportion_epochs=args.proportion_epochs,
+                                     batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+                                     threads=args.threads),
+                name=args.name or out.name,
                 tissue=args.tissue, description=args.description,
                 provenance={"reference_file": str(args.reference), "command": "blue " + " ".join(sys.argv[1:])},
                 progress=progress,

@@ -86,7 +86,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import Progress
-from .config import VALIDATION_FRACTION
+from .config import VALIDATION_FRACTION, GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
 from ..exceptions import BlueInputError
 from .card import recipe_fields
 from .recipe_data import build_gep_references, build_references, calibration_profiles, panel_genes, read_recipe
@@ -94,7 +94,8 @@ from .recipe_data import build_gep_references, build_references, calibration_pro
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["train_from_recipe", "train_recipe", "train_ensemble_recipe", "recipe_bank"]
+__all__ = ["train_from_recipe", "train_recipe", "train_ensemble_recipe", "recipe_bank", "recipe_configs", "RECIPE_GENE_KEYS",
+           "RECIPE_SIMULATION_KEYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,6 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
     BlueModel
         The trained model; its card holds the recipe, the references' provenance and the training time.
     """
-    from .gene_selection import EXCLUDE_PATTERN, MIN_FOLD_CHANGE
     from .training import train_model
 
     references = build_references(recipe) if references is None else references
@@ -217,33 +217,73 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
             [r.obs["cell_type"].astype(str) for r in references.values()]).value_counts().items()},
         "input_panels": genes_cfg.get("input_panels", {}),
     }
+    genes, simulation, training, network = recipe_configs(recipe, input_genes=input_genes, input_panels=panels or None,
+                                                          gep_reference_simulation=gep_reference_simulation)
     model = train_model(
         references if len(references) > 1 else next(iter(references.values())),
-        input_genes=input_genes,
-        n_markers=int(genes_cfg.get("n_input_per_cell_type", 50)),
-        n_output_genes=int(genes_cfg.get("max_output_genes", 3000)),
-        output_selection=dict(n_per_cell_type=int(genes_cfg.get("n_output_per_cell_type", 200)),
-                              n_variable=int(genes_cfg.get("n_output_variable", 1000))),
-        outputs_include_inputs=bool(genes_cfg.get("outputs_include_inputs", False)),
-        gene_exclude=genes_cfg.get("exclude_pattern", EXCLUDE_PATTERN) or None,
-        min_fold_change=float(genes_cfg.get("min_fold_change", MIN_FOLD_CHANGE)),
-        platform_profiles=calibration_profiles(recipe),
-        platform_shrinkage=float(recipe.get("calibration", {}).get("shrinkage", 0.5)),
-        name=recipe["name"],
-        tissue=recipe.get("tissue"),
-        description=recipe.get("description", ""),
-        provenance=provenance,
-        progress=progress,
-        input_panels=panels or None,
-        simulation=recipe.get("simulation", {}),
-        gep_simulation=recipe.get("gep_simulation") or None,
-        gep_references=gep_references or None,
-        gep_reference_simulation=gep_reference_simulation or None,
-        network=recipe.get("network"),
-        **recipe.get("training", {}),
+        genes=genes, simulation=simulation, training=training, network=network,
+        gep_references=gep_references or None, platform_profiles=calibration_profiles(recipe),
+        name=recipe["name"], tissue=recipe.get("tissue"), description=recipe.get("description", ""),
+        provenance=provenance, progress=progress,
     )
     model.card.update(recipe_fields(recipe))
     return model
+
+
+#: A recipe's ``[genes]`` keys and the :class:`~blue_core.engine.config.GeneSelection` field each sets (absent keys
+#: keep the config's defaults); ``protein_coding_only``, ``min_cells`` and ``input_panels`` are read when the
+#: references and panels are built (:mod:`~blue_core.engine.recipe_data`).
+RECIPE_GENE_KEYS = {"n_input_per_cell_type": "n_markers", "max_output_genes": "n_output_genes",
+                    "exclude_pattern": "exclude", "min_fold_change": "min_fold_change",
+                    "outputs_include_inputs": "outputs_include_inputs"}
+_GENE_KEYS_READ_ELSEWHERE = {"protein_coding_only", "min_cells", "input_panels", "n_output_per_cell_type",
+                             "n_output_variable"}
+#: ``[training]`` keys that set the pseudo-bulk counts (:class:`~blue_core.engine.config.SimulationConfig`); the
+#: other keys are :class:`~blue_core.engine.config.TrainConfig` fields.
+RECIPE_SIMULATION_KEYS = ("n_samples", "n_validation_samples", "cells_per_sample", "mixed_fraction")
+
+
+def recipe_configs(recipe: dict[str, Any], *, input_genes: list[str] | None = None,
+                   input_panels: dict[str, list[str]] | None = None,
+                   gep_reference_simulation: dict[str, dict[str, Any]] | None = None
+                   ) -> tuple[GeneSelection, SimulationConfig, TrainConfig, NetworkConfig]:
+    """The configs a recipe trains with, one per part of the run: ``[genes]`` -> ``GeneSelection``,
+    ``[simulation]`` / ``[gep_simulation]`` / the GEP references' settings / ``[calibration] shrinkage`` and the
+    pseudo-bulk counts of ``[training]`` -> ``SimulationConfig``, the rest of ``[training]`` -> ``TrainConfig``,
+    ``[network]`` -> ``NetworkConfig``. Absent keys keep the configs' own defaults (one set of defaults).
+    ``input_genes`` / ``input_panels`` / ``gep_reference_simulation`` are what the recipe's panels and GEP
+    references gave (:func:`~blue_core.engine.recipe_data.panel_genes`, ``build_gep_references``).
+
+    Returns
+    -------
+    tuple
+        ``(GeneSelection, SimulationConfig, TrainConfig, NetworkConfig)``.
+
+    Raises
+    ------
+    BlueInputError
+        An unknown ``[genes]`` or ``[training]`` key (the message lists the valid ones).
+    """
+    section = dict(recipe.get("genes") or {})
+    unknown = sorted(set(section) - set(RECIPE_GENE_KEYS) - _GENE_KEYS_READ_ELSEWHERE)
+    if unknown:
+        raise BlueInputError(f"recipe [genes] has unknown key(s) {unknown}; valid: "
+                             f"{sorted(set(RECIPE_GENE_KEYS) | _GENE_KEYS_READ_ELSEWHERE)}.")
+    gene_fields: dict[str, Any] = {RECIPE_GENE_KEYS[k]: v for k, v in section.items() if k in RECIPE_GENE_KEYS}
+    if "exclude" in gene_fields:
+        gene_fields["exclude"] = gene_fields["exclude"] or None  # "" = no exclusion
+    selection = {name: int(section[key]) for key, name in (("n_output_per_cell_type", "n_per_cell_type"),
+                                                             ("n_output_variable", "n_variable")) if key in section}
+    genes = GeneSelection.from_dict({**gene_fields, "input_genes": input_genes, "input_panels": input_panels,
+                                     "output_selection": selection or None})
+    section = dict(recipe.get("training") or {})
+    counts = {k: section.pop(k) for k in RECIPE_SIMULATION_KEYS if k in section}
+    simulation = SimulationConfig.from_dict({
+        **counts, "options": dict(recipe.get("simulation") or {}),
+        "gep_options": recipe.get("gep_simulation") or None,
+        "gep_reference_options": gep_reference_simulation or None,
+        "platform_shrinkage": float((recipe.get("calibration") or {}).get("shrinkage", 0.5))})
+    return genes, simulation, TrainConfig.from_dict(section), NetworkConfig.from_dict(recipe.get("network"))
 
 
 def recipe_bank(recipe: dict[str, Any], model: BlueModel) -> Any:
