@@ -18,16 +18,17 @@ import pandas as pd
 import torch
 
 from .._version import __version__
-from .config import GeneSelection, SimulationConfig, TrainConfig
+from ..exceptions import BlueInputError
+from .config import VALIDATION_FRACTION, GeneSelection, SimulationConfig, TrainConfig
 from .model_format import BANK_FILE, FORMAT_VERSION, WEIGHTS_FILE
-from .reference_cells import rna_content_factors
+from .reference_cells import cell_digest, rna_content_factors
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
     from .training_sets import SimulatedSets
 
 __all__ = ["training_card", "reference_summary", "bank_rule", "ensemble_card", "recipe_fields", "final_card",
-           "real_data_fields", "real_cohort_intervals", "RECIPE_FIELDS"]
+           "real_data_fields", "real_cohort_intervals", "recorded_split", "check_validation_cells", "RECIPE_FIELDS"]
 
 #: Recipe keys copied to the card as they are (what the app shows beside the model).
 RECIPE_FIELDS = ("title", "limitations", "fractions_of")
@@ -86,6 +87,8 @@ def training_card(*, tissue: str | None, description: str, provenance: dict[str,
             proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=tr.batch_size,
             lr=tr.lr, weight_decay=tr.weight_decay, proportion_weight=tr.proportion_weight, patience=tr.patience,
             validation_fraction=tr.validation_fraction, seed=tr.seed,
+            validation_cells={ref: dict(n=int(val.n_obs), sha256=cell_digest(val.obs_names))
+                              for ref, (_, val) in splits.items()},
             split_seed=tr.seed if tr.split_seed is None else tr.split_seed,
             threads=torch.get_num_threads() if not tr.threads else int(tr.threads), n_markers=gs.n_markers,
             input_panel_size=len(gs.input_panel) if gs.input_panel else None,
@@ -254,3 +257,34 @@ def real_cohort_intervals(sigma_by_type: Mapping[str, float], *, cohorts: Sequen
     """
     return {"sigma_by_type": {k: round(float(v), 4) for k, v in sigma_by_type.items()}, "cohorts": list(cohorts),
             "rule": rule, "source": source}
+
+
+def recorded_split(card: Mapping[str, Any]) -> tuple[float, int]:
+    """The validation split a model trained on, as its card records it: ``(validation_fraction, split_seed)``
+    (``split_seed`` is the training seed when none was given; defaults for a card without them).
+
+    Returns
+    -------
+    tuple
+        ``(fraction, seed)``.
+    """
+    training = (card or {}).get("training") or {}
+    seed = training.get("split_seed", training.get("seed"))
+    return float(training.get("validation_fraction", VALIDATION_FRACTION)), int(seed or 0)
+
+
+def check_validation_cells(card: Mapping[str, Any], cells: Sequence[str], *, reference: str) -> None:
+    """Refuse validation cells that are not the ones the card says the model held out (``training.validation_cells``,
+    a digest per reference; a card without it, made before issue 23, is not checked).
+
+    Raises
+    ------
+    BlueInputError
+        The cells differ: the reference is not the one the model was trained on, unchanged.
+    """
+    recorded = (((card or {}).get("training") or {}).get("validation_cells") or {}).get(reference)
+    if recorded and recorded.get("sha256") != cell_digest(cells):
+        raise BlueInputError(
+            f"reference {reference!r} does not give the validation cells the model held out ({len(cells):,} cells "
+            f"here, {recorded.get('n', 0):,} recorded): pass the reference the model was trained on, unchanged, or "
+            "later steps would use cells the model saw.")

@@ -20,13 +20,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .config import VALIDATION_FRACTION
 from ..exceptions import BlueInputError
 from .inference import Z90, proportion_intervals
 from .model import BlueModel, preprocess
 from .simulation import simulate
-from .card import ensemble_card
-from .reference_cells import split_reference
+from .card import check_validation_cells, ensemble_card, recorded_split
+from .reference_cells import validation_split
 
 __all__ = ["build_ensemble", "real_cohort_sigma"]
 
@@ -38,8 +37,8 @@ def build_ensemble(
     *,
     name: str | None = None,
     references: ad.AnnData | Mapping[str, ad.AnnData] | None = None,
-    validation_fraction: float = VALIDATION_FRACTION,
-    split_seed: int = 0,
+    validation_fraction: float | None = None,
+    split_seed: int | None = None,
     n_validation: int = 600,
     cells_per_sample: int = 500,
     seed: int = 2024,
@@ -55,10 +54,13 @@ def build_ensemble(
         Name of the ensemble (default: the first member's).
     references
         The training reference(s) of the members (as given to ``train_model``). Their validation cells
-        (the split of ``split_seed`` and ``validation_fraction``, as in training) are used to calibrate
-        the intervals. Without references the intervals use the members' spread only (stated in the card).
+        (``reference_cells.validation_split``, the split the members trained on) are used to calibrate
+        the intervals; where the members' cards record those cells (``training.validation_cells``), the same cells
+        must come out, or the references are refused. Without references the intervals use the members' spread
+        only (stated in the card).
     validation_fraction, split_seed
-        The split the members were trained with.
+        The split the members were trained with; default (None): read from the members' cards, which must agree
+        (a value given here must equal theirs).
     n_validation
         Validation pseudo-bulks simulated for the calibration (shared equally by the references).
     cells_per_sample, seed
@@ -87,6 +89,7 @@ def build_ensemble(
                 )
         if other.network.config != first.network.config:
             raise BlueInputError("ensemble members must share one network configuration.")
+    validation_fraction, split_seed = _members_split(members, validation_fraction, split_seed)
     networks = [net for m in members for net in m.networks]
     card = ensemble_card(members)
     model = BlueModel(name or first.name, first.cell_types, first.input_genes, first.output_genes,
@@ -98,6 +101,21 @@ def build_ensemble(
     return model
 
 
+def _members_split(members: Sequence[BlueModel], validation_fraction: float | None,
+                   split_seed: int | None) -> tuple[float, int]:
+    """The validation split the members trained on, from their cards (they must agree; a given value must match)."""
+    recorded = {recorded_split(m.card) for m in members}
+    if len(recorded) > 1:
+        raise BlueInputError(f"ensemble members were trained on different validation splits {sorted(recorded)} "
+                             "(validation_fraction, split_seed); train them with one split_seed.")
+    fraction, seed = recorded.pop()
+    for given, own, what in ((validation_fraction, fraction, "validation_fraction"), (split_seed, seed, "split_seed")):
+        if given is not None and given != own:
+            raise BlueInputError(f"{what}={given} was given, but the members were trained with {what}={own}; "
+                                 "leave it out (the members' cards say which split they held out).")
+    return fraction, seed
+
+
 def _calibrate(model: BlueModel, references: Any, validation_fraction: float, split_seed: int, n_validation: int,
                cells_per_sample: int, seed: int, rna_content: Any = None) -> dict[str, Any]:
     if references is None:
@@ -105,8 +123,9 @@ def _calibrate(model: BlueModel, references: Any, validation_fraction: float, sp
                     rule="members' spread only (no validation cells given: intervals are not calibrated)")
     refs = {"reference": references} if isinstance(references, ad.AnnData) else dict(references)
     truths, members_all = [], []
-    for r, ref in enumerate(refs.values()):
-        _, val, _ = split_reference(ref, fractions=(1.0 - validation_fraction, validation_fraction, 0.0), seed=split_seed)
+    for r, (ref_name, ref) in enumerate(refs.items()):
+        _, val = validation_split(ref, fraction=validation_fraction, seed=split_seed)
+        check_validation_cells(model.card, list(val.obs_names), reference=ref_name)  # never on cells a member saw
         pb = simulate(val, max(50, n_validation // len(refs)), cells_per_sample=cells_per_sample,
                       cell_types=model.cell_types, seed=seed + r, rna_content=rna_content)
         present = model.match_genes(pb.genes).present  # the rule deconvolve reads a bulk with

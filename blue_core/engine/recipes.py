@@ -86,7 +86,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import Progress
-from .config import VALIDATION_FRACTION, GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
+from .config import GeneSelection, NetworkConfig, SimulationConfig, TrainConfig
 from ..exceptions import BlueInputError
 from .card import recipe_fields
 from .recipe_data import build_gep_references, build_references, calibration_profiles, panel_genes, read_recipe
@@ -148,8 +148,6 @@ def train_ensemble_recipe(recipe: dict[str, Any], *, progress: Progress | None =
         trained.append(train_recipe(member_recipe, progress=report, references=references))
     model = build_ensemble(
         trained, name=recipe["name"], references=references if len(references) > 1 else next(iter(references.values())),
-        validation_fraction=float(recipe.get("training", {}).get("validation_fraction", VALIDATION_FRACTION)),
-        split_seed=split_seed,
         rna_content=recipe.get("simulation", {}).get("rna_content"),
     )
     model.card.update(recipe_fields({}, ensemble={"seeds": seeds, "split_seed": split_seed}))
@@ -299,19 +297,17 @@ def recipe_bank(recipe: dict[str, Any], model: BlueModel) -> Any:
     SimulationBank
     """
     from .adaptation import build_bank
-    from .reference_cells import split_reference
+    from .card import check_validation_cells, recorded_split
+    from .reference_cells import validation_split
 
     if recipe.get("calibration"):
         raise BlueInputError("this recipe uses platform calibration; retrain the model (blue train --recipe) "
                              "to build its adaptation bank with the same gene factors.")
     training = recipe.get("training", {})
-    if recipe.get("ensemble"):
-        split_seed = int(recipe["ensemble"].get("split_seed", 0))
-    else:
-        split_seed = int(training.get("split_seed", training.get("seed", 0)))
-    fraction = float(training.get("validation_fraction", VALIDATION_FRACTION))
+    fraction, split_seed = recorded_split(model.card)  # the split the model trained on, as its card says
     parts = {}
     for name, ref in build_references(recipe).items():
-        parts[name], _, _ = split_reference(ref, fractions=(1.0 - fraction, fraction, 0.0), seed=split_seed)
+        parts[name], val = validation_split(ref, fraction=fraction, seed=split_seed)
+        check_validation_cells(model.card, list(val.obs_names), reference=name)
     return build_bank(model, parts, cells_per_sample=int(training.get("cells_per_sample", 500)),
                       simulation=recipe.get("simulation", {}))

@@ -15,7 +15,8 @@ import scipy.sparse as sp
 
 from ..exceptions import BlueInputError
 
-__all__ = ["check_reference", "cell_types_of", "split_reference", "profile_cells", "rna_content_factors"]
+__all__ = ["check_reference", "cell_types_of", "split_reference", "validation_split", "cell_digest", "profile_cells",
+           "rna_content_factors"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +256,30 @@ def split_reference(
             for s in range(3):
                 assignment[idx[starts[s] : bounds[s]]] = s
     return tuple(reference[assignment == s].copy() for s in range(3))  # type: ignore[return-value]
+
+
+def validation_split(reference: ad.AnnData, *, fraction: float, seed: int) -> tuple[ad.AnnData, ad.AnnData]:
+    """The training and validation cells of a reference: the one split ``train_model`` trains on and
+    ``build_ensemble`` calibrates on (:func:`split_reference` with no test part; by donor when donors are given).
+
+    Returns
+    -------
+    tuple of AnnData
+        ``(training cells, validation cells)``.
+    """
+    train, val, _ = split_reference(reference, fractions=(1.0 - fraction, fraction, 0.0), seed=seed)
+    return train, val
+
+
+def cell_digest(cells: Sequence[str]) -> str:
+    """SHA-256 of a set of cell names (order-free): what a card records of its validation cells, so that a later
+    step can prove it holds out the same cells.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(map(str, cells))).encode("utf-8")).hexdigest()

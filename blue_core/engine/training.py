@@ -36,7 +36,7 @@ from .model import PREPROCESSING, BlueModel
 from .qc import check_reference_markers, marker_qc_messages
 from .adaptation import build_bank
 from .fitting import train_network
-from .reference_cells import check_reference, cell_types_of, split_reference
+from .reference_cells import check_reference, cell_types_of, validation_split
 from .training_sets import reference_profiles, simulate_sets
 
 __all__ = ["train_model", "DEFAULT_NETWORK"]
@@ -178,10 +178,8 @@ def _split(refs: dict[str, ad.AnnData], tr: TrainConfig, what: str) -> dict[str,
     """Training / validation cells of each reference (``tr.split_seed``, else ``tr.seed``)."""
     out = {}
     for ref_name, ref in refs.items():
-        train_r, val_r, _ = split_reference(
-            ref, fractions=(1.0 - tr.validation_fraction, tr.validation_fraction, 0.0),
-            seed=tr.seed if tr.split_seed is None else tr.split_seed,
-        )
+        train_r, val_r = validation_split(ref, fraction=tr.validation_fraction,
+                                          seed=tr.seed if tr.split_seed is None else tr.split_seed)
         if val_r.n_obs == 0 or train_r.n_obs == 0:
             raise BlueInputError(f"the {what} {ref_name!r} is too small to hold out validation cells; add cells.")
         out[ref_name] = (train_r, val_r)

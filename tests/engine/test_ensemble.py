@@ -162,3 +162,30 @@ def test_real_cohort_error_widens_the_intervals_and_unmeasured_types_take_the_la
     lo, hi, _ = proportion_intervals(members, calibration={**plain, "real_cohorts": {"sigma_by_type": real}},
                                      cell_types=["A", "B", "C"])
     assert np.allclose((hi - lo)[0], 2 * Z90 * np.array([0.1, 0.3, 0.3]), atol=1e-5)
+
+
+def test_ensemble_takes_the_members_split_and_refuses_another(reference):
+    """Issue 23.4: the split is the members' own (their cards), never a default the caller forgot to change."""
+    import copy
+
+    a = train_model(reference, name="a", seed=0, split_seed=0, **TINY)
+    c = train_model(reference, name="c", seed=1, split_seed=0, **TINY)
+    with pytest.raises(BlueInputError, match="split_seed=3 was given, but the members were trained with split_seed=0"):
+        build_ensemble([a, c], references=reference, split_seed=3, n_validation=20)
+    b = copy.copy(c)
+    b.card = {**c.card, "training": {**c.card["training"], "split_seed": 5}}  # a member whose card says another split
+    with pytest.raises(BlueInputError, match="different validation splits"):
+        build_ensemble([a, b], references=reference, n_validation=20)
+    assert build_ensemble([a, c], references=reference, n_validation=20).card["training"]["split_seed"] == 0
+
+
+def test_ensemble_refuses_references_whose_validation_cells_differ(reference):
+    """The members' cards record their validation cells (a digest): calibrating on a changed reference would use
+    cells a member trained on, and is refused."""
+    members = [train_model(reference, name="m", seed=s, split_seed=0, **TINY) for s in range(2)]
+    recorded = members[0].card["training"]["validation_cells"]["reference"]
+    assert recorded["n"] > 0 and len(recorded["sha256"]) == 64
+    changed = reference[reference.obs_names[5:]].copy()  # five cells fewer: another split
+    with pytest.raises(BlueInputError, match="does not give the validation cells the model held out"):
+        build_ensemble(members, references=changed, n_validation=20)
+    assert build_ensemble(members, references=reference, n_validation=20).n_members == 2
