@@ -90,6 +90,8 @@ ALSO_SERVES = {"blood": {"PBMC"}}
 #: tissue tag of a real file that fails integrity checks: scored (should be flagged), never calibrated on
 DEFECTIVE = "aml (defective file)"
 DERIVED = "(derived)"
+#: A tissue no installed model serves: the right recommendation is "no installed model fits".
+NO_MODEL = "solid tissue"
 
 
 def _right(model: str, tissue: str) -> bool:
@@ -124,7 +126,7 @@ def cohorts() -> dict[str, tuple[str, ad.AnnData]]:
     }
     out["whole blood (derived)"] = (f"whole blood {DERIVED}", whole_blood(out["Monaco PBMC"][1]))
     out["whole blood, array-like (derived)"] = (f"whole blood {DERIVED}", array_like(out["GSE127813 whole blood"][1]))
-    out["solid tissue in PBMC (derived)"] = (f"solid tissue {DERIVED}", solid_tissue(out["Monaco PBMC"][1]))
+    out["solid tissue in PBMC (derived)"] = (f"{NO_MODEL} {DERIVED}", solid_tissue(out["Monaco PBMC"][1]))
     return out
 
 
@@ -285,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     for cohort, (tissue, bulk) in data.items():
         ranking = recommend_model(bulk, list(models.values()), calibration=loco[cohort])
         best = str(ranking["model"].iloc[0])
-        right = _right(best, tissue) if tissue not in (DEFECTIVE,) and "solid" not in tissue else None
-        if "solid" in tissue:
+        served = tissue.replace(f" {DERIVED}", "") != NO_MODEL
+        right = _right(best, tissue) if tissue != DEFECTIVE and served else None
+        if not served:
             right = not bool(ranking["fits"].iloc[0])  # no installed model is right: none may claim to fit
         recs.append({"cohort": cohort, "tissue": tissue, "recommended": best, "fits": bool(ranking["fits"].iloc[0]),
                      "right": right, "ranking": " > ".join(ranking["model"]),
