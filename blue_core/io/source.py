@@ -18,7 +18,11 @@ import numpy as np
 
 from ..exceptions import BlueInputError
 
-__all__ = ["BulkSource", "InputLimits", "load_source", "detect_format", "h5ad_matrix_info"]
+__all__ = ["BulkSource", "InputLimits", "load_source", "detect_format", "h5ad_matrix_info", "streaming_hint",
+           "STREAMABLE_SUFFIXES"]
+
+#: File endings the archive-scale path reads chunk by chunk (``engine.streaming.open_bulk``).
+STREAMABLE_SUFFIXES = (".h5ad", ".h5", ".hdf5", ".zarr", ".csv", ".tsv")
 
 BulkSource = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Any]
 
@@ -113,7 +117,8 @@ def load_source(source: BulkSource, *, filename: str | None, limits: InputLimits
         if size > limits.max_decompressed_bytes:
             raise BlueInputError(
                 f"{name} is {size / 1e6:,.0f} MB, more than the {limits.max_decompressed_bytes / 1e6:,.0f} MB read "
-                "from one file. Split the samples into several files, or raise BLUE_MAX_DECOMPRESSED_MB."
+                "into memory from one file. " + streaming_hint(path) + "Or split the samples into several files, or "
+                "raise BLUE_MAX_DECOMPRESSED_MB."
             )
         return path.read_bytes(), name
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -217,3 +222,18 @@ def h5ad_matrix_info(data: bytes, *, name: str, limits: InputLimits) -> tuple[st
             "expression values in adata.X (annotations belong in obs/var) and save the file again."
         )
     return key, shape, n_values, dtype
+
+
+def streaming_hint(path: str | os.PathLike | None) -> str:
+    """The sentence that points a too-large file to the archive-scale path, when its format can stream ("" otherwise).
+
+    Returns
+    -------
+    str
+        E.g. "This format can be read chunk by chunk: blue deconvolve big.h5ad --model NAME --chunk-size 5000
+        --out DIR (Python: blue_core.deconvolve_chunked). "
+    """
+    if path is None or not str(path).lower().endswith(STREAMABLE_SUFFIXES):
+        return ""
+    return (f"This format can be read chunk by chunk: blue deconvolve {Path(path).name} --model NAME --chunk-size 5000 "
+            "--out DIR (Python: blue_core.deconvolve_chunked). ")

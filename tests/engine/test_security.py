@@ -557,3 +557,18 @@ def test_import_blue_core_does_not_import_streamlit():
     code = "import sys, blue_core, blue_core.io, blue_core.engine.inference, blue_core.engine.model; print('streamlit' in sys.modules)"
     out = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_file_over_the_in_memory_ceiling_is_pointed_to_the_streaming_path(tmp_path):
+    """Issue 24.1 (first step): a streamable file too large to read at once names the chunked command; a format
+    that cannot stream does not get that advice."""
+    limits = InputLimits(max_decompressed_bytes=1_000)
+    big = tmp_path / "big.h5ad"
+    big.write_bytes(b"x" * 2_000)
+    with pytest.raises(BlueInputError, match=r"blue deconvolve big\.h5ad --model NAME --chunk-size 5000"):
+        read_bulk(big, limits=limits)
+    sheet = tmp_path / "big.xlsx"
+    sheet.write_bytes(b"x" * 2_000)
+    with pytest.raises(BlueInputError) as err:
+        read_bulk(sheet, limits=limits)
+    assert "chunk" not in str(err.value) and "split the samples" in str(err.value)
