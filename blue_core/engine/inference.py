@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from .._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit
-from ..exceptions import BlueInputError, GeneOverlapWarning, PoorFitWarning
+from ..exceptions import BlueInputError, PoorFitWarning
 from ..io.files import write_csv
 from .gene_match import MIN_GENE_FRACTION, WARN_GENE_FRACTION
 from .model import BlueModel, preprocess

@@ -507,7 +507,7 @@ def deconvolve_dask(
 
     source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
     present, plan = _column_plan(source, _model_genes(model))
-    match = model.check_genes(present, source=source.path.name)  # the in-memory overlap rule, before any work
+    model.check_genes(present, source=source.path.name)  # the in-memory overlap rule (refuses or warns), before any work
     path = str(source.path)
 
     def run(start: int, stop: int, shared_model: Any) -> pd.DataFrame:
