@@ -42,12 +42,11 @@ _BANK_RULES = {
 
 
 def training_card(*, tissue: str | None, description: str, provenance: dict[str, Any] | None,
-                   references: dict, splits: dict, reference_qc: dict, gs: GeneSelection, sim: SimulationConfig,
-                   tr: TrainConfig, sets: SimulatedSets, extra_refs: dict, extra_sim: dict, input_genes: list[str],
-                   output_genes: list[str], cell_types: list[str], panel_masks: list[np.ndarray] | None,
-                   platform_profiles: pd.DataFrame | None, history: list, validation: dict, seconds: tuple[float, float],
-                  profiles: dict[str, Any] | None
-                   ) -> dict[str, Any]:
+                  references: dict, splits: dict, reference_qc: dict, gs: GeneSelection, sim: SimulationConfig,
+                  tr: TrainConfig, sets: SimulatedSets, extra_refs: dict, extra_sim: dict, input_genes: list[str],
+                  output_genes: list[str], cell_types: list[str], panel_masks: list[np.ndarray] | None,
+                  platform_profiles: pd.DataFrame | None, history: list, validation: dict, seconds: tuple[float, float],
+                  profiles: dict[str, Any] | None) -> dict[str, Any]:
     """The card ``train_model`` writes: the reference summary, gene selection, simulation and training settings,
     validation metrics, input panels and timings.
 

@@ -33,10 +33,9 @@ from .adaptation import AdaptationConfig, adapt_model, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit
 from ..exceptions import BlueInputError, PoorFitWarning
 from ..io.files import write_csv
-from .gene_match import MIN_GENE_FRACTION, WARN_GENE_FRACTION
 from .model import BlueModel, preprocess
 
-__all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals", "MIN_GENE_FRACTION", "WARN_GENE_FRACTION"]
+__all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals"]
 
 logger = logging.getLogger(__name__)
 

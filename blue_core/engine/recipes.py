@@ -95,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
 __all__ = ["train_from_recipe", "train_recipe", "train_ensemble_recipe", "recipe_bank", "recipe_configs", "RECIPE_GENE_KEYS",
+           "RECIPE_OUTPUT_SELECTION_KEYS",
            "RECIPE_SIMULATION_KEYS"]
 
 logger = logging.getLogger(__name__)
@@ -234,8 +235,9 @@ def train_recipe(recipe: dict[str, Any], *, progress: Progress | None = None,
 RECIPE_GENE_KEYS = {"n_input_per_cell_type": "n_markers", "max_output_genes": "n_output_genes",
                     "exclude_pattern": "exclude", "min_fold_change": "min_fold_change",
                     "outputs_include_inputs": "outputs_include_inputs"}
-_GENE_KEYS_READ_ELSEWHERE = {"protein_coding_only", "min_cells", "input_panels", "n_output_per_cell_type",
-                             "n_output_variable"}
+#: ``[genes]`` keys passed to ``select_output_genes`` (``GeneSelection.output_selection``), by its argument names.
+RECIPE_OUTPUT_SELECTION_KEYS = {"n_output_per_cell_type": "n_per_cell_type", "n_output_variable": "n_variable"}
+_GENE_KEYS_READ_BY_RECIPE_DATA = {"protein_coding_only", "min_cells", "input_panels"}
 #: ``[training]`` keys that set the pseudo-bulk counts (:class:`~blue_core.engine.config.SimulationConfig`); the
 #: other keys are :class:`~blue_core.engine.config.TrainConfig` fields.
 RECIPE_SIMULATION_KEYS = ("n_samples", "n_validation_samples", "cells_per_sample", "mixed_fraction")
@@ -263,15 +265,14 @@ def recipe_configs(recipe: dict[str, Any], *, input_genes: list[str] | None = No
         An unknown ``[genes]`` or ``[training]`` key (the message lists the valid ones).
     """
     section = dict(recipe.get("genes") or {})
-    unknown = sorted(set(section) - set(RECIPE_GENE_KEYS) - _GENE_KEYS_READ_ELSEWHERE)
+    valid = set(RECIPE_GENE_KEYS) | set(RECIPE_OUTPUT_SELECTION_KEYS) | _GENE_KEYS_READ_BY_RECIPE_DATA
+    unknown = sorted(set(section) - valid)
     if unknown:
-        raise BlueInputError(f"recipe [genes] has unknown key(s) {unknown}; valid: "
-                             f"{sorted(set(RECIPE_GENE_KEYS) | _GENE_KEYS_READ_ELSEWHERE)}.")
+        raise BlueInputError(f"recipe [genes] has unknown key(s) {unknown}; valid: {sorted(valid)}.")
     gene_fields: dict[str, Any] = {RECIPE_GENE_KEYS[k]: v for k, v in section.items() if k in RECIPE_GENE_KEYS}
     if "exclude" in gene_fields:
         gene_fields["exclude"] = gene_fields["exclude"] or None  # "" = no exclusion
-    selection = {name: int(section[key]) for key, name in (("n_output_per_cell_type", "n_per_cell_type"),
-                                                             ("n_output_variable", "n_variable")) if key in section}
+    selection = {name: int(section[key]) for key, name in RECIPE_OUTPUT_SELECTION_KEYS.items() if key in section}
     genes = GeneSelection.from_dict({**gene_fields, "input_genes": input_genes, "input_panels": input_panels,
                                      "output_selection": selection or None})
     section = dict(recipe.get("training") or {})
