@@ -299,10 +299,11 @@ def simulate(
     available = sizes > 0
     if not available.any():
         raise BlueInputError("the reference has no cells of the requested cell types.")
-    states = None
+    state_blocks = state_values = weights = None
     if bool(state_key) or n_states > 0:
-        members, *states = _state_blocks(reference, X, members, state_key, n_states, seed,
-                                         state_alpha=state_alpha, single_state_fraction=single_state_fraction)
+        members, state_blocks, state_values = _state_blocks(reference, X, members, state_key, n_states, seed,
+                                                            state_alpha=state_alpha,
+                                                            single_state_fraction=single_state_fraction)
 
     props, _ = _draw_proportions(rng, int(n_samples), available, dirichlet_alpha=dirichlet_alpha,
                                  dominant_fraction=dominant_fraction, sparse_fraction=sparse_fraction)
@@ -310,10 +311,11 @@ def simulate(
         props = _apply_group_share(np.random.default_rng([seed, 7]), props, types, available, group_share)
     counts = _cells_per_type(rng, props, cells_per_sample)
     n = int(n_samples)
-    weights = _state_weights(rng, n, *states, state_alpha, single_state_fraction)[0] if states is not None else None
-    bulk, profiles = _mix(rng, X, members, counts, out_idx, n_genes=len(genes),
-                          state_blocks=states[0] if states is not None else None, weights=weights,
-                          type_gene_factors=type_gene_factors, content_scale=content_scale, progress=progress)
+    if state_blocks is not None:
+        weights, _ = _state_weights(rng, n, state_blocks, state_values, state_alpha, single_state_fraction)
+    bulk, profiles = _mix(rng, X, members, counts, out_idx, n_genes=len(genes), state_blocks=state_blocks,
+                          weights=weights, type_gene_factors=type_gene_factors, content_scale=content_scale,
+                          progress=progress)
     _add_platform_noise(bulk, seed, gene_noise_sd=gene_noise_sd, sample_noise_sd=sample_noise_sd,
                         noise_batch_size=noise_batch_size)
 
@@ -472,7 +474,8 @@ def _state_blocks(
     if state_alpha <= 0 or not 0 <= single_state_fraction <= 1:
         raise BlueInputError("state_alpha must be > 0 and single_state_fraction in [0, 1].")
     if state_key and state_key not in reference.obs:
-        raise BlueInputError(f"state_key {state_key!r} is not an obs column; columns: {list(reference.obs.columns)[:10]}.")
+        raise BlueInputError(f"state_key {state_key!r} is not an obs column; columns: "
+                             f"{list(reference.obs.columns)[:10]}.")
     labels_all = None if not state_key else reference.obs[state_key].astype(str).to_numpy()
     new_members, blocks, values = [], [], []
     for k, cells in enumerate(members):
