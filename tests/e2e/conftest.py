@@ -121,6 +121,29 @@ def page(browser: Any, app_url: str) -> Iterator[Any]:
         yield tab
 
 
+def upload_bulk(page: Any, name: str, data: bytes, *, log_name: str = "streamlit.log") -> None:
+    """Put ``data`` into the Data & model page's bulk uploader and wait until its input report is drawn.
+
+    The report's own heading is awaited (not the page caption that mentions it). On a loaded machine a file set
+    while the page is still rerunning can be dropped by the re-drawn widget, so it is set once more if no report
+    came; a second miss fails with the end of the server's log, so a CI failure says what the server did.
+    """
+    heading = page.get_by_role("heading", name="3 · Input report")
+    for attempt in range(2):
+        page.get_by_role("tab", name="Upload your data").click()
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+            files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
+        try:
+            heading.wait_for(timeout=75_000)
+            return
+        except Exception:  # playwright's TimeoutError; the second miss fails below
+            if attempt == 1:
+                log = SCREENSHOTS / log_name
+                tail = log.read_text(errors="replace")[-3000:] if log.is_file() else "(no server log)"
+                raise AssertionError(f"no input report for the upload {name!r} after two tries; the server's log "
+                                     f"ends with:\n{tail}") from None
+
+
 @pytest.fixture
 def shot() -> Any:
     """``shot(page, name, element=None)`` saves a screenshot (of the page or one element) to tests/screenshots/<name>.png."""

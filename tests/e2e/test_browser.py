@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from conftest import upload_bulk  # tests/e2e/conftest.py (rootdir-relative import)
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +60,7 @@ def test_upload_run_proportions_download(page: Any, shot: Any, tmp_path: Path) -
     _require_model("pbmc")
     _pick_model(page, "pbmc")
     bulk = gzip.decompress((ROOT / "sample_data" / "monaco_pbmc" / "bulk.csv.gz").read_bytes())
-    _upload(page, 0, "my_pbmc_tpm.csv", bulk)
-    page.get_by_text("Input report").wait_for()
+    upload_bulk(page, "my_pbmc_tpm.csv", bulk)
     page.get_by_role("button", name="Run deconvolution").click()
     page.get_by_text("Deconvolved 12 samples").wait_for(timeout=120_000)
     shot(page, "1_data_and_model")

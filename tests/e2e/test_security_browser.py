@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SCREENSHOTS, open_tab, serve_app  # tests/e2e/conftest.py (rootdir-relative import)
+from conftest import SCREENSHOTS, open_tab, serve_app, upload_bulk  # tests/e2e/conftest.py (rootdir-relative import)
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,9 @@ class _Log(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+SERVER_LOG = "streamlit_security.log"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def poisoned(outside: tuple[str, list[str]], tiny_trained: Any, tmp_path_factory
 
 @pytest.fixture(scope="module")
 def server(chromium: str, poisoned: dict[str, Any]) -> Iterator[str]:
-    with serve_app(env={"BLUE_MODELS_DIR": str(poisoned["dir"])}, log_name="streamlit_security.log") as url:
+    with serve_app(env={"BLUE_MODELS_DIR": str(poisoned["dir"])}, log_name=SERVER_LOG) as url:
         yield url
 
 
@@ -94,10 +97,7 @@ def test_card_fields_never_fetch_from_outside(tab: Any, poisoned: dict[str, Any]
     tab.get_by_role("button", name="Use this model now").click()
     tab.wait_for_timeout(2500)
     _nav(tab, "Data & model")
-    tab.get_by_role("tab", name="Upload your data").click()
-    tab.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
-        files=[{"name": "cohort.csv", "mimeType": "text/csv", "buffer": poisoned["csv"]}])
-    tab.get_by_text("Input report").wait_for()
+    upload_bulk(tab, "cohort.csv", poisoned["csv"], log_name=SERVER_LOG)
     tab.get_by_role("button", name="Run deconvolution").click()
     tab.get_by_text("Deconvolved 4 samples").wait_for(timeout=120_000)
     tab.get_by_text("Model card", exact=False).first.click()
