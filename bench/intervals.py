@@ -42,7 +42,7 @@ from validate import pseudo_bulk_anndata  # noqa: E402
 import blue_core as bc  # noqa: E402
 from blue_core.engine.card import real_cohort_intervals  # noqa: E402
 from blue_core.engine.ensemble import build_ensemble  # noqa: E402
-from blue_core.engine.inference import Z90  # noqa: E402
+from blue_core.engine.calibration import Z90  # noqa: E402
 from blue_core.engine.recipe_data import _load_one, data_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -114,7 +114,7 @@ _EXPORTS: dict[str, str] = {
     "read_clinical": "analysis.clinical",
     "validate_subtypes": "analysis.subtype_validation",
     "validate_across": "analysis.subtype_validation",
-    "open_bulk": "engine.streaming",
+    "open_bulk": "io.chunked",
     "deconvolve_chunked": "engine.streaming",
     "deconvolve_dask": "engine.streaming",
 }

@@ -206,10 +206,10 @@ def run_deconvolution(bulk: Any, bulk_key: str, model: BlueModel, *, adapt: bool
                       ) -> tuple[Any, list[str]]:
     """Deconvolve ``bulk`` with ``model`` (cached on the bulk's content key, the model's key and ``adapt``).
 
-    ``adapt`` is ``deconvolve``'s (None: the model's default, ``inference.default_adapt``). Returns the ``Deconvolution`` and the texts of
+    ``adapt`` is ``deconvolve``'s (None: the model's default, ``adaptation.default_adapt``). Returns the ``Deconvolution`` and the texts of
     the warnings raised (e.g. ``PoorFitWarning``).
     """
-    from blue_core.engine.inference import default_adapt
+    from blue_core.engine.adaptation import default_adapt
 
     adapt = default_adapt(model) if adapt is None else adapt
     result, messages = _deconvolve_cached(bulk_key, model_key(model), adapt, bulk, model)

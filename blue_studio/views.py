@@ -268,10 +268,10 @@ def adaptation_switch(model: BlueModel, bulk: Any) -> bool:
     """The "Adapt to this cohort" switch (``deconvolve(adapt=...)``); returns whether adaptation is asked for.
 
     Off and disabled, with the reason, when the model carries no simulation bank or the cohort is smaller than
-    adaptation needs; otherwise on by default where the model's default adapts (``inference.default_adapt``).
+    adaptation needs; otherwise on by default where the model's default adapts (``adaptation.default_adapt``).
     """
     from blue_core.engine.adaptation import MIN_SAMPLES
-    from blue_core.engine.inference import default_adapt
+    from blue_core.engine.adaptation import default_adapt
 
     n = int(getattr(bulk, "n_obs", 0))
     reason = ""

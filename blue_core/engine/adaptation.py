@@ -41,7 +41,7 @@ from .config import Settings
 from ..exceptions import BlueInputError
 
 __all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank",
-           "refusal", "write_bank", "MIN_SAMPLES"]
+           "refusal", "cohort_rows", "default_adapt", "adapt_request", "write_bank", "MIN_SAMPLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ class AdaptationConfig(Settings):
         ``"linear"``: mix CPM then preprocess; ``"input"``: mix the preprocessed inputs.
     min_samples
         Cohorts with fewer samples are refused (``adapt=True``) or not adapted (``adapt="auto"``).
+    max_cohort_samples
+        A larger cohort is adapted on this many evenly spaced samples (:func:`cohort_rows`): the steps draw
+        ``steps x batch_size`` samples (19,200 by default) whatever the cohort's size, and a streamed archive
+        reads exactly these rows, so in memory and streamed runs adapt the same networks.
     seed
         Seed of the batches, mixing shares and dropout masks (member ``m`` uses ``seed + m``).
     """
@@ -81,6 +85,7 @@ class AdaptationConfig(Settings):
     alpha_high: float = 0.9
     mix_scale: Literal["linear", "input"] = "linear"
     min_samples: int = MIN_SAMPLES
+    max_cohort_samples: int = 20_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +102,8 @@ class AdaptationConfig(Settings):
             problems.append(f"need 0 <= alpha_low <= alpha_high <= 1, got {self.alpha_low}, {self.alpha_high}")
         if self.mix_scale not in ("linear", "input"):
             problems.append(f"mix_scale must be 'linear' or 'input', got {self.mix_scale!r}")
+        if not isinstance(self.max_cohort_samples, int) or self.max_cohort_samples < self.min_samples:
+            problems.append(f"max_cohort_samples must be an integer >= min_samples, got {self.max_cohort_samples!r}")
         if not isinstance(self.min_samples, int) or self.min_samples < 2:
             problems.append(f"min_samples must be an integer >= 2, got {self.min_samples!r}")
         if problems:
@@ -171,6 +178,56 @@ def adaptation_text(record: Mapping[str, Any] | None) -> str | None:
     return f"not adapted to this cohort ({reason}): the shipped networks were used as they are"
 
 
+def default_adapt(model: Any) -> bool | str:
+    """``deconvolve(adapt=None)``: ``"auto"`` for a model whose card says adaptation is its default, else False.
+
+    A shipped model's card says so (``card["adaptation_bank"]["default"]``) only where adaptation was chosen
+    leave-one-cohort-out on real cohorts (``bench/results/selection_loco.md``); a model a user trains adapts only
+    when asked.
+
+    Returns
+    -------
+    bool or str
+        ``"auto"`` or False.
+    """
+    bank = (model.card or {}).get("adaptation_bank") or {}
+    return "auto" if bank.get("default") is True and model.adaptation_bank is not None else False
+
+
+def adapt_request(model: Any, adapt: Any) -> tuple[AdaptationConfig, bool] | None:
+    """``deconvolve(adapt=...)`` read once for every path: ``(settings, required)``, or None when none is asked.
+
+    ``None`` means the model's default (:func:`default_adapt`); ``True`` or an :class:`AdaptationConfig` is
+    required (a cohort that cannot be adapted on is refused); ``"auto"`` adapts when it can.
+
+    Returns
+    -------
+    tuple or None
+        ``(AdaptationConfig, required)``.
+    """
+    adapt = default_adapt(model) if adapt is None else adapt
+    if adapt is False:
+        return None
+    if isinstance(adapt, AdaptationConfig):
+        return adapt, True
+    if adapt is True or adapt == "auto":
+        return AdaptationConfig(), adapt is True
+    raise BlueInputError(f"adapt must be False, True, 'auto' or an AdaptationConfig, got {adapt!r}.")
+
+
+def cohort_rows(n_samples: int, config: AdaptationConfig) -> np.ndarray:
+    """The cohort rows adaptation learns from: all of them, or ``config.max_cohort_samples`` evenly spaced ones.
+
+    Returns
+    -------
+    numpy.ndarray
+        Increasing row positions, shape (min(n_samples, max_cohort_samples),).
+    """
+    if n_samples <= config.max_cohort_samples:
+        return np.arange(n_samples)
+    return np.unique(np.linspace(0, n_samples - 1, config.max_cohort_samples).round().astype(int))
+
+
 def refusal(model: Any, *, n_samples: int, config: AdaptationConfig) -> tuple[str, str] | None:
     """Why a cohort of ``n_samples`` cannot be adapted on with ``model``: ``(short reason, message with the fix)``,
     or None when it can. The one rule: ``adapt_model`` raises the message, ``deconvolve(adapt="auto")`` records
@@ -231,10 +288,12 @@ def adapt_model(model: Any, values: np.ndarray, *, present: np.ndarray, config: 
 
     config = config or AdaptationConfig()
     values = np.asarray(values, dtype=np.float64)
-    n = values.shape[0]
-    refused = refusal(model, n_samples=n, config=config)
+    cohort_size = values.shape[0]
+    refused = refusal(model, n_samples=cohort_size, config=config)
     if refused is not None:
         raise BlueInputError(refused[1])
+    values = values[cohort_rows(cohort_size, config)]
+    n = values.shape[0]
     bank: SimulationBank = model.adaptation_bank
     t0 = time.perf_counter()
     present = np.asarray(present, dtype=bool)
@@ -298,7 +357,7 @@ def adapt_model(model: Any, values: np.ndarray, *, present: np.ndarray, config: 
     head = float(np.mean([h[: min(20, len(h))] for h in losses]))
     tail = float(np.mean([h[-min(20, len(h)):] for h in losses]))
     record = dict(ran=True, method="consistency fine-tuning of the proportion branch (DISSECT-style)",
-                  settings=config.as_dict(), n_samples=int(n), n_members=int(adapted.n_members),
+                  settings=config.as_dict(), n_samples=int(cohort_size), n_samples_used=int(n), n_members=int(adapted.n_members),
                   bank_samples=bank.n_samples, seconds=round(seconds, 2), loss_first=round(head, 5),
                   loss_last=round(tail, 5), gep_branch="unchanged (GEPs are those of the shipped networks)")
     logger.info("adapted %r on %d samples (%d members x %d steps) in %.1f s", model.name, n, adapted.n_members,

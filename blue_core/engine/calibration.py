@@ -5,7 +5,8 @@ traceable to ``bench/results/trust.md``). Its model-specific parts (fit floor, e
 compartment centroid) belong to the exact weights they were measured with: they apply to a model only when
 its ``card["weights_sha256"]`` equals the one recorded in the calibration. Any other model (a user-trained
 one, or a shipped one rebuilt without re-running the bench) falls back to its card's thresholds, which come
-from simulated mixtures, and says so.
+from simulated mixtures, and says so. The ensembles' 90 % proportion intervals (:func:`proportion_intervals`)
+combine the members' spread with the calibrated errors recorded in the card.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
 __all__ = ["load_calibration", "for_model", "fit_threshold", "spread_threshold", "FitFlags", "flag_fit", "FIT_FLOOR_MARGIN",
-           "SPREAD_CEILING_FACTOR", "REAL_FLOOR_WORDS", "REAL_SPREAD_WORDS", "FIT_LIMIT_WORDS", "SPREAD_LIMIT_WORDS"]
+           "SPREAD_CEILING_FACTOR", "REAL_FLOOR_WORDS", "REAL_SPREAD_WORDS", "FIT_LIMIT_WORDS", "SPREAD_LIMIT_WORDS",
+           "proportion_intervals", "Z90"]
 
 #: A model's real-cohort fit floor = the lowest ``fit_r`` of its real in-tissue calibration samples minus this
 #: margin (issue 22.3): cohorts of one tissue differ in median fit by up to ~0.12 (protocol, depth, platform), so a
@@ -174,3 +176,49 @@ def flag_fit(model: "BlueModel", fit_r: np.ndarray, *, member_spread: np.ndarray
         disagree = spread > float(limit) if limit is not None else np.zeros(spread.shape, dtype=bool)
     return FitFlags(poorly, disagree, threshold, basis, limit, spread_basis)
 
+
+#: Two-sided 90 % normal quantile used for the intervals.
+Z90 = 1.6448536269514722
+
+
+def proportion_intervals(
+    member_props: np.ndarray, *, calibration: dict[str, Any] | None, cell_types: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """90 % intervals of an ensemble's proportions.
+
+    The half-width combines the members' disagreement with the error the ensemble makes on validation
+    pseudo-bulk (cells it never trained on) and, where measured, on real cohorts:
+    ``z * sqrt(sd_members**2 + sigma_k**2 + real_k**2)``, with ``sigma_k`` the ensemble's validation RMSE for
+    cell type ``k`` (``card["intervals"]["sigma_by_type"]``, written by
+    :func:`blue_core.engine.ensemble.build_ensemble`), ``real_k`` its RMSE against measured composition of real cohorts
+    (``card["intervals"]["real_cohorts"]["sigma_by_type"]``, :func:`blue_core.engine.ensemble.real_cohort_sigma`;
+    issue 22.4: simulated error alone misses the systematic error on real bulk) and ``z = 1.645`` (two-sided
+    90 %); clipped to [0, 1]. Without a calibration only the members' spread is used.
+
+    Parameters
+    ----------
+    member_props
+        ``(M, n, K)`` per-member proportions.
+    calibration
+        ``card["intervals"]`` or None.
+    cell_types
+        ``K`` names (keys of ``sigma_by_type``).
+
+    Returns
+    -------
+    tuple
+        ``lo, hi, spread``, each ``(n, K)`` float32; ``lo <= mean <= hi``.
+    """
+    mean = member_props.mean(axis=0)
+    spread = member_props.std(axis=0, ddof=1) if member_props.shape[0] > 1 else np.zeros_like(mean)
+    sigma = np.zeros(len(cell_types), dtype=np.float32)
+    z = Z90
+    if calibration:
+        z = float(calibration.get("z", Z90))
+        by_type = calibration.get("sigma_by_type") or {}
+        sigma = np.array([float(by_type.get(t, 0.0)) for t in cell_types], dtype=np.float32)
+        real = (calibration.get("real_cohorts") or {}).get("sigma_by_type") or {}
+        sigma = np.sqrt(sigma**2 + np.array([float(real.get(t, 0.0)) for t in cell_types], dtype=np.float32) ** 2)
+    half = z * np.sqrt(spread**2 + sigma[None, :] ** 2)
+    return (np.clip(mean - half, 0.0, 1.0).astype(np.float32), np.clip(mean + half, 0.0, 1.0).astype(np.float32),
+            spread.astype(np.float32))

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import BlueInputError
-from .inference import Z90, proportion_intervals
+from .calibration import Z90, proportion_intervals
 from .model import BlueModel, preprocess
 from .simulation import simulate
 from .card import check_validation_cells, ensemble_card, recorded_split

@@ -29,32 +29,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._types import Progress, log1p_cpm
-from .adaptation import AdaptationConfig, adapt_model, refusal
-from .calibration import FIT_LIMIT_WORDS, flag_fit
+from .adaptation import AdaptationConfig, adapt_model, adapt_request, refusal
+from .calibration import FIT_LIMIT_WORDS, flag_fit, proportion_intervals
 from ..exceptions import BlueInputError, PoorFitWarning
 from ..io.files import write_csv
 from .model import BlueModel, preprocess
 
-__all__ = ["Deconvolution", "deconvolve", "default_adapt", "fit_scores", "proportion_intervals"]
+__all__ = ["Deconvolution", "deconvolve", "fit_scores", "provenance"]
 
 logger = logging.getLogger(__name__)
-
-
-def default_adapt(model: BlueModel) -> bool | str:
-    """``deconvolve(adapt=None)``: ``"auto"`` for a model whose card says adaptation is its default, else False.
-
-    A shipped model's card says so (``card["adaptation_bank"]["default"]``) only where adaptation was chosen
-    leave-one-cohort-out on real cohorts (``bench/results/selection_loco.md``); a model a user trains adapts only
-    when asked.
-
-    Returns
-    -------
-    bool or str
-        ``"auto"`` or False.
-    """
-    bank = (model.card or {}).get("adaptation_bank") or {}
-    return "auto" if bank.get("default") is True and model.adaptation_bank is not None else False
-
 
 
 def _layer_key(cell_type: str) -> str:
@@ -149,10 +132,11 @@ class Deconvolution:
         adata.uns["input_report_json"] = json.dumps(self.input_report, default=str)
         return adata
 
-    def write(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv``, ``expression.h5ad`` and
-        ``provenance.json`` (model, BLUE version, whether and how the result was adapted to its cohort, the
-        input report).
+    def write(self, directory: str | Path, *, overwrite: bool = False, gep: bool = True) -> Path:
+        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv``, ``expression.h5ad`` (unless ``gep`` is
+        False) and ``provenance.json`` (model, BLUE version, whether and how the result was adapted to its cohort,
+        the input report). A streamed run (:func:`~blue_core.engine.streaming.deconvolve_chunked`) writes the
+        same files.
 
         The files are written into a temporary sibling folder that is renamed to ``directory`` only
         when all three are complete (:func:`~blue_core.io.files.atomic_directory`): a failure part-way
@@ -173,20 +157,36 @@ class Deconvolution:
         """
         from ..io.files import atomic_directory
 
-        from .._version import __version__
         from ..io.strictjson import dumps
 
         with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
             write_csv(self.proportions_table().rename_axis("sample"), tmp / "proportions.csv")
             write_csv(self.fit.rename_axis("sample"), tmp / "fit.csv")
-            self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
-            provenance = {"model": self.model_name, "blue_version": __version__,
-                          "n_samples": int(self.proportions.shape[0]),
-                          "adaptation": self.input_report.get("adaptation") or {"ran": False},
-                          "input_report": self.input_report}
-            (tmp / "provenance.json").write_text(dumps(provenance) + "\n", encoding="utf-8")
+            if gep:
+                self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
+            (tmp / "provenance.json").write_text(dumps(provenance(self.model_name, self.input_report)) + "\n",
+                                                 encoding="utf-8")
         logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
         return Path(directory)
+
+    @classmethod
+    def concat(cls, parts: list[Deconvolution]) -> Deconvolution:
+        """One result from the results of consecutive sample chunks of one run (same model and genes).
+
+        Returns
+        -------
+        Deconvolution
+            Samples in the order of ``parts``; the first part's input report with the total sample count.
+        """
+        first = parts[0]
+
+        def cat(key: str) -> pd.DataFrame | None:
+            return None if getattr(first, key) is None else pd.concat([getattr(p, key) for p in parts])
+
+        report = dict(first.input_report, n_samples=int(sum(len(p.proportions) for p in parts)))
+        return cls(cat("proportions"), np.concatenate([p.expression for p in parts]), list(first.cell_types),
+                   list(first.genes), cat("fit"), first.model_name, report, proportions_lo=cat("proportions_lo"),
+                   proportions_hi=cat("proportions_hi"), member_spread=cat("member_spread"))
 
     def proportions_table(self) -> pd.DataFrame:
         """Proportions with, for an ensemble, ``<type>_lo`` / ``<type>_hi`` interval columns after each type."""
@@ -242,6 +242,21 @@ class Deconvolution:
                 extra[key] = frame(key).set_axis(proportions.index)
         return cls(proportions, expression, cell_types, [str(g) for g in adata.var_names], fit,
                    str(adata.uns.get("model_name", "")), report, **extra)
+
+
+def provenance(model_name: str, input_report: dict[str, Any]) -> dict[str, Any]:
+    """``provenance.json`` of a result folder (in memory or streamed): model, BLUE version, sample count,
+    adaptation record and input report.
+
+    Returns
+    -------
+    dict
+        JSON-ready.
+    """
+    from .._version import __version__
+
+    return {"model": model_name, "blue_version": __version__, "n_samples": int(input_report.get("n_samples", 0)),
+            "adaptation": input_report.get("adaptation") or {"ran": False}, "input_report": input_report}
 
 
 def fit_scores(
@@ -342,7 +357,7 @@ def deconvolve(
     batch_size
         Samples per forward pass; memory stays flat in the number of samples apart from the result.
     adapt
-        Cohort adaptation (:mod:`blue_core.engine.adaptation`); None: :func:`default_adapt` (``"auto"`` for the
+        Cohort adaptation (:mod:`blue_core.engine.adaptation`); None: :func:`~blue_core.engine.adaptation.default_adapt` (``"auto"`` for the
         shipped models where adaptation was chosen on real cohorts, else False). ``False`` (the shipped
         networks as they are);
         ``True`` or an :class:`~blue_core.engine.adaptation.AdaptationConfig` (fine-tune a copy of each member's
@@ -377,6 +392,13 @@ def deconvolve(
     if batch_size < 1:
         raise BlueInputError(f"batch_size must be >= 1, got {batch_size}.")
     t0 = time.perf_counter()
+    if isinstance(bulk, (str, Path)):
+        from .run_plan import plan_run
+
+        plan = plan_run(bulk, model)
+        if plan.streams:  # the same numbers, read in chunks (bounded memory for the input)
+            return _deconvolve_in_chunks(Path(bulk), model, reason=plan.reason, batch_size=batch_size, adapt=adapt,
+                                         progress=progress)
     adata = _as_bulk(bulk, model)
     n = adata.n_obs
     if n == 0:
@@ -395,7 +417,6 @@ def deconvolve(
 
     X = adata.X
     shipped_name = model.name
-    adapt = default_adapt(model) if adapt is None else adapt
     model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
     props, member_props, expression, fit_r = _run_networks(model, X, in_pos=in_pos, present=present, out_pos=out_pos,
                                                            batch_size=batch_size, progress=progress)
@@ -414,14 +435,7 @@ def deconvolve(
     if spread_max is not None:
         fit["member_spread"] = spread_max
         fit["members_disagree"] = flags.members_disagree
-    if poorly.any():
-        warnings.warn(
-            f"{int(poorly.sum())} of {n} samples are poorly explained by model {model.name!r} (fit r < "
-            f"{threshold:.2f}, {FIT_LIMIT_WORDS[basis]}); treat their estimates with caution "
-            "(wrong tissue, strong platform or batch effects, or cell types missing from the model).",
-            PoorFitWarning,
-            stacklevel=2,
-        )
+    _warn_poor_fit(int(poorly.sum()), n, model.name, threshold, basis)
     report = dict(adata.uns.get("blue_input", {})) if isinstance(adata.uns.get("blue_input"), dict) else {}
     report.update(
         n_samples=n,
@@ -443,6 +457,53 @@ def deconvolve(
                          model.name, report, **intervals)
 
 
+def _warn_poor_fit(n_poor: int, n: int, model_name: str, threshold: float, basis: str) -> None:
+    """The one PoorFitWarning of a run (in memory or read in chunks)."""
+    if n_poor:
+        warnings.warn(
+            f"{n_poor} of {n} samples are poorly explained by model {model_name!r} (fit r < {threshold:.2f}, "
+            f"{FIT_LIMIT_WORDS[basis]}); treat their estimates with caution (wrong tissue, strong platform or batch "
+            "effects, or cell types missing from the model).",
+            PoorFitWarning,
+            stacklevel=3,
+        )
+
+
+def _deconvolve_in_chunks(path: Path, model: BlueModel, *, reason: str, batch_size: int, adapt: Any,
+                          progress: Progress | None) -> Deconvolution:
+    """``deconvolve`` of a file over the memory budget: read chunk by chunk (``engine.chunk_core``), adapted on the
+    whole file as in memory, every chunk through the in-memory core, the results held in memory."""
+    from ..io.source import InputLimits
+    from .chunk_core import adapt_on_source, chunk_frames, open_cohort
+    from .run_plan import DEFAULT_CHUNK_SIZE, gep_bytes
+
+    source, plan, match = open_cohort(path, model)
+    need = 2 * gep_bytes(source.n_samples, model)  # the chunks' GEPs and their concatenation
+    budget = InputLimits.from_env().memory_budget_bytes
+    if need > budget:
+        raise BlueInputError(
+            f"{reason}; read in chunks, the GEPs of its {source.n_samples:,} samples would still need about "
+            f"{need / 1e9:.1f} GB in memory. Write them to disk instead: blue deconvolve {path.name} --model "
+            f"{model.name} --out DIR (Python: blue_core.deconvolve_chunked(path, model, out=DIR)).")
+    sub = None if progress is None else (lambda f, m: progress(0.3 * f, m))
+    run_model, record = adapt_on_source(model, source, plan, match, adapt=adapt, log_base="auto",
+                                        chunk_size=DEFAULT_CHUNK_SIZE, progress=sub)
+    parts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorFitWarning)  # one warning for the whole file, below
+        for start, stop, frame in chunk_frames(source, plan, DEFAULT_CHUNK_SIZE, "auto"):
+            parts.append(deconvolve(frame, run_model, batch_size=batch_size, adapt=False))
+            if progress is not None:
+                progress(0.3 + 0.7 * stop / source.n_samples, f"deconvolved {stop:,} of {source.n_samples:,} samples")
+    result = Deconvolution.concat(parts)
+    report = result.input_report
+    report.update(source=path.name, adaptation=record, read={"mode": "stream", "reason": reason,
+                                                             "chunk_size": DEFAULT_CHUNK_SIZE})
+    _warn_poor_fit(int(result.fit["poorly_explained"].sum()), source.n_samples, model.name,
+                   report["fit_r_threshold"], report["fit_r_threshold_basis"])
+    return result
+
+
 def _dense_block(X: Any) -> np.ndarray:
     """Rows of the bulk as a dense float64 array, checked: linear-scale, finite, non-negative."""
     block = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
@@ -462,17 +523,13 @@ def _gene_values(block: np.ndarray, positions: np.ndarray, found: np.ndarray) ->
 
 
 def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarray,
-                 adapt: bool | str | AdaptationConfig, progress: Progress | None
+                 adapt: bool | str | AdaptationConfig | None, progress: Progress | None
                  ) -> tuple[BlueModel, dict[str, Any], Progress | None]:
     """Apply ``deconvolve(adapt=...)``: the model to run, the adaptation record, the remaining progress."""
-    if adapt is False or adapt is None:
+    request = adapt_request(model, adapt)
+    if request is None:
         return model, {"ran": False, "reason": "not requested"}, progress
-    if isinstance(adapt, AdaptationConfig):
-        config, required = adapt, True
-    elif adapt is True or adapt == "auto":
-        config, required = AdaptationConfig(), adapt is True
-    else:
-        raise BlueInputError(f"adapt must be False, True, 'auto' or an AdaptationConfig, got {adapt!r}.")
+    config, required = request
     refused = refusal(model, n_samples=X.shape[0], config=config)
     if refused is not None and not required:
         return model, {"ran": False, "reason": refused[0]}, progress
@@ -481,50 +538,3 @@ def _maybe_adapt(model: BlueModel, X: Any, in_pos: np.ndarray, present: np.ndarr
                                   progress=sub)
     rest = None if progress is None else (lambda f, m: progress(0.8 + 0.2 * f, m))
     return adapted, record, rest
-
-
-#: Two-sided 90 % normal quantile used for the intervals.
-Z90 = 1.6448536269514722
-
-
-def proportion_intervals(
-    member_props: np.ndarray, *, calibration: dict[str, Any] | None, cell_types: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """90 % intervals of an ensemble's proportions.
-
-    The half-width combines the members' disagreement with the error the ensemble makes on validation
-    pseudo-bulk (cells it never trained on) and, where measured, on real cohorts:
-    ``z * sqrt(sd_members**2 + sigma_k**2 + real_k**2)``, with ``sigma_k`` the ensemble's validation RMSE for
-    cell type ``k`` (``card["intervals"]["sigma_by_type"]``, written by
-    :func:`blue_core.engine.ensemble.build_ensemble`), ``real_k`` its RMSE against measured composition of real cohorts
-    (``card["intervals"]["real_cohorts"]["sigma_by_type"]``, :func:`blue_core.engine.ensemble.real_cohort_sigma`;
-    issue 22.4: simulated error alone misses the systematic error on real bulk) and ``z = 1.645`` (two-sided
-    90 %); clipped to [0, 1]. Without a calibration only the members' spread is used.
-
-    Parameters
-    ----------
-    member_props
-        ``(M, n, K)`` per-member proportions.
-    calibration
-        ``card["intervals"]`` or None.
-    cell_types
-        ``K`` names (keys of ``sigma_by_type``).
-
-    Returns
-    -------
-    tuple
-        ``lo, hi, spread``, each ``(n, K)`` float32; ``lo <= mean <= hi``.
-    """
-    mean = member_props.mean(axis=0)
-    spread = member_props.std(axis=0, ddof=1) if member_props.shape[0] > 1 else np.zeros_like(mean)
-    sigma = np.zeros(len(cell_types), dtype=np.float32)
-    z = Z90
-    if calibration:
-        z = float(calibration.get("z", Z90))
-        by_type = calibration.get("sigma_by_type") or {}
-        sigma = np.array([float(by_type.get(t, 0.0)) for t in cell_types], dtype=np.float32)
-        real = (calibration.get("real_cohorts") or {}).get("sigma_by_type") or {}
-        sigma = np.sqrt(sigma**2 + np.array([float(real.get(t, 0.0)) for t in cell_types], dtype=np.float32) ** 2)
-    half = z * np.sqrt(spread**2 + sigma[None, :] ** 2)
-    return (np.clip(mean - half, 0.0, 1.0).astype(np.float32), np.clip(mean + half, 0.0, 1.0).astype(np.float32),
-            spread.astype(np.float32))

@@ -262,17 +262,19 @@ class BlueModel:
         """
         n = x.shape[0]
         props = np.empty((self.n_members, n, len(self.cell_types)), dtype=np.float32)
-        geps = np.zeros((n, len(self.cell_types), len(self.output_genes)), dtype=np.float32)
+        geps = np.empty((n, len(self.cell_types), len(self.output_genes)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+                total = None
                 for m, net in enumerate(self.networks):
                     net.eval()
-                    p, g = net(batch)
-                    props[m, start : start + batch_size] = p.numpy()
-                    geps[start : start + batch_size] += torch.expm1(g).numpy()
-        if self.n_members > 1:
-            geps /= self.n_members
+                    props[m, start : start + batch_size] = net.forward_proportions(batch).numpy()
+                    cpm = net.forward_gep_cpm(batch)
+                    total = cpm if total is None else total.add_(cpm)
+                if self.n_members > 1:
+                    total.div_(self.n_members)
+                geps[start : start + batch_size] = total.numpy()
         return props, geps
 
 

@@ -39,7 +39,8 @@ import scipy.sparse as sp
 
 from ..exceptions import BlueInputError, BlueWarning, LogScaleInputWarning
 from . import genes as _genes
-from .source import BulkSource, InputLimits, detect_format, h5ad_matrix_info, load_source
+from .source import (TEXT_MEMORY_FACTOR, XLSX_MEMORY_FACTOR, BulkSource, InputLimits, detect_format,
+                     h5ad_matrix_info, h5ad_read_bytes, load_source)
 from .units import check_finite, convert_units
 
 __all__ = ["read_bulk", "TEXT_MEMORY_FACTOR", "XLSX_MEMORY_FACTOR"]
@@ -60,12 +61,6 @@ _SYMBOL_COLUMNS = {"symbol", "gene_symbol", "hgnc_symbol", "gene_name", "genenam
 
 
 # --------------------------------------------------------------------------------------- limits
-#: Peak memory of parsing a text table, per byte of (decompressed) text: measured 5.5 for a 52 MB
-#: genes x samples CSV (bench/results/security.md, case 11; 7.1 before the parser kept bytes instead of
-#: a StringIO); the estimate keeps a margin for other layouts (wide tables, many annotation columns).
-TEXT_MEMORY_FACTOR = 12
-#: Peak memory of openpyxl per byte of uncompressed sheet XML (estimate with margin).
-XLSX_MEMORY_FACTOR = 10
 
 
 def _utf16_encoding(data: bytes) -> str | None:
@@ -539,8 +534,7 @@ def _check_unique_samples(samples: Sequence[str], name: str) -> None:
 
 def _bulk_from_h5ad(data: bytes, name: str, limits: InputLimits) -> tuple[np.ndarray, list[str], list[str], str]:
     _, shape, _, _ = h5ad_matrix_info(data, name=name, limits=limits)
-    # dense float64 result plus one working copy
-    limits.check_memory(2 * 8 * shape[0] * shape[1] + len(data), name, f"a {shape[0]:,} x {shape[1]:,} matrix")
+    limits.check_memory(h5ad_read_bytes(shape, len(data)), name, f"a {shape[0]:,} x {shape[1]:,} matrix")
     from .hdf5 import read_h5ad
 
     adata = read_h5ad(data, name=name)

@@ -18,11 +18,15 @@ import numpy as np
 
 from ..exceptions import BlueInputError
 
-__all__ = ["BulkSource", "InputLimits", "load_source", "detect_format", "h5ad_matrix_info", "streaming_hint",
-           "STREAMABLE_SUFFIXES"]
+__all__ = ["BulkSource", "InputLimits", "load_source", "detect_format", "h5ad_matrix_info", "h5ad_read_bytes",
+           "size_refusal", "streaming_hint", "TEXT_MEMORY_FACTOR", "XLSX_MEMORY_FACTOR"]
 
-#: File endings the archive-scale path reads chunk by chunk (``engine.streaming.open_bulk``).
-STREAMABLE_SUFFIXES = (".h5ad", ".h5", ".hdf5", ".zarr", ".csv", ".tsv")
+#: Peak memory of parsing a text table, per byte of (decompressed) text: measured 5.5 for a 52 MB
+#: genes x samples CSV (bench/results/security.md, case 11; 7.1 before the parser kept bytes instead of
+#: a StringIO); the estimate keeps a margin for other layouts (wide tables, many annotation columns).
+TEXT_MEMORY_FACTOR = 12
+#: Peak memory of openpyxl per byte of uncompressed sheet XML (estimate with margin).
+XLSX_MEMORY_FACTOR = 10
 
 BulkSource = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Any]
 
@@ -34,9 +38,11 @@ class InputLimits:
     Parameters
     ----------
     max_decompressed_bytes
-        Largest input after decompression (gzip, or the parts of an .xlsx), in bytes; decompression
-        streams and stops at this ceiling. Environment: ``BLUE_MAX_DECOMPRESSED_MB``. Default 500 MB
-        (a text table that large needs about 6 GB to parse, the default budget).
+        Largest growth of a compressed input, in bytes: what gzip, the parts of an .xlsx or HDF5's compressed
+        (or unallocated) datasets expand to beyond the bytes stored. Decompression streams and stops at this
+        ceiling; an uncompressed file is never held to it (its size is judged by the memory budget).
+        Environment: ``BLUE_MAX_DECOMPRESSED_MB``. Default 500 MB (a text table that large needs about 6 GB to
+        parse, the default budget).
     memory_budget_bytes
         Largest estimated memory to read one input, in bytes: an input whose declared size or shape
         (text length, .xlsx sheet size, .h5ad matrix shape) needs more is refused before anything is
@@ -92,7 +98,8 @@ def _gunzip(data: bytes, name: str, limits: InputLimits) -> bytes:
 def load_source(source: BulkSource, *, filename: str | None, limits: InputLimits) -> tuple[bytes, str]:
     """The raw bytes and display name of a path, a cohort folder, bytes or a binary file-like.
 
-    A path larger than ``limits.max_decompressed_bytes`` is refused before it is read.
+    A path larger than ``limits.memory_budget_bytes`` is refused before it is read (with the streaming command
+    when its format streams: :func:`streaming_hint`).
 
     Returns
     -------
@@ -114,11 +121,11 @@ def load_source(source: BulkSource, *, filename: str | None, limits: InputLimits
         else:
             name = filename or path.name
         size = path.stat().st_size
-        if size > limits.max_decompressed_bytes:
+        if size > limits.memory_budget_bytes:
             raise BlueInputError(
-                f"{name} is {size / 1e6:,.0f} MB, more than the {limits.max_decompressed_bytes / 1e6:,.0f} MB read "
-                "into memory from one file. " + streaming_hint(path) + "Or split the samples into several files, or "
-                "raise BLUE_MAX_DECOMPRESSED_MB."
+                f"{name} is {size / 1e6:,.0f} MB, more than the memory budget of "
+                f"{limits.memory_budget_bytes / 1e6:,.0f} MB for reading one input. " + streaming_hint(path)
+                + "Or split the samples into several files, or (on your own machine) raise BLUE_MEMORY_BUDGET_MB."
             )
         return path.read_bytes(), name
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -162,12 +169,14 @@ def detect_format(data: bytes, *, name: str, limits: InputLimits) -> tuple[str, 
     return "text", data
 
 
-def h5ad_matrix_info(data: bytes, *, name: str, limits: InputLimits) -> tuple[str, tuple[int, int], int, np.dtype]:
+def h5ad_matrix_info(data: bytes | str | os.PathLike, *, name: str, limits: InputLimits
+                     ) -> tuple[str, tuple[int, int], int, np.dtype]:
     """Inspect an h5ad's expression matrix without reading it: (key, shape, stored values, dtype).
 
-    ``key`` is ``"layers/counts"`` when present, else ``"X"``. Raises a clear error when the file is not
-    HDF5, has no matrix (``X`` is None) or a non-numeric one, or when its datasets declare more
-    (decompressed) bytes than the ceiling -- HDF5 compression can hide a bomb as well as gzip.
+    ``data`` is the file's bytes or its path. ``key`` is ``"layers/counts"`` when present, else ``"X"``. Raises a
+    clear error when the file is not HDF5, has no matrix (``X`` is None) or a non-numeric one, or when its datasets
+    would grow by more than the ceiling once read: declared bytes beyond the bytes stored (HDF5 compression or
+    unallocated chunks can hide a bomb as well as gzip; an uncompressed dataset does not grow).
 
     Returns
     -------
@@ -190,14 +199,16 @@ def h5ad_matrix_info(data: bytes, *, name: str, limits: InputLimits) -> tuple[st
 
             def count(_: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset):
-                    declared[0] += int(obj.size) * max(int(obj.dtype.itemsize), 8 if obj.dtype.kind == "O" else 1)
+                    size = int(obj.size) * max(int(obj.dtype.itemsize), 8 if obj.dtype.kind == "O" else 1)
+                    declared[0] += max(size - int(obj.id.get_storage_size()), 0)
 
             handle.visititems(count)
             if declared[0] > limits.max_decompressed_bytes:
                 raise BlueInputError(
-                    f"{name}: its datasets hold {declared[0] / 1e6:,.0f} MB once decompressed, more than the "
-                    f"{limits.max_decompressed_bytes / 1e6:,.0f} MB read from one file. Split the data into several "
-                    "files, or raise BLUE_MAX_DECOMPRESSED_MB on your own machine."
+                    f"{name}: its datasets grow by {declared[0] / 1e6:,.0f} MB once decompressed, more than the "
+                    f"{limits.max_decompressed_bytes / 1e6:,.0f} MB a compressed file may grow by. Save it without "
+                    "compression, split the data into several files, or raise BLUE_MAX_DECOMPRESSED_MB on your own "
+                    "machine."
                 )
             node = handle[key]
             if isinstance(node, h5py.Dataset):
@@ -224,16 +235,74 @@ def h5ad_matrix_info(data: bytes, *, name: str, limits: InputLimits) -> tuple[st
     return key, shape, n_values, dtype
 
 
+def h5ad_read_bytes(shape: tuple[int, int], file_bytes: int) -> float:
+    """Estimated memory of reading an h5ad matrix of ``shape``: the dense float64 result, one working copy, the file.
+
+    Returns
+    -------
+    float
+        Bytes.
+    """
+    return 2.0 * 8 * shape[0] * shape[1] + file_bytes
+
+
+def _gzip_size(path: Path) -> float:
+    """Decompressed size of a gzip file from its trailer (mod 2**32; a wrapped value counts as unbounded)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        handle.seek(max(size - 4, 0))
+        isize = int.from_bytes(handle.read(4), "little")
+    return float("inf") if isize < size else float(isize)
+
+
+def size_refusal(path: str | os.PathLike, *, limits: InputLimits | None = None) -> str | None:
+    """Why reading ``path`` whole into memory would be refused for its size (None when it fits), read from its size,
+    gzip trailer or h5ad header only: the rule the readers apply, asked before reading.
+
+    Returns
+    -------
+    str or None
+        The reason, e.g. "reading it needs about 8.1 GB, more than the memory budget of 6.0 GB".
+    """
+    limits = limits or InputLimits.from_env()
+    path = Path(path)
+    if not path.is_file():
+        return None
+    lower, size = path.name.lower(), path.stat().st_size
+    budget = f"the memory budget of {limits.memory_budget_bytes / 1e9:.1f} GB (BLUE_MEMORY_BUDGET_MB)"
+    if lower.endswith(".h5ad"):
+        try:
+            _, shape, _, _ = h5ad_matrix_info(path, name=path.name, limits=limits)
+        except BlueInputError as err:
+            return str(err)
+        need = h5ad_read_bytes(shape, size)
+    elif lower.endswith(".gz"):
+        text = _gzip_size(path)
+        if text > limits.max_decompressed_bytes:
+            return (f"it decompresses to more than {limits.max_decompressed_bytes / 1e6:,.0f} MB "
+                    "(BLUE_MAX_DECOMPRESSED_MB)")
+        need = text * TEXT_MEMORY_FACTOR
+    elif lower.endswith((".csv", ".tsv", ".txt")):
+        need = size * TEXT_MEMORY_FACTOR
+    else:
+        need = size
+    if need > limits.memory_budget_bytes:
+        return f"reading it needs about {need / 1e9:.1f} GB, more than {budget}"
+    return None
+
+
 def streaming_hint(path: str | os.PathLike | None) -> str:
     """The sentence that points a too-large file to the archive-scale path, when its format can stream ("" otherwise).
 
     Returns
     -------
     str
-        E.g. "This format can be read chunk by chunk: blue deconvolve big.h5ad --model NAME --chunk-size 5000
-        --out DIR (Python: blue_core.deconvolve_chunked). "
+        E.g. "This format can be read chunk by chunk: blue deconvolve big.h5ad --model NAME --out DIR streams it on
+        its own (Python: blue_core.deconvolve_chunked). "
     """
-    if path is None or not str(path).lower().endswith(STREAMABLE_SUFFIXES):
+    from .chunked import STREAM_SUFFIXES
+
+    if path is None or not str(path).lower().endswith(STREAM_SUFFIXES):
         return ""
-    return (f"This format can be read chunk by chunk: blue deconvolve {Path(path).name} --model NAME --chunk-size 5000 "
-            "--out DIR (Python: blue_core.deconvolve_chunked). ")
+    return (f"This format can be read chunk by chunk: blue deconvolve {Path(path).name} --model NAME --out DIR "
+            "streams it on its own (Python: blue_core.deconvolve_chunked). ")

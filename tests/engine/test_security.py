@@ -560,12 +560,12 @@ def test_import_blue_core_does_not_import_streamlit():
 
 
 def test_a_file_over_the_in_memory_ceiling_is_pointed_to_the_streaming_path(tmp_path):
-    """Issue 24.1 (first step): a streamable file too large to read at once names the chunked command; a format
-    that cannot stream does not get that advice."""
-    limits = InputLimits(max_decompressed_bytes=1_000)
+    """Issue 24.1: a streamable file over the memory budget names the command that streams it; a format that
+    cannot stream does not get that advice. The decompression ceiling no longer applies to uncompressed bytes."""
+    limits = InputLimits(max_decompressed_bytes=1_000, memory_budget_bytes=1_500)
     big = tmp_path / "big.h5ad"
     big.write_bytes(b"x" * 2_000)
-    with pytest.raises(BlueInputError, match=r"blue deconvolve big\.h5ad --model NAME --chunk-size 5000"):
+    with pytest.raises(BlueInputError, match=r"blue deconvolve big\.h5ad --model NAME --out DIR streams it"):
         read_bulk(big, limits=limits)
     sheet = tmp_path / "big.xlsx"
     sheet.write_bytes(b"x" * 2_000)
