@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gene_match import GeneMatch
     from .model import BlueModel
 
-__all__ = ["open_cohort", "model_genes", "to_linear", "check_linear", "adapt_on_source", "LogBase"]
+__all__ = ["open_cohort", "model_genes", "to_linear", "check_linear", "chunk_frames", "adapt_on_source", "LogBase"]
 
 LogBase = Literal["auto", "2", "10", "e"]
 
@@ -91,7 +91,7 @@ def check_linear(frame: pd.DataFrame, name: str) -> None:
                              "back to linear values first.")
 
 
-def chunk_frames(source: ChunkedBulk, plan: ColumnPlan, chunk_size: int, log_base: LogBase
+def chunk_frames(source: ChunkedBulk, plan: ColumnPlan, *, chunk_size: int, log_base: LogBase
                  ) -> Iterator[tuple[int, int, pd.DataFrame]]:
     """``(start, stop, linear frame over the model's genes)`` of every chunk; the first one's units are checked.
 
@@ -107,7 +107,7 @@ def chunk_frames(source: ChunkedBulk, plan: ColumnPlan, chunk_size: int, log_bas
         yield start, stop, frame
 
 
-def adapt_on_source(model: BlueModel, source: ChunkedBulk, plan: ColumnPlan, match: GeneMatch, *,
+def adapt_on_source(model: BlueModel, source: ChunkedBulk, *, plan: ColumnPlan, match: GeneMatch,
                     adapt: Any, log_base: LogBase, chunk_size: int, progress: Progress | None = None
                     ) -> tuple[BlueModel, dict[str, Any]]:
     """Cohort adaptation on a chunked file: the same networks an in-memory run of the whole file adapts.
@@ -134,7 +134,7 @@ def adapt_on_source(model: BlueModel, source: ChunkedBulk, plan: ColumnPlan, mat
     rows = cohort_rows(source.n_samples, config)
     positions = pd.Index(plan.genes).get_indexer([str(g) for g in model.input_genes])
     parts = []
-    for start, stop, frame in chunk_frames(source, plan, chunk_size, log_base):
+    for start, stop, frame in chunk_frames(source, plan, chunk_size=chunk_size, log_base=log_base):
         keep = rows[(rows >= start) & (rows < stop)] - start
         if len(keep):
             block = frame.to_numpy()[keep]

@@ -486,12 +486,12 @@ def _deconvolve_in_chunks(path: Path, model: BlueModel, *, reason: str, batch_si
             f"{need / 1e9:.1f} GB in memory. Write them to disk instead: blue deconvolve {path.name} --model "
             f"{model.name} --out DIR (Python: blue_core.deconvolve_chunked(path, model, out=DIR)).")
     sub = None if progress is None else (lambda f, m: progress(0.3 * f, m))
-    run_model, record = adapt_on_source(model, source, plan, match, adapt=adapt, log_base="auto",
+    run_model, record = adapt_on_source(model, source, plan=plan, match=match, adapt=adapt, log_base="auto",
                                         chunk_size=DEFAULT_CHUNK_SIZE, progress=sub)
     parts = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PoorFitWarning)  # one warning for the whole file, below
-        for start, stop, frame in chunk_frames(source, plan, DEFAULT_CHUNK_SIZE, "auto"):
+        for start, stop, frame in chunk_frames(source, plan, chunk_size=DEFAULT_CHUNK_SIZE, log_base="auto"):
             parts.append(deconvolve(frame, run_model, batch_size=batch_size, adapt=False))
             if progress is not None:
                 progress(0.3 + 0.7 * stop / source.n_samples, f"deconvolved {stop:,} of {source.n_samples:,} samples")

@@ -149,7 +149,7 @@ def test_real_cohort_error_widens_the_intervals_and_unmeasured_types_take_the_la
 
     from blue_core.engine.ensemble import real_cohort_sigma
     from blue_core.exceptions import BlueInputError
-    from blue_core.engine.inference import Z90
+    from blue_core.engine.calibration import Z90
 
     residuals = pd.DataFrame({"cell_type": ["A", "A", "B", "B"], "residual": [0.1, -0.1, 0.3, 0.3]})
     real = real_cohort_sigma(residuals, ["A", "B", "C"])
