@@ -1,18 +1,23 @@
-"""Archive scale (issue 14): streaming vs in-memory deconvolution, side by side, on cohorts built from real bulk.
+"""Archive scale (issues 14, 24): streaming vs in-memory deconvolution, side by side, on cohorts built from real bulk.
 
 Cohorts of N samples are built by resampling the 12 Monaco PBMC samples (``sample_data/monaco_pbmc``) on the
 pbmc model's genes, each with independent log-normal noise (SD 0.3) per gene and sample, written as an
 ARCHS4-layout HDF5 file (genes x samples, float32). They are benchmark inputs, not results about biology.
 Each case runs in its own process (peak RSS from ``getrusage``):
 
-* ``memory``: the whole matrix read into memory and ``blue_core.deconvolve`` on it (GEPs in memory);
-* ``stream``: ``deconvolve_chunked`` (chunks of 5,000 samples), proportions + fit + intervals (+ GEPs to zarr);
-* ``dask-1`` / ``dask-2``: ``deconvolve_dask`` on a ``LocalCluster`` of 1 or 2 single-thread workers
-  (proportions + fit + intervals).
+* ``memory``: the whole matrix read into memory, ``blue_core.deconvolve`` on it and the result folder written
+  (``Deconvolution.write``: gzip-compressed GEPs);
+* ``stream``: ``deconvolve_chunked`` (chunks of 5,000 samples), proportions + fit + intervals (+ GEPs), the same
+  files;
+* ``dask-2``: ``deconvolve_dask`` on a ``LocalCluster`` of 2 single-thread worker processes, the same files.
 
-    python bench/scale.py [--sizes 10000 100000] [--out bench/results]
+Every case runs the model's defaults (pbmc: cohort adaptation on, from at most 20,000 of the samples). The first
+size given should be small enough for the in-memory path (it is run only at <= 20,000 samples): its throughput is
+the baseline of every ratio in the same run.
 
-Writes ``scale.md`` and ``scale.json``: seconds, samples/s, peak RSS, and the ratio to the in-memory path.
+    python bench/scale.py --sizes 20000 100000 1000000 [--out bench/results]
+
+Writes ``scale.md`` and ``scale.json``: seconds, samples/s, peak RSS, and the throughput ratio to the in-memory path.
 """
 
 from __future__ import annotations
@@ -65,38 +70,48 @@ def build(n: int) -> Path:
 
 
 def case(kind: str, path: str, out: str, gep: bool) -> dict:
-    """One measurement (run in a child process)."""
+    """One measurement (run in a child process): the model's default settings (pbmc: cohort adaptation on), the
+    result folder written (``proportions.csv``, ``fit.csv``, ``expression.h5ad`` with GEPs, ``provenance.json``)."""
     import warnings
 
     import blue_core as bc
-    from blue_core.engine.streaming import deconvolve_chunked, deconvolve_dask, open_bulk
+    from blue_core.engine.chunk_core import model_genes
+    from blue_core.engine.streaming import deconvolve_chunked, deconvolve_dask
+    from blue_core.io.chunked import column_plan, open_bulk
 
     warnings.simplefilter("ignore")
     model = bc.load_model("pbmc")
+    target = Path(out) / f"{kind}{'_gep' if gep else ''}"
     t0 = time.perf_counter()
     if kind == "memory":
         source = open_bulk(path)
-        from blue_core.engine.streaming import _chunk_frame, _column_plan, _model_genes
-
-        present, plan = _column_plan(source, _model_genes(model))
-        frame = _chunk_frame(source, 0, source.n_samples, present, plan)
+        frame = column_plan(source, model_genes(model)).frame(source, 0, source.n_samples)
         result = bc.deconvolve(frame, model)
-        table = result.proportions_table()
-        table.to_parquet(Path(out) / "memory.parquet")
-        n = len(table)
+        result.write(target, overwrite=True, gep=gep)
+        n = len(result.proportions)
     elif kind == "stream":
-        result = deconvolve_chunked(path, model, out=Path(out) / "stream", chunk_size=5_000, gep=gep, overwrite=True)
-        n = result.n_samples
+        n = deconvolve_chunked(path, model, out=target, chunk_size=5_000, gep=gep, overwrite=True).n_samples
     else:
-        from distributed import LocalCluster
-
-        workers = int(kind.split("-")[1])
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            table = deconvolve_dask(path, model, chunk_size=5_000, scheduler=cluster.scheduler_address)
-        table.to_parquet(Path(out) / f"{kind}.parquet")
-        n = len(table)
+        n = deconvolve_dask(path, model, out=target, n_workers=int(kind.split("-")[1]), chunk_size=5_000, gep=gep,
+                            overwrite=True).n_samples
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "n": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _identical(n: int, scratch: Path) -> dict:
+    """Whether the streamed and Dask folders hold the in-memory numbers: proportions + intervals, fit, GEPs."""
+    from blue_core.engine.result import Deconvolution
+
+    held = Deconvolution.read(scratch / "memory_gep")
+    same = {}
+    for kind in ("stream_gep", "dask-2_gep"):
+        other = Deconvolution.read(scratch / kind)
+        same[kind] = bool(np.allclose(other.proportions_table(), held.proportions_table(), rtol=1e-5, atol=1e-6)
+                          and np.allclose(other.expression, held.expression, rtol=1e-4, atol=1e-3)
+                          and np.allclose(other.fit["fit_r"], held.fit["fit_r"], atol=1e-5))
+        same[kind + "_exact"] = bool(np.array_equal(other.proportions_table(), held.proportions_table()))
+    return {"samples": n, "path": "identical (1 = stream / Dask equal the in-memory result)", "seconds": float("nan"),
+            "n": n, "peak_rss_mb": float("nan"), "samples_per_s": float(all(same.values())), **same}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         path = build(n)
         scratch = WORK / f"out_{n}"
         scratch.mkdir(parents=True, exist_ok=True)
-        kinds = [("memory", True), ("stream", True), ("stream", False), ("dask-1", False), ("dask-2", False)]
+        kinds = [("memory", True), ("stream", True), ("dask-2", True)]  # the in-memory baseline of this run
         if n > 20_000:
-            kinds = [("stream", True), ("stream", False), ("dask-2", False)]  # in memory: the point of streaming
+            kinds = [("stream", True), ("stream", False), ("dask-2", True)]  # in memory: the point of streaming
         if n >= 500_000:
             kinds = [("stream", False)]  # proportions + fit + intervals (1M samples of GEPs would be 36 GB)
         for kind, gep in kinds:
@@ -129,30 +144,25 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"samples": n, "path": kind + (" + GEPs" if gep else ""), **m,
                          "samples_per_s": m["n"] / m["seconds"]})
             print(rows[-1], flush=True)
-        if (scratch / "memory.parquet").exists():
-            mem = pd.read_parquet(scratch / "memory.parquet")
-            stream = pd.read_parquet(scratch / "stream" / "proportions.parquet")
-            rows.append({"samples": n, "path": "identical (stream vs memory, proportions + intervals)",
-                         "seconds": float("nan"), "n": n, "peak_rss_mb": float("nan"),
-                         "samples_per_s": float(np.array_equal(mem.to_numpy(), stream.to_numpy()))})
+        if (scratch / "memory_gep").exists():
+            rows.append(_identical(n, scratch))
     out_dir = Path(args.out)
-    store = out_dir / "scale.json"
-    earlier = [r for r in (json.loads(store.read_text()) if store.is_file() else []) if r["samples"] not in args.sizes]
-    rows = sorted(earlier + rows, key=lambda r: r["samples"])  # one table over every size measured
     table = pd.DataFrame(rows)
-    base = {n: r["samples_per_s"] for n, r in zip(table["samples"], table.to_dict("records")) if r["path"] == "memory + GEPs"}
-    table["throughput vs in-memory"] = [r["samples_per_s"] / base[r["samples"]] if r["samples"] in base
-                                        and "identical" not in r["path"] else float("nan")
-                                        for r in table.to_dict("records")]
+    base = [r["samples_per_s"] for r in rows if r["path"] == "memory + GEPs"]  # this run's in-memory throughput
+    table["throughput vs in-memory"] = [r["samples_per_s"] / base[-1] if base and "identical" not in r["path"]
+                                        else float("nan") for r in rows]
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# Archive scale: streaming vs in-memory (issue 14)", "",
+    lines = ["# Archive scale: streaming vs in-memory (issues 14, 24)", "",
              "Produced by `python bench/scale.py --sizes N ...` (sizes measured: " + ", ".join(f"{n:,}" for n in sorted({r['samples'] for r in rows})) + ") on this 2-core machine "
              "(shared; each case in its own process). Inputs: Monaco PBMC resampled with noise on the pbmc model's "
-             "genes (ARCHS4-layout HDF5). `identical` = 1 when the streamed proportions + intervals equal the in-memory "
-             "ones exactly. Goals: 1M samples proportions + fit + intervals in <= 10 min and <= 2 GB; 100k samples with "
-             "all GEPs to zarr in <= 10 min and <= 2 GB. Dask rows: peak RSS is the client process only (the workers "
-             "are separate processes), and a 1-thread worker is slower than the streaming path's 2 torch threads "
-             "on this 2-core machine; Dask is for many machines.", "",
+             "genes (ARCHS4-layout HDF5); the model's defaults (pbmc: cohort adaptation on). `identical` = 1 when the "
+             "streamed and Dask folders hold the in-memory numbers (proportions + intervals within 1e-6, GEPs within "
+             "1e-4 relative, fit r within 1e-5; the `_exact` columns say whether proportions are bit-identical: Dask "
+             "workers run torch on one thread, which sums in another order). `throughput vs in-memory` divides by the "
+             "in-memory path's samples/s in the same run. Goals: 1M samples proportions + fit + intervals in <= 10 min "
+             "and <= 2 GB; 100k samples with all GEPs. Dask rows: peak RSS is the client process only (the workers "
+             "are separate processes), and 2 one-thread workers share this machine's 2 cores with the client; Dask "
+             "is for many machines.", "",
              markdown_table(table, number_format="{:.3g}"), ""]
     write_report(out_dir, "scale", lines, rows)
     return 0

@@ -278,7 +278,7 @@ CASES: list[tuple[str, str, str]] = [
     import json as j
     from streamlit.testing.v1 import AppTest
     from _app_helpers import demo_result, seed
-    from blue_core.inference import Deconvolution
+    from blue_core.engine.result import Deconvolution
     bad = "![p](http://evil.example/p.png)[click](http://evil.example)<a href='http://evil.example'>x</a>"
     _, model, result, _ = demo_result("monaco_pbmc")
     props = result.proportions.copy(); props.index = [bad + str(i) for i in range(len(props))]

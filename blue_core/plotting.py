@@ -19,7 +19,7 @@ from .exceptions import BlueInputError
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-    from .engine.inference import Deconvolution
+    from .engine.result import Deconvolution
     from .analysis.subtypes import SubtypeClustering
     from .analysis.survival import SurvivalAnalysis
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from blue_core.analysis.subtype_validation import CohortValidation
     from blue_core.analysis.subtypes import SubtypeClustering
 
-    from blue_core.engine.inference import Deconvolution
+    from blue_core.engine.result import Deconvolution
     from blue_core.engine.model import BlueModel
 
 

@@ -21,7 +21,7 @@ from .state import model_label, use_model
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-    from blue_core.engine.inference import Deconvolution
+    from blue_core.engine.result import Deconvolution
     from blue_core.engine.model import BlueModel
 
 __all__ = ["show_error", "show_warnings", "csv_download", "mark_unmeasured", "md", "safe_figure", "plot", "sidebar_status", "card_table", "show_model_card", "show_input_report"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.inference import Deconvolution
+    from ..engine.result import Deconvolution
     from ..engine.model import BlueModel
     from .subtype_validation import CohortValidation
     from .survival import SurvivalAnalysis

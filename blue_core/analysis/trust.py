@@ -36,7 +36,7 @@ from ..exceptions import BlueInputError
 if TYPE_CHECKING:  # pragma: no cover
     import anndata as ad
 
-    from ..engine.inference import Deconvolution
+    from ..engine.result import Deconvolution
     from ..engine.model import BlueModel
 
 __all__ = ["MARKER_SETS", "DERIVED", "EXPECTATIONS", "LOOKS_LIKE", "compartment_scores", "tissue_checks", "looks_like", "assess",
@@ -288,7 +288,7 @@ def assess(bulk: ad.AnnData | pd.DataFrame | None, result: Deconvolution, *, mod
         The samples x genes input that was deconvolved, or None: no tissue checks (streamed runs, which would have to
         rank every gene of every sample; the summary says so), the flag rule only.
     result
-        Its :class:`~blue_core.engine.inference.Deconvolution`.
+        Its :class:`~blue_core.engine.result.Deconvolution`.
     model
         The model used.
     calibration

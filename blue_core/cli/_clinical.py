@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
 
 # --------------------------------------------------------------------------- helpers
 def _read_deconvolution(directory: str | Path) -> Any:
-    from ..engine.inference import Deconvolution
+    from ..engine.result import Deconvolution
 
     directory = Path(directory)
     if not directory.is_dir():

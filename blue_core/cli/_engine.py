@@ -27,7 +27,7 @@ def _progress_bar(description: str) -> Iterator[Callable[[float, str], None]]:
     from tqdm import tqdm
 
     bar = tqdm(total=1000, desc=description, file=sys.stderr, leave=False, disable=None,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
 
     def update(fraction: float, message: str) -> None:
         bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
@@ -129,18 +129,19 @@ def register(subparsers: Any) -> None:
                    help="base of log-transformed input (default auto: log2, or log10 when the largest value is "
                         "below 7; the input report says which)")
     big = d.add_argument_group(
-        "archive scale", "Stream a large cohort in sample chunks with bounded memory (h5ad, ARCHS4-layout HDF5, zarr, or "
-        "samples x genes CSV/TSV): OUT gets proportions/fit as CSV + parquet and the GEPs in expression.zarr; an "
-        "interrupted run resumes where it stopped. Used when --chunk-size or --scheduler is given, or BULK is .h5/.zarr.")
+        "archive scale", "A file too large for memory (h5ad, ARCHS4-layout HDF5, zarr, or samples x genes CSV/TSV) is "
+        "read in sample chunks with bounded memory, on its own: the memory budget (BLUE_MEMORY_BUDGET_MB) decides, "
+        "and the first line printed says which path ran and why. OUT gets the same files with the same numbers; an "
+        "interrupted run resumes where it stopped. The options below ask for the chunked path.")
     big.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default 5,000; memory grows with it)")
-    big.add_argument("--no-gep", action="store_true", help="do not store the GEPs")
+    big.add_argument("--no-gep", action="store_true", help="do not write the GEPs (no expression.h5ad)")
     big.add_argument("--gep-dtype", choices=["float32", "float16"], default="float32",
-                     help="float16 halves the GEP store and holds log1p(CPM)")
+                     help="float16 halves expression.h5ad; its layers then hold log1p(CPM)")
     big.add_argument("--cell-types", nargs="+", default=None, help="store the GEPs of these cell types only")
     big.add_argument("--genes", nargs="+", default=None, help="store the GEPs of these output genes only")
     big.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="run the chunks on a Dask cluster (tcp://host:8786) or 'local' (threads); proportions "
-                          "and fit only")
+                     help="run every chunk as a task on a Dask cluster: its scheduler's address (tcp://host:8786; "
+                          "workers must see BULK and OUT), or 'local' for two worker processes on this machine")
     d.set_defaults(func=_run_deconvolve)
 
     m = subparsers.add_parser(
@@ -287,41 +288,26 @@ def _rebuild_bank(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def _run_streaming(args: argparse.Namespace) -> int:
-    from ..io.files import atomic_directory, check_output_folder, write_csv
-    from ..engine.model import load_model
-    from ..engine.streaming import DEFAULT_CHUNK_SIZE, NO_TISSUE_CHECKS, deconvolve_chunked, deconvolve_dask, open_bulk
+def _run_streaming(args: argparse.Namespace, model: Any, reason: str) -> int:
+    """``blue deconvolve`` of a file read in sample chunks (``engine.streaming``): the in-memory files, on disk."""
+    from ..engine.chunk_core import NO_TISSUE_CHECKS
+    from ..engine.run_plan import DEFAULT_CHUNK_SIZE
+    from ..engine.streaming import deconvolve_chunked, deconvolve_dask
 
-    if args.adapt == "on":
-        raise BlueInputError("--adapt on is not available for chunked or streamed runs (--chunk-size, --scheduler, "
-                             ".h5/.zarr archives): adaptation fine-tunes on the whole cohort at once. Run without "
-                             "--chunk-size on a file that fits in memory, or pass --adapt off.")
-    check_output_folder(args.out, overwrite=args.overwrite, what="--out")
-    model = load_model(args.model)
-    source = open_bulk(args.bulk)
     chunk = int(args.chunk_size or DEFAULT_CHUNK_SIZE)
-    print(f"model: {model.name!r} ({model.path}); input: {source.n_samples:,} samples x {len(source.genes):,} genes "
-          f"({source.layout}), chunks of {chunk:,}", file=sys.stderr)
-    if args.scheduler:
-        if args.log_base != "auto":
-            raise BlueInputError("--log-base is not available with --scheduler (Dask runs read linear values only): "
-                                 "convert the values back to linear, or stream with --chunk-size instead.")
-        table = deconvolve_dask(source, model, chunk_size=chunk, batch_size=args.batch_size,
-                                scheduler=None if args.scheduler == "local" else args.scheduler)
-        with atomic_directory(args.out, overwrite=args.overwrite, what="output folder") as tmp:
-            write_csv(table, tmp / "results.csv")
-            table.to_parquet(tmp / "results.parquet")
-        print(f"deconvolved {len(table):,} samples with {model.name!r} on Dask; wrote {args.out}/results.csv, "
-              "results.parquet (proportions, intervals and fit)")
-        return 0
+    options = dict(out=args.out, chunk_size=chunk, gep=not args.no_gep, gep_dtype=args.gep_dtype,
+                   cell_types=args.cell_types, genes=args.genes, overwrite=args.overwrite, batch_size=args.batch_size,
+                   log_base=args.log_base, reason=reason, **_adapt_option(args.adapt))
     with _progress_bar("deconvolve") as progress:
-        result = deconvolve_chunked(source, model, out=args.out, chunk_size=chunk, gep=not args.no_gep,
-                                    gep_dtype=args.gep_dtype, cell_types=args.cell_types, genes=args.genes,
-                                    overwrite=args.overwrite, batch_size=args.batch_size, log_base=args.log_base,
-                                    progress=progress)
+        if args.scheduler:
+            address = None if args.scheduler == "local" else args.scheduler
+            result = deconvolve_dask(args.bulk, model, scheduler=address, progress=progress, **options)
+        else:
+            result = deconvolve_chunked(args.bulk, model, progress=progress, **options)
     resumed = f", {result.n_resumed} resumed" if result.n_resumed else ""
-    print(f"deconvolved {result.n_samples:,} samples with {model.name!r} in {result.n_chunks} chunks{resumed}; wrote "
-          + ", ".join(f"{args.out}/{f}" for f in result.files))
+    where = f" on Dask ({args.scheduler})" if args.scheduler else ""
+    print(f"deconvolved {result.n_samples:,} samples with {model.name!r} in {result.n_chunks} chunks{resumed}{where}; "
+          "wrote " + ", ".join(f"{args.out}/{f}" for f in result.files))
     counts = result.verdicts
     print(f"trust verdict: {counts.get('ok', 0):,} ok, {counts.get('caution', 0):,} caution (per sample in "
           f"{args.out}/fit.csv); {NO_TISSUE_CHECKS}.", file=sys.stderr)
@@ -329,13 +315,12 @@ def _run_streaming(args: argparse.Namespace) -> int:
 
 
 def _run_deconvolve(args: argparse.Namespace) -> int:
-    if args.chunk_size or args.scheduler or str(args.bulk).lower().endswith((".h5", ".hdf5", ".zarr")):
-        return _run_streaming(args)
     from ..io.files import check_output_folder
     from ..engine.inference import deconvolve
     from ..io.bulk import read_bulk
     from ..io.report import input_report_lines
     from ..engine.model import load_model
+    from ..engine.run_plan import plan_run
 
     source = Path(args.bulk)
     if not source.exists():
@@ -344,6 +329,17 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     where = "installed model" if model.source == "installed" else "model folder"
     print(f"model: {where} {model.name!r} ({model.path})", file=sys.stderr)
+    forced = [flag for flag, given in (("--chunk-size", args.chunk_size), ("--scheduler", args.scheduler),
+                                       ("--gep-dtype float16", args.gep_dtype != "float32"),
+                                       ("--cell-types", args.cell_types), ("--genes", args.genes)) if given]
+    if forced:
+        mode, reason = "stream", f"{source.name}: {', '.join(forced)} asked for the chunked path"
+    else:
+        plan = plan_run(source, model, gep=not args.no_gep)  # the one memory-or-stream rule
+        mode, reason = plan.mode, plan.reason
+    print(f"read: {'in sample chunks' if mode == 'stream' else 'in memory'} ({reason})", file=sys.stderr)
+    if mode == "stream":
+        return _run_streaming(args, model, reason)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bulk = read_bulk(source, log_base=args.log_base)
@@ -358,7 +354,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     from ..analysis.trust import assess
 
     trust = assess(bulk, result, model=model)
-    trust.annotate(result).write(args.out, overwrite=args.overwrite)  # fit.csv / h5ad obs carry verdict + reasons
+    trust.annotate(result).write(args.out, overwrite=args.overwrite, gep=not args.no_gep)  # fit.csv / h5ad obs: verdicts
     print(f"trust: {trust.summary}", file=sys.stderr)
     for cause, n in (trust.checks["cause"].value_counts().items() if len(trust.checks) else []):
         print(f"trust: {n} sample(s): {cause}", file=sys.stderr)
@@ -367,7 +363,7 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
     print(f"deconvolved {len(result.proportions)} samples with {model.name!r} "
           f"({result.input_report['n_model_genes_matched']:,}/{result.input_report['n_model_genes']:,} model genes "
           f"found; {trust.counts['ok']} ok, {trust.counts['caution']} caution, {trust.counts['wrong input']} wrong "
-          f"input); wrote {args.out}/proportions.csv, fit.csv, expression.h5ad, provenance.json")
+          f"input); wrote {args.out}/proportions.csv, fit.csv, {'' if args.no_gep else 'expression.h5ad, '}provenance.json")
     return 0
 
 

@@ -22,9 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gene_match import GeneMatch
     from .model import BlueModel
 
-__all__ = ["open_cohort", "model_genes", "to_linear", "check_linear", "chunk_frames", "adapt_on_source", "LogBase"]
+__all__ = ["open_cohort", "model_genes", "to_linear", "check_linear", "chunk_frames", "adapt_on_source",
+           "chunked_report", "LogBase", "NO_TISSUE_CHECKS"]
 
 LogBase = Literal["auto", "2", "10", "e"]
+#: Why runs read in chunks have no tissue checks (the input report, the trust summary, the CLI).
+NO_TISSUE_CHECKS = ("tissue checks are not run on files read in chunks (they rank every gene of every sample); the "
+                    "verdict judges the fit and the ensemble spread only. For the tissue checks, deconvolve a few "
+                    "hundred of the samples as a file that fits in memory")
 
 
 def model_genes(model: BlueModel) -> list[str]:
@@ -147,3 +152,19 @@ def adapt_on_source(model: BlueModel, source: ChunkedBulk, *, plan: ColumnPlan, 
     adapted, record = adapt_model(model, np.vstack(parts), present=match.present, config=config, progress=sub)
     record["n_samples"] = int(source.n_samples)
     return adapted, record
+
+
+def chunked_report(first: dict[str, Any], *, source: ChunkedBulk, adaptation: dict[str, Any], reason: str,
+                   chunk_size: int, log_base: LogBase) -> dict[str, Any]:
+    """The input report of a file read in chunks: the first chunk's report, with the file's sample count, the
+    adaptation record, how it was read and why, and that tissue checks did not run.
+
+    Returns
+    -------
+    dict
+        JSON-ready.
+    """
+    return dict(first, source=source.path.name, layout=source.layout, n_samples=int(source.n_samples),
+                n_genes=len(source.genes), adaptation=adaptation, log_base=log_base,
+                read={"mode": "stream", "reason": reason, "chunk_size": int(chunk_size)},
+                tissue_checks=NO_TISSUE_CHECKS)

@@ -15,11 +15,9 @@ fits worse (so real samples are flagged far more often; the input report says wh
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,231 +30,12 @@ from .._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, adapt_request, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit, proportion_intervals
 from ..exceptions import BlueInputError, PoorFitWarning
-from ..io.files import write_csv
 from .model import BlueModel, preprocess
+from .result import Deconvolution
 
-__all__ = ["Deconvolution", "deconvolve", "fit_scores", "provenance"]
+__all__ = ["deconvolve", "deconvolve_chunk", "fit_scores"]
 
 logger = logging.getLogger(__name__)
-
-
-def _layer_key(cell_type: str) -> str:
-    """h5ad layer key of a cell type: ``%`` and ``/`` percent-encoded (HDF5 keys may not hold ``/``);
-    reversible with :func:`_cell_type_of_key` (``"HSC/Progenitor"`` <-> ``"HSC%2FProgenitor"``)."""
-    return cell_type.replace("%", "%25").replace("/", "%2F")
-
-
-def _cell_type_of_key(key: str) -> str:
-    return key.replace("%2F", "/").replace("%25", "%")
-
-
-@dataclass
-class Deconvolution:
-    """Result of :func:`deconvolve`.
-
-    Attributes
-    ----------
-    proportions
-        DataFrame ``(n_samples, K)``, cell fractions; rows sum to 1.
-    expression
-        ``(n_samples, K, G_out)`` float32, each cell type's GEP in CPM over the model's output genes.
-    cell_types
-        ``K`` names (order of ``expression`` axis 1).
-    genes
-        ``G_out`` output genes (order of ``expression`` axis 2).
-    fit
-        DataFrame indexed by sample: ``fit_r`` (float, NaN when it cannot be computed) and
-        ``poorly_explained`` (bool).
-    model_name
-        Name of the model used.
-    input_report
-        Gene matching and input details (``n_model_genes``, ``n_model_genes_matched``, ...).
-    proportions_lo, proportions_hi
-        Ensemble models only: DataFrames like ``proportions`` with the lower / upper end of each
-        sample's and type's 90 % interval (see :func:`proportion_intervals`); None for a single model.
-    member_spread
-        Ensemble models only: the members' standard deviation of each proportion.
-    """
-
-    proportions: pd.DataFrame
-    expression: np.ndarray
-    cell_types: list[str]
-    genes: list[str]
-    fit: pd.DataFrame
-    model_name: str
-    input_report: dict[str, Any] = field(default_factory=dict)
-    proportions_lo: pd.DataFrame | None = None
-    proportions_hi: pd.DataFrame | None = None
-    member_spread: pd.DataFrame | None = None
-
-    @property
-    def samples(self) -> list[str]:
-        """Sample names."""
-        return list(self.proportions.index)
-
-    def gep(self, cell_type: str) -> pd.DataFrame:
-        """GEP of one cell type: DataFrame ``(n_samples, G_out)`` in CPM."""
-        if cell_type not in self.cell_types:
-            raise BlueInputError(f"unknown cell type {cell_type!r}; choose one of {self.cell_types}.")
-        k = self.cell_types.index(cell_type)
-        return pd.DataFrame(self.expression[:, k, :], index=self.proportions.index, columns=self.genes)
-
-    def reconstruction(self) -> np.ndarray:
-        """``sum_k p_k * GEP_k``: ``(n_samples, G_out)`` float32, the bulk the model explains (CPM scale)."""
-        return np.einsum("nk,nkg->ng", self.proportions.to_numpy(np.float32), self.expression)
-
-    def to_anndata(self) -> ad.AnnData:
-        """AnnData (samples x output genes) with one layer per cell type (its GEP, CPM).
-
-        ``X`` is the reconstruction ``sum_k p_k GEP_k``; ``obsm["proportions"]`` the proportions (columns encoded like the layer keys);
-        ``obs`` the fit columns; ``uns`` the model name, cell types and the input report (JSON).
-        Layer keys are the cell-type names with ``%`` and ``/`` percent-encoded (``HSC%2FProgenitor``).
-        """
-        obs = self.fit.copy()
-        for column in ("poorly_explained", "members_disagree"):
-            if column in obs:
-                obs[column] = obs[column].astype(bool)
-        adata = ad.AnnData(
-            X=self.reconstruction(), obs=obs, var=pd.DataFrame(index=pd.Index(self.genes, name="gene"))
-        )
-        adata.obs_names = [str(s) for s in self.proportions.index]
-        for k, cell_type in enumerate(self.cell_types):
-            adata.layers[_layer_key(cell_type)] = self.expression[:, k, :]
-        for key in ("proportions", "proportions_lo", "proportions_hi", "member_spread"):
-            frame = getattr(self, key)
-            if frame is not None:  # column names encoded like the layer keys (no '/' in HDF5 keys)
-                adata.obsm[key] = frame.set_axis(adata.obs_names).rename(columns=lambda c: _layer_key(str(c)))
-        adata.uns["model_name"] = self.model_name
-        adata.uns["cell_types"] = list(self.cell_types)
-        adata.uns["units"] = "CPM over the model's output genes"
-        adata.uns["input_report_json"] = json.dumps(self.input_report, default=str)
-        return adata
-
-    def write(self, directory: str | Path, *, overwrite: bool = False, gep: bool = True) -> Path:
-        """Write ``proportions.csv`` (first column ``sample``), ``fit.csv``, ``expression.h5ad`` (unless ``gep`` is
-        False) and ``provenance.json`` (model, BLUE version, whether and how the result was adapted to its cohort,
-        the input report). A streamed run (:func:`~blue_core.engine.streaming.deconvolve_chunked`) writes the
-        same files.
-
-        The files are written into a temporary sibling folder that is renamed to ``directory`` only
-        when all three are complete (:func:`~blue_core.io.files.atomic_directory`): a failure part-way
-        (disk full, interrupt) leaves any previous result in ``directory`` intact.
-
-        Parameters
-        ----------
-        directory
-            Output folder; created. Must not be a file.
-        overwrite
-            Replace an existing non-empty folder (its old contents are removed once the new result is
-            in place). Refused by default.
-
-        Raises
-        ------
-        BlueInputError
-            ``directory`` is a file, or is not empty and ``overwrite`` is False.
-        """
-        from ..io.files import atomic_directory
-
-        from ..io.strictjson import dumps
-
-        with atomic_directory(directory, overwrite=overwrite, what="output folder") as tmp:
-            write_csv(self.proportions_table().rename_axis("sample"), tmp / "proportions.csv")
-            write_csv(self.fit.rename_axis("sample"), tmp / "fit.csv")
-            if gep:
-                self.to_anndata().write_h5ad(tmp / "expression.h5ad", compression="gzip")
-            (tmp / "provenance.json").write_text(dumps(provenance(self.model_name, self.input_report)) + "\n",
-                                                 encoding="utf-8")
-        logger.info("wrote deconvolution of %d samples to %s", len(self.proportions), directory)
-        return Path(directory)
-
-    @classmethod
-    def concat(cls, parts: list[Deconvolution]) -> Deconvolution:
-        """One result from the results of consecutive sample chunks of one run (same model and genes).
-
-        Returns
-        -------
-        Deconvolution
-            Samples in the order of ``parts``; the first part's input report with the total sample count.
-        """
-        first = parts[0]
-
-        def cat(key: str) -> pd.DataFrame | None:
-            return None if getattr(first, key) is None else pd.concat([getattr(p, key) for p in parts])
-
-        report = dict(first.input_report, n_samples=int(sum(len(p.proportions) for p in parts)))
-        return cls(cat("proportions"), np.concatenate([p.expression for p in parts]), list(first.cell_types),
-                   list(first.genes), cat("fit"), first.model_name, report, proportions_lo=cat("proportions_lo"),
-                   proportions_hi=cat("proportions_hi"), member_spread=cat("member_spread"))
-
-    def proportions_table(self) -> pd.DataFrame:
-        """Proportions with, for an ensemble, ``<type>_lo`` / ``<type>_hi`` interval columns after each type."""
-        if self.proportions_lo is None or self.proportions_hi is None:
-            return self.proportions.copy()
-        columns = {}
-        for cell_type in self.cell_types:
-            columns[cell_type] = self.proportions[cell_type]
-            columns[f"{cell_type}_lo"] = self.proportions_lo[cell_type]
-            columns[f"{cell_type}_hi"] = self.proportions_hi[cell_type]
-        return pd.DataFrame(columns, index=self.proportions.index)
-
-    @classmethod
-    def read(cls, directory: str | Path) -> Deconvolution:
-        """Read a result written by :meth:`write` (e.g. by ``blue deconvolve``)."""
-        directory = Path(directory)
-        path = directory / "expression.h5ad"
-        if not path.is_file():
-            raise BlueInputError(
-                f"{directory} holds no expression.h5ad; pass the --out directory of `blue deconvolve`."
-            )
-        from ..io.hdf5 import read_h5ad
-
-        adata = read_h5ad(path)
-        cell_types = [str(c) for c in adata.uns["cell_types"]]
-        def layer(cell_type: str) -> np.ndarray:
-            key = _layer_key(cell_type)
-            if key not in adata.layers:  # written before the reversible encoding: '/' was '_'
-                key = cell_type.replace("/", "_")
-            return np.asarray(adata.layers[key], dtype=np.float32)
-
-        expression = np.stack([layer(c) for c in cell_types], 1)
-        def frame(key: str) -> pd.DataFrame:
-            out = pd.DataFrame(adata.obsm[key], copy=True)
-            return out.rename(columns=lambda c: _cell_type_of_key(str(c)))[cell_types]
-
-        proportions = frame("proportions")
-        proportions.index = pd.Index(adata.obs_names, name="sample")
-        columns = [c for c in ("fit_r", "poorly_explained", "member_spread", "members_disagree", "verdict", "reasons")
-                   if c in adata.obs]
-        fit = adata.obs[columns].copy()
-        fit.index = proportions.index
-        for column in ("poorly_explained", "members_disagree"):
-            if column in fit:
-                fit[column] = fit[column].astype(bool)
-        for column in ("verdict", "reasons"):
-            if column in fit:
-                fit[column] = fit[column].astype(str)
-        report = json.loads(adata.uns.get("input_report_json", "{}"))
-        extra = {}
-        for key in ("proportions_lo", "proportions_hi", "member_spread"):
-            if key in adata.obsm:
-                extra[key] = frame(key).set_axis(proportions.index)
-        return cls(proportions, expression, cell_types, [str(g) for g in adata.var_names], fit,
-                   str(adata.uns.get("model_name", "")), report, **extra)
-
-
-def provenance(model_name: str, input_report: dict[str, Any]) -> dict[str, Any]:
-    """``provenance.json`` of a result folder (in memory or streamed): model, BLUE version, sample count,
-    adaptation record and input report.
-
-    Returns
-    -------
-    dict
-        JSON-ready.
-    """
-    from .._version import __version__
-
-    return {"model": model_name, "blue_version": __version__, "n_samples": int(input_report.get("n_samples", 0)),
-            "adaptation": input_report.get("adaptation") or {"ran": False}, "input_report": input_report}
 
 
 def fit_scores(
@@ -457,6 +236,29 @@ def deconvolve(
                          model.name, report, **intervals)
 
 
+def deconvolve_chunk(frame: pd.DataFrame, model: BlueModel, *, batch_size: int) -> Deconvolution:
+    """One chunk through the in-memory core (``deconvolve`` with ``adapt=False``: the model given is already the one
+    the whole file adapted); per-chunk poor-fit warnings are left to one summary for the file.
+
+    Parameters
+    ----------
+    frame
+        ``(samples, genes)`` linear values over the model's genes.
+    model
+        The model to run.
+    batch_size
+        Samples per forward pass.
+
+    Returns
+    -------
+    Deconvolution
+        The chunk's result.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorFitWarning)
+        return deconvolve(frame, model, batch_size=batch_size, adapt=False)
+
+
 def _warn_poor_fit(n_poor: int, n: int, model_name: str, threshold: float, basis: str) -> None:
     """The one PoorFitWarning of a run (in memory or read in chunks)."""
     if n_poor:
@@ -474,7 +276,7 @@ def _deconvolve_in_chunks(path: Path, model: BlueModel, *, reason: str, batch_si
     """``deconvolve`` of a file over the memory budget: read chunk by chunk (``engine.chunk_core``), adapted on the
     whole file as in memory, every chunk through the in-memory core, the results held in memory."""
     from ..io.source import InputLimits
-    from .chunk_core import adapt_on_source, chunk_frames, open_cohort
+    from .chunk_core import adapt_on_source, chunk_frames, chunked_report, open_cohort
     from .run_plan import DEFAULT_CHUNK_SIZE, gep_bytes
 
     source, plan, match = open_cohort(path, model)
@@ -489,16 +291,13 @@ def _deconvolve_in_chunks(path: Path, model: BlueModel, *, reason: str, batch_si
     run_model, record = adapt_on_source(model, source, plan=plan, match=match, adapt=adapt, log_base="auto",
                                         chunk_size=DEFAULT_CHUNK_SIZE, progress=sub)
     parts = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PoorFitWarning)  # one warning for the whole file, below
-        for start, stop, frame in chunk_frames(source, plan, chunk_size=DEFAULT_CHUNK_SIZE, log_base="auto"):
-            parts.append(deconvolve(frame, run_model, batch_size=batch_size, adapt=False))
-            if progress is not None:
-                progress(0.3 + 0.7 * stop / source.n_samples, f"deconvolved {stop:,} of {source.n_samples:,} samples")
+    for start, stop, frame in chunk_frames(source, plan, chunk_size=DEFAULT_CHUNK_SIZE, log_base="auto"):
+        parts.append(deconvolve_chunk(frame, run_model, batch_size=batch_size))
+        if progress is not None:
+            progress(0.3 + 0.7 * stop / source.n_samples, f"deconvolved {stop:,} of {source.n_samples:,} samples")
     result = Deconvolution.concat(parts)
-    report = result.input_report
-    report.update(source=path.name, adaptation=record, read={"mode": "stream", "reason": reason,
-                                                             "chunk_size": DEFAULT_CHUNK_SIZE})
+    result.input_report = report = chunked_report(result.input_report, source=source, adaptation=record,
+                                                  reason=reason, chunk_size=DEFAULT_CHUNK_SIZE, log_base="auto")
     _warn_poor_fit(int(result.fit["poorly_explained"].sum()), source.n_samples, model.name,
                    report["fit_r_threshold"], report["fit_r_threshold_basis"])
     return result

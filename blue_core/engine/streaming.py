@@ -1,23 +1,16 @@
-"""Archive scale: deconvolve cohorts that do not fit in memory, chunk by chunk, resumably, and with Dask.
+"""Archive scale: deconvolve cohorts that do not fit in memory, chunk by chunk, resumably, locally or on Dask.
 
-Inputs (:func:`open_bulk`), read in sample chunks with bounded memory:
+The input is read in sample chunks with bounded memory (:func:`~blue_core.io.chunked.open_bulk`: h5ad, ARCHS4-layout
+HDF5, zarr, samples x genes CSV/TSV), matched to the model once and adapted on the whole file as an in-memory run
+would be (:mod:`~blue_core.engine.chunk_core`); every chunk then goes through the same in-memory core, so the numbers
+are those of :func:`~blue_core.engine.inference.deconvolve`.
 
-* **h5ad** (AnnData, samples x genes; opened backed, dense or sparse ``X``);
-* **HDF5, ARCHS4 layout**: ``data/expression`` (genes x samples, counts), ``meta/genes/symbol`` (or
-  ``meta/genes/gene_symbol``) and ``meta/samples/geo_accession`` (or ``meta/samples/sample``);
-* **zarr** folder written by this module's benchmarks or by ``anndata.AnnData.write_zarr`` (samples x genes);
-* **CSV/TSV, samples x genes** (first column = sample ID), read by row chunks. A genes x samples text table cannot
-  be streamed by sample: convert it (``blue deconvolve`` in memory, or to h5ad) first.
-
-The gene axis is harmonized once (:func:`~blue_core.io.genes.map_gene_ids`; duplicated symbols are summed per
-chunk) and matched to the model once; every chunk then goes through the same
-:func:`~blue_core.engine.inference.deconvolve` as an in-memory run, so the results are identical per sample. Values must
-be linear (counts, TPM); the first chunk is checked and log-scale input is refused with the fix.
-
-Outputs (:func:`deconvolve_chunked`), into a temporary sibling folder renamed when complete:
-``proportions.csv`` + ``proportions.parquet`` (with ``<type>_lo/_hi`` for ensembles), ``fit.csv`` +
-``fit.parquet``, and ``expression.zarr`` (samples x cell types x genes, chunked by samples; optional float16,
-subsets of cell types and genes, or none). An interrupted run resumes: finished chunks are skipped.
+Output (:func:`deconvolve_chunked`): the files of :meth:`~blue_core.engine.result.Deconvolution.write`, written by
+the same writer (:func:`~blue_core.engine.inference.write_result_files`): ``proportions.csv``, ``fit.csv`` (with each
+sample's trust verdict), ``expression.h5ad`` (optional float16 ``log1p(CPM)`` layers, subsets of cell types and
+genes, or none) and ``provenance.json``. Each chunk is one task that writes its own files into
+``<out>.partial/parts`` and a ``.done`` marker (one writer per chunk region, so Dask workers write in parallel); an
+interrupted run resumes with the chunks not yet done, and the folder is renamed to ``out`` only when complete.
 """
 
 from __future__ import annotations
@@ -26,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,276 +29,103 @@ import pandas as pd
 
 from .._types import Progress
 from ..exceptions import BlueInputError
-from ..io.files import swap_in, write_csv
-from ..io.strictjson import dumps
-from ..analysis.trust import assess
+from ..io.chunked import ChunkedBulk, ColumnPlan, open_bulk
+from ..io.files import swap_in
+from .chunk_core import LogBase, adapt_on_source, check_linear, chunked_report, open_cohort, to_linear
+from .run_plan import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["ChunkedBulk", "open_bulk", "deconvolve_chunked", "deconvolve_dask", "StreamResult"]
+__all__ = ["deconvolve_chunked", "deconvolve_dask", "StreamResult"]
 
 logger = logging.getLogger(__name__)
 
-_STREAMABLE = (".h5ad", ".h5", ".hdf5", ".zarr", ".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+#: The result tables one chunk writes (``parts/<i>.<name>.parquet``); the optional ones only for ensembles.
+_TABLES = ("proportions", "proportions_lo", "proportions_hi", "member_spread", "fit")
 
 
-@dataclass
-class ChunkedBulk:
-    """A samples x genes source read in sample chunks.
+@dataclass(frozen=True)
+class _ChunkTask:
+    """What every chunk of one run needs; the same object runs a chunk locally or on a Dask worker.
 
     Attributes
     ----------
     path
-        The file or folder.
-    samples
-        Sample IDs, shape (n_samples,).
-    genes
-        Harmonized gene symbols of the source's columns, shape (n_columns,) (duplicates possible: summed).
-    layout
-        ``"h5ad"``, ``"archs4"``, ``"zarr"`` or ``"csv"``.
+        The input (each Dask task opens it itself: workers may be other machines on a shared file system).
+    plan
+        Source columns of the model's genes.
+    model
+        The model to run (already adapted on the whole file).
+    parts
+        ``<out>.partial/parts``.
+    log_base, batch_size
+        As :func:`deconvolve_chunked`.
+    gep, gep_dtype, type_idx, gene_idx
+        Whether and which GEPs are kept, and their dtype.
     """
 
-    path: Path
-    samples: list[str]
-    genes: list[str]
-    layout: str
-    _reader: Any = field(default=None, repr=False)
+    path: str
+    plan: ColumnPlan
+    model: BlueModel
+    parts: str
+    log_base: LogBase
+    batch_size: int
+    gep: bool
+    gep_dtype: str
+    type_idx: tuple[int, ...]
+    gene_idx: tuple[int, ...]
 
-    @property
-    def n_samples(self) -> int:
-        """Number of samples."""
-        return len(self.samples)
+    def done(self, i: int) -> Path:
+        """The marker of chunk ``i``: written last, so a chunk with a marker has all its files."""
+        return Path(self.parts) / f"{i:06d}.done"
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as a dense float64 array, shape (stop - start, n_columns).
+    def run(self, i: int, start: int, stop: int, source: ChunkedBulk | None = None) -> int:
+        """Deconvolve samples ``[start, stop)`` and write chunk ``i``'s files.
 
         Returns
         -------
-        numpy.ndarray
-            The values as stored (linear scale expected).
+        int
+            The number of samples written.
         """
-        return np.asarray(self._reader(start, stop), dtype=np.float64)
+        source = source if source is not None else open_bulk(self.path)
+        frame = to_linear(self.plan.frame(source, start, stop), self.log_base)
+        if i == 0:
+            check_linear(frame, source.path.name)
+        from ..analysis.trust import assess
+        from .inference import deconvolve_chunk
 
-    def chunks(self, chunk_size: int) -> Iterator[tuple[int, int]]:
-        """``(start, stop)`` of each chunk of at most ``chunk_size`` samples."""
-        for start in range(0, self.n_samples, chunk_size):
-            yield start, min(start + chunk_size, self.n_samples)
-
-
-def _harmonize(names: Sequence[str]) -> list[str]:
-    """Current symbols of a file's gene axis (:func:`~blue_core.io.genes.harmonize_gene_ids`; "" where dropped)."""
-    from ..io.genes import harmonize_gene_ids
-
-    symbols, _ = harmonize_gene_ids([str(n) for n in names])
-    return [s if s is not None else "" for s in symbols]
-
-
-def open_bulk(path: str | os.PathLike) -> ChunkedBulk:
-    """Open a large samples x genes input for chunked reading (layouts in the module docstring).
-
-    Returns
-    -------
-    ChunkedBulk
-        Sample IDs, harmonized genes and a reader of row ranges; nothing but the axes is loaded.
-
-    Raises
-    ------
-    BlueInputError
-        Missing file, unsupported layout, or a text table with genes in rows.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise BlueInputError(f"{path} does not exist: check the path.")
-    name = path.name.lower()
-    if name.endswith(".h5ad"):
-        from ..io.hdf5 import read_h5ad
-
-        adata = read_h5ad(path, backed="r")
-
-        def read_rows(start: int, stop: int) -> np.ndarray:
-            block = adata.X[start:stop]
-            return block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-
-        return ChunkedBulk(path, [str(s) for s in adata.obs_names], _harmonize(adata.var_names), "h5ad", read_rows)
-    if name.endswith((".h5", ".hdf5")):
-        from ..io.hdf5 import open_hdf5
-
-        handle = open_hdf5(path)
-        try:
-            matrix = handle["data/expression"]
-            genes_ds = next(handle[k] for k in ("meta/genes/symbol", "meta/genes/gene_symbol") if k in handle)
-            samples_ds = next(handle[k] for k in ("meta/samples/geo_accession", "meta/samples/sample") if k in handle)
-        except (KeyError, StopIteration):
-            handle.close()
-            raise BlueInputError(
-                f"{path.name} is not in the supported HDF5 layout: data/expression (genes x samples), "
-                "meta/genes/symbol and meta/samples/geo_accession (ARCHS4). Convert it to h5ad instead."
-            ) from None
-        genes = [g.decode() if isinstance(g, bytes) else str(g) for g in genes_ds[()]]
-        samples = [s.decode() if isinstance(s, bytes) else str(s) for s in samples_ds[()]]
-        if matrix.shape != (len(genes), len(samples)):
-            handle.close()
-            raise BlueInputError(f"{path.name}: data/expression is {matrix.shape}, but there are {len(genes)} genes and "
-                                 f"{len(samples)} samples; the matrix must be genes x samples.")
-        return ChunkedBulk(path, samples, _harmonize(genes), "archs4", lambda a, b: matrix[:, a:b].T)
-    if name.endswith(".zarr"):
-        import zarr
-
-        root = zarr.open_group(str(path), mode="r")
-        try:
-            matrix = root["X"]
-            samples = [str(s) for s in root["obs_names"][:]]
-            genes = [str(g) for g in root["var_names"][:]]
-        except KeyError:
-            raise BlueInputError(f"{path.name}: a zarr input needs arrays X (samples x genes), obs_names and "
-                                 "var_names.") from None
-        return ChunkedBulk(path, samples, _harmonize(genes), "zarr", lambda a, b: matrix[a:b])
-    if name.endswith((".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")):
-        sep = "," if ".csv" in name else "\t"
-        header = pd.read_csv(path, sep=sep, nrows=0)
-        ids = pd.read_csv(path, sep=sep, usecols=[0]).iloc[:, 0].astype(str).tolist()
-        columns = [str(c) for c in header.columns[1:]]
-        from ..io.genes import gene_like_fraction
-
-        if gene_like_fraction(ids[:500]) > 0.5 and gene_like_fraction(columns[:500]) < 0.5:
-            raise BlueInputError(f"{path.name} has genes in rows: a text table can be streamed only with samples in "
-                                 "rows. Transpose it, or convert it to h5ad, then run again.")
-
-        position: dict[str, Any] = {"reader": None, "next": 0, "buffer": None}
-
-        def read_csv(start: int, stop: int) -> np.ndarray:
-            # Sequential chunks (the streaming loop) continue one pass over the file; any other range reopens it.
-            if position["reader"] is None or start != position["next"]:
-                position["reader"] = pd.read_csv(path, sep=sep, index_col=0, chunksize=max(stop - start, 1),
-                                                 skiprows=range(1, start + 1))
-                position["buffer"] = None
-            parts, need = [], stop - start
-            while need > 0:
-                block = position["buffer"] if position["buffer"] is not None else next(position["reader"])
-                position["buffer"] = None
-                values = block.to_numpy(dtype=np.float64)
-                parts.append(values[:need])
-                if len(values) > need:
-                    position["buffer"] = block.iloc[need:]
-                need -= len(values[:need])
-            position["next"] = stop
-            return np.vstack(parts)
-
-        return ChunkedBulk(path, ids, _harmonize(columns), "csv", read_csv)
-    raise BlueInputError(f"{path.name}: streaming reads {', '.join(_STREAMABLE)}; convert the file to h5ad.")
+        result = deconvolve_chunk(frame, self.model, batch_size=self.batch_size)
+        result = assess(None, result, model=self.model).annotate(result)  # the verdict (fit and spread rule)
+        parts = Path(self.parts)
+        for name in _TABLES:
+            table = getattr(result, name)
+            if table is not None:
+                table.rename_axis("sample").to_parquet(parts / f"{i:06d}.{name}.parquet")
+        (parts / f"{i:06d}.report.json").write_text(json.dumps(result.input_report, default=str))
+        if self.gep:
+            np.save(parts / f"{i:06d}.x.npy", result.reconstruction()[:, list(self.gene_idx)])
+            np.save(parts / f"{i:06d}.gep.npy", _gep_block(result.expression, self))
+        self.done(i).write_text("ok")
+        return stop - start
 
 
-def _column_plan(source: ChunkedBulk, genes: Sequence[str]) -> tuple[list[str], list[np.ndarray]]:
-    """For each wanted gene present in the source: the source columns that sum into it."""
-    positions: dict[str, list[int]] = {}
-    for j, symbol in enumerate(source.genes):
-        if symbol:
-            positions.setdefault(symbol, []).append(j)
-    present = [g for g in genes if g in positions]
-    return present, [np.asarray(positions[g]) for g in present]
-
-
-def _model_genes(model: BlueModel) -> list[str]:
-    """Every gene the model reads or scores its fit on (input genes, then output genes)."""
-    return list(dict.fromkeys([*map(str, model.input_genes), *map(str, model.output_genes)]))
-
-
-def _chunk_frame(source: ChunkedBulk, start: int, stop: int, present: list[str], plan: list[np.ndarray]) -> pd.DataFrame:
-    from ..io.units import check_finite
-
-    values = source.read(start, stop)
-    check_finite(values, f"{source.path.name} (samples {start}-{stop})")
-    matrix = np.stack([values[:, cols].sum(axis=1) for cols in plan], axis=1) if plan else np.zeros((stop - start, 0))
-    return pd.DataFrame(matrix, index=source.samples[start:stop], columns=present)
-
-
-#: Samples per chunk when none is given (the CLI's --chunk-size default too).
-DEFAULT_CHUNK_SIZE = 5_000
-#: Why streamed runs have no tissue checks (input_report.json, the trust summary, the CLI).
-NO_TISSUE_CHECKS = ("tissue checks are not run on streamed runs (they rank every gene of every sample); the verdict "
-                    "judges the fit and the ensemble spread only. For the tissue checks, deconvolve a few hundred "
-                    "samples in memory (blue deconvolve FILE without --chunk-size)")
-
-
-def _to_linear(frame: pd.DataFrame, log_base: str) -> pd.DataFrame:
-    """A declared log base (``--log-base 2|10|e``) converts every chunk the same way: ``base**x - 1``, floored at 0
-    (per-chunk auto-detection could read two chunks of one file differently, so streaming never guesses)."""
-    if log_base == "auto":
-        return frame
-    from ..io.units import LOG_BASES
-
-    base = LOG_BASES[log_base][0]
-    return (np.power(base, frame) - 1.0).clip(lower=0.0)
-
-
-def _check_linear(frame: pd.DataFrame, source: ChunkedBulk) -> None:
-    """``read_bulk``'s units rule (``io.convert_units``) on a chunk: streaming takes linear values only."""
-    from ..io.units import convert_units
-
-    values = frame.to_numpy()
-    if not values.size:
-        return
-    _, units, _ = convert_units(values, source.path.name)  # raises for negative values that are not log-scale
-    if units == "log_converted":
-        raise BlueInputError(f"{source.path.name}: the values look log-scale (min {values.min():.3g}, max "
-                             f"{values.max():.3g}). Streaming needs linear counts or TPM: declare the base "
-                             "(log_base= / --log-base 2|10|e, then every chunk is converted back the same way), or "
-                             "deconvolve in memory (which detects it).")
-
-
-def _quiet_deconvolve(frame: pd.DataFrame, model: BlueModel, batch_size: int):  # noqa: ANN202
-    from .inference import deconvolve
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # per-chunk warnings are summarised once at the end
-        # a chunk is not a cohort: streamed runs are never adapted (each chunk would get its own networks)
-        return deconvolve(frame, model, batch_size=batch_size, adapt=False)
-
-
-def _prepare_partial(partial: Path, manifest: dict[str, Any]) -> None:
-    """``<out>.partial/`` for this run: kept (to resume) only when an interrupted run had the same manifest."""
-    if partial.exists():
-        try:
-            same = json.loads((partial / "manifest.json").read_text()) == manifest
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    (partial / "parts").mkdir(exist_ok=True)
-
-
-def _gep_store(partial: Path, source: ChunkedBulk, model: BlueModel, keep_types: list[str], keep_genes: list[str],
-               chunk_size: int, gep_dtype: str) -> Any:
-    """The zarr group the GEPs are written to (reopened when resuming)."""
-    import zarr
-
-    path = partial / "expression.zarr"
-    if (path / "zarr.json").exists():
-        return zarr.open_group(str(path), mode="r+")
-    store = zarr.open_group(str(path), mode="w")
-    store.create_array("expression", shape=(source.n_samples, len(keep_types), len(keep_genes)),
-                       chunks=(min(chunk_size, source.n_samples), len(keep_types), len(keep_genes)), dtype=gep_dtype)
-    store.create_array("samples", data=np.asarray(source.samples, dtype=str))
-    store.create_array("cell_types", data=np.asarray(keep_types, dtype=str))
-    store.create_array("genes", data=np.asarray(keep_genes, dtype=str))
-    store.attrs.update(units="log1p(CPM) over the model's output genes" if gep_dtype == "float16"
-                       else "CPM over the model's output genes", model=model.name)
-    return store
-
-
-def _write_gep_block(store: Any, block: np.ndarray, start: int, stop: int, *, type_idx: list[int],
-                     gene_idx: list[int], full: tuple[int, int], gep_dtype: str) -> None:
-    """One chunk's GEPs ``(chunk, K, G)`` into the store; subsets indexed only when asked (no copies otherwise)."""
-    if len(type_idx) != full[0]:
-        block = block[:, type_idx]
-    if len(gene_idx) != full[1]:
-        block = block[:, :, gene_idx]
-    if gep_dtype == "float16":  # CPM reaches 1e6, past float16's 65,504: store log1p(CPM) instead
+def _gep_block(expression: np.ndarray, task: _ChunkTask) -> np.ndarray:
+    """One chunk's GEPs ``(rows, K, G)`` cut to the kept types and genes, in the stored dtype (float16 holds
+    ``log1p(CPM)``: CPM reaches 1e6, past float16's 65,504)."""
+    block = expression
+    if len(task.type_idx) != block.shape[1]:
+        block = block[:, list(task.type_idx)]
+    if len(task.gene_idx) != block.shape[2]:
+        block = block[:, :, list(task.gene_idx)]
+    if task.gep_dtype == "float16":
         block = np.log1p(block)
-    store["expression"][start:stop] = block if block.dtype == np.dtype(gep_dtype) else block.astype(gep_dtype)
+    return block.astype(task.gep_dtype, copy=False)
+
+
+def _run_task(task: _ChunkTask, i: int, start: int, stop: int) -> int:
+    """A Dask task: one chunk (module level, so workers can import it)."""
+    return task.run(i, start, stop)
 
 
 @dataclass
@@ -322,7 +141,7 @@ class StreamResult:
     files
         Names of the files written.
     verdicts
-        Samples per verdict (``ok`` / ``caution``; streamed runs have no tissue checks, so no ``wrong input``).
+        Samples per verdict (``ok`` / ``caution``; runs read in chunks have no tissue checks, so no ``wrong input``).
     """
 
     directory: Path
@@ -345,7 +164,10 @@ def deconvolve_chunked(
     genes: Sequence[str] | None = None,
     overwrite: bool = False,
     batch_size: int = 256,
-    log_base: Literal["auto", "2", "10", "e"] = "auto",
+    adapt: Any = None,
+    log_base: LogBase = "auto",
+    scheduler: str | None = None,
+    reason: str = "asked to stream",
     progress: Progress | None = None,
     fail_after_chunks: int | None = None,
 ) -> StreamResult:
@@ -354,7 +176,7 @@ def deconvolve_chunked(
     Parameters
     ----------
     source
-        A :class:`ChunkedBulk` or a path for :func:`open_bulk`.
+        A :class:`~blue_core.io.chunked.ChunkedBulk` or a path for :func:`~blue_core.io.chunked.open_bulk`.
     model
         The model.
     out
@@ -363,30 +185,37 @@ def deconvolve_chunked(
         Samples per chunk. Peak memory grows with it: about 2.5 x chunk_size x cell types x output genes x 4
         bytes (the GEPs of one chunk and their copies), e.g. ~1 GB for 5,000 samples x 7 types x 1,307 genes.
     gep
-        Write the GEPs to ``expression.zarr``.
+        Write the GEPs (``expression.h5ad``).
     gep_dtype
-        ``"float16"`` halves the GEP store; it then holds ``log1p(CPM)`` (CPM reaches 1e6, past float16's range;
-        ~3 significant digits), as the store's ``units`` attribute says.
+        ``"float16"`` halves the GEP layers; they then hold ``log1p(CPM)`` (~3 significant digits), as the file's
+        ``uns["units"]`` says; :meth:`~blue_core.engine.result.Deconvolution.read` converts them back.
     cell_types, genes
         Subsets of the GEPs to store (default: all of the model's).
     overwrite
         Replace a non-empty ``out``.
     batch_size
         Inference batch size.
+    adapt
+        Cohort adaptation, as :func:`~blue_core.engine.inference.deconvolve` (None: the model's default); it learns
+        from the whole file (at most ``AdaptationConfig.max_cohort_samples`` evenly spaced samples).
     log_base
         ``"auto"``: linear values only (log-scale input is refused with the fix); ``"2"``, ``"10"``, ``"e"``: the
         values are log(x + 1) in that base and every chunk is converted back.
+    scheduler
+        None: the chunks run here, one after another. A ``dask.distributed`` scheduler address
+        (``tcp://host:8786``): every chunk is a task on that cluster (each worker must see ``source`` and ``out``
+        on a shared file system).
+    reason
+        Why this run streams (recorded in the input report's ``read`` entry).
     progress
         ``progress(fraction, message)``.
     fail_after_chunks
-        Testing hook: raise after this many newly computed chunks (simulates an interruption).
+        Testing hook: raise after this many newly computed chunks (simulates an interruption; local runs only).
 
     Returns
     -------
     StreamResult
-        The folder and what was done, with the verdict counts. The folder holds ``proportions``, ``fit`` (with
-        each sample's ``verdict`` and ``reasons``: the same flag rule as in memory, ``calibration.flag_fit``; no
-        tissue checks, ``NO_TISSUE_CHECKS``), ``expression.zarr``, ``manifest.json`` and ``input_report.json``.
+        The folder and what was done, with the verdict counts.
 
     Raises
     ------
@@ -395,137 +224,182 @@ def deconvolve_chunked(
     """
     from ..io.files import check_output_folder
 
-    source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
-    if chunk_size < 1:
-        raise BlueInputError(f"chunk_size must be >= 1, got {chunk_size}.")
-    if log_base not in ("auto", "2", "10", "e"):
-        raise BlueInputError(f"log_base must be 'auto', '2', '10' or 'e', not {log_base!r}.")
+    _check_options(chunk_size=chunk_size, log_base=log_base, gep_dtype=gep_dtype)
     target = Path(out)
     check_output_folder(target, overwrite=overwrite, what="--out")
-    present, plan = _column_plan(source, _model_genes(model))
-    match = model.check_genes(present, source=source.path.name)  # the in-memory overlap rule, before any work
-    keep_types = list(cell_types) if cell_types else list(model.cell_types)
-    keep_genes = list(genes) if genes else list(model.output_genes)
-    unknown = sorted(set(keep_types) - set(model.cell_types)) + sorted(set(keep_genes) - set(model.output_genes))
-    if unknown:
-        raise BlueInputError(f"not among the model's cell types / output genes: {unknown[:5]}.")
-    type_idx = [model.cell_types.index(t) for t in keep_types]
-    gene_idx = [model.output_genes.index(g) for g in keep_genes]
+    source, plan, match = open_cohort(source, model)  # the in-memory overlap rule, before any work
+    keep_types, keep_genes = _kept(model, cell_types, genes)
     partial = target.with_name(target.name + ".partial")
     manifest = {"source": str(source.path.resolve()), "n_samples": source.n_samples, "model": model.name,
                 "weights_sha256": (model.card or {}).get("weights_sha256"), "chunk_size": chunk_size, "gep": gep,
-                "gep_dtype": gep_dtype, "cell_types": keep_types, "genes": keep_genes, "log_base": log_base}
+                "gep_dtype": gep_dtype, "cell_types": keep_types, "genes": keep_genes, "log_base": log_base,
+                "adapt": repr(adapt)}
     _prepare_partial(partial, manifest)
-    store = _gep_store(partial, source, model, keep_types, keep_genes, chunk_size, gep_dtype) if gep else None
+    first = 0.0 if progress is None else 0.25  # the share of the bar adaptation takes
+    sub = None if progress is None else (lambda f, m: progress(first * f, m))
+    run_model, record = adapt_on_source(model, source, plan=plan, match=match, adapt=adapt, log_base=log_base,
+                                        chunk_size=chunk_size, progress=sub)
+    task = _ChunkTask(path=str(source.path), plan=plan, model=run_model, parts=str(partial / "parts"),
+                      log_base=log_base, batch_size=batch_size, gep=gep, gep_dtype=gep_dtype,
+                      type_idx=tuple(model.cell_types.index(t) for t in keep_types),
+                      gene_idx=tuple(model.output_genes.index(g) for g in keep_genes))
     chunks = list(source.chunks(chunk_size))
-    resumed = computed = 0
-    for i, (start, stop) in enumerate(chunks):
-        done = partial / "parts" / f"{i:06d}.done"
-        if done.exists():
-            resumed += 1
-            continue
-        frame = _to_linear(_chunk_frame(source, start, stop, present, plan), log_base)
-        if computed == 0:  # the first chunk this run reads
-            _check_linear(frame, source)
-        result = _quiet_deconvolve(frame, model, batch_size)
-        result = assess(None, result, model=model).annotate(result)  # the verdict, as in memory (no tissue checks)
-        result.proportions_table().rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.proportions.parquet")
-        result.fit.rename_axis("sample").to_parquet(partial / "parts" / f"{i:06d}.fit.parquet")
-        if store is not None:
-            _write_gep_block(store, result.expression, start, stop, type_idx=type_idx, gene_idx=gene_idx,
-                             full=(len(model.cell_types), len(model.output_genes)), gep_dtype=gep_dtype)
-        done.write_text("ok")
-        computed += 1
+    todo = [(i, a, b) for i, (a, b) in enumerate(chunks) if not task.done(i).exists()]
+    if todo and todo[0][0] != 0:  # resumed after the first chunk: its units check runs again on a fresh read
+        check_linear(to_linear(plan.frame(source, *chunks[0]), log_base), source.path.name)
+
+    def advance(n_done: int, samples: int) -> None:
         if progress is not None:
-            progress((i + 1) / len(chunks), f"chunk {i + 1}/{len(chunks)} ({stop:,} of {source.n_samples:,} samples)")
-        if fail_after_chunks is not None and computed >= fail_after_chunks:
-            raise KeyboardInterrupt(f"simulated interruption after {computed} chunks")
-    files, verdicts = _assemble(partial, len(chunks))
-    report = {"source": source.path.name, "layout": source.layout, "n_samples": source.n_samples,
-              "n_genes": len(source.genes), "n_model_genes": match.n_expected, "n_model_genes_matched": match.n_matched,
-              "input_panel": match.panel or "", "log_base": log_base,
-              "adaptation": {"ran": False, "reason": "streamed runs are never adapted (a chunk is not a cohort)"},
-              "verdicts": verdicts, "tissue_checks": NO_TISSUE_CHECKS}
-    (partial / "input_report.json").write_text(dumps(report, indent=1))
-    files.append("input_report.json")
+            progress(first + (1 - first) * 0.95 * n_done / len(chunks),
+                     f"chunk {n_done}/{len(chunks)} ({samples:,} of {source.n_samples:,} samples)")
+
+    resumed = len(chunks) - len(todo)
+    if scheduler:
+        _run_on_dask(task, todo, scheduler, on_done=advance, already=resumed, n_samples=source.n_samples)
+    else:
+        _run_here(task, todo, source, on_done=advance, already=resumed, fail_after=fail_after_chunks)
+    if progress is not None:
+        progress(first + (1 - first) * 0.95, "writing the result files")
+    files, verdicts = _assemble(partial, task, chunks, source=source, adaptation=record, reason=reason,
+                                chunk_size=chunk_size, keep=(keep_types, keep_genes))
     swap_in(partial, target)  # files.atomic_directory's final step: the old folder is replaced only when all is written
-    logger.info("deconvolved %d samples in %d chunks (%d resumed) into %s", source.n_samples, len(chunks), resumed, target)
+    logger.info("deconvolved %d samples in %d chunks (%d resumed) into %s", source.n_samples, len(chunks), resumed,
+                target)
     return StreamResult(directory=target, n_samples=source.n_samples, n_chunks=len(chunks), n_resumed=resumed,
                         files=files, verdicts=verdicts)
 
 
-def _assemble(partial: Path, n_chunks: int) -> tuple[list[str], dict[str, int]]:
-    """Concatenate the per-chunk tables (one chunk in memory at a time) into CSV and parquet; count the verdicts."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _check_options(*, chunk_size: int, log_base: str, gep_dtype: str) -> None:
+    """Options refused before any work, with the values allowed."""
+    if chunk_size < 1:
+        raise BlueInputError(f"chunk_size must be >= 1, got {chunk_size}.")
+    if log_base not in ("auto", "2", "10", "e"):
+        raise BlueInputError(f"log_base must be 'auto', '2', '10' or 'e', not {log_base!r}.")
+    if gep_dtype not in ("float32", "float16"):
+        raise BlueInputError(f"gep_dtype must be 'float32' or 'float16', not {gep_dtype!r}.")
 
-    files = []
-    verdicts = {"ok": 0, "caution": 0, "wrong input": 0}
-    for kind in ("proportions", "fit"):
-        writer = None
-        csv_path, pq_path = partial / f"{kind}.csv", partial / f"{kind}.parquet"
-        with open(csv_path, "w", encoding="utf-8") as csv:
-            for i in range(n_chunks):
-                part = pd.read_parquet(partial / "parts" / f"{i:06d}.{kind}.parquet")
-                if kind == "fit" and "verdict" in part:
-                    for verdict, count in part["verdict"].value_counts().items():
-                        verdicts[str(verdict)] = verdicts.get(str(verdict), 0) + int(count)
-                write_csv(part, csv, header=i == 0)
-                table = pa.Table.from_pandas(part)
-                writer = writer or pq.ParquetWriter(pq_path, table.schema)
-                writer.write_table(table)
-        if writer is not None:
-            writer.close()
-        files += [csv_path.name, pq_path.name]
-    shutil.rmtree(partial / "parts")
-    if (partial / "expression.zarr").exists():
-        files.append("expression.zarr")
+
+def _kept(model: BlueModel, cell_types: Sequence[str] | None, genes: Sequence[str] | None
+          ) -> tuple[list[str], list[str]]:
+    """The cell types and output genes whose GEPs are written (default: all), checked against the model."""
+    keep_types = list(cell_types) if cell_types else list(model.cell_types)
+    keep_genes = list(genes) if genes else list(model.output_genes)
+    unknown = sorted(set(keep_types) - set(model.cell_types)) + sorted(set(keep_genes) - set(model.output_genes))
+    if unknown:
+        raise BlueInputError(f"not among the model's cell types / output genes: {unknown[:5]}; see the model card "
+                             "for its names.")
+    return keep_types, keep_genes
+
+
+def _run_here(task: _ChunkTask, todo: list[tuple[int, int, int]], source: ChunkedBulk, *, on_done: Any,
+              already: int, fail_after: int | None) -> None:
+    """The chunks one after another in this process (sequential reads continue one pass over the file)."""
+    for computed, (i, start, stop) in enumerate(todo, start=1):
+        task.run(i, start, stop, source=source)
+        on_done(already + computed, stop)
+        if fail_after is not None and computed >= fail_after:
+            raise KeyboardInterrupt(f"simulated interruption after {computed} chunks")
+
+
+def _run_on_dask(task: _ChunkTask, todo: list[tuple[int, int, int]], scheduler: str, *, on_done: Any,
+                 already: int, n_samples: int) -> None:
+    """The chunks as tasks on a ``dask.distributed`` cluster (the task with its model sent once to every worker)."""
+    from distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        shared = client.scatter(task, broadcast=True)
+        futures = [client.submit(_run_task, shared, i, a, b, pure=False) for i, a, b in todo]
+        done_samples = 0
+        for n, future in enumerate(as_completed(futures), start=1):
+            done_samples += future.result()  # a task's error is raised here, with its traceback
+            on_done(already + n, min(n_samples, done_samples))
+
+
+def _prepare_partial(partial: Path, manifest: dict[str, Any]) -> None:
+    """``<out>.partial/`` for this run: kept (to resume) only when an interrupted run had the same manifest."""
+    if partial.exists():
+        try:
+            same = json.loads((partial / "manifest.json").read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (partial / "parts").mkdir(exist_ok=True)
+
+
+def _assemble(partial: Path, task: _ChunkTask, chunks: list[tuple[int, int]], *, source: ChunkedBulk,
+              adaptation: dict[str, Any], reason: str, chunk_size: int,
+              keep: tuple[list[str], list[str]]) -> tuple[list[str], dict[str, int]]:
+    """The chunks' files into the result folder's files (the in-memory writer; one chunk's GEPs in memory at a time);
+    the working files removed."""
+    from .result import Deconvolution, write_result_files
+
+    parts = Path(task.parts)
+
+    def table(name: str) -> pd.DataFrame | None:
+        paths = [parts / f"{i:06d}.{name}.parquet" for i in range(len(chunks))]
+        return pd.concat([pd.read_parquet(p) for p in paths]) if paths[0].exists() else None
+
+    tables = {name: table(name) for name in _TABLES}
+    first = json.loads((parts / "000000.report.json").read_text())
+    report = chunked_report(first, source=source, adaptation=adaptation, reason=reason, chunk_size=chunk_size,
+                            log_base=task.log_base)
+    model = task.model
+    result = Deconvolution(tables["proportions"], np.zeros((len(tables["proportions"]), len(model.cell_types), 0),
+                                                            dtype=np.float32),
+                           list(model.cell_types), list(model.output_genes), tables["fit"], model.name, report,
+                           proportions_lo=tables["proportions_lo"], proportions_hi=tables["proportions_hi"],
+                           member_spread=tables["member_spread"])
+    blocks = _gep_blocks(parts, chunks) if task.gep else None
+    files = write_result_files(partial, result, blocks=blocks, genes=keep[1], gep_cell_types=keep[0],
+                               gep_dtype=task.gep_dtype)  # type: ignore[arg-type]
+    shutil.rmtree(parts)
+    (partial / "manifest.json").unlink()
+    counts = result.fit["verdict"].value_counts() if "verdict" in result.fit else pd.Series(dtype=int)
+    verdicts = {"ok": 0, "caution": 0, "wrong input": 0} | {str(k): int(v) for k, v in counts.items()}
     return files, verdicts
+
+
+def _gep_blocks(parts: Path, chunks: list[tuple[int, int]]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Every chunk's reconstruction and GEPs, in order, read one chunk at a time."""
+    for i, (start, stop) in enumerate(chunks):
+        yield start, stop, np.load(parts / f"{i:06d}.x.npy"), np.load(parts / f"{i:06d}.gep.npy")
 
 
 def deconvolve_dask(
     source: ChunkedBulk | str | os.PathLike,
     model: BlueModel,
     *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    out: str | os.PathLike,
     scheduler: str | None = None,
-    batch_size: int = 256,
-) -> pd.DataFrame:
-    """Proportions and fit of a large cohort as a ``dask`` pipeline over sample chunks.
+    n_workers: int = 2,
+    **options: Any,
+) -> StreamResult:
+    """:func:`deconvolve_chunked` with every chunk a task on a ``dask.distributed`` cluster.
 
-    Each chunk is read and deconvolved by a task (``dask.delayed`` over the chunks, the model broadcast once per
-    worker as a scattered object); on the local machine by default (threads), or on an existing
-    ``dask.distributed`` cluster when ``scheduler`` is its address (``tcp://host:8786``; every worker must see
-    ``source``'s path). Results are identical to :func:`deconvolve_chunked`.
+    Parameters
+    ----------
+    source, model, out
+        As :func:`deconvolve_chunked`.
+    scheduler
+        The address of an existing cluster's scheduler (``tcp://host:8786``; e.g. one that ``dask-jobqueue`` or
+        the Dask Kubernetes operator started). None: a ``LocalCluster`` of ``n_workers`` single-thread worker
+        processes, started for this run and closed after it.
+    n_workers
+        Workers of the local cluster (ignored when ``scheduler`` is given).
+    **options
+        Any other option of :func:`deconvolve_chunked` (``chunk_size``, ``gep``, ``adapt``, ...).
 
     Returns
     -------
-    pandas.DataFrame
-        Index sample; the proportions table (``<type>_lo/_hi`` for ensembles) followed by the fit columns.
+    StreamResult
+        As :func:`deconvolve_chunked`; the files are identical.
     """
-    import dask
-
-    source = source if isinstance(source, ChunkedBulk) else open_bulk(source)
-    present, plan = _column_plan(source, _model_genes(model))
-    model.check_genes(present, source=source.path.name)  # the in-memory overlap rule (refuses or warns), before any work
-    path = str(source.path)
-
-    def run(start: int, stop: int, shared_model: Any) -> pd.DataFrame:
-        local = open_bulk(path)  # each task opens the file itself (workers may be other machines)
-        frame = _chunk_frame(local, start, stop, present, plan)
-        result = _quiet_deconvolve(frame, shared_model, batch_size)
-        return result.proportions_table().join(result.fit)
-
-    first = _chunk_frame(source, 0, min(chunk_size, source.n_samples), present, plan)
-    _check_linear(first, source)
     if scheduler:
-        from distributed import Client
+        return deconvolve_chunked(source, model, out=out, scheduler=scheduler, **options)
+    from distributed import LocalCluster
 
-        with Client(scheduler) as client:
-            shared = client.scatter(model, broadcast=True)
-            futures = [client.submit(run, a, b, shared, pure=False) for a, b in source.chunks(chunk_size)]
-            parts = client.gather(futures)
-    else:
-        tasks = [dask.delayed(run)(a, b, model) for a, b in source.chunks(chunk_size)]
-        parts = dask.compute(*tasks, scheduler="threads")
-    return pd.concat(parts).rename_axis("sample")
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        return deconvolve_chunked(source, model, out=out, scheduler=cluster.scheduler_address, **options)

@@ -31,7 +31,7 @@ from .files import restore_formulas, write_csv
 from .strictjson import dumps
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.inference import Deconvolution
+    from ..engine.result import Deconvolution
     from ..engine.model import BlueModel
 
 __all__ = ["write_bundle", "read_bundle", "AnalysisBundle", "MAX_BUNDLE_BYTES"]
@@ -51,7 +51,7 @@ class AnalysisBundle:
     Attributes
     ----------
     result
-        The :class:`~blue_core.engine.inference.Deconvolution`.
+        The :class:`~blue_core.engine.result.Deconvolution`.
     manifest
         ``manifest.json`` (inputs, model, version).
     subtypes
@@ -137,7 +137,7 @@ def read_bundle(data: bytes, *, max_bytes: int = MAX_BUNDLE_BYTES) -> AnalysisBu
         Not a bundle, unsafe or missing members, or files that do not read.
     """
     from .files import extract_zip
-    from ..engine.inference import Deconvolution
+    from ..engine.result import Deconvolution
 
     hint = "Upload the zip that 'Download this analysis' produced."
     allowed = {"manifest.json", *_RESULT_FILES, *_OPTIONAL}

@@ -8,7 +8,8 @@ server's plugin path, and a **user block** hides arbitrary bytes in front of the
 these is ever written by anndata or by BLUE, so every HDF5 the code reads passes :func:`check_hdf5`
 before any dataset is read, and is refused with a one-line message naming the object and the reason.
 
-Reading goes through :func:`open_hdf5` (an ``h5py.File``) or :func:`read_h5ad` (an AnnData) only;
+Reading goes through :func:`open_hdf5` (an ``h5py.File``) or :func:`read_h5ad` (an AnnData) only, and the one
+writer that fills an h5ad BLUE has just written block by block is :func:`add_dense_arrays`;
 ``tests/engine/test_house.py`` fails when other code calls ``h5py.File`` or ``anndata.read_h5ad``.
 """
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import anndata
     import h5py
 
-__all__ = ["HDF5Source", "check_hdf5", "check_signature", "open_hdf5", "read_h5ad", "HDF5_SIGNATURE"]
+__all__ = ["HDF5Source", "check_hdf5", "check_signature", "open_hdf5", "read_h5ad", "add_dense_arrays",
+           "HDF5_SIGNATURE"]
 
 HDF5Source = Union[str, os.PathLike, bytes, bytearray]
 
@@ -198,3 +200,41 @@ def read_h5ad(
         raise
     except Exception as err:  # h5py/anndata raise many types for malformed files
         raise BlueInputError(f"{label} could not be read as an AnnData .h5ad file ({err}). Re-save it with anndata.") from None
+
+
+def add_dense_arrays(path: str | os.PathLike, arrays: dict[str, tuple[tuple[int, int], str]], *,
+                     compression: Literal["gzip"] | None = None) -> Any:
+    """Add dense arrays to an h5ad this process has just written (anndata's encoding, so ``read_h5ad`` reads them),
+    to be filled block by block: a result too large to hold in memory is written one chunk of rows at a time.
+
+    Parameters
+    ----------
+    path
+        The h5ad (written by ``AnnData.write_h5ad`` without these arrays).
+    arrays
+        ``{"X": ((n, G), "float32"), "layers/<key>": (...), ...}``.
+    compression
+        HDF5 compression of the new arrays.
+
+    Returns
+    -------
+    context manager
+        Yields ``{name: h5py.Dataset}``; the file is closed (and flushed) on exit.
+    """
+    import contextlib
+
+    import h5py
+
+    @contextlib.contextmanager
+    def opened() -> Any:
+        with h5py.File(path, "a") as f:
+            datasets = {}
+            for name, (shape, dtype) in arrays.items():
+                rows = max(1, min(shape[0], 1024))
+                d = f.create_dataset(name, shape=shape, dtype=dtype, chunks=(rows, shape[1]) if all(shape) else None,
+                                     **({"compression": compression} if compression else {}))
+                d.attrs["encoding-type"], d.attrs["encoding-version"] = "array", "0.2.0"  # anndata's dense array
+                datasets[name] = d
+            yield datasets
+
+    return opened()

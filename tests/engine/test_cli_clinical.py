@@ -11,7 +11,7 @@ import pytest
 
 from blue_core.cli import main
 
-inference = pytest.importorskip("blue_core.engine.inference", reason="blue_core.engine.inference (Deconvolution) not available")
+result = pytest.importorskip("blue_core.engine.result", reason="blue_core.engine.result (Deconvolution) not available")
 
 
 def _write_deconv(directory: Path, n: int = 40, seed: int = 0, prefix: str = "P") -> pd.DataFrame:
@@ -25,7 +25,7 @@ def _write_deconv(directory: Path, n: int = 40, seed: int = 0, prefix: str = "P"
     samples = [f"{prefix}{i:02d}" for i in range(n)]
     props = pd.DataFrame(rng.dirichlet([2, 2], n), index=pd.Index(samples, name="sample"), columns=cts)
     fit = pd.DataFrame({"fit_r": 0.9, "poorly_explained": False}, index=props.index)
-    inference.Deconvolution(props, expr, cts, genes, fit, "tiny").write(directory)
+    result.Deconvolution(props, expr, cts, genes, fit, "tiny").write(directory)
     t = rng.exponential(np.where(truth == 1, 200.0, 2000.0))
     return pd.DataFrame({"sample": samples, "os_days": np.round(t, 1),
                          "os_event": np.where(rng.uniform(size=n) < 0.85, "Dead", "Alive")})
@@ -109,6 +109,7 @@ def test_real_aml_cohorts_end_to_end(tmp_path):
     """TCGA-LAML -> TARGET-AML with the AML model(s): well-formed subtypes and survival outputs."""
     try:
         from blue_core.io.datasets import load_sample
+        from blue_core.engine.inference import deconvolve
         from blue_core.engine.store import list_models
     except ImportError as err:  # pragma: no cover
         pytest.skip(f"engine modules not available: {err}")
@@ -117,7 +118,7 @@ def test_real_aml_cohorts_end_to_end(tmp_path):
     tcga, target = load_sample("tcga_laml"), load_sample("target_aml")
     m_d, m_v = _aml_model_for(tcga.bulk), _aml_model_for(target.bulk)
     for cohort, model, name in ((tcga, m_d, "tcga"), (target, m_v, "target")):
-        inference.deconvolve(cohort.bulk, model).write(tmp_path / name)
+        deconvolve(cohort.bulk, model).write(tmp_path / name)
         clin = cohort.clinical if "sample" in cohort.clinical.columns else cohort.clinical.rename_axis("sample").reset_index()
         clin.to_csv(tmp_path / f"{name}_clinical.csv", index=False)
     out = tmp_path / "out"

@@ -37,7 +37,7 @@ def test_simulate_train_deconvolve_models(workdir, capsys, monkeypatch):
     # issue 22.4: the trust verdict and its reasons travel in fit.csv and the h5ad, in the app's words
     fit = pd.read_csv(out / "fit.csv", index_col=0, keep_default_na=False)
     assert {"verdict", "reasons"} <= set(fit.columns) and set(fit["verdict"]) <= {"ok", "caution", "wrong input"}
-    from blue_core.engine.inference import Deconvolution
+    from blue_core.engine.result import Deconvolution
 
     assert list(Deconvolution.read(out).fit["verdict"]) == list(fit["verdict"])
 
@@ -58,8 +58,6 @@ def test_simulate_train_deconvolve_models(workdir, capsys, monkeypatch):
         (["train", "no_such.h5ad", "--out", "{tmp}/m"], "not found"),
         (["simulate", "{ref}", "--n-samples", "0", "--out", "{tmp}/s"], "n_samples"),
         (["simulate", "{ref}", "--cell-type-key", "nope", "--out", "{tmp}/s"], "nope"),
-        (["deconvolve", "{ref}", "--model", "{dir}", "--out", "{tmp}", "--chunk-size", "5", "--adapt", "on"],
-         "--adapt on is not available for chunked or streamed runs"),
         (["train", "--out", "{tmp}/m", "--bank-only"], "--bank-only needs --recipe FILE"),
     ],
 )
@@ -83,7 +81,7 @@ def test_help_texts(capsys):
 
 def test_deconvolve_adapt_on_runs_it_and_refuses_a_small_cohort(workdir, capsys):
     """--adapt on: the result's report says adaptation ran; a cohort below the floor gets one clear line."""
-    from blue_core.engine.inference import Deconvolution
+    from blue_core.engine.result import Deconvolution
 
     ref = str(workdir / "ref.h5ad")
     assert main(["simulate", ref, "--n-samples", "10", "--cells-per-sample", "20", "--out", str(workdir / "sim10")]) == 0

@@ -13,7 +13,8 @@ from _engine_data import synthetic_reference
 from blue_core.engine.ensemble import build_ensemble
 from blue_core.exceptions import BlueInputError, BlueModelError
 from blue_core.engine.calibration import Z90, proportion_intervals
-from blue_core.engine.inference import Deconvolution, deconvolve
+from blue_core.engine.result import Deconvolution
+from blue_core.engine.inference import deconvolve
 from blue_core.engine.model import load_model, save_model
 from blue_core.engine.training import train_model
 

@@ -1,4 +1,4 @@
-"""Issue 26.3: tables written as CSV cannot run formulas in a spreadsheet; h5ad/parquet keep names as given."""
+"""Issue 26.3: tables written as CSV cannot run formulas in a spreadsheet; h5ad keeps names as given."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from blue_core.io.files import FORMULA_STARTS, neutralise_formulas, restore_formulas
-from blue_core.engine.inference import Deconvolution, deconvolve
+from blue_core.engine.result import Deconvolution
+from blue_core.engine.inference import deconvolve
 
 EVIL = '=HYPERLINK("http://evil.example/x","clickme")'
 
@@ -60,16 +61,16 @@ def test_bundle_csvs_are_neutralised_and_reopen_with_the_names(tiny_trained):
     assert list(bundle.subtypes.index) == names and bundle.subtypes.iloc[0] == "=1+1"
 
 
-def test_streaming_csv_is_neutralised_and_parquet_is_not(tiny_trained, tmp_path):
+def test_streaming_csv_is_neutralised_and_h5ad_is_not(tiny_trained, tmp_path):
     from blue_core.engine.streaming import deconvolve_chunked
 
     model, result, names = _hacked(tiny_trained)
     frame = pd.DataFrame(np.random.default_rng(0).poisson(20, (4, len(model.input_genes))).astype(np.float32),
                          index=names, columns=list(model.input_genes))
     ad.AnnData(frame).write_h5ad(tmp_path / "c.h5ad")
-    deconvolve_chunked(tmp_path / "c.h5ad", model, out=tmp_path / "out", chunk_size=2, gep=False)
+    deconvolve_chunked(tmp_path / "c.h5ad", model, out=tmp_path / "out", chunk_size=2)
     assert list(pd.read_csv(tmp_path / "out" / "proportions.csv", index_col=0).index) == ["'" + n for n in names]
-    assert list(pd.read_parquet(tmp_path / "out" / "proportions.parquet").index) == names
+    assert list(ad.read_h5ad(tmp_path / "out" / "expression.h5ad").obs_names) == names
 
 
 def test_app_csv_download_is_neutralised(tiny_trained, monkeypatch):

@@ -39,7 +39,7 @@ def test_streaming_a_multi_panel_model_equals_the_in_memory_run(aml, tmp_path):
     bulk.write_h5ad(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        deconvolve_chunked(path, aml, out=tmp_path / "out", chunk_size=50)
+        deconvolve_chunked(path, aml, out=tmp_path / "out", chunk_size=50, adapt=False)
         memory = bc.deconvolve(bulk, aml, adapt=False)
     streamed = pd.read_csv(tmp_path / "out" / "proportions.csv", index_col=0)[aml.cell_types]
     assert np.allclose(streamed.to_numpy(), memory.proportions.loc[streamed.index.astype(str)].to_numpy(), atol=1e-5)
@@ -62,7 +62,7 @@ def test_a_streamed_run_carries_the_input_report_and_the_same_verdict_rule(tmp_p
     flag rule (tissue checks are not run, and it says so), a declared log base honoured, one final swap."""
     import json
 
-    from blue_core.engine.streaming import NO_TISSUE_CHECKS
+    from blue_core.engine.chunk_core import NO_TISSUE_CHECKS
 
     model = bc.load_model("pbmc")
     bulk = bc.load_sample("monaco_pbmc").bulk
@@ -70,24 +70,24 @@ def test_a_streamed_run_carries_the_input_report_and_the_same_verdict_rule(tmp_p
     bulk.write_h5ad(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = deconvolve_chunked(path, model, out=tmp_path / "out", chunk_size=5, gep=False)
+        run = deconvolve_chunked(path, model, out=tmp_path / "out", chunk_size=5, gep=False, adapt=False)
         memory = bc.deconvolve(bulk, model, adapt=False)
     fit = pd.read_csv(tmp_path / "out" / "fit.csv", index_col=0)
     flagged = memory.fit["poorly_explained"] | memory.fit["members_disagree"]
     assert (fit["verdict"] == np.where(flagged, "caution", "ok")).all()
     assert run.verdicts["ok"] + run.verdicts["caution"] == 12
-    report = json.loads((tmp_path / "out" / "input_report.json").read_text())
+    report = json.loads((tmp_path / "out" / "provenance.json").read_text())["input_report"]
     assert report["n_model_genes_matched"] == report["n_model_genes"] and report["tissue_checks"] == NO_TISSUE_CHECKS
-    assert report["verdicts"] == run.verdicts and not report["adaptation"]["ran"]
+    assert run.verdicts["caution"] == int(flagged.sum()) and not report["adaptation"]["ran"]
     logged = bulk.copy()
     logged.X = np.log2(np.asarray(logged.X) + 1.0)
     log_path = tmp_path / "monaco_log2.h5ad"
     logged.write_h5ad(log_path)
     with pytest.raises(BlueInputError, match="--log-base 2"):
-        deconvolve_chunked(log_path, model, out=tmp_path / "refused", gep=False)
+        deconvolve_chunked(log_path, model, out=tmp_path / "refused", gep=False, adapt=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        deconvolve_chunked(log_path, model, out=tmp_path / "log", gep=False, log_base="2")
+        deconvolve_chunked(log_path, model, out=tmp_path / "log", gep=False, log_base="2", adapt=False)
     linear = pd.read_csv(tmp_path / "out" / "proportions.csv", index_col=0)[model.cell_types]
     back = pd.read_csv(tmp_path / "log" / "proportions.csv", index_col=0)[model.cell_types]
     assert np.allclose(linear.to_numpy(), back.to_numpy(), atol=1e-4)

@@ -40,7 +40,7 @@ _KINDS = list(_WORDS)
 
 def _readers(tiny_model):
     from blue_core.io import read_bulk, read_reference, read_reference_obs
-    from blue_core.engine.streaming import open_bulk
+    from blue_core.io.chunked import open_bulk
 
     return {
         "read_bulk(path)": lambda p: read_bulk(p),
@@ -79,7 +79,7 @@ def test_without_the_rule_the_planted_file_does_read_outside(tmp_path):
 
 
 def test_archive_hdf5_with_external_storage_is_refused(tmp_path):
-    from blue_core.engine.streaming import open_bulk
+    from blue_core.io.chunked import open_bulk
 
     outside = tmp_path / "outside.fifo"
     with plants.FifoWatch(outside) as watch:
@@ -106,7 +106,8 @@ def test_relative_external_path_is_refused_for_uploaded_bytes(tmp_path, monkeypa
 
 def test_saved_result_and_bundle_with_a_planted_h5ad_are_refused(tiny_trained, tmp_path):
     from blue_core.io.bundle import read_bundle, write_bundle
-    from blue_core.engine.inference import Deconvolution, deconvolve
+    from blue_core.engine.result import Deconvolution
+    from blue_core.engine.inference import deconvolve
 
     model, bulk = tiny_trained(n_bulk=4, bulk_seed=1)
     result = deconvolve(bulk.astype(np.float64), model)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from blue_core.exceptions import BlueInputError, GeneOverlapWarning
-from blue_core.engine.inference import Deconvolution, deconvolve, fit_scores
+from blue_core.engine.result import Deconvolution
+from blue_core.engine.inference import deconvolve, fit_scores
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_write_and_read_back(setup, tmp_path):
 def test_cell_types_with_slashes_round_trip(tmp_path):
     import warnings as _w
 
-    from blue_core.engine.inference import Deconvolution, _cell_type_of_key, _layer_key
+    from blue_core.engine.result import Deconvolution, _cell_type_of_key, _layer_key
 
     for name in ("HSC/Progenitor", "T/NK", "100%/x", "plain"):
         assert _cell_type_of_key(_layer_key(name)) == name and "/" not in _layer_key(name)

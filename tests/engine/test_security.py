@@ -26,7 +26,8 @@ from _engine_data import synthetic_reference
 from blue_studio import cache, views
 from blue_core.exceptions import BlueInputError, BlueModelError
 from blue_core.io.files import atomic_directory, check_model_name
-from blue_core.engine.inference import Deconvolution, deconvolve
+from blue_core.engine.result import Deconvolution
+from blue_core.engine.inference import deconvolve
 from blue_core.io import InputLimits, read_bulk, read_reference, read_reference_obs
 from blue_core.engine.model import load_model, save_model
 from blue_core.engine.training import train_model
