@@ -1,8 +1,8 @@
-"""Peer benchmark: BLUE vs NNLS, nu-SVR (CIBERSORT), TAPE and Scaden, in one run (issue 6).
+"""Peer benchmark: BLUE vs NNLS, nu-SVR (CIBERSORT), TAPE, Scaden and BayesPrism, in one run (issues 6, 25).
 
 Usage (from the repository root, product venv active)::
 
-    bash bench/peers_setup.sh           # once: TAPE + Scaden (PyPI scTAPE) in .peers-venv/
+    bash bench/peers_setup.sh           # once: TAPE + Scaden (PyPI scTAPE) in .peers-venv/, BayesPrism in .bayesprism-venv/
     nice -n 10 python bench/peers.py    # writes bench/results/peers.md and bench/results/peers_*.png
     python bench/peers.py --quick       # smaller test sets and no 10,000-sample timing (smoke run)
 
@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_common import (CELLS_PER_SAMPLE, COST_SIZES, METHODS, MONACO_COARSE, PEER_METHODS,  # noqa: E402
-                          PEERS_PYTHON, REPO, RESULTS, SEED, SHARED, WORK)
+from peers_common import (BAYESPRISM_PYTHON, CELLS_PER_SAMPLE, COST_SIZES, METHODS, MONACO_COARSE,  # noqa: E402
+                          PEER_METHODS, PEERS_PYTHON, REPO, RESULTS, SEED, SHARED, WORK)
 from peers_report import PUBLISHED_HEADER, write_published, write_report  # noqa: E402
 
 
@@ -198,7 +198,8 @@ def prepare_groups(quick: bool, threads: int, blue_train: bool) -> tuple[dict[st
 def run_method(method: str, group_dir: Path, log) -> dict:
     """Run one method on one reference group in a subprocess; return its outputs per bulk."""
     out_dir = group_dir / f"out_{method}"
-    python = PEERS_PYTHON if method in PEER_METHODS else Path(sys.executable)
+    python = (PEERS_PYTHON if method in PEER_METHODS else BAYESPRISM_PYTHON if method == "bayesprism"
+              else Path(sys.executable))
     if not python.exists():
         log(f"  {method}: SKIPPED ({python} missing; run `bash bench/peers_setup.sh`)")
         return {"failed": f"{python.name} missing: run bash bench/peers_setup.sh"}

@@ -22,6 +22,11 @@ RESULTS = REPO / "bench" / "results"
 PEERS_PYTHON = REPO / ".peers-venv" / "bin" / "python"
 
 
+#: BayesPrism's Python port (PyPI ``bayesprism`` 0.1.0, MIT) has pins of its own (polars, pydantic, returns):
+#: its own venv, from ``bash bench/peers_setup.sh``.
+BAYESPRISM_PYTHON = REPO / ".bayesprism-venv" / "bin" / "python"
+
+
 SEED = 0
 
 
@@ -37,10 +42,10 @@ COST_SIZES = (100, 1_000, 10_000)
 #: Largest n actually timed per method; larger n are extrapolated linearly from it and marked "est."
 #: (nu-SVR fits every sample apart; TAPE's adaptive stage runs 1,800 full-batch steps over all n samples,
 #: hours at 10,000 on one core). Linear in n by construction for both.
-COST_CAP = {"svr": 1_000, "tape": 100}
+COST_CAP = {"svr": 1_000, "tape": 100, "bayesprism": 100}
 
 
-METHODS = ("nnls", "svr", "tape", "scaden", "blue")
+METHODS = ("nnls", "svr", "tape", "scaden", "bayesprism", "blue")
 
 
 PEER_METHODS = {"tape", "scaden"}

@@ -17,10 +17,11 @@ from peers_common import COST_SIZES, MARKERS_PER_TYPE, REPO, SCORED_PBMC, WORK  
 from peers_scoring import nnls_sensitivity, score_gep_abis, score_gep_pseudo, score_hba1c, score_proportions  # noqa: E402
 
 
-LABELS = {"blue": "BLUE", "nnls": "NNLS", "svr": "nu-SVR (CIBERSORT alg.)", "tape": "TAPE", "scaden": "Scaden"}
+LABELS = {"blue": "BLUE", "nnls": "NNLS", "svr": "nu-SVR (CIBERSORT alg.)", "tape": "TAPE", "scaden": "Scaden",
+          "bayesprism": "BayesPrism (Python port 0.1.0)"}
 
 
-GEP_LABELS = {"blue": "BLUE", "nnls": "closed-form E[Z|X] (NNLS fractions)",
+GEP_LABELS = {"blue": "BLUE", "bayesprism": "BayesPrism (Python port 0.1.0)", "nnls": "closed-form E[Z|X] (NNLS fractions)",
               "svr": "closed-form E[Z|X] (nu-SVR fractions)", "tape": "TAPE high-resolution"}
 
 
@@ -157,12 +158,12 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
     cmd = "python bench/peers.py" + (" --quick" if args.quick else "") + (
         f" --threads {args.threads}" if args.threads != 1 else "")
     lines += [
-        "# Peer benchmark: BLUE vs NNLS, nu-SVR, TAPE, Scaden",
+        "# Peer benchmark: BLUE vs NNLS, nu-SVR, TAPE, Scaden, BayesPrism",
         "",
         f"Written by `{cmd}` (commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"total {run_s / 60:.1f} min). Every number below comes from this run. Machine: {os.cpu_count()} CPU cores "
         f"shared with other jobs, {args.threads} torch/BLAS thread(s) per method, "
-        f"{platform.python_version()}; peers from `bash bench/peers_setup.sh` (scTAPE 1.1.2). Single runs, seed 0: "
+        f"{platform.python_version()}; peers from `bash bench/peers_setup.sh` (scTAPE 1.1.2, bayesprism 0.1.0). Single runs, seed 0: "
         "times on a shared machine vary by tens of percent.",
         "",
     ]
@@ -196,6 +197,10 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
         "- TAPE (overall adaptive mode for fractions, high-resolution mode for GEPs) and Scaden (3-model ensemble) run "
         "with scTAPE's documented defaults (5,000 simulated samples, variance threshold 0.98, MinMax scaling, "
         "128 epochs, batch 128).",
+        "- BayesPrism (Chu et al. 2022): the Python port on PyPI (`bayesprism` 0.1.0, MIT; its own venv from "
+        "`bash bench/peers_setup.sh`) with the port's defaults: every reference cell as the prior (types as states), "
+        "Gibbs chain 1,000 / burn-in 500 / thinning 2 (seed 0), the MAP reference update and the final Gibbs run for "
+        "the fractions; GEPs = the per-type posterior expected counts Z (`get_exp`), scaled to CPM per sample.",
         "- BLUE: held-out pseudo-bulk with a model trained here by `blue_core.train_model` (defaults) on the same 80 % "
         "split; real cohorts with the shipped pretrained models (`pbmc`, `pancreas`), whose cell-type names are mapped "
         "onto the scored types (mapping below). The pretrained models' references differ from the peers' (see their "

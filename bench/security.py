@@ -278,7 +278,10 @@ CASES: list[tuple[str, str, str]] = [
     import json as j
     from streamlit.testing.v1 import AppTest
     from _app_helpers import demo_result, seed
-    from blue_core.engine.result import Deconvolution
+    try:
+        from blue_core.engine.result import Deconvolution
+    except ImportError:  # a tree from before the house (issue 23)
+        from blue_core.inference import Deconvolution
     bad = "![p](http://evil.example/p.png)[click](http://evil.example)<a href='http://evil.example'>x</a>"
     _, model, result, _ = demo_result("monaco_pbmc")
     props = result.proportions.copy(); props.index = [bad + str(i) for i in range(len(props))]
@@ -394,7 +397,10 @@ CASES += [
     ("12e", "streaming (`blue deconvolve --chunk-size`) of an h5ad with external storage", '''
     P = plants()
     from pathlib import Path as _P
-    from blue_core.streaming import open_bulk
+    try:
+        from blue_core.io.chunked import open_bulk
+    except ImportError:  # a tree from before the house (issue 23)
+        from blue_core.streaming import open_bulk
     secret = outside_file(P)
     source = open_bulk(P.plant_external_storage(_P(WORK) / "s.h5ad", secret))
     done(f"opened; sample names hold the outside file: {source.samples[:2]}" if leaked(source.samples) else "opened, nothing leaked",

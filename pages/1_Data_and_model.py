@@ -58,11 +58,12 @@ with upload_tab:
              f"Files up to {st.get_option('server.maxUploadSize')} MB; larger files are refused with a message.",
     )
     with st.expander("A cohort too large to upload (thousands of samples or more)?"):
-        st.caption("Uploads are limited in size. The command line streams any size in chunks with bounded memory "
-                   "(h5ad, ARCHS4-layout HDF5, zarr or a samples x genes CSV), resumes if interrupted, and can use a "
-                   "Dask cluster (`--scheduler tcp://...`). With the model picked above:")
-        st.code(f"blue deconvolve my_cohort.h5ad --model {getattr(model, 'name', None) or 'pbmc'} --out results "
-                "--chunk-size 5000", language="bash")
+        st.caption("Uploads are limited in size. The command line takes any size: a file too large for memory "
+                   "(h5ad, ARCHS4-layout HDF5, zarr or a samples x genes CSV) is read in sample chunks on its own, "
+                   "with the same results and files, resumes if interrupted, and can use a Dask cluster "
+                   "(`--scheduler tcp://...`). With the model picked above:")
+        st.code(f"blue deconvolve my_cohort.h5ad --model {getattr(model, 'name', None) or 'pbmc'} --out results",
+                language="bash")
     st.file_uploader(
         "Optional clinical table: one row per sample, sample ID in the first column (CSV, TSV, XLSX)",
         type=["csv", "tsv", "txt", "gz", "xlsx"], key="clinical_upload", on_change=app_state.on_clinical_upload,
