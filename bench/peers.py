@@ -42,9 +42,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_common import (BAYESPRISM_PYTHON, CELLS_PER_SAMPLE, COST_SIZES, METHODS, MONACO_COARSE,  # noqa: E402
+from peers_common import (BAYESPRISM_PYTHON, CELLS_PER_SAMPLE, COST_SIZES, DEFAULT_METHODS, METHODS,  # noqa: E402
+                          MONACO_COARSE,
                           PEER_METHODS, PEERS_PYTHON, REPO, RESULTS, SEED, SHARED, WORK)
-from peers_report import PUBLISHED_HEADER, write_published, write_report  # noqa: E402
+from peers_report import BAYESPRISM_HEADER, PUBLISHED_HEADER, write_bayesprism, write_published, write_report  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--published", action="store_true",
                         help="only (re)write the published-runs section of peers.md (issue 21)")
     parser.add_argument("--quick", action="store_true", help="small test sets, timing at 100 samples only")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated subset of {METHODS}")
+    parser.add_argument("--bayesprism-section", action="store_true",
+                        help="only (re)write the BayesPrism section of peers.md from bench/results/bayesprism_cost.json")
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per method (default 1)")
     parser.add_argument("--no-blue-train", action="store_true",
                         help="do not train BLUE on the pseudo-bulk splits (BLUE then has no held-out rows)")
@@ -254,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.published:
         print(write_published(args.out).read_text().split(PUBLISHED_HEADER, 1)[1])
+        return 0
+    if args.bayesprism_section:
+        print(write_bayesprism(args.out).read_text().split(BAYESPRISM_HEADER, 1)[1])
         return 0
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
@@ -272,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs[group] = {m: run_method(m, group_dir, log) for m in methods}
     path = write_report(outputs, tasks, methods, args, args.out, time.perf_counter() - t0)
     write_published(args.out)
+    write_bayesprism(args.out)
     log(f"wrote {path}")
     print(path.read_text())
     return 0
