@@ -408,14 +408,18 @@ def published_section() -> list[str]:
 
 def write_published(outdir: Path) -> Path:
     """Replace (or append) the published-runs section of peers.md, leaving the rest of the report as it was."""
-    path = outdir / "peers.md"
+    return _replace_section(outdir / "peers.md", PUBLISHED_HEADER, published_section())
+
+
+def _replace_section(path: Path, header: str, lines: list[str]) -> Path:
+    """Replace the section that starts with ``header`` in ``path`` (or append it); the other sections stay."""
     text = path.read_text() if path.is_file() else "# Peer benchmark\n"
-    head, _, tail = text.partition(PUBLISHED_HEADER)
+    head, _, tail = text.partition(header)
     rest = ""
     if tail:
         after = tail.split("\n## ", 1)
         rest = "## " + after[1] if len(after) > 1 else ""
-    path.write_text(head.rstrip() + "\n\n" + "\n".join(published_section()) + ("\n" + rest if rest else ""))
+    path.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + ("\n" + rest if rest else ""))
     return path
 
 
@@ -450,12 +454,4 @@ def bayesprism_section(outdir: Path) -> list[str]:
 
 def write_bayesprism(outdir: Path) -> Path:
     """Replace (or append) the BayesPrism section of peers.md, leaving the rest of the report as it was."""
-    path = outdir / "peers.md"
-    text = path.read_text() if path.is_file() else "# Peer benchmark\n"
-    head, _, tail = text.partition(BAYESPRISM_HEADER)
-    rest = ""
-    if tail:
-        after = tail.split("\n## ", 1)
-        rest = "## " + after[1] if len(after) > 1 else ""
-    path.write_text(head.rstrip() + "\n\n" + "\n".join(bayesprism_section(outdir)) + ("\n" + rest if rest else ""))
-    return path
+    return _replace_section(outdir / "peers.md", BAYESPRISM_HEADER, bayesprism_section(outdir))

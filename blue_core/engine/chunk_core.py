@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gene_match import GeneMatch
     from .model import BlueModel
 
-__all__ = ["open_cohort", "model_genes", "to_linear", "check_linear", "chunk_frames", "adapt_on_source",
+__all__ = ["open_cohort", "model_genes", "to_linear", "check_linear", "chunk_frames", "linear_frame", "adapt_on_source",
            "chunked_report", "LogBase", "NO_TISSUE_CHECKS"]
 
 LogBase = Literal["auto", "2", "10", "e"]
@@ -106,10 +106,23 @@ def chunk_frames(source: ChunkedBulk, plan: ColumnPlan, *, chunk_size: int, log_
         ``(start, stop, DataFrame samples x genes)``.
     """
     for i, (start, stop) in enumerate(source.chunks(chunk_size)):
-        frame = to_linear(plan.frame(source, start, stop), log_base)
-        if i == 0:
-            check_linear(frame, source.path.name)
-        yield start, stop, frame
+        yield start, stop, linear_frame(source, plan, rows=(start, stop), log_base=log_base, check=i == 0)
+
+
+def linear_frame(source: ChunkedBulk, plan: ColumnPlan, *, rows: tuple[int, int], log_base: LogBase,
+                 check: bool) -> pd.DataFrame:
+    """Samples ``rows = (start, stop)`` over the model's genes, a declared log base converted back; with ``check``, the
+    units rule applied (the first chunk of a run: log-scale input is refused with the fix).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``(stop - start, genes)`` linear values.
+    """
+    frame = to_linear(plan.frame(source, *rows), log_base)
+    if check:
+        check_linear(frame, source.path.name)
+    return frame
 
 
 def adapt_on_source(model: BlueModel, source: ChunkedBulk, *, plan: ColumnPlan, match: GeneMatch,

@@ -6,7 +6,7 @@ would be (:mod:`~blue_core.engine.chunk_core`); every chunk then goes through th
 are those of :func:`~blue_core.engine.inference.deconvolve`.
 
 Output (:func:`deconvolve_chunked`): the files of :meth:`~blue_core.engine.result.Deconvolution.write`, written by
-the same writer (:func:`~blue_core.engine.inference.write_result_files`): ``proportions.csv``, ``fit.csv`` (with each
+the same writer (:func:`~blue_core.engine.result.write_result_files`): ``proportions.csv``, ``fit.csv`` (with each
 sample's trust verdict), ``expression.h5ad`` (optional float16 ``log1p(CPM)`` layers, subsets of cell types and
 genes, or none) and ``provenance.json``. Each chunk is one task that writes its own files into
 ``<out>.partial/parts`` and a ``.done`` marker (one writer per chunk region, so Dask workers write in parallel); an
@@ -31,7 +31,7 @@ from .._types import Progress
 from ..exceptions import BlueInputError
 from ..io.chunked import ChunkedBulk, ColumnPlan, open_bulk
 from ..io.files import swap_in
-from .chunk_core import LogBase, adapt_on_source, check_linear, chunked_report, open_cohort, to_linear
+from .chunk_core import LogBase, adapt_on_source, chunked_report, linear_frame, open_cohort
 from .run_plan import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,9 +89,7 @@ class _ChunkTask:
             The number of samples written.
         """
         source = source if source is not None else open_bulk(self.path)
-        frame = to_linear(self.plan.frame(source, start, stop), self.log_base)
-        if i == 0:
-            check_linear(frame, source.path.name)
+        frame = linear_frame(source, self.plan, rows=(start, stop), log_base=self.log_base, check=i == 0)
         from ..analysis.trust import assess
         from .inference import deconvolve_chunk
 
@@ -246,7 +244,7 @@ def deconvolve_chunked(
     chunks = list(source.chunks(chunk_size))
     todo = [(i, a, b) for i, (a, b) in enumerate(chunks) if not task.done(i).exists()]
     if todo and todo[0][0] != 0:  # resumed after the first chunk: its units check runs again on a fresh read
-        check_linear(to_linear(plan.frame(source, *chunks[0]), log_base), source.path.name)
+        linear_frame(source, plan, rows=chunks[0], log_base=log_base, check=True)
 
     def advance(n_done: int, samples: int) -> None:
         if progress is not None:
