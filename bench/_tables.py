@@ -44,3 +44,19 @@ def write_report(out_dir, name: str, lines: list[str], data: object = None) -> N
     if data is not None:
         (out_dir / f"{name}.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
     print("\n".join(lines))
+
+
+def replace_section(path, header: str, lines: list[str], *, title: str = "# Peer benchmark"):  # noqa: ANN001, ANN201
+    """Replace the section that starts with ``header`` in the markdown file ``path`` (or append it); the other
+    sections stay. A missing file starts with ``title``."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text() if path.is_file() else title + "\n"
+    head, _, tail = text.partition(header)
+    rest = ""
+    if tail:
+        after = tail.split("\n## ", 1)
+        rest = "## " + after[1] if len(after) > 1 else ""
+    path.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + ("\n" + rest if rest else ""))
+    return path

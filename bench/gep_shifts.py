@@ -72,8 +72,30 @@ def _recipe(model: bc.BlueModel, tissue: str) -> dict:
     return read_recipe(REPO / "pretrained" / tissue / "recipe.toml")
 
 
-def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None) -> dict[str, float]:
-    """Rows of (a); ``cells`` (boolean mask over the Kang cells) restricts the test to held-out cells."""
+def leakage_rows(prefix: str, model: bc.BlueModel, pbs: list, results: list) -> dict[str, float]:
+    """Issue 25's leakage measure on pseudo-bulk: per type, the median r over its reference markers between
+    log1p(profile) and the fraction across samples -- the prediction against its own fractions, the truth against
+    the true ones (``analysis.leakage.fraction_dependence``, the app's rule)."""
+    from blue_core.analysis.leakage import fraction_dependence, marker_sets
+
+    genes = list(pbs[0].output_genes)
+    reference = model.reference_profiles.T.loc[:, [g for g in model.output_genes if g in set(genes)]]
+    markers = marker_sets(reference, n=20)
+    truth = fraction_dependence(np.concatenate([pb.profiles for pb in pbs]),
+                                pd.concat([pb.proportions for pb in pbs], ignore_index=True), genes=genes, markers=markers)
+    predicted = fraction_dependence(np.concatenate([r.expression for r in results]),
+                                    pd.concat([r.proportions for r in results], ignore_index=True),
+                                    genes=list(model.output_genes), markers=markers)
+    out = {}
+    for cell_type in truth.index:
+        out[f"{prefix} leakage r {cell_type} (BLUE)"] = float(predicted.loc[cell_type, "median_r"])
+        out[f"{prefix} leakage r {cell_type} (truth)"] = float(truth.loc[cell_type, "median_r"])
+    return out
+
+
+def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None, seed: int = 17) -> dict[str, float]:
+    """Rows of (a); ``cells`` (boolean mask over the Kang cells) restricts the test to held-out cells; ``seed``
+    the pseudo-bulks' simulation seed."""
     root = data_root(_base("pbmc"))
     kang = _kang_labels(root)
     if cells is not None:
@@ -85,7 +107,7 @@ def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None) -> dict[
     for condition in ("ctrl", "stim"):
         cells = kang[(kang.obs["condition"] == condition) & kang.obs["cell_type"].isin(types)].copy()
         pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types,
-                         output_genes=[g for g in model.output_genes if g in set(kang.var_names)], seed=17)
+                         output_genes=[g for g in model.output_genes if g in set(kang.var_names)], seed=seed)
         bulk = pseudo_bulk_anndata(pb, prefix=condition)
         res = _quiet(bulk, model)
         sets[condition] = pb
@@ -122,6 +144,7 @@ def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None) -> dict[
         j = [cf["ctrl_genes"].index(g) for g in genes_cf]
         cf_lfc = (np.log2(cf["stim"][:, k, j].mean(axis=0) + 1) - np.log2(cf["ctrl"][:, k, j].mean(axis=0) + 1))
         out[f"kang r {cell_type} (E[Z|X])"] = pearson(true_lfc.loc[genes_cf], cf_lfc)
+    out.update(leakage_rows("kang", model, [sets["ctrl"], sets["stim"]], [blue["ctrl"], blue["stim"]]))
     return out
 
 
@@ -184,44 +207,57 @@ def _rel(path: str) -> str:
 HELD_OUT_PATIENT = "AML556"
 
 
-def vangalen_lopo(mode: str) -> dict[str, float]:
+def lopo_model(mode: str, *, seed: int = 0) -> tuple[bc.BlueModel, ad.AnnData, ad.AnnData, dict]:
+    """The ``aml`` recipe trained without the held-out patient (cached under bench/_work/gep_shifts), with the
+    held-out patient's cells, the training patients' cells and the recipe."""
     import copy
 
     from blue_core.engine.recipe_data import build_references
     from blue_core.engine.recipes import train_recipe
-    from blue_core.engine.reference_cells import split_reference
-    from blue_core.engine.training_sets import reference_profiles
 
     recipe = read_recipe(REPO / "pretrained" / "aml" / "recipe.toml")
+    recipe["training"] = {**recipe.get("training", {}), "seed": seed}
     reference = next(iter(build_references(recipe).values()))
     donors = reference.obs["donor"].astype(str).str.split(":").str[-1]
     held = reference[(donors == HELD_OUT_PATIENT).to_numpy()].copy()
     rest = reference[(donors != HELD_OUT_PATIENT).to_numpy()].copy()
-    folder = REPO / "bench" / "_work" / "gep_shifts" / f"lopo_{mode}"
+    folder = REPO / "bench" / "_work" / "gep_shifts" / (f"lopo_{mode}" if seed == 0 else f"lopo_{mode}_seed{seed}")
     if (folder / "model.json").is_file():
-        model = bc.load_model(folder)
-    else:
-        import blue_core.engine.recipes as recipes
+        return bc.load_model(folder), held, rest, recipe
+    import blue_core.engine.recipes as recipes
 
-        local = copy.deepcopy(recipe)
-        if mode == "states":
-            local["gep_simulation"] = {"n_states": 4, "state_alpha": 0.5}
-        elif mode == "donors":  # issue 11.2: the patients themselves as states; half the pseudo-bulks from one patient
-            local["gep_simulation"] = {"state_key": "donor", "state_alpha": 0.5, "single_state_fraction": 0.5}
-        original = recipes.build_references
-        recipes.build_references = lambda _r: {"vangalen2019": rest}  # the same recipe, minus one patient
-        try:
-            model = train_recipe(local)
-        finally:
-            recipes.build_references = original
-        bc.save_model(model, folder, overwrite=True)
+    local = copy.deepcopy(recipe)
+    if mode == "states":
+        local["gep_simulation"] = {"n_states": 4, "state_alpha": 0.5}
+    elif mode == "donors":  # issue 11.2: the patients themselves as states; half the pseudo-bulks from one patient
+        local["gep_simulation"] = {"state_key": "donor", "state_alpha": 0.5, "single_state_fraction": 0.5}
+    original = recipes.build_references
+    recipes.build_references = lambda _r: {"vangalen2019": rest}  # the same recipe, minus one patient
+    try:
+        model = train_recipe(local)
+    finally:
+        recipes.build_references = original
+    bc.save_model(model, folder, overwrite=True)
+    return model, held, rest, recipe
+
+
+def vangalen_lopo(mode: str, *, seed: int = 0, estimator: str | None = None) -> dict[str, float]:
+    """Rows of (b) for the model trained with ``seed`` (its held-out pseudo-bulks simulated with ``23 + seed``),
+    its GEPs from ``estimator`` (default the model's own)."""
+    from blue_core.engine.gep_estimators import with_estimator
+    from blue_core.engine.reference_cells import split_reference
+    from blue_core.engine.training_sets import reference_profiles
+
+    model, held, rest, recipe = lopo_model(mode, seed=seed)
+    if estimator is not None:
+        model = with_estimator(model, estimator)
     tr = recipe.get("training", {})
     train_cells = split_reference(rest, fractions=(1 - tr.get("validation_fraction", 0.1), tr.get("validation_fraction", 0.1), 0.0),
                                   seed=tr.get("seed", 0))[0]
     ref_mean = pd.DataFrame(reference_profiles([train_cells], output_genes=model.output_genes, cell_types=model.cell_types)["values"],
                             index=model.output_genes)
     pb = bc.simulate(held, 200, cells_per_sample=500, cell_types=model.cell_types,
-                     output_genes=[g for g in model.output_genes if g in set(held.var_names)], seed=23)
+                     output_genes=[g for g in model.output_genes if g in set(held.var_names)], seed=23 + seed)
     bulk = pseudo_bulk_anndata(pb, prefix="p")
     res = _quiet(bulk, model)
     signature = signature_from_reference(train_cells, genes=[g for g in pb.output_genes if g in set(train_cells.var_names)])
@@ -243,6 +279,7 @@ def vangalen_lopo(mode: str) -> dict[str, float]:
         d_cf = np.log1p(pd.Series(cf[present][:, k, :][:, j].mean(axis=0), index=genes)) - base
         out[f"van Galen LOPO ({HELD_OUT_PATIENT}) deviation r {cell_type} (BLUE)"] = pearson(d_true, d_blue)
         out[f"van Galen LOPO ({HELD_OUT_PATIENT}) deviation r {cell_type} (E[Z|X])"] = pearson(d_true, d_cf)
+    out.update(leakage_rows(f"van Galen LOPO ({HELD_OUT_PATIENT})", model, [pb], [res]))
     return out
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers_common import COST_SIZES, MARKERS_PER_TYPE, REPO, SCORED_PBMC, WORK  # noqa: E402
 from peers_scoring import nnls_sensitivity, score_gep_abis, score_gep_pseudo, score_hba1c, score_proportions  # noqa: E402
+from _tables import replace_section  # noqa: E402
 
 
 LABELS = {"blue": "BLUE", "nnls": "NNLS", "svr": "nu-SVR (CIBERSORT alg.)", "tape": "TAPE", "scaden": "Scaden",
@@ -408,19 +409,7 @@ def published_section() -> list[str]:
 
 def write_published(outdir: Path) -> Path:
     """Replace (or append) the published-runs section of peers.md, leaving the rest of the report as it was."""
-    return _replace_section(outdir / "peers.md", PUBLISHED_HEADER, published_section())
-
-
-def _replace_section(path: Path, header: str, lines: list[str]) -> Path:
-    """Replace the section that starts with ``header`` in ``path`` (or append it); the other sections stay."""
-    text = path.read_text() if path.is_file() else "# Peer benchmark\n"
-    head, _, tail = text.partition(header)
-    rest = ""
-    if tail:
-        after = tail.split("\n## ", 1)
-        rest = "## " + after[1] if len(after) > 1 else ""
-    path.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + ("\n" + rest if rest else ""))
-    return path
+    return replace_section(outdir / "peers.md", PUBLISHED_HEADER, published_section())
 
 
 BAYESPRISM_HEADER = "## BayesPrism (issue 25)"
@@ -454,4 +443,4 @@ def bayesprism_section(outdir: Path) -> list[str]:
 
 def write_bayesprism(outdir: Path) -> Path:
     """Replace (or append) the BayesPrism section of peers.md, leaving the rest of the report as it was."""
-    return _replace_section(outdir / "peers.md", BAYESPRISM_HEADER, bayesprism_section(outdir))
+    return replace_section(outdir / "peers.md", BAYESPRISM_HEADER, bayesprism_section(outdir))

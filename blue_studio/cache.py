@@ -312,17 +312,33 @@ def gene_set_collections() -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Running gene-set enrichment ...", max_entries=32, ttl=3600)
 def _enrich(key: str, labels_key: str, group: str, cell_type: str, collections: tuple[str, ...], method: str,
-            _result: Deconvolution, _labels: pd.Series) -> pd.DataFrame:
+            include_inferred: bool, _result: Deconvolution, _labels: pd.Series) -> pd.DataFrame:
     from blue_core.analysis.enrichment import enrich
 
-    return enrich(_result, _labels, group=group, cell_type=cell_type, gene_sets=list(collections), method=method)
+    return enrich(_result, _labels, group=group, cell_type=cell_type, gene_sets=list(collections), method=method,
+                  include_inferred=include_inferred)
 
 
 def run_enrichment(result: Deconvolution, labels: pd.Series, *, group: str, cell_type: str, collections: Sequence[str],
-                   method: str) -> pd.DataFrame:
+                   method: str, include_inferred: bool = False) -> pd.DataFrame:
     """``blue_core.enrich`` for one group and cell type, cached per result, labels and settings."""
     labels_key = content_hash(labels.astype(str).to_csv())
-    return _enrich(result_key(), labels_key, str(group), str(cell_type), tuple(collections), method, result, labels)
+    return _enrich(result_key(), labels_key, str(group), str(cell_type), tuple(collections), method,
+                   bool(include_inferred), result, labels)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=3600)
+def _dependence(key: str, _result: Deconvolution, _reference: pd.DataFrame | None) -> pd.DataFrame:
+    from blue_core.analysis.leakage import result_dependence
+
+    return result_dependence(_result, reference=_reference)
+
+
+def fraction_dependence(result: Deconvolution, model: Any) -> pd.DataFrame:
+    """``blue_core.analysis.leakage.result_dependence`` of the current result (markers from the model's reference
+    profiles when it has them), cached per result."""
+    reference = getattr(model, "reference_profiles", None) if model is not None else None
+    return _dependence(result_key(), result, None if reference is None else reference.T)
 
 
 @st.cache_data(show_spinner="Reading the reference ...", max_entries=4, ttl=3600)

@@ -59,6 +59,29 @@ def mark_unmeasured(frame: pd.DataFrame, result: Deconvolution, *, axis: str = "
     return frame.rename(columns=rename) if axis == "columns" else frame.rename(index=rename)
 
 
+def show_fraction_dependence(table: pd.DataFrame, cell_type: str, *, key: str) -> None:
+    """The plain sentence of how much of ``cell_type``'s profile follows its fraction, and every type's share in an
+    expander (``table``: ``blue_core.analysis.leakage.result_dependence``)."""
+    if cell_type in table.index:
+        row = table.loc[cell_type]
+        share = row["share_following"]
+        text = md(row["words"])
+        if share == share and share >= 0.5:  # not NaN
+            st.warning(text, icon=":material/link:")
+        else:
+            st.caption(text)
+    with st.expander("How much of each cell type's profile follows its fraction"):
+        shown = pd.DataFrame({"samples with the type": table["n_samples"], "marker genes": table["n_genes"],
+                              "share of the variation that follows the fraction": table["share_following"].round(2),
+                              "median r with the fraction": table["median_r"].round(2)})
+        st.dataframe(shown, width="stretch", key=key)
+        st.caption("Per cell type, over its marker genes (those most specific to it in the model's reference), the "
+                   "correlation across your samples between its predicted profile (log scale) and its predicted "
+                   "fraction; the share is the median r². A high share means differences between samples mostly "
+                   "track how many of these cells there are, not a change in what they express. Genes your data "
+                   "did not measure are not counted.")
+
+
 _AUTOLINK = re.compile(r"(?i)\b(https?|ftp|www|mailto)(?=\\[:.])")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:@=&^\"'])")
 

@@ -9,7 +9,7 @@ from blue_core import plotting
 
 from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueInputError
-from blue_core.analysis.stats import compare_groups, specific_genes, top_genes, zscore
+from blue_core.analysis.stats import specific_genes, top_genes, zscore
 
 app_state.init_state()
 st.title("Cell-type expression")
@@ -53,6 +53,8 @@ missing = tables.unmeasured_genes(result) & set(chosen)
 if missing:
     st.caption(f"† {len(missing)} of these genes were not measured in your data (e.g. "
                f"{', '.join(map(views.md, sorted(missing)[:5]))}): their profiles are inferred from the other genes only.")
+views.show_fraction_dependence(cache.fraction_dependence(result, app_state.current_model()), cell_type,
+                               key="gep_dependence")
 
 # cell types x genes for one sample --------------------------------------------------------------
 st.subheader("One sample across cell types")
@@ -92,12 +94,20 @@ else:
     min_lfc = t2.slider("Minimum |log2 fold change| (effect size)", 0.0, 3.0, 0.5, step=0.25, key="gep_min_lfc",
                         help="A gene counts as different only if it is unlikely by chance (FDR) AND changes enough: "
                              "0.5 = 1.4-fold, 1 = 2-fold (on mean CPM + 1).")
+    n_inferred = len(tables.unmeasured_genes(result) & set(genes))
+    include_inferred = n_inferred > 0 and st.checkbox(
+        f"Also test the {n_inferred:,} genes your data did not measure", value=False, key="gep_include_inferred",
+        help="Their profiles are inferred from the other genes, not read from your data; they are marked "
+             "'measured_in_input = False' in the table and the download.")
     try:
-        table = compare_groups(result.gep(test_type), clinical[group_by], fold_change=True, max_fdr=max_fdr,
-                               min_abs_log2_fold_change=min_lfc)
+        table = tables.compare_gep_groups(result, clinical[group_by], cell_type=test_type, max_fdr=max_fdr,
+                                          min_abs_log2_fold_change=min_lfc, include_inferred=include_inferred)
+        left_out = table.attrs.get("n_inferred_left_out", 0)
         st.caption(f"Per gene, {views.md(test_type)} GEP: {table['test'].iloc[0]} test between the {views.md(group_by)} groups, "
                    f"Benjamini-Hochberg FDR over {len(table):,} genes, and the log2 fold change of mean CPM. "
-                   f"Significant = FDR < {max_fdr} and |log2 FC| >= {min_lfc}. Sorted by p-value.")
+                   f"Significant = FDR < {max_fdr} and |log2 FC| >= {min_lfc}. Sorted by p-value."
+                   + (f" {left_out:,} genes your data did not measure are not tested." if left_out else "")
+                   + (" Inferred genes are marked † (measured_in_input = False)." if include_inferred else ""))
         significant = table["significant"]
         if not significant.any():
             st.info(f"No gene differs significantly between the {views.md(group_by)} groups (FDR < {max_fdr} and "
@@ -105,7 +115,7 @@ else:
                     "greyed rows do not pass.", icon=":material/info:")
         else:
             st.caption(f"{int(significant.sum()):,} genes pass both thresholds; the others are greyed.")
-        st.dataframe(table.head(500).style.apply(
+        st.dataframe(views.mark_unmeasured(table.head(500), result, axis="index").style.apply(
             lambda row: ["" if row["significant"] else "color: #9e9e9e" for _ in row], axis=1),
             width="stretch", key="gep_tests")
         views.csv_download(table, f"gep_tests_{test_type}_{group_by}.csv", key="csv_gep_tests")
@@ -122,7 +132,9 @@ else:
 st.subheader("Downloads")
 d1, d2 = st.columns(2)
 with d1:
-    views.csv_download(gep, f"gep_{cell_type}.csv", label=f"{views.md(cell_type)} GEPs, all genes (CSV)", key="csv_gep_all")
+    views.csv_download(tables.gep_table(result, cell_type=cell_type), f"gep_{cell_type}.csv",
+                       label=f"{views.md(cell_type)} GEPs, all genes x samples (CSV; measured_in_input marks inferred genes)",
+                       key="csv_gep_all")
 with d2:
     st.download_button("All cell types' GEPs + proportions (h5ad)", lambda: cache.anndata_bytes(result.to_anndata()),
                        file_name="expression.h5ad", mime="application/octet-stream", key="dl_h5ad",

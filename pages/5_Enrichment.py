@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from blue_core.analysis import clinical as clinical_rules
+from blue_core.analysis import clinical as clinical_rules, tables
 from blue_core import plotting
 
 from blue_studio import cache, state as app_state, views
@@ -43,6 +43,12 @@ chosen = c4.multiselect("Gene-set collections", list(collections["name"]), defau
                         help="; ".join(f"{r.name}: {r.n_sets} sets, {r.source}" for r in collections.itertuples()))
 method = c5.radio("Method", ["prerank", "ora"], key="enr_method", horizontal=True,
                   format_func={"prerank": "GSEA prerank", "ora": "over-representation"}.get)
+views.show_fraction_dependence(cache.fraction_dependence(result, app_state.current_model()), cell_type,
+                               key="enr_dependence")
+n_inferred = len(tables.unmeasured_genes(result))
+include_inferred = n_inferred > 0 and st.checkbox(
+    f"Also rank the {n_inferred:,} genes your data did not measure", value=False, key="enr_include_inferred",
+    help="Their profiles are inferred from the other genes, not read from your data.")
 submitted = st.button("Run enrichment", type="primary", icon=":material/hub:", key="enr_run",
                       disabled=not chosen)
 if state.get("enr_key") != cache.result_key():
@@ -53,7 +59,7 @@ if not submitted and "enr_table" not in state:
 if submitted:
     try:
         state["enr_table"] = cache.run_enrichment(result, sources[source], group=group, cell_type=cell_type,
-                                               collections=chosen, method=method)
+                                               collections=chosen, method=method, include_inferred=include_inferred)
         state["enr_key"] = cache.result_key()
     except BlueInputError as err:
         state.pop("enr_table", None)
@@ -64,7 +70,9 @@ attrs = table.attrs
 st.subheader(f"{views.md(attrs.get('group'))} vs rest — {views.md(attrs.get('cell_type'))} ({attrs.get('method')})")
 st.caption(f"{attrs.get('n_sets_tested')} of {attrs.get('n_sets_total')} gene sets tested (overlap with the "
            f"{attrs.get('n_panel_genes')} genes of the model's GEPs ≥ {attrs.get('min_size')}); "
-           f"{attrs.get('n_group')} samples in the group, {attrs.get('n_rest')} in the rest.")
+           f"{attrs.get('n_group')} samples in the group, {attrs.get('n_rest')} in the rest."
+           + (f" {attrs['n_inferred_left_out']:,} genes your data did not measure were not ranked."
+              if attrs.get("n_inferred_left_out") else ""))
 score = "nes" if attrs.get("method") == "prerank" else "odds_ratio"
 passing = table[table["fdr"] < 0.05]
 if passing.empty:  # nothing is drawn as if it were a finding

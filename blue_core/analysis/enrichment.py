@@ -136,7 +136,7 @@ def load_gene_sets(
     return sets, coll
 
 
-def _expression_frame(data: Any, cell_type: str | None) -> pd.DataFrame:
+def _expression_frame(data: Any, cell_type: str | None, include_inferred: bool = False) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         frame = data
     elif all(hasattr(data, a) for a in ("proportions", "expression", "cell_types", "genes")):
@@ -151,6 +151,9 @@ def _expression_frame(data: Any, cell_type: str | None) -> pd.DataFrame:
             index=[str(s) for s in data.proportions.index],
             columns=[str(g) for g in data.genes],
         )
+        if not include_inferred:  # genes the input did not measure: their profiles are inferred, not tested
+            inferred = _unmeasured(data)
+            frame = frame.loc[:, [g for g in frame.columns if g not in inferred]]
     else:
         raise BlueInputError(
             f"Cannot rank genes of a {type(data).__name__}: pass a Deconvolution (with cell_type=) "
@@ -171,6 +174,7 @@ def rank_genes(
     *,
     group: str,
     cell_type: str | None = None,
+    include_inferred: bool = False,
 ) -> pd.Series:
     """Welch t statistic of each gene, ``group`` vs all other labelled samples, on log1p(CPM).
 
@@ -184,6 +188,9 @@ def rank_genes(
         The group tested against the rest.
     cell_type
         Cell type whose GEP is ranked.
+    include_inferred
+        Rank the genes the input did not measure too (a ``Deconvolution`` only; by default they are left out,
+        their profiles being inferred from the other genes).
 
     Returns
     -------
@@ -193,7 +200,7 @@ def rank_genes(
     """
     from scipy.stats import ttest_ind
 
-    expr = _expression_frame(data, cell_type)
+    expr = _expression_frame(data, cell_type, include_inferred)
     if not isinstance(labels, pd.Series):
         raise BlueInputError("labels must be a pandas Series: sample ID -> group.")
     lab = labels.copy()
@@ -225,6 +232,12 @@ def rank_genes(
     return ranks
 
 
+def _unmeasured(data: Any) -> set[str]:
+    from .tables import unmeasured_genes
+
+    return unmeasured_genes(data)
+
+
 def _adaptive_min_size(n_genes: int) -> int:
     if n_genes >= 5000:
         return 15
@@ -241,6 +254,7 @@ def enrich(
     cell_type: str | None = None,
     gene_sets: str | Sequence[str] | Mapping[str, Sequence[str]] = ("hallmark", "reactome"),
     method: Literal["prerank", "ora"] = "prerank",
+    include_inferred: bool = False,
     min_size: int | None = None,
     max_size: int = 500,
     permutations: int = 1000,
@@ -264,6 +278,9 @@ def enrich(
         Collections (``"hallmark"``, ``"reactome"``), GMT paths, or a dict name -> genes.
     method
         ``"prerank"`` (GSEA on Welch t) or ``"ora"`` (hypergeometric test of the top up genes).
+    include_inferred
+        Test the genes the input did not measure too (see :func:`rank_genes`); ``attrs["n_inferred_left_out"]``
+        counts those left out.
     min_size
         Smallest overlap of a set with the panel genes to be tested. Default adapts to the panel:
         15 (>= 5000 genes), 10 (>= 2000), else 5.
@@ -291,7 +308,7 @@ def enrich(
     if method not in ("prerank", "ora"):
         raise BlueInputError(f"method must be 'prerank' or 'ora', not {method!r}.")
     t0 = time.perf_counter()
-    ranks = rank_genes(data, labels, group=group, cell_type=cell_type)
+    ranks = rank_genes(data, labels, group=group, cell_type=cell_type, include_inferred=include_inferred)
     sets, coll = load_gene_sets(gene_sets)
     panel = set(ranks.index)
     n_panel = len(panel)
@@ -302,6 +319,8 @@ def enrich(
         "group": str(group), "cell_type": None if cell_type is None else str(cell_type), "method": method,
         "n_panel_genes": n_panel, "n_sets_total": len(sets), "n_sets_tested": len(testable),
         "min_size": min_size, "n_group": ranks.attrs["n_group"], "n_rest": ranks.attrs["n_rest"],
+        "n_inferred_left_out": 0 if include_inferred or isinstance(data, pd.DataFrame) else len(
+            [g for g in map(str, getattr(data, "genes", [])) if g in _unmeasured(data)]),
     }
     if not testable:
         best = max((len(g) for g in overlaps.values()), default=0)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .subtype_validation import CohortValidation
     from .survival import SurvivalAnalysis
 
-__all__ = ["mean_profiles", "unmeasured_genes", "versus_reference", "sample_profiles", "truth_mapping",
+__all__ = ["mean_profiles", "unmeasured_genes", "gep_table", "compare_gep_groups", "versus_reference", "sample_profiles", "truth_mapping",
            "survival_table", "at_risk_table", "pairwise_table", "validation_table"]
 
 
@@ -39,6 +39,50 @@ def unmeasured_genes(result: Deconvolution) -> set[str]:
         Gene symbols.
     """
     return set((getattr(result, "input_report", None) or {}).get("unmeasured_output_genes") or [])
+
+
+def gep_table(result: Deconvolution, *, cell_type: str) -> pd.DataFrame:
+    """One cell type's GEPs for download: genes x samples (CPM), first column ``measured_in_input`` (False where
+    the input lacked the gene and its profile is inferred from the other genes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``gene``; ``measured_in_input`` then one column per sample.
+    """
+    inferred = unmeasured_genes(result)
+    table = result.gep(cell_type).T
+    table.insert(0, "measured_in_input", [g not in inferred for g in table.index])
+    return table.rename_axis("gene").rename_axis(None, axis=1)
+
+
+def compare_gep_groups(result: Deconvolution, groups: pd.Series, *, cell_type: str, include_inferred: bool = False,
+                       max_fdr: float = 0.05, min_abs_log2_fold_change: float = 0.5) -> pd.DataFrame:
+    """One cell type's GEP, gene by gene, between groups of samples
+    (:func:`~blue_core.analysis.stats.compare_groups` with fold changes): by default only on the genes the input
+    measured (the FDR runs over those); with ``include_inferred`` the inferred genes are tested too.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`~blue_core.analysis.stats.compare_groups`' table plus ``measured_in_input``;
+        ``attrs["n_inferred_left_out"]`` counts the inferred genes not tested.
+    """
+    from .stats import compare_groups
+
+    inferred = unmeasured_genes(result)
+    gep = result.gep(cell_type)
+    tested = gep if include_inferred else gep.loc[:, [g for g in gep.columns if g not in inferred]]
+    if tested.shape[1] == 0:
+        from ..exceptions import BlueInputError
+
+        raise BlueInputError(f"none of the {gep.shape[1]} genes of the {cell_type} profile was measured in the "
+                             "input; compare them with include_inferred=True (their profiles are inferred).")
+    table = compare_groups(tested, groups, fold_change=True, max_fdr=max_fdr,
+                           min_abs_log2_fold_change=min_abs_log2_fold_change)
+    table["measured_in_input"] = [g not in inferred for g in table.index]
+    table.attrs["n_inferred_left_out"] = 0 if include_inferred else int(sum(g in inferred for g in gep.columns))
+    return table
 
 
 def versus_reference(result: Deconvolution, model: BlueModel, *, sample: str, genes: Sequence[str]

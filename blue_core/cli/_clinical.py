@@ -72,6 +72,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--permutations", type=int, default=1000, help="prerank permutations")
     e.add_argument("--min-size", type=int, default=None, help="smallest set overlap tested (default adapts)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--include-inferred", action="store_true",
+                   help="also rank the genes your data did not measure (their profiles are inferred; left out by default)")
     e.set_defaults(func=_run_enrich)
 
 
@@ -205,7 +207,7 @@ def _run_enrich(args: argparse.Namespace) -> int:
     labels = _read_labels(args.subtypes)
     table = enrich(
         deconv, labels, group=args.group, cell_type=args.cell_type, gene_sets=args.gene_sets, method=args.method,
-        permutations=args.permutations, min_size=args.min_size, seed=args.seed,
+        permutations=args.permutations, min_size=args.min_size, seed=args.seed, include_inferred=args.include_inferred,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +216,8 @@ def _run_enrich(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{a['method']}: {args.group} (n={a['n_group']}) vs rest (n={a['n_rest']}) in {args.cell_type}; "
         f"{a['n_sets_tested']} of {a['n_sets_total']} sets testable on {a['n_panel_genes']} genes "
-        f"(min_size={a['min_size']}); {int((table['fdr'] < 0.05).sum())} with FDR < 0.05\nwrote {out}\n"
+        f"(min_size={a['min_size']}); {int((table['fdr'] < 0.05).sum())} with FDR < 0.05\n"
+        + (f"{a['n_inferred_left_out']} genes your data did not measure were left out (--include-inferred tests "
+           "them)\n" if a.get("n_inferred_left_out") else "") + f"wrote {out}\n"
     )
     return 0

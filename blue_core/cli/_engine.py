@@ -125,6 +125,9 @@ def register(subparsers: Any) -> None:
                         "estimating (on: refuse a cohort too small to adapt on; auto: adapt when the cohort is "
                         "large enough; off: the shipped networks as they are). Default: the model's "
                         "(auto for shipped models where adaptation was chosen on real cohorts, else off)")
+    d.add_argument("--gep-estimator", choices=["network", "closed_form", "blend"], default=None,
+                   help="which estimator produces the GEPs (default: the model's, named in its card; see "
+                        "blue_core.engine.gep_estimators). Proportions and fit scores do not change")
     d.add_argument("--log-base", choices=["auto", "2", "10", "e"], default="auto",
                    help="base of log-transformed input (default auto: log2, or log10 when the largest value is "
                         "below 7; the input report says which)")
@@ -327,6 +330,10 @@ def _run_deconvolve(args: argparse.Namespace) -> int:
         raise BlueInputError(f"bulk file {source} not found; pass a bulk expression file or a sample cohort folder.")
     check_output_folder(args.out, overwrite=args.overwrite, what="--out")  # before any work is done
     model = load_model(args.model)
+    if args.gep_estimator is not None:
+        from ..engine.gep_estimators import with_estimator
+
+        model = with_estimator(model, args.gep_estimator)
     where = "installed model" if model.source == "installed" else "model folder"
     print(f"model: {where} {model.name!r} ({model.path})", file=sys.stderr)
     forced = [flag for flag, given in (("--chunk-size", args.chunk_size), ("--scheduler", args.scheduler),

@@ -38,6 +38,7 @@ __all__ = [
     "nnls_proportions",
     "svr_proportions",
     "closed_form_gep",
+    "split_bulk",
 ]
 
 logger = logging.getLogger(__name__)
@@ -290,14 +291,37 @@ def closed_form_gep(
         raise BlueInputError(f"proportions lacks cell types {missing_types} of the signature.")
     X = bulk_df.loc[:, signature.index].to_numpy(dtype=np.float64)  # (n, G)
     theta = proportions.loc[:, signature.columns].to_numpy(dtype=np.float64)  # (n, K)
-    phi = signature.to_numpy(dtype=np.float64).T  # (K, G)
-    # One (n, K, G) array, updated in place (memory ~ 8 n K G bytes).
-    Z = theta[:, :, None] * phi[None, :, :]  # theta_k phi_kg
-    denominator = Z.sum(axis=1, keepdims=True)  # (n, 1, G)
-    ratio = np.divide(X, denominator[:, 0, :], out=np.zeros_like(X), where=denominator[:, 0, :] > 0)
-    Z *= ratio[:, None, :]
+    Z = split_bulk(X, theta, phi=signature.to_numpy(dtype=np.float64).T)
     if normalize == "cpm":
         totals = Z.sum(axis=2, keepdims=True)
         scale = np.divide(1e6, totals, out=np.zeros_like(totals), where=totals > 0)
         Z *= scale
+    return Z
+
+
+def split_bulk(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray) -> np.ndarray:
+    """BayesPrism's expected split of each bulk gene among the cell types, E[Z | X] (the one home of the rule).
+
+    ``Z[n, k, g] = X[n, g] * theta[n, k] * phi[k, g] / sum_j theta[n, j] * phi[j, g]``; 0 where no type
+    expresses ``g`` (denominator 0). ``Z.sum(axis=1) == X`` wherever the denominator is positive.
+
+    Parameters
+    ----------
+    bulk
+        ``(n, G)`` linear-scale bulk values.
+    shares
+        ``(n, K)`` each type's share of the sample in the units of ``phi`` (mRNA shares for per-cell CPM profiles).
+    phi
+        ``(K, G)`` each type's mean profile, linear scale.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, K, G)`` float64, in the bulk's units (memory ~ 8 n K G bytes; updated in place).
+    """
+    X = np.asarray(bulk, dtype=np.float64)
+    Z = np.asarray(shares, dtype=np.float64)[:, :, None] * np.asarray(phi, dtype=np.float64)[None, :, :]
+    denominator = Z.sum(axis=1)  # (n, G)
+    ratio = np.divide(X, denominator, out=np.zeros_like(X), where=denominator > 0)
+    Z *= ratio[:, None, :]
     return Z

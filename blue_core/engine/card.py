@@ -3,7 +3,8 @@
 Who writes what: ``train_model`` -> :func:`training_card` and :func:`bank_rule`; ``build_ensemble`` ->
 :func:`ensemble_card`; ``train_recipe`` -> :func:`recipe_fields`; ``blue train --bank-only`` -> :func:`bank_rule`;
 ``save_model`` -> :func:`final_card` (lists, network, checksum, bank file); ``bench/validate.py --update-cards``
--> :func:`real_data_fields`; ``bench/intervals.py --real --update-cards`` -> :func:`real_cohort_intervals`. Other
+-> :func:`real_data_fields`; ``bench/intervals.py --real --update-cards`` -> :func:`real_cohort_intervals`; ``bench/gep_candidates.py
+--update-cards`` -> :func:`gep_estimator_field`. Other
 code reads the card; it does not write fields of its own.
 """
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .training_sets import SimulatedSets
 
 __all__ = ["training_card", "reference_summary", "bank_rule", "ensemble_card", "recipe_fields", "final_card",
-           "real_data_fields", "real_cohort_intervals", "recorded_split", "check_validation_cells", "RECIPE_FIELDS"]
+           "real_data_fields", "real_cohort_intervals", "gep_estimator_field", "recorded_split", "check_validation_cells", "RECIPE_FIELDS"]
 
 #: Recipe keys copied to the card as they are (what the app shows beside the model).
 RECIPE_FIELDS = ("title", "limitations", "fractions_of")
@@ -287,3 +288,20 @@ def check_validation_cells(card: Mapping[str, Any], cells: Sequence[str], *, ref
             f"reference {reference!r} does not give the validation cells the model held out ({len(cells):,} cells "
             f"here, {recorded.get('n', 0):,} recorded): pass the reference the model was trained on, unchanged, or "
             "later steps would use cells the model saw.")
+
+
+def gep_estimator_field(estimator: str, *, rule: str, command: str, scored_on: str) -> dict[str, Any]:
+    """``card["gep_estimator"]``: which estimator produces the model's GEPs (:mod:`blue_core.engine.gep_estimators`),
+    chosen among candidates declared before scoring.
+
+    Returns
+    -------
+    dict
+        ``{"gep_estimator": {"estimator", "rule", "scored_on", "chosen_by", "command"}}``.
+    """
+    from .gep_estimators import GEP_ESTIMATORS
+
+    if estimator not in GEP_ESTIMATORS:
+        raise BlueInputError(f"estimator must be one of {list(GEP_ESTIMATORS)}, not {estimator!r}.")
+    return {"gep_estimator": {"estimator": estimator, "rule": rule, "scored_on": scored_on,
+                              "chosen_by": "bench/results/gep_shifts.md (issue 25 section)", "command": command}}

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from .._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, adapt_request, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit, proportion_intervals
+from .gep_estimators import GepEstimator, estimate_profiles, model_estimator, with_estimator
 from ..exceptions import BlueInputError, PoorFitWarning
 from .model import BlueModel, preprocess
 from .result import Deconvolution
@@ -110,7 +111,9 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
         if out_present.sum() >= 3:
             out_values = _gene_values(block, out_pos, out_present)
             fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
-                                            present=out_present)
+                                            present=out_present)  # the network's own GEPs explain the bulk
+            expression[start:stop] = estimate_profiles(expression[start:stop], model=model, bulk=out_values,
+                                                       present=out_present, proportions=props[start:stop])
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
     return props, member_props, expression, fit_r
@@ -122,6 +125,7 @@ def deconvolve(
     *,
     batch_size: int = 256,
     adapt: bool | Literal["auto"] | AdaptationConfig | None = None,
+    gep_estimator: GepEstimator | None = None,
     progress: Progress | None = None,
 ) -> Deconvolution:
     """Estimate cell-type proportions and cell-type GEPs for every bulk sample.
@@ -144,6 +148,11 @@ def deconvolve(
         without a simulation bank); ``"auto"`` (adapt when the model has a bank and the cohort is large
         enough, else run without and say why in the input report). With adaptation a sample's fractions
         depend on the cohort it came with. ``input_report["adaptation"]`` records what ran.
+    gep_estimator
+        Which estimator produces the GEPs (:mod:`blue_core.engine.gep_estimators`): ``"network"``,
+        ``"closed_form"`` (E[Z|X] given the network's fractions) or ``"blend"``; None: the one the model's card
+        names (``"network"`` for a model without one). Proportions and the fit score do not depend on it.
+        ``input_report["gep_estimator"]`` records what ran.
     progress
         Optional callback ``progress(fraction, message)``.
 
@@ -164,10 +173,7 @@ def deconvolve(
     PoorFitWarning
         Some samples are poorly explained by the model.
     """
-    if not isinstance(model, BlueModel):
-        from .model import load_model
-
-        model = load_model(model)
+    model = _resolve_model(model, gep_estimator)
     if batch_size < 1:
         raise BlueInputError(f"batch_size must be >= 1, got {batch_size}.")
     t0 = time.perf_counter()
@@ -182,12 +188,7 @@ def deconvolve(
     n = adata.n_obs
     if n == 0:
         raise BlueInputError("the bulk has no samples; pass a table with at least one sample.")
-    genes = pd.Index([str(g) for g in adata.var_names])
-    if genes.has_duplicates:
-        raise BlueInputError(
-            f"the bulk has duplicated genes (e.g. {genes[genes.duplicated()][:3].tolist()}); read it with "
-            "read_bulk, which sums duplicates."
-        )
+    genes = _unique_genes(adata)
     in_pos = genes.get_indexer(model.input_genes)
     match = model.check_genes(genes, report=adata.uns.get("blue_input"))  # the one overlap rule (streaming, the CLI and the app's input report use it too)
     present = match.present
@@ -229,11 +230,32 @@ def deconvolve(
         spread_threshold=flags.spread_threshold,
         spread_threshold_basis=flags.spread_basis,
         adaptation=adaptation,
+        gep_estimator=model_estimator(model),
     )
     logger.info("deconvolved %d samples with %r in %.2f s", n, shipped_name, time.perf_counter() - t0)
     proportions = pd.DataFrame(props, index=index, columns=model.cell_types)
     return Deconvolution(proportions, expression, list(model.cell_types), list(model.output_genes), fit,
                          model.name, report, **intervals)
+
+
+def _unique_genes(adata: ad.AnnData) -> pd.Index:
+    """The bulk's gene symbols, refused when one is repeated."""
+    genes = pd.Index([str(g) for g in adata.var_names])
+    if genes.has_duplicates:
+        raise BlueInputError(
+            f"the bulk has duplicated genes (e.g. {genes[genes.duplicated()][:3].tolist()}); read it with "
+            "read_bulk, which sums duplicates."
+        )
+    return genes
+
+
+def _resolve_model(model: BlueModel | str | Path, gep_estimator: GepEstimator | None) -> BlueModel:
+    """The model a deconvolution runs: loaded by name or folder, its GEPs from ``gep_estimator`` when one is given."""
+    if not isinstance(model, BlueModel):
+        from .model import load_model
+
+        model = load_model(model)
+    return model if gep_estimator is None else with_estimator(model, gep_estimator)
 
 
 def deconvolve_chunk(frame: pd.DataFrame, model: BlueModel, *, batch_size: int) -> Deconvolution:

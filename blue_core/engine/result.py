@@ -101,7 +101,9 @@ class Deconvolution:
         for column in ("poorly_explained", "members_disagree"):
             if column in obs:
                 obs[column] = obs[column].astype(bool)
-        adata = ad.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(genes, name="gene")))
+        unmeasured = set((self.input_report or {}).get("unmeasured_output_genes") or [])
+        var = pd.DataFrame({"measured_in_input": [g not in unmeasured for g in genes]}, index=pd.Index(genes, name="gene"))
+        adata = ad.AnnData(obs=obs, var=var)  # var["measured_in_input"]: False where the GEP is inferred
         adata.obs_names = [str(s) for s in self.proportions.index]
         for key in ("proportions", "proportions_lo", "proportions_hi", "member_spread"):
             frame = getattr(self, key)

@@ -53,8 +53,16 @@ def test_heatmaps_group_test_and_downloads() -> None:
     assert (tests["test"] == "Mann-Whitney U").all()
     assert len(tests) == min(500, len(result.genes))
     assert {"median Normal", "median T2D"} <= set(tests.columns)
+    assert tests["measured_in_input"].all()  # fadista measures every output gene: nothing inferred is tested
     labels = {b.label for b in at.get("download_button")}
-    assert f"{cell_type} GEPs, all genes (CSV)" in labels
+    assert f"{cell_type} GEPs, all genes x samples (CSV; measured_in_input marks inferred genes)" in labels
+    # issue 25.5: how much of the type's per-sample variation follows its fraction, in words, and every type's share
+    words = [str(m.value).replace("\\", "") for m in list(at.caption) + list(at.warning)
+             if "fraction" in str(m.value) and str(m.value).startswith(cell_type)]
+    assert words and "% of its marker genes' variation between samples follows" in words[0]
+    shares = table_with(at, "share of the variation that follows the fraction")
+    assert list(shares.index) == [str(c) for c in result.cell_types]
+    assert shares["share of the variation that follows the fraction"].between(0, 1).all()
     assert "All cell types' GEPs + proportions (h5ad)" in labels
 
 

@@ -1,0 +1,164 @@
+"""Which estimator produces the reported cell-type expression (GEPs), and the estimators themselves (issue 25).
+
+The network's GEP branch predicts each type's profile from the whole bulk; on real cohorts part of what it
+predicts follows the type's own fraction (a B-rich sample gets a B profile with more MS4A1), which a biologist
+reads as cell state. Three estimators were declared before scoring (``bench/gep_shifts.py``):
+
+``"network"``
+    The GEP branch's output as it is (the ensemble mean, CPM over the output genes).
+``"closed_form"``
+    BayesPrism's expected expression E[Z | X] (:func:`~blue_core.engine.baselines.split_bulk`): each measured
+    output gene's bulk value shared among the types in proportion to ``share_k * reference_k``, where the
+    shares are the network's fractions weighted by each type's mRNA content (the card's ``rna_content``; cell
+    fractions as they are when the card has none) and the reference is the card's ``reference_profiles``. Each
+    (sample, type) profile is rescaled so its measured genes sum to what the network gave them.
+``"blend"``
+    The geometric mean of the two on log1p(CPM): ``log1p(out) = w log1p(network) + (1 - w) log1p(closed form)``,
+    ``w`` = :data:`BLEND_WEIGHT`.
+
+Genes the bulk did not measure have no bulk value to share: every estimator keeps the network's values there
+(they are *inferred*, and :func:`blue_core.analysis.tables.unmeasured_genes` names them). The fit score is
+always computed from the network's own GEPs (the closed form reproduces the bulk by construction, so a fit
+computed from it would say nothing). The shipped model's card names its estimator (``card["gep_estimator"]``);
+a model without one uses ``"network"``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Literal, get_args
+
+import numpy as np
+
+from ..exceptions import BlueInputError
+from .baselines import split_bulk
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import BlueModel
+
+__all__ = ["GepEstimator", "GEP_ESTIMATORS", "BLEND_WEIGHT", "model_estimator", "with_estimator", "estimate_profiles",
+           "mrna_shares"]
+
+GepEstimator = Literal["network", "closed_form", "blend"]
+#: The declared candidates, in the order they were declared.
+GEP_ESTIMATORS: tuple[str, ...] = get_args(GepEstimator)
+#: Weight of the network's log1p profile in ``"blend"`` (declared before scoring, not tuned).
+BLEND_WEIGHT = 0.5
+
+
+def model_estimator(model: BlueModel) -> str:
+    """The estimator a model's GEPs come from: ``card["gep_estimator"]["estimator"]``, else ``"network"``.
+
+    Returns
+    -------
+    str
+        One of :data:`GEP_ESTIMATORS`.
+    """
+    entry = (model.card or {}).get("gep_estimator") or {}
+    name = entry.get("estimator", "network") if isinstance(entry, dict) else "network"
+    return name if name in GEP_ESTIMATORS else "network"
+
+
+def with_estimator(model: BlueModel, estimator: GepEstimator) -> BlueModel:
+    """The same model (networks shared, not copied) whose GEPs come from ``estimator``.
+
+    Returns
+    -------
+    BlueModel
+        ``model`` itself when it already uses ``estimator``, else a shallow copy with its own card.
+
+    Raises
+    ------
+    BlueInputError
+        An unknown estimator, or one that needs the card's reference profiles on a model saved without them.
+    """
+    if estimator not in GEP_ESTIMATORS:
+        raise BlueInputError(f"gep_estimator must be one of {list(GEP_ESTIMATORS)}, not {estimator!r}.")
+    if estimator == model_estimator(model):
+        return model
+    if estimator != "network" and model.reference_profiles is None:
+        raise BlueInputError(f"model {model.name!r} has no reference profiles in its card, which gep_estimator="
+                             f"{estimator!r} needs; use gep_estimator='network' or retrain with a current BLUE.")
+    other = copy.copy(model)
+    other.card = dict(model.card)
+    previous = model.card.get("gep_estimator") if isinstance(model.card.get("gep_estimator"), dict) else {}
+    other.card["gep_estimator"] = {**previous, "estimator": estimator, "chosen_by": "the caller"}
+    return other
+
+
+def mrna_shares(proportions: np.ndarray, rna_content: np.ndarray | None) -> np.ndarray:
+    """``(n, K)`` each type's share of the sample's mRNA: ``p_k c_k / sum_j p_j c_j`` (``p`` as given without content).
+
+    Parameters
+    ----------
+    proportions
+        ``(n, K)`` cell fractions.
+    rna_content
+        ``(K,)`` relative mRNA per cell, or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, K)`` float64, rows summing to 1 (0 for an all-zero row).
+    """
+    p = np.clip(np.asarray(proportions, dtype=np.float64), 0.0, None)
+    if rna_content is not None:
+        p = p * np.asarray(rna_content, dtype=np.float64)[None, :]
+    total = p.sum(axis=1, keepdims=True)
+    return np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+
+
+def _rna_content(model: BlueModel) -> np.ndarray | None:
+    values = ((model.card or {}).get("rna_content") or {}).get("values")
+    if not values or not all(t in values for t in model.cell_types):
+        return None
+    return np.array([float(values[t]) for t in model.cell_types])
+
+
+def estimate_profiles(network_gep: np.ndarray, *, model: BlueModel, bulk: np.ndarray, present: np.ndarray,
+                      proportions: np.ndarray) -> np.ndarray:
+    """The reported GEPs of a batch under the model's estimator (:func:`model_estimator`).
+
+    Parameters
+    ----------
+    network_gep
+        ``(n, K, G_out)`` the network's GEPs, CPM over the output genes.
+    model
+        The model (its card gives the estimator, the reference profiles and the mRNA contents).
+    bulk
+        ``(n, G_out)`` the bulk's values over the output genes, linear scale (0 where unmeasured).
+    present
+        ``(G_out,)`` bool, output genes the bulk measured.
+    proportions
+        ``(n, K)`` the network's cell fractions.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, K, G_out)`` float32 CPM; ``network_gep`` itself for ``"network"`` or when fewer than 3 output genes
+        were measured; the network's values on unmeasured genes and for types the network calls absent.
+    """
+    estimator = model_estimator(model)
+    present = np.asarray(present, dtype=bool)
+    if estimator == "network" or present.sum() < 3:
+        return network_gep
+    reference = model.reference_profiles
+    if reference is None:
+        raise BlueInputError(f"model {model.name!r} asks for gep_estimator={estimator!r} but its card has no "
+                             "reference profiles; use gep_estimator='network'.")
+    phi = reference.loc[:, list(model.cell_types)].to_numpy(dtype=np.float64).T[:, present]  # (K, G_m)
+    net = np.asarray(network_gep, dtype=np.float64)
+    shares = mrna_shares(proportions, _rna_content(model))
+    Z = split_bulk(np.asarray(bulk, dtype=np.float64)[:, present], shares, phi=phi)  # (n, K, G_m)
+    totals = Z.sum(axis=2, keepdims=True)
+    target = net[:, :, present].sum(axis=2, keepdims=True)
+    ok = (totals > 0) & (shares[:, :, None] > 0)
+    closed = np.where(ok, Z * np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0),
+                      net[:, :, present])
+    out = net.copy()
+    if estimator == "closed_form":
+        out[:, :, present] = closed
+    else:
+        out[:, :, present] = np.expm1(BLEND_WEIGHT * np.log1p(net[:, :, present])
+                                      + (1.0 - BLEND_WEIGHT) * np.log1p(closed))
+    return out.astype(np.float32)
