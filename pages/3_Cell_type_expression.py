@@ -10,6 +10,7 @@ from blue_core import plotting
 from blue_studio import cache, state as app_state, views
 from blue_core.exceptions import BlueInputError
 from blue_core.analysis.stats import specific_genes, top_genes, zscore
+from blue_core.engine.gep_estimators import ESTIMATOR_WORDS
 
 app_state.init_state()
 st.title("Cell-type expression")
@@ -18,8 +19,10 @@ views.show_verdict_line(*app_state.current_trust())  # the Data & model page's v
 clinical = st.session_state.get("clinical")
 cell_types = [str(c) for c in result.cell_types]
 genes = [str(g) for g in result.genes]
+estimator = (result.input_report or {}).get("gep_estimator", "network")
 st.caption(f"BLUE predicts, for every sample, each cell type's own expression profile (GEP) over "
-           f"{len(genes):,} genes, in counts per million (CPM). Model **{views.md(result.model_name)}**.")
+           f"{len(genes):,} genes, in counts per million (CPM). Model **{views.md(result.model_name)}**. How the profiles are "
+           f"made: {ESTIMATOR_WORDS.get(estimator, estimator)} (the model card's *gep_estimator* says why).")
 
 # genes x samples for one cell type --------------------------------------------------------------
 st.subheader("One cell type across samples")

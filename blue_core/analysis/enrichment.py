@@ -324,9 +324,14 @@ def enrich(
     }
     if not testable:
         best = max((len(g) for g in overlaps.values()), default=0)
+        left_out = attrs["n_inferred_left_out"]
         raise BlueInputError(
             f"No gene set has between {min_size} and {max_size} genes in this panel of {n_panel} genes "
-            f"(largest overlap: {best}). Lower min_size (e.g. min_size=3) or use a model with more output genes."
+            f"(largest overlap: {best}). "
+            + (f"{left_out:,} of the profile's genes were not measured in your data and were left out: "
+               "include_inferred=True (CLI --include-inferred; app: tick 'Also rank the genes your data did not "
+               "measure') ranks them too, as inferred profiles. " if left_out else "")
+            + "Or lower min_size (e.g. min_size=3), or use a model with more output genes."
         )
     if len(testable) < 5:
         import warnings

@@ -290,18 +290,19 @@ def check_validation_cells(card: Mapping[str, Any], cells: Sequence[str], *, ref
             "later steps would use cells the model saw.")
 
 
-def gep_estimator_field(estimator: str, *, rule: str, command: str, scored_on: str) -> dict[str, Any]:
+def gep_estimator_field(estimator: str, *, rule: str, command: str, scored_on: str, caveats: str = "") -> dict[str, Any]:
     """``card["gep_estimator"]``: which estimator produces the model's GEPs (:mod:`blue_core.engine.gep_estimators`),
     chosen among candidates declared before scoring.
 
     Returns
     -------
     dict
-        ``{"gep_estimator": {"estimator", "rule", "scored_on", "chosen_by", "command"}}``.
+        ``{"gep_estimator": {"estimator", "rule", "scored_on", "caveats", "chosen_by", "command"}}``; ``caveats``: what
+        the chosen estimator does worse than the others on this model's real cohorts, in words.
     """
     from .gep_estimators import GEP_ESTIMATORS
 
     if estimator not in GEP_ESTIMATORS:
         raise BlueInputError(f"estimator must be one of {list(GEP_ESTIMATORS)}, not {estimator!r}.")
-    return {"gep_estimator": {"estimator": estimator, "rule": rule, "scored_on": scored_on,
+    return {"gep_estimator": {"estimator": estimator, "rule": rule, "scored_on": scored_on, "caveats": caveats,
                               "chosen_by": "bench/results/gep_shifts.md (issue 25 section)", "command": command}}

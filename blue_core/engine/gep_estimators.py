@@ -36,7 +36,7 @@ from .baselines import split_bulk
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["GepEstimator", "GEP_ESTIMATORS", "BLEND_WEIGHT", "model_estimator", "with_estimator", "estimate_profiles",
+__all__ = ["GepEstimator", "GEP_ESTIMATORS", "BLEND_WEIGHT", "ESTIMATOR_WORDS", "model_estimator", "with_estimator", "estimate_profiles",
            "mrna_shares"]
 
 GepEstimator = Literal["network", "closed_form", "blend"]
@@ -44,6 +44,13 @@ GepEstimator = Literal["network", "closed_form", "blend"]
 GEP_ESTIMATORS: tuple[str, ...] = get_args(GepEstimator)
 #: Weight of the network's log1p profile in ``"blend"`` (declared before scoring, not tuned).
 BLEND_WEIGHT = 0.5
+#: What each estimator is, in words (the app's caption, the CLI's report).
+ESTIMATOR_WORDS = {
+    "network": "the network's GEP branch",
+    "closed_form": "each measured gene's bulk value shared among the cell types by their predicted fractions and "
+                   "reference profiles (closed-form E[Z|X], as in BayesPrism)",
+    "blend": "the geometric mean of the network's GEP branch and the closed-form E[Z|X]",
+}
 
 
 def model_estimator(model: BlueModel) -> str:

@@ -85,6 +85,7 @@ def test_upload_run_proportions_download(page: Any, shot: Any, tmp_path: Path) -
         assert (table[f"{cell_type}_lo"] <= table[cell_type] + 1e-6).all() and (table[f"{cell_type}_hi"] >= table[cell_type] - 1e-6).all()
     _open(page, "Cell-type expression")
     page.locator(".js-plotly-plot").first.wait_for()
+    page.get_by_text("follows the", exact=False).first.wait_for()  # issue 25.5: how much follows the fraction
     shot(page, "3_cell_type_expression")
 
 
@@ -106,11 +107,14 @@ def test_survival_page_shows_kaplan_meier(page: Any, shot: Any) -> None:
     shot(page, "4_validation", page.get_by_test_id("stTabs").last)
     _open(page, "Enrichment")
     page.get_by_text("over-representation").click()
+    # TCGA measures 37 of the model's 1,197 output genes: the rest are inferred and only ranked when asked (issue 25.3)
+    page.get_by_text("Also rank the", exact=False).click()
     page.get_by_role("button", name="Run enrichment").click()
     page.get_by_role("button", name="Download enrichment table (CSV)").wait_for(timeout=120_000)
     # only sets passing FDR are drawn; otherwise the page says "nothing significant" (issue 13.5)
     if page.get_by_text("Nothing significant", exact=False).count() == 0:
         page.locator(".js-plotly-plot .barlayer").first.wait_for(timeout=30_000)
+    assert page.get_by_text("follows the", exact=False).count() >= 1  # issue 25.5
     shot(page, "5_enrichment")
 
 

@@ -150,3 +150,16 @@ def test_inferred_genes_are_marked_and_not_tested_by_default(tiny_trained):
     adata = result.to_anndata()
     assert not adata.var.loc[dropped, "measured_in_input"].any() and adata.var["measured_in_input"].sum() == len(
         model.output_genes) - len(dropped)
+
+
+def test_enrichment_on_inferred_genes_only_names_the_fix(tiny_trained):
+    model, bulk = tiny_trained(n_bulk=12)
+    dropped = [g for g in model.output_genes if g not in set(model.input_genes)][:5]
+    result = bc.deconvolve(bulk.drop(columns=dropped), model)
+    groups = pd.Series(["a", "b"] * 6, index=result.proportions.index)
+    with pytest.raises(BlueInputError, match="include_inferred=True"):
+        bc.enrich(result, groups, group="a", cell_type=model.cell_types[0], gene_sets={"inferred set": dropped},
+                  method="ora", min_size=3)
+    table = bc.enrich(result, groups, group="a", cell_type=model.cell_types[0], gene_sets={"inferred set": dropped},
+                      method="ora", min_size=3, include_inferred=True)
+    assert list(table["term"]) == ["inferred set"] and table.attrs["n_inferred_left_out"] == 0
