@@ -66,7 +66,7 @@ def show_fraction_dependence(table: pd.DataFrame, cell_type: str, *, key: str) -
         row = table.loc[cell_type]
         share = row["share_following"]
         text = md(row["words"])
-        if share == share and share >= 0.5:  # not NaN
+        if pd.notna(share) and share >= 0.5:
             st.warning(text, icon=":material/link:")
         else:
             st.caption(text)

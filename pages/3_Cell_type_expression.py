@@ -22,7 +22,7 @@ genes = [str(g) for g in result.genes]
 estimator = (result.input_report or {}).get("gep_estimator", "network")
 st.caption(f"BLUE predicts, for every sample, each cell type's own expression profile (GEP) over "
            f"{len(genes):,} genes, in counts per million (CPM). Model **{views.md(result.model_name)}**. How the profiles are "
-           f"made: {ESTIMATOR_WORDS.get(estimator, estimator)} (the model card's *gep_estimator* says why).")
+           f"made: {ESTIMATOR_WORDS.get(estimator) or views.md(estimator)} (the model card's *gep_estimator* says why).")
 
 # genes x samples for one cell type --------------------------------------------------------------
 st.subheader("One cell type across samples")

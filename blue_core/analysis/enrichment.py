@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..exceptions import BlueInputError, BlueWarning
 from .stats import benjamini_hochberg
+from .tables import unmeasured_genes
 from ..io.resources import package_data
 
 __all__ = ["enrich", "rank_genes", "list_gene_set_collections", "load_gene_sets", "FewGeneSetsWarning"]
@@ -152,7 +153,7 @@ def _expression_frame(data: Any, cell_type: str | None, include_inferred: bool =
             columns=[str(g) for g in data.genes],
         )
         if not include_inferred:  # genes the input did not measure: their profiles are inferred, not tested
-            inferred = _unmeasured(data)
+            inferred = unmeasured_genes(data)
             frame = frame.loc[:, [g for g in frame.columns if g not in inferred]]
     else:
         raise BlueInputError(
@@ -230,12 +231,6 @@ def rank_genes(
     ranks = pd.Series(np.nan_to_num(t, nan=0.0), index=genes, name="t").sort_values(ascending=False, kind="stable")
     ranks.attrs.update({"n_group": int(in_group.sum()), "n_rest": int((~in_group).sum())})
     return ranks
-
-
-def _unmeasured(data: Any) -> set[str]:
-    from .tables import unmeasured_genes
-
-    return unmeasured_genes(data)
 
 
 def _adaptive_min_size(n_genes: int) -> int:
@@ -320,7 +315,7 @@ def enrich(
         "n_panel_genes": n_panel, "n_sets_total": len(sets), "n_sets_tested": len(testable),
         "min_size": min_size, "n_group": ranks.attrs["n_group"], "n_rest": ranks.attrs["n_rest"],
         "n_inferred_left_out": 0 if include_inferred or isinstance(data, pd.DataFrame) else len(
-            [g for g in map(str, getattr(data, "genes", [])) if g in _unmeasured(data)]),
+            unmeasured_genes(data) & set(map(str, data.genes))),
     }
     if not testable:
         best = max((len(g) for g in overlaps.values()), default=0)

@@ -26,6 +26,7 @@ a model without one uses ``"network"``.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
@@ -36,7 +37,7 @@ from .baselines import split_bulk
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["GepEstimator", "GEP_ESTIMATORS", "BLEND_WEIGHT", "ESTIMATOR_WORDS", "model_estimator", "with_estimator", "estimate_profiles",
+__all__ = ["GepEstimator", "GEP_ESTIMATORS", "BLEND_WEIGHT", "ESTIMATOR_WORDS", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
            "mrna_shares"]
 
 GepEstimator = Literal["network", "closed_form", "blend"]
@@ -122,9 +123,81 @@ def _rna_content(model: BlueModel) -> np.ndarray | None:
     return np.array([float(values[t]) for t in model.cell_types])
 
 
+@dataclass(frozen=True)
+class ProfileEstimator:
+    """What a model's estimator needs, read from its card once per run (not once per batch).
+
+    Attributes
+    ----------
+    estimator
+        One of :data:`GEP_ESTIMATORS`.
+    reference
+        ``(K, G_out)`` the card's reference profiles (CPM), None for ``"network"``.
+    rna_content
+        ``(K,)`` relative mRNA per cell, or None.
+    """
+
+    estimator: str
+    reference: np.ndarray | None
+    rna_content: np.ndarray | None
+
+    @classmethod
+    def of(cls, model: BlueModel) -> ProfileEstimator:
+        """The estimator of ``model`` (:func:`model_estimator`) with its card's inputs.
+
+        Returns
+        -------
+        ProfileEstimator
+            Ready to :meth:`apply`.
+
+        Raises
+        ------
+        BlueInputError
+            The card asks for an estimator that needs reference profiles it does not hold.
+        """
+        estimator = model_estimator(model)
+        if estimator == "network":
+            return cls(estimator, None, None)
+        reference = model.reference_profiles
+        if reference is None:
+            raise BlueInputError(f"model {model.name!r} asks for gep_estimator={estimator!r} but its card has no "
+                                 "reference profiles; use gep_estimator='network'.")
+        return cls(estimator, reference.loc[:, list(model.cell_types)].to_numpy(dtype=np.float64).T, _rna_content(model))
+
+    def apply(self, network_gep: np.ndarray, *, bulk: np.ndarray, present: np.ndarray, proportions: np.ndarray
+              ) -> np.ndarray:
+        """The reported GEPs of a batch (see :func:`estimate_profiles` for the arguments and the result).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, K, G_out)`` CPM.
+        """
+        present = np.asarray(present, dtype=bool)
+        if self.reference is None or present.sum() < 3:
+            return network_gep
+        phi = self.reference[:, present]  # (K, G_m)
+        net = np.asarray(network_gep, dtype=np.float64)
+        shares = mrna_shares(proportions, self.rna_content)
+        Z = split_bulk(np.asarray(bulk, dtype=np.float64)[:, present], shares, phi=phi)  # (n, K, G_m)
+        totals = Z.sum(axis=2, keepdims=True)
+        target = net[:, :, present].sum(axis=2, keepdims=True)
+        ok = (totals > 0) & (shares[:, :, None] > 0)
+        closed = np.where(ok, Z * np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0),
+                          net[:, :, present])
+        out = net.copy()
+        if self.estimator == "closed_form":
+            out[:, :, present] = closed
+        else:
+            out[:, :, present] = np.expm1(BLEND_WEIGHT * np.log1p(net[:, :, present])
+                                          + (1.0 - BLEND_WEIGHT) * np.log1p(closed))
+        return out.astype(np.float32)
+
+
 def estimate_profiles(network_gep: np.ndarray, *, model: BlueModel, bulk: np.ndarray, present: np.ndarray,
                       proportions: np.ndarray) -> np.ndarray:
-    """The reported GEPs of a batch under the model's estimator (:func:`model_estimator`).
+    """The reported GEPs of a batch under the model's estimator (:func:`model_estimator`); a run of many batches
+    builds one :class:`ProfileEstimator` instead.
 
     Parameters
     ----------
@@ -145,27 +218,4 @@ def estimate_profiles(network_gep: np.ndarray, *, model: BlueModel, bulk: np.nda
         ``(n, K, G_out)`` float32 CPM; ``network_gep`` itself for ``"network"`` or when fewer than 3 output genes
         were measured; the network's values on unmeasured genes and for types the network calls absent.
     """
-    estimator = model_estimator(model)
-    present = np.asarray(present, dtype=bool)
-    if estimator == "network" or present.sum() < 3:
-        return network_gep
-    reference = model.reference_profiles
-    if reference is None:
-        raise BlueInputError(f"model {model.name!r} asks for gep_estimator={estimator!r} but its card has no "
-                             "reference profiles; use gep_estimator='network'.")
-    phi = reference.loc[:, list(model.cell_types)].to_numpy(dtype=np.float64).T[:, present]  # (K, G_m)
-    net = np.asarray(network_gep, dtype=np.float64)
-    shares = mrna_shares(proportions, _rna_content(model))
-    Z = split_bulk(np.asarray(bulk, dtype=np.float64)[:, present], shares, phi=phi)  # (n, K, G_m)
-    totals = Z.sum(axis=2, keepdims=True)
-    target = net[:, :, present].sum(axis=2, keepdims=True)
-    ok = (totals > 0) & (shares[:, :, None] > 0)
-    closed = np.where(ok, Z * np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0),
-                      net[:, :, present])
-    out = net.copy()
-    if estimator == "closed_form":
-        out[:, :, present] = closed
-    else:
-        out[:, :, present] = np.expm1(BLEND_WEIGHT * np.log1p(net[:, :, present])
-                                      + (1.0 - BLEND_WEIGHT) * np.log1p(closed))
-    return out.astype(np.float32)
+    return ProfileEstimator.of(model).apply(network_gep, bulk=bulk, present=present, proportions=proportions)

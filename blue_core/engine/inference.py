@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from .._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, adapt_request, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit, proportion_intervals
-from .gep_estimators import GepEstimator, estimate_profiles, model_estimator, with_estimator
+from .gep_estimators import GepEstimator, ProfileEstimator, model_estimator, with_estimator
 from ..exceptions import BlueInputError, PoorFitWarning
 from .model import BlueModel, preprocess
 from .result import Deconvolution
@@ -101,6 +101,7 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
     member_props = np.empty((model.n_members, n, len(model.cell_types)), dtype=np.float32)
     expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
     fit_r = np.full(n, np.nan)
+    profiles = ProfileEstimator.of(model)  # the card read once, not once per batch
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         block = _dense_block(X[start:stop])
@@ -112,8 +113,8 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
             out_values = _gene_values(block, out_pos, out_present)
             fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
                                             present=out_present)  # the network's own GEPs explain the bulk
-            expression[start:stop] = estimate_profiles(expression[start:stop], model=model, bulk=out_values,
-                                                       present=out_present, proportions=props[start:stop])
+            expression[start:stop] = profiles.apply(expression[start:stop], bulk=out_values, present=out_present,
+                                                    proportions=props[start:stop])
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
     return props, member_props, expression, fit_r
