@@ -86,6 +86,7 @@ def training_card(*, tissue: str | None, description: str, provenance: dict[str,
             proportion_epochs=tr.proportion_epochs,
             proportion_epochs_run=sum(h["branch"] == "proportion" for h in history), batch_size=tr.batch_size,
             lr=tr.lr, weight_decay=tr.weight_decay, proportion_weight=tr.proportion_weight, patience=tr.patience,
+            **({"gep_decorrelation": tr.gep_decorrelation} if tr.gep_decorrelation else {}),
             validation_fraction=tr.validation_fraction, seed=tr.seed,
             validation_cells={ref: dict(n=int(val.n_obs), sha256=cell_digest(val.obs_names))
                               for ref, (_, val) in splits.items()},

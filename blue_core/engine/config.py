@@ -9,6 +9,8 @@ build a variant with :func:`dataclasses.replace` or ``from_dict``.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Self
@@ -200,6 +202,11 @@ class TrainConfig(Settings):
         ``torch.set_num_threads`` during training (None: leave torch's setting).
     gep_early_stopping
         With GEP references: stop the GEP branch on the main references' validation (``"main"``) or all (``"all"``).
+    gep_decorrelation
+        Weight of the leakage penalty on the GEP branch (issue 25, candidate 4;
+        :func:`~blue_core.engine.fitting.leakage_penalty`): per type, the squared gap between the batch correlation
+        of each predicted gene with the network's own fraction output and the same correlation of the target,
+        summed over types. 0 (default) = the paper's loss. Early stopping still watches the GEP MSE alone.
     """
 
     epochs: int = 30
@@ -214,6 +221,12 @@ class TrainConfig(Settings):
     split_seed: int | None = None
     threads: int | None = None
     gep_early_stopping: Literal["main", "all"] = "main"
+    gep_decorrelation: float = 0.0
 
     _what: ClassVar[str] = "training"
+
+    def __post_init__(self) -> None:
+        weight = self.gep_decorrelation
+        if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise BlueInputError(f"training setting gep_decorrelation must be a number >= 0 (0 = off); got {weight!r}.")
 

@@ -22,7 +22,7 @@ from .network import BlueNet
 from .simulation import PseudoBulk
 from .training_sets import SimulatedSets, concat_sets
 
-__all__ = ["Loss", "blue_loss", "train_network", "FIT_QUANTILE"]
+__all__ = ["Loss", "blue_loss", "leakage_penalty", "train_network", "FIT_QUANTILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +92,70 @@ def _gep_mse(
     return ((per_type * weight).sum(0) / weight.sum(0).clamp(min=1e-8)).sum()
 
 
+#: Fraction below which a type counts as absent from a sample in :func:`leakage_penalty`.
+_PRESENT = 0.02
+#: Fewest samples of a batch with the type present for its correlations to count.
+_MIN_PRESENT = 8
+
+
+def _batch_r(values: torch.Tensor, fraction: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Pearson r over the batch, per type and gene, of ``values (B, K, G)`` with ``fraction (B, K)``, counting the
+    samples where ``weight (B, K)`` is 1."""
+    n = weight.sum(0).clamp(min=1.0)
+    f = (fraction - (weight * fraction).sum(0) / n) * weight
+    v = (values - (weight[:, :, None] * values).sum(0) / n[:, None]) * weight[:, :, None]
+    covariance = (v * f[:, :, None]).sum(0)
+    return covariance / torch.sqrt((v**2).sum(0) * (f**2).sum(0)[:, None] + 1e-8)
+
+
+def leakage_penalty(pred_gep: torch.Tensor, gep: torch.Tensor, *, fraction: torch.Tensor, proportions: torch.Tensor,
+                    gene_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Issue 25's decorrelation penalty: how much more (or less) each predicted profile follows a fraction than its
+    target does, over a batch.
+
+    Parameters
+    ----------
+    pred_gep, gep
+        ``(B, K, G_out)`` predicted and target profiles, log1p(CPM).
+    fraction
+        ``(B, K)`` the fractions the profiles are correlated with (the network's own proportion output).
+    proportions
+        ``(B, K)`` true fractions: a type counts in a sample where it is at least 2 % of the cells.
+    gene_mask
+        ``(B, G_out)`` genes measured per sample; only genes measured in every sample of the batch count.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar: the sum over types (with >= 8 samples present) of the mean over genes of
+        ``(r(pred, fraction) - r(target, fraction))^2``; 0 when no type has enough samples.
+    """
+    weight = (proportions >= _PRESENT).to(pred_gep.dtype)
+    fraction = fraction.detach().to(pred_gep.dtype)
+    gap = (_batch_r(pred_gep, fraction, weight) - _batch_r(gep, fraction, weight)) ** 2
+    if gene_mask is not None:
+        gap = gap[:, gene_mask.all(0)]
+    counted = weight.sum(0) >= _MIN_PRESENT
+    if not bool(counted.any()) or gap.shape[1] == 0:
+        return pred_gep.new_zeros(())
+    return gap.mean(dim=1)[counted].sum()
+
+
 def _branch_loss(
     net: BlueNet, branch: str, x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, proportion_weight: float,
-    mask: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None, decorrelation: float = 0.0,
 ) -> torch.Tensor:
-    """The part of the BLUE loss that depends on one branch's parameters."""
+    """The part of the BLUE loss that depends on one branch's parameters (plus the GEP branch's leakage penalty
+    when ``decorrelation`` > 0)."""
     if branch == "proportion":
         return proportion_weight * ((net.forward_proportions(x) - p) ** 2).mean()
-    return _gep_mse(net.forward_gep(x), g, p, mask)
+    pred = net.forward_gep(x)
+    loss = _gep_mse(pred, g, p, mask)
+    if decorrelation > 0:
+        with torch.no_grad():
+            own = net.forward_proportions(x)
+        loss = loss + decorrelation * leakage_penalty(pred, g, fraction=own, proportions=p, gene_mask=mask)
+    return loss
 
 
 def _fit_branch(
@@ -118,11 +174,13 @@ def _fit_branch(
     history: list[dict[str, Any]],
     report: Progress,
     masks: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+    decorrelation: float = 0.0,
 ) -> int:
     """Train one branch with Adam and early stopping on its validation loss; keep its best epoch.
 
     ``masks``: per-sample gene masks ``(n, G_out)`` of the training and validation sets (multi-reference
-    training), or None.
+    training), or None. ``decorrelation``: weight of :func:`leakage_penalty` in the GEP branch's training loss
+    (the validation loss that stops it stays the GEP MSE).
     """
     params = net.branch_parameters(branch)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -138,7 +196,7 @@ def _fit_branch(
         for start in range(0, x.shape[0], batch_size):
             idx = order[start : start + batch_size]
             loss = _branch_loss(net, branch, x[idx], p[idx], g[idx], proportion_weight,
-                                None if masks[0] is None else masks[0][idx])
+                                None if masks[0] is None else masks[0][idx], decorrelation)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -267,7 +325,7 @@ def train_network(sets: SimulatedSets, *, cell_types: list[str], input_genes: li
             net, branch, train_set, val_set, epochs=n_epochs, batch_size=tr.batch_size, lr=tr.lr,
             weight_decay=tr.weight_decay, patience=tr.patience, proportion_weight=tr.proportion_weight,
             seed=tr.seed, history=history, report=lambda f, m_, lo=lo, hi=hi: report(lo + (hi - lo) * f, m_),
-            masks=masks,
+            masks=masks, decorrelation=tr.gep_decorrelation,
         )
     net.set_generator(None)  # the model outlives this run: keep no reference to its generator
     train_seconds = time.perf_counter() - t_train

@@ -117,3 +117,39 @@ def test_configs_and_the_old_keywords_train_the_same_model():
         train_model(ref, n_marker=4)
     with pytest.raises(BlueInputError, match="unknown training setting"):
         TrainConfig.from_dict({"epoch": 1})
+
+
+def test_leakage_penalty_measures_the_gap_to_the_targets_correlation():
+    """Issue 25 candidate 4: zero when the prediction follows the fraction as much as its target does; positive when
+    it follows it more; types present in fewer than 8 samples do not count; the gradient reaches the prediction."""
+    from blue_core.engine.fitting import leakage_penalty
+
+    gen = torch.Generator().manual_seed(0)
+    n, k, g = 32, 2, 5
+    p = torch.rand(n, k, generator=gen) * 0.5 + 0.1
+    target = torch.rand(n, k, g, generator=gen)
+    assert leakage_penalty(target, target, fraction=p, proportions=p).item() == pytest.approx(0.0, abs=1e-6)
+    leaky = (target + 5.0 * p[:, :, None]).requires_grad_(True)
+    penalty = leakage_penalty(leaky, target, fraction=p, proportions=p)
+    assert penalty.item() > 0.5
+    penalty.backward()
+    assert torch.isfinite(leaky.grad).all() and leaky.grad.abs().sum() > 0
+    rare = p.clone()
+    rare[8:, 1] = 0.0  # type 1 present in 8 samples: counts; in 7: does not
+    one = leakage_penalty(target + 5.0 * p[:, :, None], target, fraction=p, proportions=rare).item()
+    rare[7, 1] = 0.0
+    only_type0 = leakage_penalty(target + 5.0 * p[:, :, None], target, fraction=p, proportions=rare).item()
+    assert 0 < only_type0 < one
+
+
+def test_decorrelation_penalty_trains_and_is_recorded():
+    from blue_core.engine.config import TrainConfig
+
+    plain, penalised = tiny_train(seed=2), tiny_train(seed=2, training=TrainConfig(
+        epochs=1, proportion_epochs=2, batch_size=32, threads=1, seed=2, gep_decorrelation=1.0))
+    assert "gep_decorrelation" not in plain.card["training"]
+    assert penalised.card["training"]["gep_decorrelation"] == 1.0
+    same = [torch.equal(v, penalised.network.state_dict()[name]) for name, v in plain.network.state_dict().items()]
+    assert not all(same)  # the GEP branch's parameters moved differently
+    with pytest.raises(BlueInputError, match="gep_decorrelation"):
+        TrainConfig(gep_decorrelation=-1.0)
