@@ -184,6 +184,8 @@ def summarise(scores: dict) -> tuple[pd.DataFrame, pd.DataFrame, str]:
         fadista_p = _mean(table.get("... p", [np.nan]))
         summary.append({"candidate": estimator, "worst r minus E[Z|X] (Kang, van Galen)": min(deltas) if deltas else np.nan,
                         "worst leakage gap to truth": max(g for g in gaps if np.isfinite(g)) if gaps else np.nan,
+                        "types with leakage within 0.1 of truth": (f"{sum(g <= 0.1 for g in gaps if np.isfinite(g))} of "
+                                                                   f"{sum(np.isfinite(g) for g in gaps)}"),
                         "Monaco minus reference mean": _mean(table.get("monaco BLUE minus reference mean", [np.nan])),
                         "Fadista beta score vs HbA1c r": fadista_r, "Fadista p": fadista_p})
     frame = pd.DataFrame(summary)
