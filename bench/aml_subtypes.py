@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import blue_core as bc  # noqa: E402
 from blue_core.analysis.enrichment import enrich, load_gene_sets  # noqa: E402
+from blue_core.engine.gep_estimators import GEP_ESTIMATORS, with_estimator  # noqa: E402
 from blue_core.plotting import save_km  # noqa: E402
 from blue_core.analysis.stats import holm  # noqa: E402
 from blue_core.analysis.subtypes import SubtypeClustering  # noqa: E402
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--gep-estimator", default="network", choices=["network", "closed_form", "blend"])
+    pre.add_argument("--gep-estimator", default="network", choices=list(GEP_ESTIMATORS))
     known, rest = pre.parse_known_args(argv if argv is not None else sys.argv[1:])
     out_dir = results_folder(rest, __doc__.splitlines()[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
@@ -175,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     figures = out_dir / "aml_subtypes_km"
     # The protocol was registered and run with the network's GEPs; since issue 25 the shipped default is the closed
     # form, so the estimator is pinned here (--gep-estimator closed_form --out FOLDER runs the same protocol with it).
-    from blue_core.engine.gep_estimators import with_estimator
-
     model = with_estimator(bc.load_model("aml"), known.gep_estimator)
     logger.info("GEP estimator: %s", known.gep_estimator)
 
@@ -323,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         f"survival. Model `aml` (weights sha256 {model.card['weights_sha256'][:12]}, {len(model.input_genes):,} input "
         f"genes over the 4 panels, {len(model.output_genes):,} output genes). Seeds fixed (0). GEPs from the "
         f"`{known.gep_estimator}` estimator" + (" (as registered)." if known.gep_estimator == "network" else
-                                                " (a secondary run: the protocol was registered with the network's).")
-        + "", "",
+                                                " (a secondary run: the protocol was registered with the network's)."),
+        "",
         "## Cohorts", "", markdown_table(pd.DataFrame(inputs).fillna(""), number_format=None), "",
         "## Data checks (label integrity of each cohort file)", "",
         "Pearson r of each cohort's gene means (log1p CPM) with the model's reference mean profile over the measured "

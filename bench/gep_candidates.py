@@ -93,12 +93,19 @@ def _kang_held_out(blood: bc.BlueModel) -> np.ndarray:
     return ~gep_reference_subset(spec, _kang_labels(data_root(_base("pbmc"))).obs)
 
 
-def _real_leakage(model: bc.BlueModel, sample: str) -> dict[str, float]:
-    cohort = bc.load_sample(sample)
-    result = _quiet(cohort.bulk, model)
+def _real_leakage(model: bc.BlueModel, result: bc.Deconvolution, sample: str) -> dict[str, float]:
     markers = marker_sets(model.reference_profiles.T, n=20)
     table = fraction_dependence(result.expression, result.proportions, genes=list(model.output_genes), markers=markers)
     return {f"{sample} leakage r {t}": float(v) for t, v in table["median_r"].items()}
+
+
+def _real_rows(blood: bc.BlueModel, islets: bc.BlueModel) -> dict[str, float]:
+    """The real-cohort rows of one candidate: Monaco vs ABIS, Fadista beta, and both cohorts' leakage, from one
+    deconvolution of each cohort."""
+    monaco = _quiet(bc.load_sample("monaco_pbmc").bulk, blood)
+    fadista = _quiet(bc.load_sample("fadista_islets").bulk, islets)
+    return {**monaco_beyond_mean(blood, result=monaco), **fadista_beta(islets, result=fadista),
+            **_real_leakage(blood, monaco, "monaco_pbmc"), **_real_leakage(islets, fadista, "fadista_islets")}
 
 
 #: Candidate 4's name in the tables: the network GEPs of networks trained with the leakage penalty.
@@ -113,9 +120,7 @@ def _score_job(what: str, seed: int, estimator: str, blood: bc.BlueModel, islets
         return kang_shift(with_estimator(blood, estimator), cells=held, seed=seed)
     if what == "lopo":
         return vangalen_lopo("plain", seed=seed, estimator=estimator)
-    b, i = with_estimator(blood, estimator), with_estimator(islets, estimator)
-    return {**monaco_beyond_mean(b), **fadista_beta(i), **_real_leakage(b, "monaco_pbmc"),
-            **_real_leakage(i, "fadista_islets")}
+    return _real_rows(with_estimator(blood, estimator), with_estimator(islets, estimator))
 
 
 def _decorrelated_job(what: str, seed: int, held: np.ndarray) -> dict[str, float]:
@@ -128,9 +133,7 @@ def _decorrelated_job(what: str, seed: int, held: np.ndarray) -> dict[str, float
     blood = with_estimator(decorrelated_model("pbmc", seed=index), "network")
     if what == "kang":
         return kang_shift(blood, cells=held, seed=seed)
-    islets = with_estimator(decorrelated_model("pancreas", seed=index), "network")
-    return {**monaco_beyond_mean(blood), **fadista_beta(islets), **_real_leakage(blood, "monaco_pbmc"),
-            **_real_leakage(islets, "fadista_islets")}
+    return _real_rows(blood, with_estimator(decorrelated_model("pancreas", seed=index), "network"))
 
 
 def score_all(candidates: tuple[str, ...] = (*GEP_ESTIMATORS, DECORRELATED)) -> dict[str, dict[str, list[float]]]:

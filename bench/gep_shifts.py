@@ -148,11 +148,12 @@ def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None, seed: in
     return out
 
 
-def monaco_beyond_mean(model: bc.BlueModel) -> dict[str, float]:
+def monaco_beyond_mean(model: bc.BlueModel, *, result: bc.Deconvolution | None = None) -> dict[str, float]:
+    """Rows of (c); ``result``: ``model``'s deconvolution of ``monaco_pbmc`` when the caller has it."""
     root = data_root(_base("pbmc"))
     reference = build_reference(_recipe(model, "pbmc"))
-    cohort = bc.load_sample("monaco_pbmc")
-    result = _quiet(cohort.bulk, model)
+    if result is None:
+        result = _quiet(bc.load_sample("monaco_pbmc").bulk, model)
     abis = pd.read_csv(root / "pbmc" / "abis_signature_S0_granulator.csv.gz", index_col=0)
     signature = signature_from_reference(reference)
     rs_blue, rs_ref = [], []
@@ -170,10 +171,12 @@ def monaco_beyond_mean(model: bc.BlueModel) -> dict[str, float]:
             "monaco BLUE minus reference mean": float(np.median(rs_blue) - np.median(rs_ref))}
 
 
-def fadista_beta(model: bc.BlueModel) -> dict[str, float]:
+def fadista_beta(model: bc.BlueModel, *, result: bc.Deconvolution | None = None) -> dict[str, float]:
+    """Rows of (d); ``result``: ``model``'s deconvolution of ``fadista_islets`` when the caller has it."""
     cohort = bc.load_sample("fadista_islets")
     clinical = cohort.clinical.set_index("sample") if "sample" in cohort.clinical else cohort.clinical
-    result = _quiet(cohort.bulk, model)
+    if result is None:
+        result = _quiet(cohort.bulk, model)
     hba1c = pd.to_numeric(clinical["hba1c"], errors="coerce").dropna()
     ok = hba1c.index.intersection(result.proportions.index)
     beta = result.gep("beta").loc[ok]

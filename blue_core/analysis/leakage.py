@@ -24,10 +24,12 @@ from .stats import specific_genes
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.result import Deconvolution
 
-__all__ = ["fraction_dependence", "result_dependence", "marker_sets", "dependence_words", "MIN_SAMPLES"]
+__all__ = ["fraction_dependence", "result_dependence", "marker_sets", "dependence_words", "MIN_SAMPLES", "MIN_FRACTION"]
 
 #: Fewest samples (with the type present) for a correlation to be reported.
 MIN_SAMPLES = 8
+#: Fraction below which a type counts as absent from a sample (no profile to speak of).
+MIN_FRACTION = 0.02
 
 
 def marker_sets(profiles: pd.DataFrame, *, n: int = 20) -> dict[str, list[str]]:
@@ -56,7 +58,7 @@ def fraction_dependence(
     *,
     genes: Sequence[str],
     markers: Mapping[str, Sequence[str]],
-    min_fraction: float = 0.02,
+    min_fraction: float = MIN_FRACTION,
 ) -> pd.DataFrame:
     """Per cell type: how strongly its profile follows its fraction across samples.
 

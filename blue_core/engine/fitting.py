@@ -18,6 +18,7 @@ import torch
 
 from .._types import Progress
 from .config import NetworkConfig, TrainConfig
+from ..analysis.leakage import MIN_FRACTION, MIN_SAMPLES
 from .network import BlueNet
 from .simulation import PseudoBulk
 from .training_sets import SimulatedSets, concat_sets
@@ -92,12 +93,6 @@ def _gep_mse(
     return ((per_type * weight).sum(0) / weight.sum(0).clamp(min=1e-8)).sum()
 
 
-#: Fraction below which a type counts as absent from a sample in :func:`leakage_penalty`.
-_PRESENT = 0.02
-#: Fewest samples of a batch with the type present for its correlations to count.
-_MIN_PRESENT = 8
-
-
 def _batch_r(values: torch.Tensor, fraction: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Pearson r over the batch, per type and gene, of ``values (B, K, G)`` with ``fraction (B, K)``, counting the
     samples where ``weight (B, K)`` is 1."""
@@ -120,22 +115,24 @@ def leakage_penalty(pred_gep: torch.Tensor, gep: torch.Tensor, *, fraction: torc
     fraction
         ``(B, K)`` the fractions the profiles are correlated with (the network's own proportion output).
     proportions
-        ``(B, K)`` true fractions: a type counts in a sample where it is at least 2 % of the cells.
+        ``(B, K)`` true fractions: a type counts in a sample where it is at least
+        :data:`~blue_core.analysis.leakage.MIN_FRACTION` of the cells (the leakage measure's rule).
     gene_mask
         ``(B, G_out)`` genes measured per sample; only genes measured in every sample of the batch count.
 
     Returns
     -------
     torch.Tensor
-        Scalar: the sum over types (with >= 8 samples present) of the mean over genes of
+        Scalar: the sum over types (with >= :data:`~blue_core.analysis.leakage.MIN_SAMPLES` samples present) of
+        the mean over genes of
         ``(r(pred, fraction) - r(target, fraction))^2``; 0 when no type has enough samples.
     """
-    weight = (proportions >= _PRESENT).to(pred_gep.dtype)
+    weight = (proportions >= MIN_FRACTION).to(pred_gep.dtype)
     fraction = fraction.detach().to(pred_gep.dtype)
     gap = (_batch_r(pred_gep, fraction, weight) - _batch_r(gep, fraction, weight)) ** 2
     if gene_mask is not None:
         gap = gap[:, gene_mask.all(0)]
-    counted = weight.sum(0) >= _MIN_PRESENT
+    counted = weight.sum(0) >= MIN_SAMPLES
     if not bool(counted.any()) or gap.shape[1] == 0:
         return pred_gep.new_zeros(())
     return gap.mean(dim=1)[counted].sum()
