@@ -38,6 +38,7 @@ __all__ = [
     "nnls_proportions",
     "svr_proportions",
     "closed_form_gep",
+    "refit_shares",
     "split_bulk",
 ]
 
@@ -325,3 +326,50 @@ def split_bulk(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray) -> np.n
     ratio = np.divide(X, denominator, out=np.zeros_like(X), where=denominator > 0)
     Z *= ratio[:, None, :]
     return Z
+
+
+def refit_shares(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray, max_iter: int = 200, tol: float = 1e-6
+                 ) -> np.ndarray:
+    """Each type's share of each sample re-fit to the bulk: EM for the multinomial mixture with fixed profiles.
+
+    With ``q[k, g] = phi[k, g] / sum_g phi[k, g]`` (each profile as a distribution over the genes given), one step is
+    BayesPrism's fraction update with the profiles fixed: ``theta[n, k] <- sum_g Z[n, k, g] / sum_g X[n, g]`` where
+    ``Z`` is :func:`split_bulk` of ``X`` by ``theta`` and ``q``; iterated from ``shares`` to the maximum-likelihood
+    shares. A share that starts at 0 stays 0 (a type called absent is not brought back).
+
+    Parameters
+    ----------
+    bulk
+        ``(n, G)`` linear-scale bulk values over the genes of ``phi``.
+    shares
+        ``(n, K)`` starting shares (rows are normalised; an all-zero row is returned as zeros).
+    phi
+        ``(K, G)`` each type's mean profile, linear scale.
+    max_iter
+        At most this many EM steps.
+    tol
+        Stop when no share moves by more than this in one step.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, K)`` float64 shares of the counts of these genes (rows summing to 1), to split the bulk by ``q``.
+    """
+    X = np.clip(np.asarray(bulk, dtype=np.float64), 0.0, None)
+    q = np.asarray(phi, dtype=np.float64)
+    q = np.divide(q, q.sum(axis=1, keepdims=True), out=np.zeros_like(q), where=q.sum(axis=1, keepdims=True) > 0)
+    theta = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None)
+    total = theta.sum(axis=1, keepdims=True)
+    theta = np.divide(theta, total, out=np.zeros_like(theta), where=total > 0)
+    depth = X.sum(axis=1, keepdims=True)
+    active = (depth[:, 0] > 0) & (total[:, 0] > 0)
+    for _ in range(max_iter):
+        expected = theta @ q  # (n, G)
+        ratio = np.divide(X, expected, out=np.zeros_like(X), where=expected > 0)
+        new = np.divide(theta * (ratio @ q.T), depth, out=np.zeros_like(theta), where=depth > 0)
+        new[~active] = theta[~active]
+        step = float(np.abs(new - theta).max()) if new.size else 0.0
+        theta = new
+        if step < tol:
+            break
+    return theta

@@ -12,7 +12,7 @@ import blue_core as bc
 from blue_core.analysis.enrichment import rank_genes
 from blue_core.analysis.leakage import MIN_SAMPLES, fraction_dependence, marker_sets, result_dependence
 from blue_core.analysis.tables import compare_gep_groups, gep_table, unmeasured_genes
-from blue_core.engine.baselines import split_bulk
+from blue_core.engine.baselines import refit_shares, split_bulk
 from blue_core.engine.gep_estimators import (GEP_ESTIMATORS, estimate_profiles, model_estimator, mrna_shares,
                                              with_estimator)
 from blue_core.exceptions import BlueInputError
@@ -27,6 +27,39 @@ def test_split_bulk_shares_each_gene_and_recovers_the_reference_under_the_model(
     np.testing.assert_allclose(Z.sum(axis=1), bulk, rtol=1e-10)
     # under the model each type's part is its share of its reference profile
     np.testing.assert_allclose(Z, shares[:, :, None] * phi[None], rtol=1e-10)
+
+
+def test_refit_shares_finds_the_mixture_and_keeps_absent_types_absent():
+    rng = np.random.default_rng(3)
+    phi = rng.gamma(0.5, 100.0, size=(4, 200))  # (K, G), profiles of different totals
+    truth = rng.dirichlet(np.ones(4), size=6)  # shares of the counts
+    q = phi / phi.sum(axis=1, keepdims=True)
+    bulk = truth @ q * 1e6
+    start = np.full((6, 4), 0.25)
+    fitted = refit_shares(bulk, start, phi=phi, max_iter=3000, tol=1e-12)
+    np.testing.assert_allclose(fitted, truth, atol=1e-4)
+    np.testing.assert_allclose(refit_shares(bulk, start, phi=phi, max_iter=0), start)  # no step: the start
+    start[:, 1] = 0.0
+    assert (refit_shares(bulk, start, phi=phi)[:, 1] == 0).all()
+    np.testing.assert_array_equal(refit_shares(np.zeros((1, 200)), start[:1], phi=phi), start[:1] / start[:1].sum())
+
+
+def test_refit_follows_the_bulk_where_the_closed_form_follows_wrong_fractions(tiny_trained):
+    model, _ = tiny_trained()
+    ref = model.reference_profiles.loc[:, model.cell_types].to_numpy().T  # (K, G)
+    q = ref / ref.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(4)
+    truth = rng.dirichlet(np.ones(len(model.cell_types)), size=20)
+    bulk = truth @ q * 1e6  # each type at its reference profile
+    wrong = 0.5 * truth + 0.5 / len(model.cell_types)  # fractions shrunk halfway to the mean
+    net = np.full((20, len(model.cell_types), len(model.output_genes)), 1e6 / len(model.output_genes), dtype=np.float32)
+    present = np.ones(len(model.output_genes), bool)
+    expected = q * 1e6
+    errors = {}
+    for name in ("closed_form", "refit"):
+        out = estimate_profiles(net, model=with_estimator(model, name), bulk=bulk, present=present, proportions=wrong)
+        errors[name] = float(np.abs(np.log1p(out) - np.log1p(expected)[None]).max())
+    assert errors["refit"] < 0.05 < errors["closed_form"]
 
 
 def test_mrna_shares_weight_by_content():
@@ -46,7 +79,7 @@ def test_estimators_change_the_gep_only(tiny_trained):
     assert model_estimator(model) == "network"
     plain = bc.deconvolve(bulk, model)
     assert plain.input_report["gep_estimator"] == "network"
-    for estimator in ("closed_form", "blend"):
+    for estimator in ("closed_form", "blend", "refit"):
         other = bc.deconvolve(bulk, model, gep_estimator=estimator)
         assert other.input_report["gep_estimator"] == estimator
         pd.testing.assert_frame_equal(other.proportions, plain.proportions)
@@ -95,7 +128,7 @@ def test_unknown_estimator_and_no_profiles_are_refused(tiny_trained):
     bare.card = {k: v for k, v in model.card.items() if k != "reference_profiles"}
     with pytest.raises(BlueInputError, match="no reference profiles"):
         with_estimator(bare, "closed_form")
-    assert set(GEP_ESTIMATORS) == {"network", "closed_form", "blend"}
+    assert set(GEP_ESTIMATORS) == {"network", "closed_form", "blend", "refit"}
 
 
 def test_fraction_dependence_tells_a_profile_that_follows_its_fraction():
