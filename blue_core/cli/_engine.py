@@ -13,9 +13,9 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from ..engine.config import GeneSelection, SimulationConfig, TrainConfig
+from ..engine.config import GeneSelection, GepEstimator, SimulationConfig, TrainConfig
 from ..exceptions import BlueInputError, BlueWarning
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def register(subparsers: Any) -> None:
                         "estimating (on: refuse a cohort too small to adapt on; auto: adapt when the cohort is "
                         "large enough; off: the shipped networks as they are). Default: the model's "
                         "(auto for shipped models where adaptation was chosen on real cohorts, else off)")
-    d.add_argument("--gep-estimator", choices=["network", "closed_form", "blend"], default=None,
+    d.add_argument("--gep-estimator", choices=list(get_args(GepEstimator)), default=None,
                    help="which estimator produces the GEPs (default: the model's, named in its card; see "
                         "blue_core.engine.gep_estimators). Proportions and fit scores do not change")
     d.add_argument("--log-base", choices=["auto", "2", "10", "e"], default="auto",

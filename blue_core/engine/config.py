@@ -18,7 +18,11 @@ from typing import Any, ClassVar, Literal, Self
 from ..exceptions import BlueInputError
 
 __all__ = ["Settings", "NetworkConfig", "GeneSelection", "SimulationConfig", "TrainConfig", "from_settings", "EXCLUDE_PATTERN",
-           "MIN_FOLD_CHANGE", "VALIDATION_FRACTION"]
+           "MIN_FOLD_CHANGE", "VALIDATION_FRACTION", "GepEstimator"]
+
+#: Which estimator produces the reported GEPs (the estimators: :mod:`blue_core.engine.gep_estimators`; the CLI's
+#: ``--gep-estimator`` choices).
+GepEstimator = Literal["network", "closed_form", "blend", "refit"]
 
 #: Genes never used as markers by default: ribosomal, mitochondrially encoded and HLA genes, whose
 #: single-cell (3' UMI) and bulk measurements differ most and whose levels vary with sample handling.

@@ -34,20 +34,20 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 
 from ..exceptions import BlueInputError
 from .baselines import refit_shares, split_bulk
+from .config import GepEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["GepEstimator", "GEP_ESTIMATORS", "BLEND_WEIGHT", "REFIT_ITERATIONS", "ESTIMATOR_WORDS", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
+__all__ = ["GEP_ESTIMATORS", "BLEND_WEIGHT", "REFIT_ITERATIONS", "ESTIMATOR_WORDS", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
            "mrna_shares"]
 
-GepEstimator = Literal["network", "closed_form", "blend", "refit"]
 #: The declared candidates, in the order they were declared.
 GEP_ESTIMATORS: tuple[str, ...] = get_args(GepEstimator)
 #: Weight of the network's log1p profile in ``"blend"`` (declared before scoring, not tuned).

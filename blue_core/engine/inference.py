@@ -29,7 +29,8 @@ import scipy.sparse as sp
 from .._types import Progress, log1p_cpm
 from .adaptation import AdaptationConfig, adapt_model, adapt_request, refusal
 from .calibration import FIT_LIMIT_WORDS, flag_fit, proportion_intervals
-from .gep_estimators import GepEstimator, ProfileEstimator, model_estimator, with_estimator
+from .config import GepEstimator
+from .gep_estimators import ProfileEstimator, model_estimator, with_estimator
 from ..exceptions import BlueInputError, PoorFitWarning
 from .model import BlueModel, preprocess
 from .result import Deconvolution
@@ -151,7 +152,8 @@ def deconvolve(
         depend on the cohort it came with. ``input_report["adaptation"]`` records what ran.
     gep_estimator
         Which estimator produces the GEPs (:mod:`blue_core.engine.gep_estimators`): ``"network"``,
-        ``"closed_form"`` (E[Z|X] given the network's fractions) or ``"blend"``; None: the one the model's card
+        ``"closed_form"`` (E[Z|X] given the network's fractions), ``"blend"`` or ``"refit"`` (E[Z|X] after the
+        shares are re-fit to the bulk); None: the one the model's card
         names (``"network"`` for a model without one). Proportions and the fit score do not depend on it.
         ``input_report["gep_estimator"]`` records what ran.
     progress
