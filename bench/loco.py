@@ -31,7 +31,6 @@ all cohorts.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import sys
@@ -40,7 +39,6 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]

@@ -250,7 +250,6 @@ def write_report(outputs: dict, tasks: dict, methods: list[str], args, outdir: P
 
     # --- GEPs ---
     lines += ["## Cell-type expression (GEPs)", ""]
-    gep_rows = []
     for task in ("pbmc_pseudo", "xin_pseudo"):
         res = _task_results(outputs, task, tasks[task]["group"], methods)
         common = _common_genes(res, tasks[task]["genes"])
