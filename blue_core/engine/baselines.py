@@ -39,6 +39,7 @@ __all__ = [
     "svr_proportions",
     "closed_form_gep",
     "refit_shares",
+    "refit_profiles",
     "split_bulk",
 ]
 
@@ -373,3 +374,51 @@ def refit_shares(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray, max_i
         if step < tol:
             break
     return theta
+
+
+def refit_profiles(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray, max_iter: int = 200, tol: float = 1e-6
+                   ) -> np.ndarray:
+    """Each type's mean profile in this cohort given each sample's shares: the Poisson (KL) maximum-likelihood
+    profiles with the shares fixed, by multiplicative updates from ``phi`` (a cohort-level E[Z|X] update).
+
+    With ``x[n] = X[n] / sum_g X[n, g]`` (each sample as a distribution over the genes given) the model is
+    ``x[n] ~ sum_k theta[n, k] q[k]``; one step is ``q[k, g] <- q[k, g] sum_n theta[n, k] x[n, g] / (theta q)[n, g]``
+    (then each ``q[k]`` renormalised), which for fixed ``theta`` is a convex problem per gene. A gene a type does not
+    express in ``phi`` stays unexpressed.
+
+    Parameters
+    ----------
+    bulk
+        ``(n, G)`` linear-scale bulk values over the genes of ``phi``; every sample weighs the same.
+    shares
+        ``(n, K)`` each type's share of each sample's counts (rows summing to 1, e.g. :func:`refit_shares`).
+    phi
+        ``(K, G)`` the starting profiles (the reference), linear scale.
+    max_iter, tol
+        At most this many steps; stop when no ``q`` entry moves by more than ``tol`` relative to its row's largest.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K, G)`` float64 profiles, each summing to 1 (``phi``'s row normalised for a type no sample has).
+    """
+    X = np.clip(np.asarray(bulk, dtype=np.float64), 0.0, None)
+    depth = X.sum(axis=1, keepdims=True)
+    x = np.divide(X, depth, out=np.zeros_like(X), where=depth > 0)
+    theta = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None) * (depth > 0)
+    q = np.clip(np.asarray(phi, dtype=np.float64), 0.0, None)
+    q = np.divide(q, q.sum(axis=1, keepdims=True), out=np.zeros_like(q), where=q.sum(axis=1, keepdims=True) > 0)
+    weight = theta.sum(axis=0)  # (K,)
+    seen = weight > 0
+    for _ in range(max_iter):
+        expected = theta @ q  # (n, G)
+        ratio = np.divide(x, expected, out=np.zeros_like(x), where=expected > 0)
+        new = q.copy()
+        new[seen] = q[seen] * (theta.T @ ratio)[seen] / weight[seen, None]
+        rows = new.sum(axis=1, keepdims=True)
+        new = np.divide(new, rows, out=q.copy(), where=rows > 0)
+        step = float((np.abs(new - q).max(axis=1) / np.maximum(q.max(axis=1), 1e-300)).max()) if q.size else 0.0
+        q = new
+        if step < tol:
+            break
+    return q

@@ -22,6 +22,15 @@ reads as cell state. The estimators were declared before they were scored (``ben
     type's share of this bulk's counts rather than the network's fractions times a published mRNA content, whose
     shrinkage toward the mean and content mismatch are what make the closed form's profiles follow the fraction
     (``bench/results/gep_shifts.md``, diagnostic). The reported fractions stay the network's.
+``"cohort"``
+    (candidate 6, declared 2026-12-04 after candidate 5 was scored and before this one was.) ``"refit"``, but the
+    bulk is split by each type's mean profile *in this cohort* rather than the card's reference: given the re-fit
+    shares of every sample of the run, the profiles are the Poisson maximum-likelihood ones
+    (:func:`~blue_core.engine.baselines.refit_profiles`, from the reference, at most :data:`REFIT_ITERATIONS` steps),
+    BayesPrism's cohort-level reference update. Needs at least :func:`cohort_min_samples` samples in the run (else it
+    is ``"refit"``, and the input report says so); a sample's GEP then depends on the cohort it came with, as with
+    adaptation. The diagnostic that motivated it: with the exact mRNA shares the split by the reference still leaks,
+    by the cohort's own mean profiles it does not.
 
 Genes the bulk did not measure have no bulk value to share: every estimator keeps the network's values there
 (they are *inferred*, and :func:`blue_core.analysis.tables.unmeasured_genes` names them). The fit score is
@@ -33,19 +42,19 @@ a model without one uses ``"network"``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 
 from ..exceptions import BlueInputError
-from .baselines import refit_shares, split_bulk
+from .baselines import refit_profiles, refit_shares, split_bulk
 from .config import GepEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["GEP_ESTIMATORS", "BLEND_WEIGHT", "REFIT_ITERATIONS", "ESTIMATOR_WORDS", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
+__all__ = ["GEP_ESTIMATORS", "BLEND_WEIGHT", "REFIT_ITERATIONS", "ESTIMATOR_WORDS", "cohort_min_samples", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
            "mrna_shares"]
 
 #: The declared candidates, in the order they were declared.
@@ -62,7 +71,21 @@ ESTIMATOR_WORDS = {
     "blend": "the geometric mean of the network's GEP branch and the closed-form E[Z|X]",
     "refit": "each measured gene's bulk value shared among the cell types by reference profiles and each type's "
              "share of this sample's counts re-fit to the bulk (closed-form E[Z|X] after BayesPrism's fraction update)",
+    "cohort": "each measured gene's bulk value shared among the cell types by their re-fit shares and their mean "
+              "profiles in this cohort, fitted on all the samples of the run (closed-form E[Z|X] after BayesPrism's "
+              "fraction and reference updates)",
 }
+
+
+def cohort_min_samples(n_types: int) -> int:
+    """Fewest samples in a run for ``"cohort"`` to fit cohort profiles: two per cell type, at least 10.
+
+    Returns
+    -------
+    int
+        ``max(10, 2 * n_types)``.
+    """
+    return max(10, 2 * int(n_types))
 
 
 def model_estimator(model: BlueModel) -> str:
@@ -146,11 +169,15 @@ class ProfileEstimator:
         ``(K, G_out)`` the card's reference profiles (CPM), None for ``"network"``.
     rna_content
         ``(K,)`` relative mRNA per cell, or None.
+    cohort
+        ``(K, G_out)`` profiles fitted on this run's samples (``"cohort"``, :meth:`fit_cohort`), None before (or
+        when the run is too small): the bulk is then split by ``reference``.
     """
 
     estimator: GepEstimator
     reference: np.ndarray | None
     rna_content: np.ndarray | None
+    cohort: np.ndarray | None = None
 
     @classmethod
     def of(cls, model: BlueModel) -> ProfileEstimator:
@@ -175,6 +202,46 @@ class ProfileEstimator:
                                  "reference profiles; use gep_estimator='network'.")
         return cls(estimator, reference.loc[:, list(model.cell_types)].to_numpy(dtype=np.float64).T, _rna_content(model))
 
+    @property
+    def needs_cohort(self) -> bool:
+        """Whether :meth:`fit_cohort` must see every sample of the run before :meth:`apply`."""
+        return self.estimator == "cohort" and self.reference is not None
+
+    def fit_cohort(self, bulk: np.ndarray, *, present: np.ndarray, proportions: np.ndarray
+                   ) -> tuple[ProfileEstimator, str]:
+        """The estimator with profiles fitted on the run's samples (``"cohort"``; any other is returned as it is).
+
+        Parameters
+        ----------
+        bulk
+            ``(n, G_out)`` every sample's values over the output genes, linear scale (0 where unmeasured).
+        present
+            ``(G_out,)`` bool, output genes the bulk measured.
+        proportions
+            ``(n, K)`` the network's cell fractions.
+
+        Returns
+        -------
+        tuple
+            ``(estimator, words)``: the fitted estimator (``self`` when nothing was fitted) and what was done, in
+            words for the input report ("" when the estimator is not ``"cohort"``).
+        """
+        present = np.asarray(present, dtype=bool)
+        if not self.needs_cohort:
+            return self, ""
+        n, n_types = np.shape(proportions)
+        need = cohort_min_samples(n_types)
+        if n < need or present.sum() < 3:
+            return self, (f"cohort profiles not fitted ({n} samples, {int(present.sum())} measured output genes; "
+                          f"needs {need} samples and 3 genes): the reference split them, as 'refit'")
+        phi = _rows_to_one(self.reference[:, present])
+        X = np.asarray(bulk, dtype=np.float64)[:, present]
+        theta = refit_shares(X, mrna_shares(proportions, self.rna_content), phi=phi, max_iter=REFIT_ITERATIONS)
+        cohort = self.reference.copy()
+        cohort[:, present] = refit_profiles(X, theta, phi=phi, max_iter=REFIT_ITERATIONS) * \
+            self.reference[:, present].sum(axis=1, keepdims=True)
+        return replace(self, cohort=cohort), f"cohort profiles fitted on the {n} samples of this run"
+
     def apply(self, network_gep: np.ndarray, *, bulk: np.ndarray, present: np.ndarray, proportions: np.ndarray
               ) -> np.ndarray:
         """The reported GEPs of a batch (see :func:`estimate_profiles` for the arguments and the result).
@@ -191,9 +258,11 @@ class ProfileEstimator:
         net = np.asarray(network_gep, dtype=np.float64)
         shares = mrna_shares(proportions, self.rna_content)
         X = np.asarray(bulk, dtype=np.float64)[:, present]
-        if self.estimator == "refit":
-            phi = phi / np.where(phi.sum(axis=1, keepdims=True) > 0, phi.sum(axis=1, keepdims=True), 1.0)
+        if self.estimator in ("refit", "cohort"):
+            phi = _rows_to_one(phi)
             shares = refit_shares(X, shares, phi=phi, max_iter=REFIT_ITERATIONS)
+            if self.cohort is not None:
+                phi = _rows_to_one(self.cohort[:, present])
         Z = split_bulk(X, shares, phi=phi)  # (n, K, G_m)
         totals = Z.sum(axis=2, keepdims=True)
         target = net[:, :, present].sum(axis=2, keepdims=True)
@@ -201,7 +270,7 @@ class ProfileEstimator:
         closed = np.where(ok, Z * np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0),
                           net[:, :, present])
         out = net.copy()
-        if self.estimator in ("closed_form", "refit"):
+        if self.estimator != "blend":
             out[:, :, present] = closed
         else:
             out[:, :, present] = np.expm1(BLEND_WEIGHT * np.log1p(net[:, :, present])
@@ -209,10 +278,16 @@ class ProfileEstimator:
         return out.astype(np.float32)
 
 
+def _rows_to_one(phi: np.ndarray) -> np.ndarray:
+    """``(K, G)`` each row divided by its sum (an all-zero row kept)."""
+    total = phi.sum(axis=1, keepdims=True)
+    return np.divide(phi, total, out=np.zeros_like(phi), where=total > 0)
+
+
 def estimate_profiles(network_gep: np.ndarray, *, model: BlueModel, bulk: np.ndarray, present: np.ndarray,
                       proportions: np.ndarray) -> np.ndarray:
     """The reported GEPs of a batch under the model's estimator (:func:`model_estimator`); a run of many batches
-    builds one :class:`ProfileEstimator` instead.
+    builds one :class:`ProfileEstimator` instead. For ``"cohort"`` the samples given are the cohort.
 
     Parameters
     ----------
@@ -233,4 +308,5 @@ def estimate_profiles(network_gep: np.ndarray, *, model: BlueModel, bulk: np.nda
         ``(n, K, G_out)`` float32 CPM; ``network_gep`` itself for ``"network"`` or when fewer than 3 output genes
         were measured; the network's values on unmeasured genes and for types the network calls absent.
     """
-    return ProfileEstimator.of(model).apply(network_gep, bulk=bulk, present=present, proportions=proportions)
+    estimator, _ = ProfileEstimator.of(model).fit_cohort(bulk, present=present, proportions=proportions)
+    return estimator.apply(network_gep, bulk=bulk, present=present, proportions=proportions)

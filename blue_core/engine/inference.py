@@ -93,9 +93,12 @@ def _as_bulk(bulk: Any, model: BlueModel) -> ad.AnnData:
 
 
 def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.ndarray, out_pos: np.ndarray,
-                  batch_size: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  batch_size: int, progress: Progress | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Every member on every sample, in batches: ``props (n, K)``, ``member_props (M, n, K)``, ``expression
-    (n, K, G_out)`` CPM and ``fit_r (n,)`` (NaN with fewer than 3 output genes measured)."""
+    (n, K, G_out)`` CPM, ``fit_r (n,)`` (NaN with fewer than 3 output genes measured) and what the GEP estimator
+    fitted on the cohort, in words ("" for all but ``"cohort"``, which splits in a second pass once every sample's
+    fractions are known)."""
     n = X.shape[0]
     out_present = out_pos >= 0
     props = np.empty((n, len(model.cell_types)), dtype=np.float32)
@@ -103,6 +106,8 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
     expression = np.empty((n, len(model.cell_types), len(model.output_genes)), dtype=np.float32)
     fit_r = np.full(n, np.nan)
     profiles = ProfileEstimator.of(model)  # the card read once, not once per batch
+    cohort = profiles.needs_cohort and out_present.sum() >= 3
+    out_all = np.zeros((n, len(model.output_genes)), dtype=np.float32) if cohort else None
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         block = _dense_block(X[start:stop])
@@ -114,11 +119,21 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
             out_values = _gene_values(block, out_pos, out_present)
             fit_r[start:stop] = fit_scores(props[start:stop], expression[start:stop], bulk=out_values,
                                             present=out_present)  # the network's own GEPs explain the bulk
-            expression[start:stop] = profiles.apply(expression[start:stop], bulk=out_values, present=out_present,
-                                                    proportions=props[start:stop])
+            if cohort:
+                out_all[start:stop] = out_values
+            else:
+                expression[start:stop] = profiles.apply(expression[start:stop], bulk=out_values,
+                                                        present=out_present, proportions=props[start:stop])
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
-    return props, member_props, expression, fit_r
+    words = ""
+    if cohort:
+        profiles, words = profiles.fit_cohort(out_all, present=out_present, proportions=props)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            expression[start:stop] = profiles.apply(expression[start:stop], bulk=out_all[start:stop],
+                                                    present=out_present, proportions=props[start:stop])
+    return props, member_props, expression, fit_r, words
 
 
 def deconvolve(
@@ -201,7 +216,7 @@ def deconvolve(
     X = adata.X
     shipped_name = model.name
     model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
-    props, member_props, expression, fit_r = _run_networks(model, X, in_pos=in_pos, present=present, out_pos=out_pos,
+    props, member_props, expression, fit_r, cohort_words = _run_networks(model, X, in_pos=in_pos, present=present, out_pos=out_pos,
                                                            batch_size=batch_size, progress=progress)
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
     intervals: dict[str, pd.DataFrame] = {}
@@ -235,6 +250,8 @@ def deconvolve(
         adaptation=adaptation,
         gep_estimator=model_estimator(model),
     )
+    if cohort_words:
+        report["gep_cohort_profiles"] = cohort_words
     logger.info("deconvolved %d samples with %r in %.2f s", n, shipped_name, time.perf_counter() - t0)
     proportions = pd.DataFrame(props, index=index, columns=model.cell_types)
     return Deconvolution(proportions, expression, list(model.cell_types), list(model.output_genes), fit,

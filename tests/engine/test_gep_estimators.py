@@ -12,7 +12,7 @@ import blue_core as bc
 from blue_core.analysis.enrichment import rank_genes
 from blue_core.analysis.leakage import MIN_SAMPLES, fraction_dependence, marker_sets, result_dependence
 from blue_core.analysis.tables import compare_gep_groups, gep_table, unmeasured_genes
-from blue_core.engine.baselines import refit_shares, split_bulk
+from blue_core.engine.baselines import refit_profiles, refit_shares, split_bulk
 from blue_core.engine.gep_estimators import (GEP_ESTIMATORS, estimate_profiles, model_estimator, mrna_shares,
                                              with_estimator)
 from blue_core.exceptions import BlueInputError
@@ -62,6 +62,44 @@ def test_refit_follows_the_bulk_where_the_closed_form_follows_wrong_fractions(ti
     assert errors["refit"] < 0.05 < errors["closed_form"]
 
 
+def test_refit_profiles_finds_the_cohort_profiles_given_the_shares():
+    rng = np.random.default_rng(5)
+    reference = rng.gamma(0.5, 100.0, size=(3, 150))
+    cohort = reference * rng.lognormal(0.0, 0.5, size=reference.shape)  # the cohort's own state
+    cohort[0, :10] = 0.0  # genes type 0 does not express
+    q = cohort / cohort.sum(axis=1, keepdims=True)
+    shares = rng.dirichlet(np.ones(3), size=60)
+    fitted = refit_profiles(shares @ q * 1e6, shares, phi=np.where(cohort > 0, reference, 0.0), max_iter=3000, tol=1e-12)
+    np.testing.assert_allclose(fitted, q, atol=1e-5)
+    assert (fitted[0, :10] == 0).all()
+
+
+def test_cohort_splits_by_the_cohorts_profiles_and_says_so(tiny_trained):
+    model, _ = tiny_trained()
+    ref = model.reference_profiles.loc[:, model.cell_types].to_numpy().T  # (K, G)
+    rng = np.random.default_rng(6)
+    state = ref * rng.lognormal(0.0, 0.4, size=ref.shape)
+    q = state / state.sum(axis=1, keepdims=True)
+    n = 40
+    truth = rng.dirichlet(np.ones(len(model.cell_types)), size=n)
+    bulk = truth @ q * 1e6
+    net = np.full((n, len(model.cell_types), len(model.output_genes)), 1e6 / len(model.output_genes), dtype=np.float32)
+    present = np.ones(len(model.output_genes), bool)
+    errors = {}
+    for name in ("refit", "cohort"):
+        out = estimate_profiles(net, model=with_estimator(model, name), bulk=bulk, present=present, proportions=truth)
+        errors[name] = float(np.median(np.abs(np.log1p(out) - np.log1p(q * 1e6)[None])))
+    assert errors["cohort"] < 0.5 * errors["refit"]  # the shares are re-fit by the reference, so not exact
+    bulk_frame = pd.DataFrame(bulk, columns=model.output_genes)
+    for col in model.input_genes:
+        if col not in bulk_frame:
+            bulk_frame[col] = 0.0
+    report = bc.deconvolve(bulk_frame, model, gep_estimator="cohort").input_report
+    assert report["gep_estimator"] == "cohort" and "fitted on the 40 samples" in report["gep_cohort_profiles"]
+    small = bc.deconvolve(bulk_frame.iloc[:5], model, gep_estimator="cohort").input_report
+    assert "not fitted" in small["gep_cohort_profiles"] and "'refit'" in small["gep_cohort_profiles"]
+
+
 def test_mrna_shares_weight_by_content():
     shares = mrna_shares(np.array([[0.5, 0.5]]), np.array([1.0, 3.0]))
     np.testing.assert_allclose(shares, [[0.25, 0.75]])
@@ -79,7 +117,7 @@ def test_estimators_change_the_gep_only(tiny_trained):
     assert model_estimator(model) == "network"
     plain = bc.deconvolve(bulk, model)
     assert plain.input_report["gep_estimator"] == "network"
-    for estimator in ("closed_form", "blend", "refit"):
+    for estimator in ("closed_form", "blend", "refit", "cohort"):
         other = bc.deconvolve(bulk, model, gep_estimator=estimator)
         assert other.input_report["gep_estimator"] == estimator
         pd.testing.assert_frame_equal(other.proportions, plain.proportions)
@@ -128,7 +166,7 @@ def test_unknown_estimator_and_no_profiles_are_refused(tiny_trained):
     bare.card = {k: v for k, v in model.card.items() if k != "reference_profiles"}
     with pytest.raises(BlueInputError, match="no reference profiles"):
         with_estimator(bare, "closed_form")
-    assert set(GEP_ESTIMATORS) == {"network", "closed_form", "blend", "refit"}
+    assert set(GEP_ESTIMATORS) == {"network", "closed_form", "blend", "refit", "cohort"}
 
 
 def test_fraction_dependence_tells_a_profile_that_follows_its_fraction():
