@@ -93,9 +93,11 @@ def leakage_rows(prefix: str, model: bc.BlueModel, pbs: list, results: list) -> 
     return out
 
 
-def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None, seed: int = 17) -> dict[str, float]:
+def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None, seed: int = 17, together: bool = False
+               ) -> dict[str, float]:
     """Rows of (a); ``cells`` (boolean mask over the Kang cells) restricts the test to held-out cells; ``seed``
-    the pseudo-bulks' simulation seed."""
+    the pseudo-bulks' simulation seed; ``together``: both conditions' pseudo-bulks deconvolved in one run (one
+    cohort) instead of one run each."""
     root = data_root(_base("pbmc"))
     kang = _kang_labels(root)
     if cells is not None:
@@ -103,17 +105,25 @@ def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None, seed: in
     reference = build_reference(_recipe(model, "pbmc"))
     signature = signature_from_reference(reference, genes=[g for g in model.output_genes if g in set(reference.var_names)])
     types = [t for t in model.cell_types if t in set(kang.obs["cell_type"].astype(str))]
-    sets, blue, cf = {}, {}, {}
+    sets, blue, cf, bulks = {}, {}, {}, {}
     for condition in ("ctrl", "stim"):
         cells = kang[(kang.obs["condition"] == condition) & kang.obs["cell_type"].isin(types)].copy()
         pb = bc.simulate(cells, 300, cells_per_sample=500, cell_types=model.cell_types,
                          output_genes=[g for g in model.output_genes if g in set(kang.var_names)], seed=seed)
         bulk = pseudo_bulk_anndata(pb, prefix=condition)
-        res = _quiet(bulk, model)
-        sets[condition] = pb
-        blue[condition] = res
-        shared = [g for g in signature.index if g in set(pb.genes)]
-        cf[condition] = closed_form_gep(bulk.to_df()[shared], res.proportions, signature=signature.loc[shared], normalize="cpm")
+        sets[condition], bulks[condition] = pb, bulk
+        if not together:
+            blue[condition] = _quiet(bulk, model)
+    if together:  # one run of both, then each condition's rows
+        both = _quiet(ad.concat([bulks["ctrl"], bulks["stim"]]), model)
+        for condition, bulk in bulks.items():
+            rows = np.isin(both.proportions.index, bulk.obs_names)
+            blue[condition] = bc.Deconvolution(both.proportions.loc[rows], both.expression[rows], both.cell_types,
+                                               both.genes, both.fit.loc[rows], both.model_name, both.input_report)
+    for condition, bulk in bulks.items():
+        shared = [g for g in signature.index if g in set(sets[condition].genes)]
+        cf[condition] = closed_form_gep(bulk.to_df()[shared], blue[condition].proportions, signature=signature.loc[shared],
+                                        normalize="cpm")
         cf[condition + "_genes"] = shared
     out: dict[str, float] = {}
     genes_out = sets["ctrl"].output_genes

@@ -54,7 +54,7 @@ from .config import GepEstimator
 if TYPE_CHECKING:  # pragma: no cover
     from .model import BlueModel
 
-__all__ = ["GEP_ESTIMATORS", "BLEND_WEIGHT", "REFIT_ITERATIONS", "ESTIMATOR_WORDS", "cohort_min_samples", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
+__all__ = ["GEP_ESTIMATORS", "BLEND_WEIGHT", "REFIT_ITERATIONS", "ESTIMATOR_WORDS", "cohort_min_samples", "COHORT_MAX_SAMPLES", "with_cohort", "model_estimator", "with_estimator", "estimate_profiles", "ProfileEstimator",
            "mrna_shares"]
 
 #: The declared candidates, in the order they were declared.
@@ -75,6 +75,28 @@ ESTIMATOR_WORDS = {
               "profiles in this cohort, fitted on all the samples of the run (closed-form E[Z|X] after BayesPrism's "
               "fraction and reference updates)",
 }
+
+
+#: A file read in chunks fits ``"cohort"``'s profiles on every k-th sample, at most this many (one extra pass).
+COHORT_MAX_SAMPLES = 5000
+
+
+def with_cohort(model: BlueModel, estimator: ProfileEstimator, *, words: str) -> BlueModel:
+    """The same model (networks shared) carrying the cohort profiles ``estimator`` fitted (:meth:`ProfileEstimator.
+    fit_cohort`), so every chunk of a run is split by them; the model itself when nothing was fitted.
+
+    Returns
+    -------
+    BlueModel
+        A shallow copy whose ``card["gep_estimator"]`` holds ``cohort_profiles`` (``(K, G_out)`` lists) and
+        ``cohort_words``.
+    """
+    other = copy.copy(model)
+    other.card = dict(model.card)
+    entry = model.card.get("gep_estimator") if isinstance(model.card.get("gep_estimator"), dict) else {}
+    other.card["gep_estimator"] = {**entry, "cohort_words": words,
+                                   "cohort_profiles": None if estimator.cohort is None else estimator.cohort.tolist()}
+    return other
 
 
 def cohort_min_samples(n_types: int) -> int:
@@ -172,12 +194,15 @@ class ProfileEstimator:
     cohort
         ``(K, G_out)`` profiles fitted on this run's samples (``"cohort"``, :meth:`fit_cohort`), None before (or
         when the run is too small): the bulk is then split by ``reference``.
+    words
+        What :meth:`fit_cohort` did, for the input report ("" before).
     """
 
     estimator: GepEstimator
     reference: np.ndarray | None
     rna_content: np.ndarray | None
     cohort: np.ndarray | None = None
+    words: str = ""
 
     @classmethod
     def of(cls, model: BlueModel) -> ProfileEstimator:
@@ -200,12 +225,16 @@ class ProfileEstimator:
         if reference is None:
             raise BlueInputError(f"model {model.name!r} asks for gep_estimator={estimator!r} but its card has no "
                                  "reference profiles; use gep_estimator='network'.")
-        return cls(estimator, reference.loc[:, list(model.cell_types)].to_numpy(dtype=np.float64).T, _rna_content(model))
+        entry = model.card.get("gep_estimator") if isinstance(model.card.get("gep_estimator"), dict) else {}
+        fitted = entry.get("cohort_profiles") if estimator == "cohort" else None
+        return cls(estimator, reference.loc[:, list(model.cell_types)].to_numpy(dtype=np.float64).T, _rna_content(model),
+                   cohort=None if fitted is None else np.asarray(fitted, dtype=np.float64),
+                   words=str(entry.get("cohort_words", "")) if estimator == "cohort" else "")
 
     @property
     def needs_cohort(self) -> bool:
         """Whether :meth:`fit_cohort` must see every sample of the run before :meth:`apply`."""
-        return self.estimator == "cohort" and self.reference is not None
+        return self.estimator == "cohort" and self.reference is not None and not self.words
 
     def fit_cohort(self, bulk: np.ndarray, *, present: np.ndarray, proportions: np.ndarray
                    ) -> tuple[ProfileEstimator, str]:
@@ -232,15 +261,17 @@ class ProfileEstimator:
         n, n_types = np.shape(proportions)
         need = cohort_min_samples(n_types)
         if n < need or present.sum() < 3:
-            return self, (f"cohort profiles not fitted ({n} samples, {int(present.sum())} measured output genes; "
-                          f"needs {need} samples and 3 genes): the reference split them, as 'refit'")
+            words = (f"cohort profiles not fitted ({n} samples, {int(present.sum())} measured output genes; needs "
+                     f"{need} samples and 3 genes): the reference split them, as 'refit'")
+            return replace(self, words=words), words
         phi = _rows_to_one(self.reference[:, present])
         X = np.asarray(bulk, dtype=np.float64)[:, present]
         theta = refit_shares(X, mrna_shares(proportions, self.rna_content), phi=phi, max_iter=REFIT_ITERATIONS)
         cohort = self.reference.copy()
         cohort[:, present] = refit_profiles(X, theta, phi=phi, max_iter=REFIT_ITERATIONS) * \
             self.reference[:, present].sum(axis=1, keepdims=True)
-        return replace(self, cohort=cohort), f"cohort profiles fitted on the {n} samples of this run"
+        words = f"cohort profiles fitted on the {n} samples of this run"
+        return replace(self, cohort=cohort, words=words), words
 
     def apply(self, network_gep: np.ndarray, *, bulk: np.ndarray, present: np.ndarray, proportions: np.ndarray
               ) -> np.ndarray:

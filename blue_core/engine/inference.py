@@ -35,7 +35,7 @@ from ..exceptions import BlueInputError, PoorFitWarning
 from .model import BlueModel, preprocess
 from .result import Deconvolution
 
-__all__ = ["deconvolve", "deconvolve_chunk", "fit_scores"]
+__all__ = ["deconvolve", "deconvolve_chunk", "cohort_on_source", "fit_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
     fit_r = np.full(n, np.nan)
     profiles = ProfileEstimator.of(model)  # the card read once, not once per batch
     cohort = profiles.needs_cohort and out_present.sum() >= 3
-    out_all = np.zeros((n, len(model.output_genes)), dtype=np.float32) if cohort else None
+    out_all = np.zeros((n, len(model.output_genes))) if cohort else None
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         block = _dense_block(X[start:stop])
@@ -126,14 +126,13 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
                                                         present=out_present, proportions=props[start:stop])
         if progress is not None:
             progress(stop / n, f"deconvolved {stop:,} of {n:,} samples")
-    words = ""
     if cohort:
-        profiles, words = profiles.fit_cohort(out_all, present=out_present, proportions=props)
+        profiles, _ = profiles.fit_cohort(out_all, present=out_present, proportions=props)
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             expression[start:stop] = profiles.apply(expression[start:stop], bulk=out_all[start:stop],
                                                     present=out_present, proportions=props[start:stop])
-    return props, member_props, expression, fit_r, words
+    return props, member_props, expression, fit_r, profiles.words
 
 
 def deconvolve(
@@ -301,6 +300,43 @@ def deconvolve_chunk(frame: pd.DataFrame, model: BlueModel, *, batch_size: int) 
         return deconvolve(frame, model, batch_size=batch_size, adapt=False)
 
 
+def cohort_on_source(model: BlueModel, source: Any, *, plan: Any, log_base: str, chunk_size: int) -> BlueModel:
+    """For the ``"cohort"`` GEP estimator: the model with its cohort profiles fitted on the file's samples (every
+    ``step``-th, at most :data:`~blue_core.engine.gep_estimators.COHORT_MAX_SAMPLES`, read in one pass), so every
+    chunk is split by the same profiles; any other model is returned as it is. ``source``, ``plan``, ``log_base``,
+    ``chunk_size``: the chunked file and how it is read (:mod:`~blue_core.engine.chunk_core`).
+
+    Returns
+    -------
+    BlueModel
+        ``model``, or a copy carrying the fitted profiles (:func:`~blue_core.engine.gep_estimators.with_cohort`).
+    """
+    from .chunk_core import chunk_frames
+    from .gep_estimators import COHORT_MAX_SAMPLES, with_cohort
+
+    profiles = ProfileEstimator.of(model)
+    if not profiles.needs_cohort:
+        return model
+    step = max(1, -(-source.n_samples // COHORT_MAX_SAMPLES))
+    network = with_estimator(model, "network")
+    fractions, values, present = [], [], None
+    for start, stop, frame in chunk_frames(source, plan, chunk_size=chunk_size, log_base=log_base):
+        keep = [i - start for i in range(start, stop) if i % step == 0]
+        if not keep:
+            continue
+        part = frame.iloc[keep]
+        fractions.append(deconvolve_chunk(part, network, batch_size=256).proportions.to_numpy())
+        positions = pd.Index([str(c) for c in part.columns]).get_indexer(list(model.output_genes))
+        present = positions >= 0
+        block = np.zeros((len(part), len(positions)))
+        block[:, present] = part.to_numpy(dtype=np.float64)[:, positions[present]]
+        values.append(block)
+    fitted, words = profiles.fit_cohort(np.vstack(values), present=present, proportions=np.vstack(fractions))
+    if step > 1:
+        words += f" (every {step}th of the file's {source.n_samples:,})"
+    return with_cohort(model, fitted, words=words)
+
+
 def _warn_poor_fit(n_poor: int, n: int, model_name: str, threshold: float, basis: str) -> None:
     """The one PoorFitWarning of a run (in memory or read in chunks)."""
     if n_poor:
@@ -332,6 +368,7 @@ def _deconvolve_in_chunks(path: Path, model: BlueModel, *, reason: str, batch_si
     sub = None if progress is None else (lambda f, m: progress(0.3 * f, m))
     run_model, record = adapt_on_source(model, source, plan=plan, match=match, adapt=adapt, log_base="auto",
                                         chunk_size=DEFAULT_CHUNK_SIZE, progress=sub)
+    run_model = cohort_on_source(run_model, source, plan=plan, log_base="auto", chunk_size=DEFAULT_CHUNK_SIZE)
     parts = []
     for start, stop, frame in chunk_frames(source, plan, chunk_size=DEFAULT_CHUNK_SIZE, log_base="auto"):
         parts.append(deconvolve_chunk(frame, run_model, batch_size=batch_size))

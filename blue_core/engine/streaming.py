@@ -237,6 +237,9 @@ def deconvolve_chunked(
     sub = None if progress is None else (lambda f, m: progress(first * f, m))
     run_model, record = adapt_on_source(model, source, plan=plan, match=match, adapt=adapt, log_base=log_base,
                                         chunk_size=chunk_size, progress=sub)
+    from .inference import cohort_on_source
+
+    run_model = cohort_on_source(run_model, source, plan=plan, log_base=log_base, chunk_size=chunk_size)
     task = _ChunkTask(path=str(source.path), plan=plan, model=run_model, parts=str(partial / "parts"),
                       log_base=log_base, batch_size=batch_size, gep=gep, gep_dtype=gep_dtype,
                       type_idx=tuple(model.cell_types.index(t) for t in keep_types),

@@ -61,6 +61,24 @@ def test_chunked_writes_the_in_memory_files_and_numbers(cohort, tmp_path, name):
     assert streamed.input_report["n_model_genes_matched"] == memory.input_report["n_model_genes_matched"]
 
 
+def test_cohort_estimator_fits_its_profiles_once_on_the_file_and_matches_the_in_memory_run(cohort, tmp_path):
+    """Issue 25 candidate 6: every chunk is split by the profiles fitted on the whole file, as in memory."""
+    from blue_core.engine.gep_estimators import with_estimator
+    from blue_core.engine.result import Deconvolution
+
+    model, folder, _ = cohort
+    model = with_estimator(model, "cohort")
+    frame = pd.read_csv(folder / "cohort.csv", index_col=0)
+    memory = deconvolve(frame.astype(np.float32).astype(np.float64), model, batch_size=8)
+    assert memory.input_report["gep_cohort_profiles"] == "cohort profiles fitted on the 40 samples of this run"
+    deconvolve_chunked(folder / "cohort.h5ad", model, out=tmp_path / "out", chunk_size=16, batch_size=8)
+    streamed = Deconvolution.read(tmp_path / "out")
+    assert streamed.input_report["gep_cohort_profiles"] == memory.input_report["gep_cohort_profiles"]
+    np.testing.assert_allclose(streamed.expression, memory.expression, rtol=1e-4, atol=1e-3)
+    per_chunk = deconvolve(frame.iloc[:16].astype(np.float64), model, batch_size=8)  # a cohort of 16 is another cohort
+    assert not np.allclose(per_chunk.expression, memory.expression[:16], rtol=1e-4, atol=1e-3)
+
+
 def test_gep_subsets_and_float16(cohort, tmp_path):
     from blue_core.engine.result import LOG_GEP_UNITS, Deconvolution
 
