@@ -23,6 +23,10 @@ estimator = (result.input_report or {}).get("gep_estimator", "network")
 st.caption(f"BLUE predicts, for every sample, each cell type's own expression profile (GEP) over "
            f"{len(genes):,} genes, in counts per million (CPM). Model **{views.md(result.model_name)}**. How the profiles are "
            f"made: {ESTIMATOR_WORDS.get(estimator) or views.md(estimator)} (the model card's *gep_estimator* says why).")
+fitted = (result.input_report or {}).get("gep_cohort_profiles")
+if fitted:
+    st.caption(f"This run: {views.md(fitted)}. Each sample's profiles therefore depend on the samples uploaded with "
+               "it: compare groups that were deconvolved together.")
 
 # genes x samples for one cell type --------------------------------------------------------------
 st.subheader("One cell type across samples")

@@ -121,3 +121,26 @@ def test_no_significant_difference_is_said_plainly() -> None:
     assert_clean(at)
     assert any("No gene differs significantly between the coin groups (FDR < 0.05" in i.value.replace("\\", "")
                for i in at.info)
+
+
+def test_a_run_with_cohort_profiles_says_the_profiles_depend_on_the_cohort() -> None:
+    """Issue 25: with gep_estimator='cohort' the page says what was fitted and what that means for comparisons."""
+    import warnings
+
+    from blue_core.engine.gep_estimators import with_estimator
+    from blue_core.engine.inference import deconvolve
+    from blue_core.engine.model import load_model
+    from blue_core.io import read_bulk
+    from blue_core.io.datasets import sample_root
+
+    at = seed(page(PAGE), "fadista_islets")
+    model = with_estimator(load_model("pancreas"), "cohort")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        at.session_state["result"] = deconvolve(read_bulk(sample_root() / "fadista_islets" / "bulk.csv.gz"), model)
+    at.run()
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "mean profiles in this cohort" in captions
+    assert "cohort profiles fitted on the 77 samples of this run" in captions
+    assert "compare groups that were deconvolved together" in captions
