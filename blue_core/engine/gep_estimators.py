@@ -82,8 +82,9 @@ COHORT_MAX_SAMPLES = 5000
 
 
 def with_cohort(model: BlueModel, estimator: ProfileEstimator, *, words: str) -> BlueModel:
-    """The same model (networks shared) carrying the cohort profiles ``estimator`` fitted (:meth:`ProfileEstimator.
-    fit_cohort`), so every chunk of a run is split by them; the model itself when nothing was fitted.
+    """The same model (networks shared) carrying what ``estimator`` fitted on a cohort (:meth:`ProfileEstimator.
+    fit_cohort`: the profiles, or None when the run was too small, and ``words``), so every chunk of a run is split
+    the same way.
 
     Returns
     -------
