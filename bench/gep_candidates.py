@@ -49,6 +49,11 @@ Rule (fixed before scoring): a candidate's worst case is the lowest, over the Ka
 seed-mean r minus the E[Z|X] baseline's; among the candidates whose Fadista function score vs HbA1c stays
 negative with p < 0.05, ship the one with the highest worst case (ties: the smaller worst leakage gap).
 
+Exception (added after candidate 6 was scored, and stated wherever the choice is reported; ``shipped``): the
+scored Kang test deconvolves each condition as its own run, which a cohort-level estimator can exploit. When the
+rule's pick is below E[Z|X] on some type with both conditions in one run (``together``, the way a user compares two
+groups) while ``closed_form`` is not, ``closed_form`` ships instead.
+
     python bench/gep_candidates.py            # ~35 min on 2 cores (trains the LOPO and candidate-4 networks once)
     python bench/gep_candidates.py --candidates "decorrelated network"   # score one, keep the others' rows
 
