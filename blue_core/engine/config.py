@@ -22,7 +22,7 @@ __all__ = ["Settings", "NetworkConfig", "GeneSelection", "SimulationConfig", "Tr
 
 #: Which estimator produces the reported GEPs (the estimators: :mod:`blue_core.engine.gep_estimators`; the CLI's
 #: ``--gep-estimator`` choices).
-GepEstimator = Literal["network", "closed_form", "blend", "refit", "cohort"]
+GepEstimator = Literal["network", "closed_form", "blend", "refit", "cohort", "joint"]
 
 #: Genes never used as markers by default: ribosomal, mitochondrially encoded and HLA genes, whose
 #: single-cell (3' UMI) and bulk measurements differ most and whose levels vary with sample handling.

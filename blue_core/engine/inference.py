@@ -97,7 +97,7 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Every member on every sample, in batches: ``props (n, K)``, ``member_props (M, n, K)``, ``expression
     (n, K, G_out)`` CPM, ``fit_r (n,)`` (NaN with fewer than 3 output genes measured) and what the GEP estimator
-    fitted on the cohort, in words ("" for all but ``"cohort"``, which splits in a second pass once every sample's
+    fitted on the cohort, in words ("" for all but ``"cohort"`` and ``"joint"``, which split in a second pass once every sample's
     fractions are known)."""
     n = X.shape[0]
     out_present = out_pos >= 0
@@ -301,7 +301,7 @@ def deconvolve_chunk(frame: pd.DataFrame, model: BlueModel, *, batch_size: int) 
 
 
 def cohort_on_source(model: BlueModel, source: Any, *, plan: Any, log_base: str, chunk_size: int) -> BlueModel:
-    """For the ``"cohort"`` GEP estimator: the model with its cohort profiles fitted on the file's samples (every
+    """For the ``"cohort"`` and ``"joint"`` GEP estimators: the model with its cohort profiles fitted on the file's samples (every
     ``step``-th, at most :data:`~blue_core.engine.gep_estimators.COHORT_MAX_SAMPLES`, read in one pass), so every
     chunk is split by the same profiles; any other model is returned as it is. ``source``, ``plan``, ``log_base``,
     ``chunk_size``: the chunked file and how it is read (:mod:`~blue_core.engine.chunk_core`).

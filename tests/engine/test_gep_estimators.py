@@ -117,7 +117,7 @@ def test_estimators_change_the_gep_only(tiny_trained):
     assert model_estimator(model) == "network"
     plain = bc.deconvolve(bulk, model)
     assert plain.input_report["gep_estimator"] == "network"
-    for estimator in ("closed_form", "blend", "refit", "cohort"):
+    for estimator in ("closed_form", "blend", "refit", "cohort", "joint"):
         other = bc.deconvolve(bulk, model, gep_estimator=estimator)
         assert other.input_report["gep_estimator"] == estimator
         pd.testing.assert_frame_equal(other.proportions, plain.proportions)
@@ -166,7 +166,7 @@ def test_unknown_estimator_and_no_profiles_are_refused(tiny_trained):
     bare.card = {k: v for k, v in model.card.items() if k != "reference_profiles"}
     with pytest.raises(BlueInputError, match="no reference profiles"):
         with_estimator(bare, "closed_form")
-    assert set(GEP_ESTIMATORS) == {"network", "closed_form", "blend", "refit", "cohort"}
+    assert set(GEP_ESTIMATORS) == {"network", "closed_form", "blend", "refit", "cohort", "joint"}
 
 
 def test_fraction_dependence_tells_a_profile_that_follows_its_fraction():

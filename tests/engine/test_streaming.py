@@ -61,13 +61,14 @@ def test_chunked_writes_the_in_memory_files_and_numbers(cohort, tmp_path, name):
     assert streamed.input_report["n_model_genes_matched"] == memory.input_report["n_model_genes_matched"]
 
 
-def test_cohort_estimator_fits_its_profiles_once_on_the_file_and_matches_the_in_memory_run(cohort, tmp_path):
-    """Issue 25 candidate 6: every chunk is split by the profiles fitted on the whole file, as in memory."""
+@pytest.mark.parametrize("estimator", ["cohort", "joint"])
+def test_cohort_estimator_fits_its_profiles_once_on_the_file_and_matches_the_in_memory_run(cohort, tmp_path, estimator):
+    """Issue 25 candidates 6 and 7: every chunk is split by the profiles fitted on the whole file, as in memory."""
     from blue_core.engine.gep_estimators import with_estimator
     from blue_core.engine.result import Deconvolution
 
     model, folder, _ = cohort
-    model = with_estimator(model, "cohort")
+    model = with_estimator(model, estimator)
     frame = pd.read_csv(folder / "cohort.csv", index_col=0)
     memory = deconvolve(frame.astype(np.float32).astype(np.float64), model, batch_size=8)
     assert memory.input_report["gep_cohort_profiles"] == "cohort profiles fitted on the 40 samples of this run"
