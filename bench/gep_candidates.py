@@ -289,7 +289,7 @@ def diagnostic(seed: int = 17) -> dict[str, dict[str, float]]:
     from gep_shifts import pseudo_bulk_anndata
 
     blood = bc.load_model("pbmc")
-    closed, refit, cohort = (with_estimator(blood, name) for name in ("closed_form", "refit", "cohort"))
+    closed, refit, cohort, joint = (with_estimator(blood, name) for name in ("closed_form", "refit", "cohort", "joint"))
     kang = _kang_labels(data_root(_base("pbmc")))[_kang_held_out(blood)].copy()
     genes = [g for g in blood.output_genes if g in set(kang.var_names)]
     present = np.isin(blood.output_genes, genes)
@@ -307,7 +307,8 @@ def diagnostic(seed: int = 17) -> dict[str, dict[str, float]]:
         for name, props, model in (("closed form, network's fractions", network.proportions, closed),
                                    ("closed form, true fractions", truth_p, closed),
                                    ("refit (from the network's fractions)", network.proportions, refit),
-                                   ("cohort (from the network's fractions)", network.proportions, cohort)):
+                                   ("cohort (from the network's fractions)", network.proportions, cohort),
+                                   ("joint (from the network's fractions)", network.proportions, joint)):
             est = estimate_profiles(network.expression, model=model, bulk=values, present=present,
                                     proportions=props.to_numpy())
             table[name] = fraction_dependence(est, props.set_axis(network.proportions.index),
@@ -322,9 +323,10 @@ def diagnostic(seed: int = 17) -> dict[str, dict[str, float]]:
 
 
 def _oracle_columns(pb: bc.PseudoBulk, *, genes: list[str], reference: pd.DataFrame, markers: dict) -> dict[str, pd.Series]:
-    """Two oracle splits of the pseudo-bulk (diagnostic): with each sample's exact mRNA shares (each type's counts
-    over ``genes``, solved from the true profiles by NNLS), split by the card's reference or by the cohort's own mean
-    true profiles. Leakage r as in the other columns, against the true fractions."""
+    """Three oracle splits of the pseudo-bulk (diagnostic): with each sample's exact mRNA shares (each type's counts
+    over ``genes``, solved from the true profiles by NNLS), split by the card's reference, by the cohort's own mean
+    true profiles, or by the profiles fitted to the bulk given those shares (``refit_profiles``, as ``cohort`` does
+    with its own shares). Leakage r as in the other columns, against the true fractions."""
     from scipy.optimize import nnls
 
     from blue_core.engine.baselines import split_bulk
@@ -337,9 +339,13 @@ def _oracle_columns(pb: bc.PseudoBulk, *, genes: list[str], reference: pd.DataFr
     has = P.sum(axis=2) > 0  # (n, K) type present in the sample
     mean = np.array([P[has[:, k], k].mean(axis=0) if has[:, k].any() else ref[k] / ref[k].sum()
                      for k in range(P.shape[1])])
+    from blue_core.engine.baselines import refit_profiles
+
+    fitted = refit_profiles(X, shares, phi=ref, max_iter=1000, tol=1e-8)  # the cohort's profiles from the bulk
     out = {}
     for name, phi in (("exact mRNA shares, split by the reference", ref),
-                      ("exact mRNA shares, split by the cohort's mean true profiles", mean)):
+                      ("exact mRNA shares, split by the cohort's mean true profiles", mean),
+                      ("exact mRNA shares, split by profiles fitted to the bulk", fitted)):
         Z = split_bulk(X, shares, phi=phi / phi.sum(axis=1, keepdims=True))
         totals = Z.sum(axis=2, keepdims=True)
         Z = np.divide(Z * 1e6, totals, out=np.zeros_like(Z), where=totals > 0)
@@ -385,8 +391,9 @@ def _diagnostic_lines(diag: dict) -> list[str]:
     lines = ["### Where the leakage comes from (diagnostic, Kang held-out half, seed 17)", "",
              "Leakage r of the closed form with the network's fractions and with the true cell fractions (both "
              "weighted by the card's mRNA contents), of `refit` (shares re-fit to the bulk) and `cohort` (and split by "
-             "the cohort's fitted profiles), two oracle splits with each sample's exact mRNA shares (by the reference; "
-             "by the cohort's mean true profiles), and how much the "
+             "the cohort's fitted profiles), `joint`, three oracle splits with each sample's exact mRNA shares (by the "
+             "reference; by the cohort's mean true profiles; by profiles fitted to the bulk with those shares), and how "
+             "much the "
              "predicted fractions are shrunk toward the mean (slope of predicted on true; 1 = unbiased).", ""]
     for condition, table in diag.items():
         frame = pd.DataFrame(table).rename_axis(f"{condition}: cell type").reset_index()
