@@ -40,6 +40,7 @@ __all__ = [
     "closed_form_gep",
     "refit_shares",
     "refit_profiles",
+    "unit_rows",
     "split_bulk",
 ]
 
@@ -329,6 +330,19 @@ def split_bulk(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray) -> np.n
     return Z
 
 
+def unit_rows(values: np.ndarray) -> np.ndarray:
+    """``(K, G)`` or ``(n, K)`` each row divided by its sum (a row summing to 0 becomes zeros).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, rows summing to 1 or 0.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    total = values.sum(axis=1, keepdims=True)
+    return np.divide(values, total, out=np.zeros_like(values), where=total > 0)
+
+
 def refit_shares(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray, max_iter: int = 200, tol: float = 1e-6
                  ) -> np.ndarray:
     """Each type's share of each sample re-fit to the bulk: EM for the multinomial mixture with fixed profiles.
@@ -357,13 +371,10 @@ def refit_shares(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray, max_i
         ``(n, K)`` float64 shares of the counts of these genes (rows summing to 1), to split the bulk by ``q``.
     """
     X = np.clip(np.asarray(bulk, dtype=np.float64), 0.0, None)
-    q = np.asarray(phi, dtype=np.float64)
-    q = np.divide(q, q.sum(axis=1, keepdims=True), out=np.zeros_like(q), where=q.sum(axis=1, keepdims=True) > 0)
-    theta = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None)
-    total = theta.sum(axis=1, keepdims=True)
-    theta = np.divide(theta, total, out=np.zeros_like(theta), where=total > 0)
+    q = unit_rows(phi)
+    theta = unit_rows(np.clip(np.asarray(shares, dtype=np.float64), 0.0, None))
     depth = X.sum(axis=1, keepdims=True)
-    active = (depth[:, 0] > 0) & (total[:, 0] > 0)
+    active = (depth[:, 0] > 0) & (theta.sum(axis=1) > 0)
     for _ in range(max_iter):
         expected = theta @ q  # (n, G)
         ratio = np.divide(X, expected, out=np.zeros_like(X), where=expected > 0)
@@ -406,8 +417,7 @@ def refit_profiles(bulk: np.ndarray, shares: np.ndarray, *, phi: np.ndarray, max
     depth = X.sum(axis=1, keepdims=True)
     x = np.divide(X, depth, out=np.zeros_like(X), where=depth > 0)
     theta = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None) * (depth > 0)
-    q = np.clip(np.asarray(phi, dtype=np.float64), 0.0, None)
-    q = np.divide(q, q.sum(axis=1, keepdims=True), out=np.zeros_like(q), where=q.sum(axis=1, keepdims=True) > 0)
+    q = unit_rows(np.clip(np.asarray(phi, dtype=np.float64), 0.0, None))
     weight = theta.sum(axis=0)  # (K,)
     seen = weight > 0
     for _ in range(max_iter):

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, get_args
 import numpy as np
 
 from ..exceptions import BlueInputError
-from .baselines import refit_profiles, refit_shares, split_bulk
+from .baselines import refit_profiles, refit_shares, split_bulk, unit_rows
 from .config import GepEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,8 +184,7 @@ def mrna_shares(proportions: np.ndarray, rna_content: np.ndarray | None) -> np.n
     p = np.clip(np.asarray(proportions, dtype=np.float64), 0.0, None)
     if rna_content is not None:
         p = p * np.asarray(rna_content, dtype=np.float64)[None, :]
-    total = p.sum(axis=1, keepdims=True)
-    return np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    return unit_rows(p)
 
 
 def _rna_content(model: BlueModel) -> np.ndarray | None:
@@ -281,7 +280,7 @@ class ProfileEstimator:
             words = (f"cohort profiles not fitted ({n} samples, {int(present.sum())} measured output genes; needs "
                      f"{need} samples and 3 genes): the reference split them, as 'refit'")
             return replace(self, words=words), words
-        phi = _rows_to_one(self.reference[:, present])
+        phi = unit_rows(self.reference[:, present])
         X = np.asarray(bulk, dtype=np.float64)[:, present]
         start = mrna_shares(proportions, self.rna_content)
         if self.estimator == "joint":
@@ -314,12 +313,10 @@ class ProfileEstimator:
         shares = mrna_shares(proportions, self.rna_content)
         X = np.asarray(bulk, dtype=np.float64)[:, present]
         if self.estimator in ("refit", *COHORT_ESTIMATORS):
-            phi = _rows_to_one(phi)
-            if self.estimator == "joint" and self.cohort is not None:  # shares against the fitted profiles
-                phi = _rows_to_one(self.cohort[:, present])
-            shares = refit_shares(X, shares, phi=phi, max_iter=REFIT_ITERATIONS)
-            if self.cohort is not None:
-                phi = _rows_to_one(self.cohort[:, present])
+            fitted = None if self.cohort is None else unit_rows(self.cohort[:, present])
+            phi = unit_rows(phi) if fitted is None else fitted  # the split: by the cohort's profiles once fitted
+            against = phi if self.estimator == "joint" else unit_rows(self.reference[:, present])
+            shares = refit_shares(X, shares, phi=against, max_iter=REFIT_ITERATIONS)  # "joint": vs its own profiles
         Z = split_bulk(X, shares, phi=phi)  # (n, K, G_m)
         totals = Z.sum(axis=2, keepdims=True)
         target = net[:, :, present].sum(axis=2, keepdims=True)
@@ -333,12 +330,6 @@ class ProfileEstimator:
             out[:, :, present] = np.expm1(BLEND_WEIGHT * np.log1p(net[:, :, present])
                                           + (1.0 - BLEND_WEIGHT) * np.log1p(closed))
         return out.astype(np.float32)
-
-
-def _rows_to_one(phi: np.ndarray) -> np.ndarray:
-    """``(K, G)`` each row divided by its sum (an all-zero row kept)."""
-    total = phi.sum(axis=1, keepdims=True)
-    return np.divide(phi, total, out=np.zeros_like(phi), where=total > 0)
 
 
 def estimate_profiles(network_gep: np.ndarray, *, model: BlueModel, bulk: np.ndarray, present: np.ndarray,

@@ -97,8 +97,8 @@ def _run_networks(model: BlueModel, X: Any, *, in_pos: np.ndarray, present: np.n
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Every member on every sample, in batches: ``props (n, K)``, ``member_props (M, n, K)``, ``expression
     (n, K, G_out)`` CPM, ``fit_r (n,)`` (NaN with fewer than 3 output genes measured) and what the GEP estimator
-    fitted on the cohort, in words ("" for all but ``"cohort"`` and ``"joint"``, which split in a second pass once every sample's
-    fractions are known)."""
+    fitted on the cohort, in words ("" for all but ``"cohort"`` and ``"joint"``, which split in a second pass once
+    every sample's fractions are known)."""
     n = X.shape[0]
     out_present = out_pos >= 0
     props = np.empty((n, len(model.cell_types)), dtype=np.float32)
@@ -166,10 +166,10 @@ def deconvolve(
         depend on the cohort it came with. ``input_report["adaptation"]`` records what ran.
     gep_estimator
         Which estimator produces the GEPs (:mod:`blue_core.engine.gep_estimators`): ``"network"``,
-        ``"closed_form"`` (E[Z|X] given the network's fractions), ``"blend"`` or ``"refit"`` (E[Z|X] after the
-        shares are re-fit to the bulk); None: the one the model's card
-        names (``"network"`` for a model without one). Proportions and the fit score do not depend on it.
-        ``input_report["gep_estimator"]`` records what ran.
+        ``"closed_form"`` (E[Z|X] given the network's fractions), ``"blend"``, ``"refit"``, ``"cohort"`` or
+        ``"joint"`` (:mod:`~blue_core.engine.gep_estimators` says what each is); None: the model card's (``"network"``
+        without one). Proportions and the fit score do not depend on it. ``input_report["gep_estimator"]`` records
+        what ran, ``input_report["gep_cohort_profiles"]`` what ``"cohort"`` / ``"joint"`` fitted.
     progress
         Optional callback ``progress(fraction, message)``.
 
@@ -215,8 +215,8 @@ def deconvolve(
     X = adata.X
     shipped_name = model.name
     model, adaptation, progress = _maybe_adapt(model, X, in_pos, present, adapt, progress)
-    props, member_props, expression, fit_r, cohort_words = _run_networks(model, X, in_pos=in_pos, present=present, out_pos=out_pos,
-                                                           batch_size=batch_size, progress=progress)
+    props, member_props, expression, fit_r, cohort_words = _run_networks(
+        model, X, in_pos=in_pos, present=present, out_pos=out_pos, batch_size=batch_size, progress=progress)
     index = pd.Index([str(s) for s in adata.obs_names], name="sample")
     intervals: dict[str, pd.DataFrame] = {}
     spread_max = None
@@ -301,9 +301,9 @@ def deconvolve_chunk(frame: pd.DataFrame, model: BlueModel, *, batch_size: int) 
 
 
 def cohort_on_source(model: BlueModel, source: Any, *, plan: Any, log_base: str, chunk_size: int) -> BlueModel:
-    """For the ``"cohort"`` and ``"joint"`` GEP estimators: the model with its cohort profiles fitted on the file's samples (every
-    ``step``-th, at most :data:`~blue_core.engine.gep_estimators.COHORT_MAX_SAMPLES`, read in one pass), so every
-    chunk is split by the same profiles; any other model is returned as it is. ``source``, ``plan``, ``log_base``,
+    """For the ``"cohort"`` and ``"joint"`` GEP estimators: the model with its cohort profiles fitted on the file's
+    samples (every ``step``-th, at most :data:`~blue_core.engine.gep_estimators.COHORT_MAX_SAMPLES`, read in one
+    pass), so every chunk is split by the same profiles; any other model is returned as it is. ``source``, ``plan``, ``log_base``,
     ``chunk_size``: the chunked file and how it is read (:mod:`~blue_core.engine.chunk_core`).
 
     Returns
@@ -328,9 +328,7 @@ def cohort_on_source(model: BlueModel, source: Any, *, plan: Any, log_base: str,
         fractions.append(deconvolve_chunk(part, network, batch_size=256).proportions.to_numpy())
         positions = pd.Index([str(c) for c in part.columns]).get_indexer(list(model.output_genes))
         present = positions >= 0
-        block = np.zeros((len(part), len(positions)))
-        block[:, present] = part.to_numpy(dtype=np.float64)[:, positions[present]]
-        values.append(block)
+        values.append(_gene_values(part.to_numpy(dtype=np.float64), positions, present))
     fitted, words = profiles.fit_cohort(np.vstack(values), present=present, proportions=np.vstack(fractions))
     if step > 1:
         words += f" (every {step}th of the file's {source.n_samples:,})"
