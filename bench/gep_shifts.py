@@ -158,15 +158,14 @@ def kang_shift(model: bc.BlueModel, *, cells: np.ndarray | None = None, seed: in
     return out
 
 
-def monaco_beyond_mean(model: bc.BlueModel, *, result: bc.Deconvolution | None = None) -> dict[str, float]:
-    """Rows of (c); ``result``: ``model``'s deconvolution of ``monaco_pbmc`` when the caller has it."""
+def monaco_type_r(model: bc.BlueModel, *, result: bc.Deconvolution) -> pd.DataFrame:
+    """Per cell type, r of ABIS sorted cells with ``result``'s mean GEP and with the reference mean over the type's 50
+    most specific reference genes (log1p); index = cell type, columns ``BLUE`` and ``reference mean``."""
     root = data_root(_base("pbmc"))
     reference = build_reference(_recipe(model, "pbmc"))
-    if result is None:
-        result = _quiet(bc.load_sample("monaco_pbmc").bulk, model)
     abis = pd.read_csv(root / "pbmc" / "abis_signature_S0_granulator.csv.gz", index_col=0)
     signature = signature_from_reference(reference)
-    rs_blue, rs_ref = [], []
+    rows = {}
     for cell_type, columns in PBMC_TO_ABIS.items():
         if cell_type not in model.cell_types or cell_type not in signature.columns:
             continue
@@ -174,11 +173,19 @@ def monaco_beyond_mean(model: bc.BlueModel, *, result: bc.Deconvolution | None =
         score = np.log1p(signature.loc[genes, cell_type]) - np.log1p(signature.drop(columns=cell_type).loc[genes].max(axis=1))
         top = score.sort_values(ascending=False).index[:50].tolist()
         sorted_cells = np.log1p(abis.loc[top, columns].mean(axis=1))
-        rs_blue.append(pearson(sorted_cells, np.log1p(result.gep(cell_type)[top].mean(axis=0))))
-        rs_ref.append(pearson(sorted_cells, np.log1p(signature.loc[top, cell_type])))
-    return {"monaco GEP vs ABIS median r (BLUE)": float(np.median(rs_blue)),
-            "monaco GEP vs ABIS median r (reference mean)": float(np.median(rs_ref)),
-            "monaco BLUE minus reference mean": float(np.median(rs_blue) - np.median(rs_ref))}
+        rows[cell_type] = {"BLUE": pearson(sorted_cells, np.log1p(result.gep(cell_type)[top].mean(axis=0))),
+                           "reference mean": pearson(sorted_cells, np.log1p(signature.loc[top, cell_type]))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def monaco_beyond_mean(model: bc.BlueModel, *, result: bc.Deconvolution | None = None) -> dict[str, float]:
+    """Rows of (c); ``result``: ``model``'s deconvolution of ``monaco_pbmc`` when the caller has it."""
+    if result is None:
+        result = _quiet(bc.load_sample("monaco_pbmc").bulk, model)
+    table = monaco_type_r(model, result=result)
+    blue, ref = float(table["BLUE"].median()), float(table["reference mean"].median())
+    return {"monaco GEP vs ABIS median r (BLUE)": blue, "monaco GEP vs ABIS median r (reference mean)": ref,
+            "monaco BLUE minus reference mean": blue - ref}
 
 
 def fadista_beta(model: bc.BlueModel, *, result: bc.Deconvolution | None = None) -> dict[str, float]:
