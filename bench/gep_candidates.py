@@ -66,6 +66,10 @@ exception shipped.
 
     python bench/gep_candidates.py            # ~35 min on 2 cores (trains the LOPO and candidate-4 networks once)
     python bench/gep_candidates.py --candidates "decorrelated network"   # score one, keep the others' rows
+    python bench/gep_candidates.py --report-only --together      # redo the one-run Kang test (~10 min), keep the rest
+    python bench/gep_candidates.py --report-only --diagnostic --monaco-types   # redo the two diagnostics
+
+A candidate scored with ``--candidates`` gets its one-run Kang score too (the rule needs it).
 
 Writes bench/results/gep_candidates.json and the "## Issue 25" section of bench/results/gep_shifts.md.
 """
@@ -195,7 +199,8 @@ def _mean(values: list) -> float:
 def one_run_worst(one_run: dict, name: str) -> float:
     """Lowest over the Kang types of ``name``'s r minus E[Z|X] with both conditions in one run (:func:`together`);
     NaN when ``name`` was not run so."""
-    mine, base = one_run.get(name, {}), one_run.get(f"E[Z|X] (with {name}'s run)", {})
+    mine, base = ({t: _seed_mean(v) for t, v in one_run.get(key, {}).items()}
+                  for key in (name, f"E[Z|X] (with {name}'s run)"))
     gaps = [mine[t] - base[t] for t in mine if t in base and np.isfinite(mine[t]) and np.isfinite(base[t])]
     return min(gaps) if gaps else float("nan")
 
@@ -412,10 +417,10 @@ def _share_columns(pb: bc.PseudoBulk, *, genes: list[str], reference: pd.DataFra
     return out
 
 
-def together(estimators: tuple[str, ...] = ("closed_form", "cohort", "joint")) -> dict[str, dict[str, float]]:
-    """A diagnostic, not part of the rule: the Kang held-out test with both conditions deconvolved in one run (one
-    cohort, as a user comparing conditions would upload them), seed means over ``KANG_SEEDS``; per type, each
-    estimator's r and the E[Z|X] baseline's (from the same run's fractions)."""
+def together(estimators: tuple[str, ...] = GEP_ESTIMATORS) -> dict[str, dict[str, list[float]]]:
+    """The Kang held-out test with both conditions deconvolved in one run (one cohort, as a user comparing conditions
+    would upload them; part of the rule since its revision): per type, each estimator's r and the E[Z|X] baseline's
+    (from the same run's fractions), one value per seed of ``KANG_SEEDS``."""
     blood = bc.load_model("pbmc")
     held = _kang_held_out(blood)
     table: dict[str, dict[str, list[float]]] = {}
@@ -427,16 +432,33 @@ def together(estimators: tuple[str, ...] = ("closed_form", "cohort", "joint")) -
                     name = estimator if key.endswith("(BLUE)") else f"E[Z|X] (with {estimator}'s run)"
                     cell_type = key[len("kang r "):].rsplit(" (", 1)[0]
                     table.setdefault(name, {}).setdefault(cell_type, []).append(value)
-    return {name: {t: _mean(v) for t, v in per.items()} for name, per in table.items()}
+    return table
+
+
+def _seed_mean(value: float | list) -> float:
+    """A stored one-run score: the seed mean of a per-seed list (a bare number from an older run as it is)."""
+    return _mean(value) if isinstance(value, list) else float(value)
+
+
+def _with_range(value: float | list) -> str:
+    """``mean (min-max)`` of a per-seed list, for the one-run table."""
+    if not isinstance(value, list):
+        return f"{value:.3g}"
+    finite = [v for v in value if np.isfinite(v)]
+    return f"{_mean(value):.3g} ({min(finite):.3g} to {max(finite):.3g})" if finite else "nan"
 
 
 def _together_lines(rows: dict) -> list[str]:
-    frame = pd.DataFrame(rows).rename_axis("cell type").reset_index()
+    frame = pd.DataFrame({name: {t: _with_range(v) for t, v in per.items()} for name, per in rows.items()})
+    baselines = [c for c in frame.columns if c.startswith("E[Z|X] (with ")]
+    if baselines and all(frame[c].equals(frame[baselines[0]]) for c in baselines):  # the same fractions every run
+        frame = frame.drop(columns=baselines[1:]).rename(columns={baselines[0]: "E[Z|X] (every run)"})
+    frame = frame.rename_axis("cell type").reset_index()
     return ["### Kang with both conditions in one run (part of the rule since its revision)", "",
             "The per-condition Kang test deconvolves each condition as its own run, so `cohort` and `joint` fit each "
             "condition's own profiles. Here both conditions' pseudo-bulks are one run (one cohort, as a user comparing "
-            f"two groups would upload them): r of the predicted and true IFN-beta log2 fold changes, seed means over "
-            f"{list(KANG_SEEDS)}; the summary's column 'Kang conditions in one run' is each candidate's lowest r minus "
+            f"two groups would upload them): r of the predicted and true IFN-beta log2 fold changes, seed mean (min to max) "
+            f"over {list(KANG_SEEDS)}; the summary's column 'Kang conditions in one run' is each candidate's lowest r minus "
             "the E[Z|X] of its own run.", "", markdown_table(frame, number_format="{:.3g}"), ""]
 
 
@@ -450,13 +472,12 @@ def monaco_types(estimators: tuple[str, ...] = ("network", "closed_form", "blend
 
     blood, cohort = bc.load_model("pbmc"), bc.load_sample("monaco_pbmc")
     table: dict[str, dict] = {}
+    fractions = _quiet(cohort.bulk, with_estimator(blood, "network")).proportions  # the same for every estimator
     for estimator in estimators:
         model = with_estimator(blood, estimator)
         r = monaco_type_r(model, result=_quiet(cohort.bulk, model))
         table.setdefault("reference mean", r["reference mean"].to_dict())
         table[estimator] = r["BLUE"].to_dict()
-        if estimator == "network":
-            fractions = _quiet(cohort.bulk, model).proportions
     to_group, truth_group = truth_mapping(cohort.info, "pbmc")
     measured = cohort.truth.T.groupby(lambda c: truth_group.get(c, "")).sum().drop(index="", errors="ignore").T
     table["network's mean fraction"] = {t: float(fractions[t].mean()) for t in table["reference mean"]}
@@ -552,6 +573,11 @@ def update_cards(best: str, notes: dict[str, str], *, why: str = "") -> None:
         temporary.replace(path)  # atomic: the card is whole, old or new
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """The candidates of a comma-separated list."""
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -561,8 +587,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diagnostic", action="store_true", help="recompute the leakage diagnostic")
     parser.add_argument("--together", action="store_true", help="recompute the Kang one-run diagnostic")
     parser.add_argument("--monaco-types", action="store_true", help="recompute the Monaco by-type diagnostic")
-    parser.add_argument("--together-estimators", default="closed_form,cohort,joint",
-                        help="estimators of the one-run diagnostic (default closed_form,cohort,joint)")
+    parser.add_argument("--together-estimators", default=",".join(GEP_ESTIMATORS),
+                        help=f"estimators of the one-run Kang test (default {','.join(GEP_ESTIMATORS)})")
     parser.add_argument("--candidates", default="", help="comma-separated candidates to (re)score, the others kept "
                         f"from gep_candidates.json (default: all of {[*GEP_ESTIMATORS, DECORRELATED]})")
     args = parser.parse_args(argv)
@@ -574,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only and stored:
         scores, diag = kept, stored.get("_diagnostic")
     elif args.candidates:
-        chosen = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+        chosen = _names(args.candidates)
         unknown = sorted(set(chosen) - {*GEP_ESTIMATORS, DECORRELATED})
         if unknown:
             parser.error(f"unknown candidate(s) {unknown}; valid: {[*GEP_ESTIMATORS, DECORRELATED]}")
@@ -585,8 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     if diag is None or args.diagnostic:
         diag = diagnostic()
     one_run = stored.get("_together", {})
-    if args.together or not one_run:
-        one_run = {**one_run, **together(tuple(e.strip() for e in args.together_estimators.split(",")))}
+    asked = set(_names(args.together_estimators)) if args.together else set()
+    rescored = set(scores) if not (args.report_only or args.candidates) else set(_names(args.candidates))
+    missing = {c for c in scores if c not in one_run}  # the rule needs every estimator's one-run score
+    rerun = [c for c in GEP_ESTIMATORS if c in asked | rescored | missing]
+    if rerun:
+        one_run = {**one_run, **together(tuple(rerun))}
     monaco = stored.get("_monaco_types") or {}
     if args.monaco_types or not monaco:
         monaco = monaco_types()
