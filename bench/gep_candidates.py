@@ -198,7 +198,7 @@ def _mean(values: list) -> float:
 def one_run_worst(one_run: dict, name: str) -> float:
     """Lowest over the Kang types of ``name``'s r minus E[Z|X] with both conditions in one run (:func:`together`);
     NaN when ``name`` was not run so."""
-    mine, base = ({t: _seed_mean(v) for t, v in one_run.get(key, {}).items()}
+    mine, base = ({t: _mean(v) for t, v in one_run.get(key, {}).items()}
                   for key in (name, f"E[Z|X] (with {name}'s run)"))
     gaps = [mine[t] - base[t] for t in mine if t in base and np.isfinite(mine[t]) and np.isfinite(base[t])]
     return min(gaps) if gaps else float("nan")
@@ -259,12 +259,12 @@ def _rule_words(frame: pd.DataFrame, best: str) -> str:
         return ""
     parts = [f"`{c}` ({table.loc[c, PER_RUN]:+.3f} with each condition its own run, {table.loc[c, ONE_RUN]:+.3f} with "
              "both in one)" for c in overturned]
-    return (f"{' and '.join(parts)} {'were' if len(parts) > 1 else 'was'} ahead of it with each Kang condition "
-            "deconvolved as its own run but fell below E[Z|X] with both conditions in one run, where a cohort-level "
-            f"fit no longer sees each condition's mean; `{best}` is at or above E[Z|X] both ways (worst "
-            f"{table.loc[best, WORST]:+.3f})" if table.loc[best, WORST] >= 0 else
-            f"{' and '.join(parts)} {'were' if len(parts) > 1 else 'was'} ahead of it with each Kang condition "
-            "deconvolved as its own run but fell further below E[Z|X] with both conditions in one run")
+    lead = (f"{' and '.join(parts)} {'were' if len(parts) > 1 else 'was'} ahead of it with each Kang condition "
+            "deconvolved as its own run but fell")
+    if table.loc[best, WORST] < 0:
+        return f"{lead} further below E[Z|X] with both conditions in one run"
+    return (f"{lead} below E[Z|X] with both conditions in one run, where a cohort-level fit no longer sees each "
+            f"condition's mean; `{best}` is at or above E[Z|X] both ways (worst {table.loc[best, WORST]:+.3f})")
 
 
 def report(scores: dict, one_run: dict) -> list[str]:
@@ -436,15 +436,8 @@ def together(estimators: tuple[str, ...] = (*GEP_ESTIMATORS, DECORRELATED)) -> d
     return table
 
 
-def _seed_mean(value: float | list) -> float:
-    """A stored one-run score: the seed mean of a per-seed list (a bare number from an older run as it is)."""
-    return _mean(value) if isinstance(value, list) else float(value)
-
-
-def _with_range(value: float | list) -> str:
-    """``mean (min-max)`` of a per-seed list, for the one-run table."""
-    if not isinstance(value, list):
-        return f"{value:.3g}"
+def _with_range(value: list) -> str:
+    """``mean (min to max)`` of a per-seed list, for the one-run table."""
     finite = [v for v in value if np.isfinite(v)]
     return f"{_mean(value):.3g} ({min(finite):.3g} to {max(finite):.3g})" if finite else "nan"
 
@@ -474,10 +467,12 @@ def monaco_types(estimators: tuple[str, ...] = ("network", "closed_form", "blend
 
     blood, cohort = bc.load_model("pbmc"), bc.load_sample("monaco_pbmc")
     table: dict[str, dict] = {}
-    fractions = _quiet(cohort.bulk, with_estimator(blood, "network")).proportions  # the same for every estimator
+    fractions = None
     for estimator in estimators:
         model = with_estimator(blood, estimator)
-        r = monaco_type_r(model, result=_quiet(cohort.bulk, model))
+        result = _quiet(cohort.bulk, model)
+        fractions = result.proportions if fractions is None else fractions  # the network's, whatever the estimator
+        r = monaco_type_r(model, result=result)
         table.setdefault("reference mean", r["reference mean"].to_dict())
         table[estimator] = r["BLUE"].to_dict()
     to_group, truth_group = truth_mapping(cohort.info, "pbmc")
