@@ -12,6 +12,15 @@ Candidates, declared here before any cohort was scored with them (git history: t
 * ``rna+adapt``      -- ``rna`` + cohort adaptation;
 * ``adapt-input``    -- ``shipped`` + adaptation mixing on the network's input scale (DISSECT mixes its scaled
   inputs), ``AdaptationConfig(mix_scale="input")``.
+* ``rna+adapt-gain`` -- declared 2026-12-05, after ``bench/adaptation_gep.py`` measured that adaptation halves the
+  slope of the predicted on the true fractions on a cohort whose composition varies widely (Kang held-out
+  pseudo-bulk: CCC 0.82 -> 0.62 in control cells) and before this candidate was scored: ``rna`` with adaptation
+  used for each type's cohort mean only. ``w_k`` = the cohort mean of the adapted fraction of type ``k`` over the
+  mean of the not-adapted one; each sample's not-adapted fractions times ``w``, rows renormalised (a per-type gain,
+  as a mis-set mRNA content would act; the samples' differences stay the shipped networks'). Fixed before scoring,
+  nothing tuned. Scored with ``--candidates rna+adapt-gain``, which keeps the other candidates' stored runs; the
+  ``rna`` networks are then the shipped members 0-2, which are those networks (same recipe, seeds and split: their
+  not-adapted Monaco CCC reproduces the stored ``rna`` rows, and the run prints the largest difference).
 
 Cohorts (blood with measured composition; truth only read to score):
 
@@ -66,7 +75,17 @@ CANDIDATES = {
     "rna-measured": ("recipe + published RNA content for the measured types only (unmeasured: reference's own)",
                      "rna-measured", None),
     "rna-measured+adapt": ("rna-measured + cohort adaptation", "rna-measured", {}),
+    "rna+adapt-gain": ("rna + adaptation for each type's cohort mean only (a per-type gain on the not-adapted "
+                       "fractions)", "rna", {"_gain": True}),
 }
+
+
+def gain_fractions(plain: pd.DataFrame, adapted: pd.DataFrame) -> pd.DataFrame:
+    """``rna+adapt-gain``: the not-adapted fractions times each type's cohort-mean ratio adapted / not adapted,
+    rows renormalised (both frames samples x types)."""
+    gain = adapted.mean(axis=0) / plain.mean(axis=0).clip(lower=1e-12)
+    out = plain * gain
+    return out.div(out.sum(axis=1), axis=0)
 
 
 # ------------------------------------------------------------------------------------------ cohorts
@@ -172,25 +191,47 @@ def models(tissue: str, kind: str) -> list:
         today = WORK / tissue / "today"
         shipped = load_model(today if (today / "model.json").is_file() else tissue)
         return [member(shipped, s) for s in SEEDS]
-    return [load_model(WORK / tissue / kind / f"seed{s}") for s in SEEDS]
+    folders = [WORK / tissue / kind / f"seed{s}" for s in SEEDS]
+    if kind == "rna" and not all((f / "model.json").is_file() for f in folders):  # the shipped members are these
+        shipped = load_model(tissue)
+        return [member(shipped, s) for s in SEEDS]
+    return [load_model(f) for f in folders]
 
 
 # ------------------------------------------------------------------------------------------ scoring
-def _other_share(result, spec: dict) -> float:  # noqa: ANN001
+def _other_share(proportions: pd.DataFrame, spec: dict) -> float:
     """Mean predicted share of the model's types outside the scored groups (e.g. mDC + platelets for pbmc)."""
-    others = [t for t in result.proportions.columns if spec["model"].get(t) not in spec["groups"]]
-    return float(result.proportions[others].sum(axis=1).mean()) if others else 0.0
+    others = [t for t in proportions.columns if spec["model"].get(t) not in spec["groups"]]
+    return float(proportions[others].sum(axis=1).mean()) if others else 0.0
 
 
-def run(tissue: str) -> list[dict]:
+def _deconvolve(bulk, model, settings: dict | None):  # noqa: ANN001, ANN202
+    """One candidate's fractions on one cohort: ``(proportions, adapted)``."""
     from blue_core.engine.adaptation import AdaptationConfig
     from blue_core.engine.inference import deconvolve
+
+    settings = dict(settings) if settings is not None else None
+    gain = bool(settings and settings.pop("_gain", False))
+    adapt = False
+    if settings is not None:
+        adapt = "auto" if bulk.n_obs < AdaptationConfig().min_samples else AdaptationConfig(**settings)
+    result = deconvolve(bulk, model, adapt=adapt)
+    ran = bool(result.input_report["adaptation"]["ran"])
+    if gain and ran:
+        return gain_fractions(deconvolve(bulk, model, adapt=False).proportions, result.proportions), ran
+    return result.proportions, ran
+
+
+def run(tissue: str, only: tuple[str, ...] | None = None) -> list[dict]:
+    """Every candidate (or those in ``only``), 3 seeds, on every cohort."""
     from blue_core.io import read_bulk
 
     data = cohorts(tissue)
     rows = []
     cache: dict[str, list] = {}
     for name, (what, kind, settings) in CANDIDATES.items():
+        if only is not None and name not in only:
+            continue
         if kind not in cache:
             try:
                 cache[kind] = models(tissue, kind)
@@ -202,16 +243,13 @@ def run(tissue: str) -> list[dict]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     bulk = read_bulk(spec["path"])
-                    adapt = False
-                    if settings is not None:
-                        adapt = "auto" if bulk.n_obs < AdaptationConfig().min_samples else AdaptationConfig(**settings)
                     t0 = time.perf_counter()
-                    result = deconvolve(bulk, model, adapt=adapt)
+                    proportions, adapted = _deconvolve(bulk, model, settings)
                 seconds = time.perf_counter() - t0
-                pred = _five(result.proportions, spec["model"], spec["groups"])
+                pred = _five(proportions, spec["model"], spec["groups"])
                 rows.append({"tissue": tissue, "candidate": name, "seed": seed, "cohort": cohort,
-                             "n": int(len(spec["truth"])), "adapted": bool(result.input_report["adaptation"]["ran"]),
-                             "seconds": round(seconds, 2), "other share": _other_share(result, spec),
+                             "n": int(len(spec["truth"])), "adapted": adapted,
+                             "seconds": round(seconds, 2), "other share": _other_share(proportions, spec),
                              **score(spec["truth"], pred, spec["groups"])})
                 print(f"{name:12s} seed {seed} {cohort:10s} ccc {rows[-1]['ccc']:.3f} ({seconds:.1f} s)", flush=True)
     return rows
@@ -292,7 +330,8 @@ def run_installed(tissue: str) -> list[dict]:
             result = deconvolve(read_bulk(spec["path"]), model)
         pred = _five(result.proportions, spec["model"], spec["groups"])
         rows.append({"tissue": tissue, "candidate": SHIPPED, "seed": -1, "cohort": cohort, "n": int(len(spec["truth"])),
-                     "adapted": bool(result.input_report["adaptation"]["ran"]), "other share": _other_share(result, spec),
+                     "adapted": bool(result.input_report["adaptation"]["ran"]),
+                     "other share": _other_share(result.proportions, spec),
                      "seconds": round(time.perf_counter() - t0, 2), **score(spec["truth"], pred, spec["groups"])})
         print(rows[-1], flush=True)
     return rows
@@ -413,8 +452,19 @@ def report(tissue: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge_runs(stored: list[dict], fresh: list[dict]) -> list[dict]:
+    """``stored`` with each run that ``fresh`` scored again replaced in place; ``fresh``'s new runs at the end."""
+    def key(row: dict) -> tuple:
+        return row["tissue"], row["candidate"], row["seed"], row["cohort"]
+
+    new = {key(r): r for r in fresh}
+    again = {(r["tissue"], r["candidate"]) for r in fresh}
+    kept = [new.pop(key(r), r) for r in stored if (r["tissue"], r["candidate"]) not in again or key(r) in new]
+    return kept + list(new.values())
+
+
 def main(tissue: str, *, do_train: bool = False, report_only: bool = False, workers: int = 2,
-         installed_only: bool = False) -> int:
+         installed_only: bool = False, only: tuple[str, ...] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     out = RESULTS / "selection_loco.json"
     if do_train:
@@ -423,6 +473,9 @@ def main(tissue: str, *, do_train: bool = False, report_only: bool = False, work
     runs = json.loads(out.read_text()) if out.is_file() else []
     if installed_only:  # the installed model changed; the candidates' runs stay as they are
         runs = [r for r in runs if not (r["tissue"] == tissue and r["candidate"] == SHIPPED)] + run_installed(tissue)
+        out.write_text(json.dumps(runs, indent=1) + "\n")
+    elif only:  # score these candidates, keep every other run as stored (and where it was)
+        runs = merge_runs(runs, run(tissue, only))
         out.write_text(json.dumps(runs, indent=1) + "\n")
     elif not report_only:
         fresh = run_pancreas() if tissue == "pancreas" else run(tissue) + run_installed(tissue)

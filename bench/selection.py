@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         import loco
 
         return loco.main(args.tissue, do_train=args.train, report_only=args.report, workers=args.workers,
-                         installed_only=args.installed)
+                         installed_only=args.installed, only=tuple(args.candidates) if args.candidates else None)
     RESULTS = Path(args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)

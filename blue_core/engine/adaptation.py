@@ -16,8 +16,10 @@ member keeps training on
 The mixture is made on the linear scale (CPM over the input genes the cohort measures) and then
 preprocessed like any bulk (``mix_scale="linear"``: a physical mixture of two samples), or on the
 network's input scale (``mix_scale="input"``, as DISSECT mixes its scaled inputs). Only the proportion
-branch is adapted: the GEP branch, and hence the GEPs, are unchanged. The shipped weights are never
-touched (a deep copy is adapted), and the run is deterministic from ``AdaptationConfig.seed``.
+branch is adapted: the GEP branch is unchanged. The GEPs are unchanged only for a model whose GEPs are the
+network's own (``gep_estimator`` ``"network"``); every other estimator splits each bulk by the fractions, so its
+GEPs follow the adapted fractions (:func:`gep_effect`; ``bench/adaptation_gep.py`` measures how far). The shipped
+weights are never touched (a deep copy is adapted), and the run is deterministic from ``AdaptationConfig.seed``.
 
 A sample's result then depends on the cohort it was adapted with: the same sample in another cohort
 can get (slightly) different fractions. The result records that adaptation ran and its settings.
@@ -40,7 +42,7 @@ from .bank import SimulationBank, read_bank, write_bank
 from .config import Settings
 from ..exceptions import BlueInputError
 
-__all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank",
+__all__ = ["AdaptationConfig", "SimulationBank", "adapt_model", "adaptation_text", "build_bank", "read_bank", "gep_effect",
            "refusal", "cohort_rows", "default_adapt", "adapt_request", "write_bank", "MIN_SAMPLES"]
 
 logger = logging.getLogger(__name__)
@@ -171,11 +173,29 @@ def adaptation_text(record: Mapping[str, Any] | None) -> str | None:
         return (f"adapted to this cohort: {record.get('n_members', 1)} network(s) fine-tuned on these "
                 f"{record.get('n_samples')} samples ({settings.get('steps')} steps each, seed {settings.get('seed')}, "
                 f"{float(record.get('seconds', 0)):.0f} s); each sample's fractions now depend on the cohort it came "
-                "with; cell-type expression (GEPs) unchanged")
+                f"with; cell-type expression (GEPs): {record.get('gep_branch') or 'unchanged'}")
     reason = str(record.get("reason") or "")
     if not reason or reason == "not requested":
         return None
     return f"not adapted to this cohort ({reason}): the shipped networks were used as they are"
+
+
+def gep_effect(model: Any) -> str:
+    """What adaptation does to ``model``'s GEPs, in words (the record's ``gep_branch``, the sentence's end).
+
+    Returns
+    -------
+    str
+        "unchanged ..." for a model whose GEPs are the network's own, else the sentence saying they follow the
+        adapted fractions.
+    """
+    from .gep_estimators import model_estimator
+
+    estimator = model_estimator(model)
+    if estimator == "network":
+        return "unchanged (GEPs are those of the shipped networks)"
+    return (f"the GEP branch is unchanged, but this model's GEPs ({estimator.replace('_', '-')} estimator) split each "
+            "bulk by the adapted fractions, so they change with them")
 
 
 def default_adapt(model: Any) -> bool | str:
@@ -359,7 +379,7 @@ def adapt_model(model: Any, values: np.ndarray, *, present: np.ndarray, config: 
     record = dict(ran=True, method="consistency fine-tuning of the proportion branch (DISSECT-style)",
                   settings=config.as_dict(), n_samples=int(cohort_size), n_samples_used=int(n), n_members=int(adapted.n_members),
                   bank_samples=bank.n_samples, seconds=round(seconds, 2), loss_first=round(head, 5),
-                  loss_last=round(tail, 5), gep_branch="unchanged (GEPs are those of the shipped networks)")
+                  loss_last=round(tail, 5), gep_branch=gep_effect(model))
     logger.info("adapted %r on %d samples (%d members x %d steps) in %.1f s", model.name, n, adapted.n_members,
                 config.steps, seconds)
     return adapted, record

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from blue_core.engine.adaptation import AdaptationConfig, adaptation_text, read_bank
+from blue_core.engine.gep_estimators import with_estimator
 from blue_core.exceptions import BlueInputError, BlueModelError
 from blue_core.engine.inference import deconvolve
 from blue_core.engine.model_format import BANK_FILE
@@ -46,6 +47,18 @@ def test_adaptation_is_deterministic_and_changes_only_proportions(tiny_trained):
     assert plain.input_report["adaptation"] == {"ran": False, "reason": "not requested"}
     other_seed = _run(model, bulk, AdaptationConfig(steps=15, batch_size=16, seed=1))
     assert not np.array_equal(other_seed.proportions.to_numpy(), first.proportions.to_numpy())
+
+
+def test_the_record_says_whether_adaptation_moves_the_geps(tiny_trained):
+    model, bulk = tiny_trained(n_bulk=12)
+    network = _run(model, bulk, QUICK)
+    assert network.input_report["adaptation"]["gep_branch"].startswith("unchanged")
+    assert "GEPs are those of the shipped networks" in adaptation_text(network.input_report["adaptation"])
+    closed = with_estimator(model, "closed_form")  # the shipped models' estimator: GEPs split by the fractions
+    plain, adapted = _run(closed, bulk, False), _run(closed, bulk, QUICK)
+    assert not np.allclose(plain.expression, adapted.expression)
+    text = adaptation_text(adapted.input_report["adaptation"])
+    assert "closed-form estimator" in text and "change with them" in text and "unchanged (" not in text
 
 
 def test_adaptation_leaves_the_model_and_its_files_byte_identical(tiny_trained, tmp_path):
