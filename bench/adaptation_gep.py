@@ -155,6 +155,16 @@ def _cell(values: list[float]) -> str:
     return f"{np.nanmean(v):.3g} ({np.nanmin(v):.3g} to {np.nanmax(v):.3g})"
 
 
+def _within(k: dict) -> str:
+    """How many (condition, type) pairs have a seed-mean leakage within 0.1 of the truth's, per mode."""
+    keys = [key for key, v in k["truth"].items() if "leakage" in key and not np.isnan(v).all()]
+    words = []
+    for mode in (*MODES, GAIN):
+        gaps = [abs(np.nanmean(k[mode][key]) - np.nanmean(k["truth"][key])) for key in keys]
+        words.append(f"{mode} {sum(g <= 0.1 for g in gaps)} of {len(keys)} (worst gap {max(gaps):.2f})")
+    return "Closed-form leakage within 0.1 of the truth's (seed means, pairs of condition and type): " + "; ".join(words) + "."
+
+
 def report(data: dict) -> list[str]:
     """The markdown section (tables only; the reading is in the issue note and the README)."""
     k, types = data["kang"], data["types"]
@@ -179,11 +189,12 @@ def report(data: dict) -> list[str]:
             table.append({"row": f"{condition}: closed-form leakage r {t}",
                           **{m: _cell(k[m][key]) for m in (*MODES, GAIN)},
                           "truth": _cell(k["truth"][key])})
-    lines += [markdown_table(pd.DataFrame(table), number_format=None), "",
+    lines += [markdown_table(pd.DataFrame(table), number_format=None), "", _within(k), "",
               f"The GEPs move with adaptation: median |log1p(adapted) - log1p(not adapted)| over samples, types and "
               f"genes {_cell(k['truth']['median |log1p GEP change|'])} (CPM scale).", "",
               "### Real cohorts: the fractions against flow (12 samples each; a per-type slope is rough)", ""]
-    frame = pd.DataFrame(data["real"]).T
+    order = [c for c in ("Monaco", "SDY67", "GSE127813") if c in data["real"]]  # the json stores them sorted
+    frame = pd.DataFrame({c: data["real"][c] for c in order + sorted(set(data["real"]) - set(order))}).T
     cols = ["median |log1p GEP change|"] + [f"{m}: {w}" for w in ["CCC"] + [f"{s} {t}" for t in data["groups"]
                                                                              for s in ("slope", "r")] for m in MODES]
     lines += [markdown_table(frame[[c for c in cols if c in frame.columns]].T.rename_axis("row").reset_index()), ""]
